@@ -48,6 +48,9 @@ INSTALLED_APPS = [
     "tenants",
     "copilot_admin.access",
     "copilot_admin.regions",
+    "copilot_admin.copilot",
+    "copilot_admin.usage",
+    "copilot_admin.audit",
     "copilot_admin.platform",
 ]
 
@@ -126,6 +129,7 @@ AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_USERNAME_FORM_FIELD = "email"
+AXES_USERNAME_CALLABLE = "copilot_admin.access.client_ip.login_username"
 AXES_CLIENT_IP_CALLABLE = "copilot_admin.access.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
@@ -211,6 +215,7 @@ EMAIL_BACKEND = (
     if EMAIL_HOST
     else "django.core.mail.backends.console.EmailBackend"
 )
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "copilot-admin <no-reply@copilot-admin.localhost>")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True

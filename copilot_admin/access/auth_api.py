@@ -1,0 +1,60 @@
+"""API tokens: log in with e-mail and password for a hashed, expiring token; DELETE revokes it."""
+
+from axes.exceptions import AxesBackendPermissionDenied
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema, inline_serializer
+from knox.auth import TokenAuthentication
+from knox.models import AuthToken
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from copilot_admin.access.errors import ApplicationError
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=256, trim_whitespace=False, style={"input_type": "password"})
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expires = serializers.DateTimeField()
+
+
+class AuthTokenView(APIView):
+    """POST: a new token for valid credentials (failed attempts are throttled per account and
+    per address). DELETE: revoke the token used for the request."""
+
+    authentication_classes = [TokenAuthentication]
+    permission_required = "authenticated"
+
+    def get_permissions(self):
+        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+
+    @extend_schema(request=TokenRequestSerializer, responses={201: TokenResponseSerializer}, auth=[])
+    def post(self, request):
+        serializer = TokenRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            user = authenticate(
+                request._request, email=serializer.validated_data["email"], password=serializer.validated_data["password"]
+            )
+        except AxesBackendPermissionDenied:
+            user = None
+        if getattr(request._request, "axes_locked_out", False):
+            raise ApplicationError(
+                "Too many failed logins; try again later.", code="locked_out", status_code=status.HTTP_429_TOO_MANY_REQUESTS
+            )
+        if user is None or not user.is_active:
+            raise ApplicationError(
+                "Invalid e-mail or password.", code="invalid_credentials", status_code=status.HTTP_401_UNAUTHORIZED
+            )
+        instance, token = AuthToken.objects.create(user=user)
+        return Response(TokenResponseSerializer({"token": token, "expires": instance.expiry}).data, status=201)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request):
+        request.auth.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

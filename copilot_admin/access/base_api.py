@@ -1,0 +1,116 @@
+"""Base classes for the REST API.
+
+`TenantViewSet` subclasses declare `permissions = {action: Perm | ANY_MEMBER}`; an action
+missing from the map is refused (fail-closed). Before any handler runs the base class
+authenticates, sets the django-auditlog actor (token users are known only after DRF
+authentication), resolves the tenant and the caller's active membership (missing or foreign:
+404), refuses suspended tenants, and checks the declared permission. The queryset is owned by
+the base class and already narrowed to the tenant; subclasses narrow further with
+`narrow_queryset`, never by overriding `get_queryset`.
+"""
+
+from auditlog.context import set_actor
+from rest_framework import permissions as drf_permissions
+from rest_framework import viewsets
+from rest_framework.exceptions import NotFound as DRFNotFound
+
+from copilot_admin.access.client_ip import client_ip
+from copilot_admin.access.errors import NotFound, PermissionRefused
+from copilot_admin.access.policy import has_permission
+from tenants.selectors import membership_resolve
+
+_FINAL_METHODS = ("get_queryset", "initial", "get_object")
+
+
+class AuditedAPIMixin:
+    """Runs the handler with the authenticated user as django-auditlog actor."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        actor = request.user if request.user.is_authenticated else None
+        self._audit_context = set_actor(actor=actor, remote_addr=client_ip(request))
+        self._audit_context.__enter__()
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        context = getattr(self, "_audit_context", None)
+        if context is not None:
+            context.__exit__(None, None, None)
+            self._audit_context = None
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class TenantPermission(drf_permissions.BasePermission):
+    """Resolves the tenant and membership and checks the view's declared permission."""
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False  # DRF answers 401
+        try:
+            membership = membership_resolve(user=request.user, tenant_slug=view.kwargs["tenant_slug"])
+        except NotFound as exc:
+            raise DRFNotFound() from exc
+        if not membership.tenant.is_active:
+            raise PermissionRefused("This tenant is suspended.", code="tenant_suspended")
+        view.membership = request.membership = membership
+        view.tenant = request.tenant = membership.tenant
+        required = view.permission_for_action()
+        if required is None or not has_permission(membership, required):
+            raise PermissionRefused("Your security role does not allow this action.")
+        return True
+
+
+class TenantAPIMixin(AuditedAPIMixin):
+    permissions: dict = {}
+    permission_classes = [TenantPermission]
+    base_class = True
+    model = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("base_class"):
+            return
+        overridden = [name for name in _FINAL_METHODS if name in cls.__dict__]
+        if overridden:
+            raise TypeError(f"{cls.__name__} must not override {', '.join(overridden)}.")
+        if not cls.__dict__.get("permissions"):
+            raise TypeError(f"{cls.__name__} must declare permissions = {{action: Perm}}.")
+
+    def permission_for_action(self):
+        action = getattr(self, "action", None) or (self.request.method or "").lower()
+        return self.permissions.get(action)
+
+    def get_queryset(self):
+        return self.narrow_queryset(self.model.objects.for_tenant(self.tenant))
+
+    def narrow_queryset(self, queryset):
+        return queryset
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["membership"] = getattr(self, "membership", None)
+        return context
+
+    def get_object(self):
+        obj = self.get_queryset().filter(pk=self.kwargs["pk"]).first() if str(self.kwargs["pk"]).isdigit() else None
+        if obj is None:
+            raise NotFound("Not found.")
+        return obj
+
+
+class TenantViewSet(TenantAPIMixin, viewsets.GenericViewSet):
+    base_class = True
+
+
+class IsPlatformOperator(drf_permissions.BasePermission):
+    """Platform API: operators only; others get 404 (the platform API is not advertised)."""
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        if not request.user.is_platform_operator:
+            raise DRFNotFound()
+        return True
+
+
+class OperatorViewSet(AuditedAPIMixin, viewsets.GenericViewSet):
+    permission_classes = [IsPlatformOperator]

@@ -1,0 +1,55 @@
+"""Form helpers shared by the pages, and the security-role editor form."""
+
+from django import forms
+
+from copilot_admin.access.errors import ApplicationError
+from copilot_admin.access.permissions import MODULES, Perm
+from tenants.models import UserType
+
+
+class StyledFormMixin:
+    """Gives widgets Bootstrap's classes, so templates render fields without per-field markup."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, (forms.CheckboxInput, forms.CheckboxSelectMultiple)):
+                continue
+            css = "form-select" if isinstance(widget, forms.Select) else "form-control"
+            widget.attrs["class"] = f"{widget.attrs.get('class', '')} {css}".strip()
+
+
+def form_add_service_error(form: forms.Form, error: ApplicationError) -> None:
+    """Show a service refusal on the form: on the fields it names, else as a form error."""
+    placed = False
+    for field in error.fields or {}:
+        if field in form.fields:
+            form.add_error(field, error.message)
+            placed = True
+    if not placed:
+        form.add_error(None, error.message)
+
+
+class RoleForm(StyledFormMixin, forms.Form):
+    """Name, user type and the permission matrix (one checkbox per catalogue code)."""
+
+    name = forms.CharField(max_length=80)
+    description = forms.CharField(max_length=255, required=False)
+    user_type = forms.ChoiceField(choices=UserType.choices)
+    permissions = forms.MultipleChoiceField(choices=Perm.choices, required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, lock_user_type: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if lock_user_type:
+            self.fields["user_type"].disabled = True
+
+    def matrix(self):
+        """The permission checkboxes grouped by module, for the matrix editor."""
+        selected = set(self["permissions"].value() or [])
+        return [
+            {"name": module.name, "permissions": [
+                {"code": perm.value, "label": perm.label, "checked": perm.value in selected} for perm in module.permissions
+            ]}
+            for module in MODULES
+        ]

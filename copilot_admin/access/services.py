@@ -1,0 +1,159 @@
+"""Writes to security roles. Each takes the acting membership and enforces the role rules:
+
+- a role applies to one user type; a co-managed role never holds an admin permission;
+- nobody grants a permission they do not hold themselves;
+- system roles are read-only: they can only be cloned or deactivated.
+"""
+
+from django.db import transaction
+
+from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused
+from copilot_admin.access.models import SecurityRole
+from copilot_admin.access.permissions import ALL_PERMISSIONS, COPILOT_GRANTS, Perm
+from copilot_admin.access.policy import permissions_of
+from tenants.models import Membership, Tenant, UserType
+
+SYSTEM_ROLES: tuple[dict, ...] = (
+    {
+        "name": "Tenant Administrator",
+        "description": "Manages users, roles, companies, copilot settings and limits; uses every feature.",
+        "user_type": UserType.INTERNAL,
+        "permissions": sorted(ALL_PERMISSIONS),
+    },
+    {
+        "name": "Technician",
+        "description": "Uses the copilot features on tickets.",
+        "user_type": UserType.INTERNAL,
+        "permissions": sorted(COPILOT_GRANTS),
+    },
+    {
+        "name": "Co-managed Help Desk",
+        "description": "A customer's IT staff: uses the copilot on the companies it co-manages.",
+        "user_type": UserType.CO_MANAGED,
+        "permissions": sorted(COPILOT_GRANTS),
+    },
+    {
+        "name": "Compliance Auditor",
+        "description": "Reads the audit log and usage, exports the audit log; changes nothing.",
+        "user_type": UserType.INTERNAL,
+        "permissions": sorted({Perm.USAGE_VIEW, Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT}),
+    },
+)
+
+
+def _clean_permissions(*, permissions, user_type: str) -> list[str]:
+    unknown = sorted(set(permissions) - ALL_PERMISSIONS)
+    if unknown:
+        raise ApplicationError(f"Unknown permission(s): {', '.join(unknown)}.", fields={"permissions": unknown})
+    if user_type == UserType.CO_MANAGED:
+        above_ceiling = sorted(set(permissions) - COPILOT_GRANTS)
+        if above_ceiling:
+            raise ApplicationError(
+                "A co-managed role can only hold copilot feature grants, not admin permissions.",
+                code="co_managed_ceiling",
+                fields={"permissions": above_ceiling},
+            )
+    return sorted(set(permissions))
+
+
+def ensure_can_grant(*, actor: Membership, permissions) -> None:
+    """Refuse when `permissions` holds a code the actor does not hold itself (no escalation)."""
+    missing = sorted(set(permissions) - permissions_of(actor))
+    if missing:
+        raise PermissionRefused(
+            f"You cannot grant permissions you do not hold: {', '.join(missing)}.",
+            code="escalation_refused",
+        )
+
+
+def _ensure_editable(role: SecurityRole) -> None:
+    if role.is_system:
+        raise Conflict("System roles are read-only; clone the role to change it.", code="system_role_read_only")
+
+
+def _ensure_unique_name(*, tenant: Tenant, name: str, exclude_pk=None) -> None:
+    taken = SecurityRole.objects.for_tenant(tenant).filter(name__iexact=name)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    if taken.exists():
+        raise ApplicationError(f"A role named {name!r} already exists.", code="duplicate", fields={"name": ["taken"]})
+
+
+def roles_seed_system(*, tenant: Tenant) -> list[SecurityRole]:
+    """Create (or bring up to date) the tenant's system roles. Idempotent."""
+    roles = []
+    for spec in SYSTEM_ROLES:
+        role, _ = SecurityRole.objects.for_tenant(tenant).update_or_create(
+            name=spec["name"],
+            defaults={
+                "tenant": tenant,
+                "description": spec["description"],
+                "user_type": spec["user_type"],
+                "permissions": spec["permissions"],
+                "is_system": True,
+            },
+        )
+        roles.append(role)
+    return roles
+
+
+@transaction.atomic
+def role_create(*, actor: Membership, name: str, user_type: str, permissions, description: str = "") -> SecurityRole:
+    permissions = _clean_permissions(permissions=permissions, user_type=user_type)
+    ensure_can_grant(actor=actor, permissions=permissions)
+    _ensure_unique_name(tenant=actor.tenant, name=name)
+    return SecurityRole.objects.for_tenant(actor.tenant).create(
+        tenant=actor.tenant, name=name, user_type=user_type, permissions=permissions, description=description
+    )
+
+
+@transaction.atomic
+def role_clone(*, actor: Membership, source: SecurityRole, name: str, permissions=None, description=None) -> SecurityRole:
+    """A new, editable role starting from `source` (system roles included)."""
+    return role_create(
+        actor=actor,
+        name=name,
+        user_type=source.user_type,
+        permissions=source.permissions if permissions is None else permissions,
+        description=source.description if description is None else description,
+    )
+
+
+@transaction.atomic
+def role_update(*, actor: Membership, role: SecurityRole, **changes) -> SecurityRole:
+    """Change name, description, permissions or is_active. User type is fixed once users hold the role."""
+    role = SecurityRole.objects.for_tenant(actor.tenant).select_for_update().get(pk=role.pk)
+    only_deactivation = set(changes) <= {"is_active"}
+    if not only_deactivation:
+        _ensure_editable(role)
+    if "user_type" in changes and changes["user_type"] != role.user_type:
+        if role.memberships.exists():
+            raise Conflict("The user type of a role held by users cannot change.", code="role_in_use")
+        role.user_type = changes["user_type"]
+    if "permissions" in changes or "user_type" in changes:
+        new = _clean_permissions(permissions=changes.get("permissions", role.permissions), user_type=role.user_type)
+        # Only what is added must be held by the actor; removing is always allowed.
+        ensure_can_grant(actor=actor, permissions=set(new) - role.permission_set)
+        role.permissions = new
+    if "name" in changes and changes["name"] != role.name:
+        _ensure_unique_name(tenant=actor.tenant, name=changes["name"], exclude_pk=role.pk)
+        role.name = changes["name"]
+    if "description" in changes:
+        role.description = changes["description"]
+    if "is_active" in changes:
+        if not changes["is_active"]:
+            if actor.role_id == role.pk:
+                raise Conflict("You cannot deactivate the role you hold yourself.", code="own_role")
+            ensure_can_grant(actor=actor, permissions=role.permission_set)
+        role.is_active = changes["is_active"]
+    role.save()
+    return role
+
+
+@transaction.atomic
+def role_delete(*, actor: Membership, role: SecurityRole) -> None:
+    _ensure_editable(role)
+    ensure_can_grant(actor=actor, permissions=role.permission_set)
+    if role.memberships.exists():
+        raise Conflict("Users hold this role; assign them another role or deactivate it.", code="role_in_use")
+    role.delete()

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from copilot_admin.access import views
+
+app_name = "access"
+
+urlpatterns = [
+    path("roles/", views.RoleListView.as_view(), name="roles"),
+    path("roles/new/", views.RoleCreateView.as_view(), name="role_create"),
+    path("roles/<int:pk>/", views.RoleEditView.as_view(), name="role_edit"),
+]

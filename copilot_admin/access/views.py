@@ -1,0 +1,107 @@
+"""Security role pages: list, permission matrix editor, clone, deactivate."""
+
+from django.contrib import messages
+from django.db.models import Count
+from django.shortcuts import redirect
+from django.views.generic import FormView
+
+from copilot_admin.access import services
+from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
+from copilot_admin.access.errors import ApplicationError
+from copilot_admin.access.forms import RoleForm, form_add_service_error
+from copilot_admin.access.models import SecurityRole
+from copilot_admin.access.permissions import Perm
+
+
+class RoleListView(TenantListView):
+    permission_required = Perm.ROLES
+    model = SecurityRole
+    template_name = "access/role_list.html"
+
+    def narrow_queryset(self, queryset):
+        return queryset.annotate(user_count=Count("memberships"))
+
+
+class RoleCreateView(TenantPageMixin, FormView):
+    """A new role, from scratch or (?clone_from=<id>) starting from an existing one."""
+
+    permission_required = Perm.ROLES
+    form_class = RoleForm
+    template_name = "access/role_form.html"
+
+    def _source(self):
+        source_id = self.request.GET.get("clone_from", "")
+        if not source_id.isdigit():
+            return None
+        return SecurityRole.objects.for_tenant(self.tenant).filter(pk=source_id).first()
+
+    def get_initial(self):
+        source = self._source()
+        if source is None:
+            return {}
+        return {
+            "name": f"{source.name} (copy)",
+            "description": source.description,
+            "user_type": source.user_type,
+            "permissions": source.permissions,
+        }
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(source=self._source(), **kwargs)
+
+    def form_valid(self, form):
+        try:
+            role = services.role_create(actor=self.membership, **form.cleaned_data)
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"The role {role.name} was created.")
+        return redirect("access:roles", tenant_slug=self.tenant.slug)
+
+
+class RoleEditView(TenantObjectMixin, FormView):
+    """The permission matrix of one role; system roles are shown read-only."""
+
+    permission_required = Perm.ROLES
+    model = SecurityRole
+    form_class = RoleForm
+    template_name = "access/role_form.html"
+
+    def get_form_kwargs(self):
+        self.object = self.get_object()
+        kwargs = super().get_form_kwargs()
+        kwargs["lock_user_type"] = self.object.memberships.exists()
+        return kwargs
+
+    def get_initial(self):
+        return {
+            "name": self.object.name,
+            "description": self.object.description,
+            "user_type": self.object.user_type,
+            "permissions": self.object.permissions,
+        }
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(object=self.object, read_only=self.object.is_system, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        form = self.get_form()
+        action = request.POST.get("action", "save")
+        try:
+            if action in ("deactivate", "activate"):
+                services.role_update(actor=self.membership, role=self.object, is_active=action == "activate")
+                messages.success(request, f"The role {self.object.name} was {action}d.")
+                return redirect("access:roles", tenant_slug=self.tenant.slug)
+            if action == "delete":
+                services.role_delete(actor=self.membership, role=self.object)
+                messages.success(request, f"The role {self.object.name} was deleted.")
+                return redirect("access:roles", tenant_slug=self.tenant.slug)
+            if not form.is_valid():
+                return self.form_invalid(form)
+            services.role_update(actor=self.membership, role=self.object, **form.cleaned_data)
+        except ApplicationError as error:
+            form.is_valid()
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(request, f"The role {form.cleaned_data['name']} was saved.")
+        return redirect("access:roles", tenant_slug=self.tenant.slug)

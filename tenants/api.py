@@ -1,0 +1,116 @@
+"""Tenant API: users, client companies, copilot settings. Thin adapters over services."""
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission, TenantViewSet
+from copilot_admin.access.permissions import ANY_MEMBER, Perm
+from tenants import services
+from tenants.models import ClientCompany, Membership, UserType
+from tenants.selectors import companies_in_scope
+from tenants.serializers import (
+    CompanySerializer,
+    CopilotSettingsSerializer,
+    MembershipSerializer,
+    MembershipUpdateSerializer,
+)
+
+
+class MembershipFilter(filters.FilterSet):
+    user_type = filters.ChoiceFilter(choices=UserType.choices)
+    role = filters.NumberFilter(field_name="role_id")
+    is_active = filters.BooleanFilter()
+    email = filters.CharFilter(field_name="user__email", lookup_expr="icontains")
+
+    class Meta:
+        model = Membership
+        fields = ["user_type", "role", "is_active", "email"]
+
+
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                  mixins.UpdateModelMixin, TenantViewSet):
+    """Users of the tenant (memberships). Deactivate with PATCH is_active=false."""
+
+    model = Membership
+    permissions = {
+        "list": Perm.USERS, "retrieve": Perm.USERS, "create": Perm.USERS,
+        "update": Perm.USERS, "partial_update": Perm.USERS,
+    }
+    filterset_class = MembershipFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def narrow_queryset(self, queryset):
+        return queryset.select_related("user", "role").prefetch_related("companies").order_by("user__email")
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return MembershipUpdateSerializer
+        return MembershipSerializer
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.membership_create(
+            actor=self.membership,
+            tenant=self.tenant,
+            email=data["user"]["email"],
+            full_name=data.get("user", {}).get("full_name", ""),
+            user_type=data["user_type"],
+            role=data["role"],
+            companies=data.get("companies", []),
+        )
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        user_data = data.pop("user", {})
+        if "full_name" in user_data:
+            data["full_name"] = user_data["full_name"]
+        serializer.instance = services.membership_update(actor=self.membership, membership=serializer.instance, **data)
+
+
+class CompanyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                     mixins.UpdateModelMixin, TenantViewSet):
+    """Client companies. Every member lists the companies in its scope."""
+
+    model = ClientCompany
+    serializer_class = CompanySerializer
+    permissions = {
+        "list": ANY_MEMBER, "retrieve": ANY_MEMBER, "create": Perm.COMPANIES,
+        "update": Perm.COMPANIES, "partial_update": Perm.COMPANIES,
+    }
+    filterset_fields = ["co_managed"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def narrow_queryset(self, queryset):
+        return queryset & companies_in_scope(membership=self.membership)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.company_create(actor=self.membership, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.company_update(
+            actor=self.membership, company=serializer.instance, **serializer.validated_data
+        )
+
+
+class CopilotSettingsView(AuditedAPIMixin, APIView):
+    """The tenant's copilot switches with its plan entitlement and data zone (read-only)."""
+
+    permission_classes = [TenantPermission]
+    permissions = {"get": ANY_MEMBER, "patch": Perm.COPILOT_SETTINGS}
+
+    def permission_for_action(self):
+        return self.permissions.get(self.request.method.lower())
+
+    @extend_schema(responses=CopilotSettingsSerializer)
+    def get(self, request, tenant_slug):
+        return Response(CopilotSettingsSerializer(self.tenant).data)
+
+    @extend_schema(request=CopilotSettingsSerializer, responses=CopilotSettingsSerializer)
+    def patch(self, request, tenant_slug):
+        serializer = CopilotSettingsSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        tenant = services.tenant_copilot_settings_update(actor=self.membership, **serializer.validated_data)
+        return Response(CopilotSettingsSerializer(tenant).data, status=status.HTTP_200_OK)

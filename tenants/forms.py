@@ -1,0 +1,76 @@
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+from copilot_admin.access.forms import StyledFormMixin
+from copilot_admin.access.models import SecurityRole
+from tenants.models import ClientCompany, Plan, TenantStatus, UserType
+from copilot_admin.regions.models import DataZone
+
+
+class EmailAuthenticationForm(StyledFormMixin, AuthenticationForm):
+    username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+
+
+class MembershipFilterForm(StyledFormMixin, forms.Form):
+    user_type = forms.ChoiceField(choices=[("", "Any type"), *UserType.choices], required=False)
+    role = forms.ModelChoiceField(queryset=SecurityRole.objects.none(), required=False, empty_label="Any role")
+    is_active = forms.ChoiceField(choices=[("", "Active and inactive"), ("1", "Active"), ("0", "Inactive")], required=False)
+    q = forms.CharField(required=False, label="Search", max_length=100)
+
+    def __init__(self, *args, tenant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].queryset = SecurityRole.objects.for_tenant(tenant)
+
+
+class _AssignmentFields(StyledFormMixin, forms.Form):
+    full_name = forms.CharField(max_length=150, required=False, label="Name")
+    role = forms.ModelChoiceField(queryset=SecurityRole.objects.none())
+    companies = forms.ModelMultipleChoiceField(
+        queryset=ClientCompany.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Co-managed users only: the client companies they co-manage.",
+    )
+
+    def __init__(self, *args, tenant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].queryset = SecurityRole.objects.for_tenant(tenant).filter(is_active=True)
+        self.fields["companies"].queryset = ClientCompany.objects.for_tenant(tenant).filter(co_managed=True)
+
+
+class MembershipCreateForm(_AssignmentFields):
+    email = forms.EmailField(max_length=254)
+    user_type = forms.ChoiceField(choices=UserType.choices, initial=UserType.INTERNAL)
+    field_order = ["email", "full_name", "user_type", "role", "companies"]
+
+
+class MembershipEditForm(_AssignmentFields):
+    is_active = forms.BooleanField(required=False, label="Active")
+
+
+class CompanyForm(StyledFormMixin, forms.Form):
+    name = forms.CharField(max_length=150)
+    co_managed = forms.BooleanField(required=False, label="Co-management enabled")
+
+
+class CopilotSettingsForm(StyledFormMixin, forms.Form):
+    copilot_enabled = forms.BooleanField(required=False, label="Copilot enabled for this tenant")
+
+    def __init__(self, *args, features: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        for feature in features:
+            self.fields[f"feature_{feature}"] = forms.BooleanField(required=False, label=feature.replace("-", " ").capitalize())
+
+
+class TenantCreateForm(StyledFormMixin, forms.Form):
+    name = forms.CharField(max_length=120)
+    slug = forms.SlugField(max_length=50)
+    plan = forms.ChoiceField(choices=Plan.choices)
+    zone = forms.ModelChoiceField(queryset=DataZone.objects.all())
+
+
+class TenantEditForm(StyledFormMixin, forms.Form):
+    name = forms.CharField(max_length=120)
+    plan = forms.ChoiceField(choices=Plan.choices)
+    zone = forms.ModelChoiceField(queryset=DataZone.objects.all())
+    status = forms.ChoiceField(choices=TenantStatus.choices)

@@ -1,0 +1,164 @@
+"""Tenancy: tenants and their plans, client companies, users and memberships."""
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.sessions.base_session import AbstractBaseSession
+from django.db import models
+from django.utils import timezone
+
+from tenants.scoping import TenantOwned
+
+
+class Plan(models.TextChoices):
+    ESSENTIALS = "essentials", "Essentials"
+    ITSM = "itsm", "ITSM"
+    ITSM_COPILOT = "itsm_copilot", "ITSM + Copilot"
+    OPS = "ops", "Ops"
+    ULTIMATE = "ultimate", "Ultimate"
+
+
+# Copilot is entitled by plan, for every user of the tenant or for none.
+PLANS_WITH_COPILOT = frozenset({Plan.OPS, Plan.ULTIMATE, Plan.ITSM_COPILOT})
+
+
+class TenantStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+
+
+class UserType(models.TextChoices):
+    INTERNAL = "internal", "Internal"
+    CO_MANAGED = "co_managed", "Co-managed"
+
+
+class Tenant(models.Model):
+    """An MSP using the copilot. Its data zone decides where copilot calls are processed."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=50, unique=True)
+    plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.ITSM)
+    zone = models.ForeignKey("regions.DataZone", on_delete=models.PROTECT, related_name="tenants")
+    status = models.CharField(max_length=12, choices=TenantStatus.choices, default=TenantStatus.ACTIVE)
+    copilot_enabled = models.BooleanField(default=False)
+    # {feature value: bool}; a feature missing from the map is off.
+    feature_switches = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == TenantStatus.ACTIVE
+
+    @property
+    def plan_includes_copilot(self) -> bool:
+        return self.plan in PLANS_WITH_COPILOT
+
+    def feature_enabled(self, feature: str) -> bool:
+        return bool(self.feature_switches.get(feature, False))
+
+    def get_additional_data(self) -> dict:
+        return {"tenant": self.slug}
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **fields) -> "User":
+        if not email:
+            raise ValueError("An e-mail address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user.set_password(password) if password else user.set_unusable_password()
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **fields) -> "User":
+        fields.setdefault("is_platform_operator", True)
+        return self.create_user(email, password, **fields)
+
+
+class User(AbstractBaseUser):
+    """A person who logs in with an e-mail address. Tenant access comes from memberships."""
+
+    email = models.EmailField(unique=True)
+    full_name = models.CharField(max_length=150, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_platform_operator = models.BooleanField(
+        default=False, help_text="Vendor personnel: manages tenants, deployments and default limits."
+    )
+    date_joined = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.full_name or self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = self.__class__.objects.normalize_email(self.email).lower()
+
+
+class ClientCompany(TenantOwned):
+    """A customer organization of the MSP. Co-management is enabled per company."""
+
+    name = models.CharField(max_length=150)
+    co_managed = models.BooleanField(default=False)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["name"]
+        verbose_name_plural = "client companies"
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="company_unique_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_additional_data(self) -> dict:
+        return {"tenant": self.tenant.slug}
+
+
+class Membership(TenantOwned):
+    """A user in a tenant: its type, its one security role, and for co-managed users the
+    client companies it co-manages."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    user_type = models.CharField(max_length=12, choices=UserType.choices, default=UserType.INTERNAL)
+    role = models.ForeignKey("access.SecurityRole", on_delete=models.PROTECT, related_name="memberships")
+    companies = models.ManyToManyField(ClientCompany, blank=True, related_name="co_managers")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["user__email"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.user.email} @ {self.tenant_id}"
+
+    @property
+    def is_co_managed(self) -> bool:
+        return self.user_type == UserType.CO_MANAGED
+
+    def get_additional_data(self) -> dict:
+        return {"tenant": self.tenant.slug}
+
+
+class UserSession(AbstractBaseSession):
+    """A login session, with its user so that suspending a tenant can end its users' sessions."""
+
+    user_id = models.BigIntegerField(null=True, db_index=True)
+
+    @classmethod
+    def get_session_store_class(cls):
+        from tenants.sessions import SessionStore
+
+        return SessionStore

@@ -1,0 +1,101 @@
+"""API representations of tenancy. Relation fields accept only the caller's tenant's objects;
+`tenant` is never writable."""
+
+from rest_framework import serializers
+
+from copilot_admin.access.models import SecurityRole
+from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.regions.models import DataZone
+from tenants.models import ClientCompany, Membership, Plan, Tenant, TenantStatus, UserType
+
+
+class TenantScopedRelatedField(serializers.PrimaryKeyRelatedField):
+    """A primary-key relation limited to the requesting membership's tenant."""
+
+    def __init__(self, *, model, **kwargs):
+        self.related_model = model
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        membership = self.context.get("membership")
+        if membership is None:
+            return self.related_model.objects.none()
+        return self.related_model.objects.for_tenant(membership.tenant)
+
+
+class CompanySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ClientCompany
+        fields = ["id", "name", "co_managed"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    """A user of the tenant. `id` is the membership id."""
+
+    email = serializers.EmailField(source="user.email")
+    full_name = serializers.CharField(source="user.full_name", required=False, allow_blank=True, max_length=150)
+    user_type = serializers.ChoiceField(choices=UserType.choices)
+    role = TenantScopedRelatedField(model=SecurityRole)
+    companies = TenantScopedRelatedField(model=ClientCompany, many=True, required=False)
+    is_active = serializers.BooleanField(required=False)
+    created_at = serializers.DateTimeField(read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "full_name", "user_type", "role", "companies", "is_active", "created_at"]
+
+
+class MembershipUpdateSerializer(MembershipSerializer):
+    """E-mail and user type are fixed once a user exists."""
+
+    email = serializers.EmailField(source="user.email", read_only=True)
+    user_type = serializers.ChoiceField(choices=UserType.choices, read_only=True)
+    role = TenantScopedRelatedField(model=SecurityRole, required=False)
+
+
+class CopilotSettingsSerializer(serializers.Serializer):
+    copilot_enabled = serializers.BooleanField(required=False)
+    features = serializers.DictField(child=serializers.BooleanField(), required=False)
+    plan = serializers.CharField(read_only=True)
+    plan_includes_copilot = serializers.BooleanField(read_only=True)
+    zone = serializers.CharField(source="zone.code", read_only=True)
+
+    def validate_features(self, value):
+        unknown = sorted(set(value) - set(FEATURE_GRANTS))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown feature(s): {', '.join(unknown)}.")
+        return value
+
+    def to_representation(self, tenant):
+        data = super().to_representation(tenant)
+        data["features"] = {feature: tenant.feature_enabled(feature) for feature in FEATURE_GRANTS}
+        return data
+
+
+class ZoneField(serializers.SlugRelatedField):
+    def get_queryset(self):
+        return DataZone.objects.all()
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    """Platform view of a tenant."""
+
+    zone = ZoneField(slug_field="code")
+    plan = serializers.ChoiceField(choices=Plan.choices)
+    status = serializers.ChoiceField(choices=TenantStatus.choices, read_only=True)
+    plan_includes_copilot = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "slug", "plan", "plan_includes_copilot", "zone", "status", "copilot_enabled", "created_at"]
+        read_only_fields = ["copilot_enabled", "created_at"]
+
+
+class TenantUpdateSerializer(TenantSerializer):
+    slug = serializers.SlugField(read_only=True)
+    plan = serializers.ChoiceField(choices=Plan.choices, required=False)
+    status = serializers.ChoiceField(choices=TenantStatus.choices, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["zone"].required = False

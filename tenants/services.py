@@ -1,0 +1,203 @@
+"""Writes to tenancy: tenants, client companies, memberships, copilot switches.
+
+Each function takes the acting user or membership, runs in one transaction (django-auditlog
+writes the change with its actor in the same transaction), and enqueues e-mails and tasks
+only after commit.
+"""
+
+from django.contrib.auth.tokens import default_token_generator
+from django.db import transaction
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused
+from copilot_admin.access.models import SecurityRole
+from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.access.services import ensure_can_grant, roles_seed_system
+from copilot_admin.regions.models import DataZone
+from tenants.models import ClientCompany, Membership, Tenant, TenantStatus, User, UserSession, UserType
+
+
+# -- tenants (platform operators) ------------------------------------------------------
+
+def _ensure_operator(actor: User) -> None:
+    if not actor.is_platform_operator:
+        raise PermissionRefused("Only platform operators manage tenants.")
+
+
+@transaction.atomic
+def tenant_create(*, actor: User | None, name: str, slug: str, plan: str, zone: DataZone) -> Tenant:
+    """A new tenant with its system roles. `actor` None only for the demo seed."""
+    if actor is not None:
+        _ensure_operator(actor)
+    if Tenant.objects.filter(slug=slug).exists():
+        raise ApplicationError(f"The slug {slug!r} is taken.", code="duplicate", fields={"slug": ["taken"]})
+    tenant = Tenant.objects.create(name=name, slug=slug, plan=plan, zone=zone)
+    roles_seed_system(tenant=tenant)
+    return tenant
+
+
+@transaction.atomic
+def tenant_update(*, actor: User, tenant: Tenant, **changes) -> Tenant:
+    """Operators change name, plan, data zone and status. Suspending ends the tenant's
+    users' sessions and API tokens after commit."""
+    _ensure_operator(actor)
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    suspending = changes.get("status") == TenantStatus.SUSPENDED and tenant.status != TenantStatus.SUSPENDED
+    for field in ("name", "plan", "zone", "status"):
+        if field in changes:
+            setattr(tenant, field, changes[field])
+    tenant.save()
+    if suspending:
+        transaction.on_commit(lambda: tenant_end_sessions(tenant=tenant))
+    return tenant
+
+
+def tenant_end_sessions(*, tenant: Tenant) -> int:
+    """End the login sessions and API tokens of every member of `tenant`. Returns how many ended."""
+    from knox.models import AuthToken
+
+    # Sessions and tokens belong to users, not tenants: end those of every member.
+    user_ids = list(Membership.objects.for_tenant(tenant).values_list("user_id", flat=True))
+    sessions, _ = UserSession.objects.filter(user_id__in=user_ids).delete()
+    tokens, _ = AuthToken.objects.filter(user_id__in=user_ids).delete()
+    return sessions + tokens
+
+
+@transaction.atomic
+def tenant_copilot_settings_update(*, actor: Membership, copilot_enabled=None, features=None) -> Tenant:
+    """The tenant's master switch and per-feature switches (features: {feature: bool})."""
+    tenant = Tenant.objects.select_for_update().get(pk=actor.tenant_id)
+    if features is not None:
+        unknown = sorted(set(features) - set(FEATURE_GRANTS))
+        if unknown:
+            raise ApplicationError(f"Unknown feature(s): {', '.join(unknown)}.", fields={"features": unknown})
+        tenant.feature_switches = {**tenant.feature_switches, **{k: bool(v) for k, v in features.items()}}
+    if copilot_enabled is not None:
+        tenant.copilot_enabled = bool(copilot_enabled)
+    tenant.save()
+    return tenant
+
+
+# -- client companies -----------------------------------------------------------------
+
+@transaction.atomic
+def company_create(*, actor: Membership, name: str, co_managed: bool = False) -> ClientCompany:
+    if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=name).exists():
+        raise ApplicationError(f"A company named {name!r} exists.", code="duplicate", fields={"name": ["taken"]})
+    return ClientCompany.objects.for_tenant(actor.tenant).create(tenant=actor.tenant, name=name, co_managed=co_managed)
+
+
+@transaction.atomic
+def company_update(*, actor: Membership, company: ClientCompany, **changes) -> ClientCompany:
+    company = ClientCompany.objects.for_tenant(actor.tenant).select_for_update().get(pk=company.pk)
+    if "name" in changes and changes["name"] != company.name:
+        if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=changes["name"]).exclude(pk=company.pk).exists():
+            raise ApplicationError("A company with that name exists.", code="duplicate", fields={"name": ["taken"]})
+        company.name = changes["name"]
+    if "co_managed" in changes:
+        company.co_managed = bool(changes["co_managed"])
+    company.save()
+    return company
+
+
+# -- memberships (users of a tenant) ----------------------------------------------------
+
+def _validate_assignment(*, actor: Membership, user_type: str, role: SecurityRole, companies) -> list[ClientCompany]:
+    if role.tenant_id != actor.tenant_id:
+        raise ApplicationError("Unknown role.", fields={"role": ["not found"]})
+    if role.user_type != user_type:
+        raise ApplicationError(
+            f"The role {role.name!r} is for {role.get_user_type_display().lower()} users.",
+            code="role_user_type_mismatch",
+            fields={"role": ["user type mismatch"]},
+        )
+    if not role.is_active:
+        raise ApplicationError("The role is deactivated.", code="role_inactive", fields={"role": ["inactive"]})
+    ensure_can_grant(actor=actor, permissions=role.permission_set)
+    companies = list(companies or [])
+    if any(company.tenant_id != actor.tenant_id for company in companies):
+        raise ApplicationError("Unknown company.", fields={"companies": ["not found"]})
+    if user_type == UserType.INTERNAL and companies:
+        raise ApplicationError(
+            "Only co-managed users are bound to client companies.", fields={"companies": ["internal user"]}
+        )
+    if user_type == UserType.CO_MANAGED:
+        if not companies:
+            raise ApplicationError(
+                "A co-managed user co-manages at least one client company.", fields={"companies": ["required"]}
+            )
+        not_enabled = [c.name for c in companies if not c.co_managed]
+        if not_enabled:
+            raise ApplicationError(
+                f"Co-management is not enabled for: {', '.join(not_enabled)}.",
+                code="company_not_co_managed",
+                fields={"companies": not_enabled},
+            )
+    return companies
+
+
+@transaction.atomic
+def membership_create(
+    *,
+    actor: Membership | None,
+    tenant: Tenant,
+    email: str,
+    user_type: str,
+    role: SecurityRole,
+    companies=(),
+    full_name: str = "",
+    password: str | None = None,
+    send_invite: bool = True,
+) -> Membership:
+    """Add a user to the tenant (creating the account if the e-mail is new) and, for a new
+    account without a password, e-mail an invitation to set one. `actor` None only for the seed."""
+    email = User.objects.normalize_email(email).lower()
+    if actor is not None:
+        companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
+    user, created = User.objects.get_or_create(email=email, defaults={"full_name": full_name})
+    if created:
+        user.set_password(password) if password else user.set_unusable_password()
+        user.save()
+    if Membership.objects.for_tenant(tenant).filter(user=user).exists():
+        raise ApplicationError(f"{email} is already a user of this tenant.", code="duplicate", fields={"email": ["taken"]})
+    membership = Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, user_type=user_type, role=role)
+    membership.companies.set(companies)
+    if created and not password and send_invite:
+        transaction.on_commit(lambda: _enqueue_invite(user_id=user.pk, tenant_id=tenant.pk))
+    return membership
+
+
+def _enqueue_invite(*, user_id: int, tenant_id: int) -> None:
+    from tenants.tasks import send_invitation
+
+    send_invitation.delay(user_id=user_id, tenant_id=tenant_id)
+
+
+def invitation_link_parts(*, user: User) -> tuple[str, str]:
+    """The uid and token of the set-password link (Django's password-reset token: single use)."""
+    return urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
+
+
+@transaction.atomic
+def membership_update(*, actor: Membership, membership: Membership, **changes) -> Membership:
+    """Change role, co-managed companies, active flag or the user's name. User type is fixed."""
+    membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
+    if membership.pk == actor.pk and ("role" in changes or changes.get("is_active") is False):
+        raise Conflict("You cannot change your own role or deactivate yourself.", code="own_membership")
+    # Whoever edits a user must be able to grant that user's current role too: no editing
+    # of users who hold more than the actor.
+    ensure_can_grant(actor=actor, permissions=membership.role.permission_set)
+    role = changes.get("role", membership.role)
+    companies = changes["companies"] if "companies" in changes else list(membership.companies.all())
+    companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies)
+    membership.role = role
+    if "is_active" in changes:
+        membership.is_active = bool(changes["is_active"])
+    membership.save()
+    if "companies" in changes:
+        membership.companies.set(companies)
+    if changes.get("full_name") is not None and changes["full_name"] != membership.user.full_name:
+        membership.user.full_name = changes["full_name"]
+        membership.user.save(update_fields=["full_name"])
+    return membership

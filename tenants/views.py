@@ -1,0 +1,233 @@
+"""Tenant pages: overview, users, client companies, copilot settings, login security."""
+
+from axes.models import AccessAttempt
+from axes.utils import reset as axes_reset
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.db.models import Count, Q
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.generic import FormView, TemplateView
+
+from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
+from copilot_admin.access.errors import ApplicationError
+from copilot_admin.access.forms import form_add_service_error
+from copilot_admin.access.models import SecurityRole
+from copilot_admin.access.permissions import ANY_MEMBER, FEATURE_GRANTS, Perm
+from tenants import services
+from tenants.forms import CompanyForm, CopilotSettingsForm, MembershipCreateForm, MembershipEditForm, MembershipFilterForm
+from tenants.models import ClientCompany, Membership
+from tenants.selectors import companies_in_scope, memberships_of_user
+
+
+class HomeView(LoginRequiredMixin, TemplateView):
+    """Where a login lands: the only tenant, a tenant picker, or the platform console."""
+
+    permission_required = "authenticated"
+    template_name = "tenants/home.html"
+
+    def get(self, request, *args, **kwargs):
+        memberships = list(memberships_of_user(user=request.user))
+        if len(memberships) == 1 and not request.user.is_platform_operator:
+            return redirect("tenants:overview", tenant_slug=memberships[0].tenant.slug)
+        if not memberships and request.user.is_platform_operator:
+            return redirect("platform:tenants")
+        return render(request, self.template_name, {"memberships": memberships})
+
+
+class OverviewView(TenantPageMixin, TemplateView):
+    permission_required = ANY_MEMBER
+    template_name = "tenants/overview.html"
+
+    def get_context_data(self, **kwargs):
+        members = Membership.objects.for_tenant(self.tenant).aggregate(
+            total=Count("id"),
+            active=Count("id", filter=Q(is_active=True)),
+            co_managed=Count("id", filter=Q(user_type="co_managed")),
+        )
+        return super().get_context_data(
+            members=members,
+            companies=companies_in_scope(membership=self.membership).count(),
+            roles=SecurityRole.objects.for_tenant(self.tenant).filter(is_active=True).count(),
+            features=[(f, self.tenant.feature_enabled(f), FEATURE_GRANTS[f] in self.request.permissions) for f in FEATURE_GRANTS],
+            **kwargs,
+        )
+
+
+class UserListView(TenantListView):
+    permission_required = Perm.USERS
+    model = Membership
+    template_name = "tenants/user_list.html"
+
+    def narrow_queryset(self, queryset):
+        self.filter_form = MembershipFilterForm(self.request.GET or None, tenant=self.tenant)
+        queryset = queryset.select_related("user", "role").prefetch_related("companies").order_by("user__email")
+        if self.filter_form.is_valid():
+            data = self.filter_form.cleaned_data
+            if data["user_type"]:
+                queryset = queryset.filter(user_type=data["user_type"])
+            if data["role"]:
+                queryset = queryset.filter(role=data["role"])
+            if data["is_active"]:
+                queryset = queryset.filter(is_active=data["is_active"] == "1")
+            if data["q"]:
+                queryset = queryset.filter(Q(user__email__icontains=data["q"]) | Q(user__full_name__icontains=data["q"]))
+        return queryset
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(filter_form=self.filter_form, **kwargs)
+
+
+class UserCreateView(TenantPageMixin, FormView):
+    permission_required = Perm.USERS
+    form_class = MembershipCreateForm
+    template_name = "tenants/user_form.html"
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "tenant": self.tenant}
+
+    def form_valid(self, form):
+        try:
+            membership = services.membership_create(actor=self.membership, tenant=self.tenant, **form.cleaned_data)
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"{membership.user.email} was added; an invitation e-mail is on its way.")
+        return redirect("tenants:users", tenant_slug=self.tenant.slug)
+
+
+class UserEditView(TenantObjectMixin, FormView):
+    permission_required = Perm.USERS
+    model = Membership
+    form_class = MembershipEditForm
+    template_name = "tenants/user_form.html"
+
+    def narrow_queryset(self, queryset):
+        return queryset.select_related("user", "role")
+
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
+        self.object = None
+
+    def get_form_kwargs(self):
+        self.object = self.object or self.get_object()
+        kwargs = {**super().get_form_kwargs(), "tenant": self.tenant}
+        if self.request.method == "GET":
+            kwargs["initial"] = {
+                "full_name": self.object.user.full_name,
+                "role": self.object.role,
+                "companies": list(self.object.companies.all()),
+                "is_active": self.object.is_active,
+            }
+        return kwargs
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(object=self.object, **kwargs)
+
+    def form_valid(self, form):
+        try:
+            services.membership_update(actor=self.membership, membership=self.object, **form.cleaned_data)
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"{self.object.user.email} was updated.")
+        return redirect("tenants:users", tenant_slug=self.tenant.slug)
+
+
+class CompanyListView(TenantListView):
+    """Every member sees the companies in its scope; administrators manage them."""
+
+    permission_required = ANY_MEMBER
+    model = ClientCompany
+    template_name = "tenants/company_list.html"
+
+    def narrow_queryset(self, queryset):
+        scope = companies_in_scope(membership=self.membership)
+        return scope.annotate(co_manager_count=Count("co_managers")).order_by("name")
+
+
+class CompanyCreateView(TenantPageMixin, FormView):
+    permission_required = Perm.COMPANIES
+    form_class = CompanyForm
+    template_name = "tenants/company_form.html"
+
+    def form_valid(self, form):
+        try:
+            services.company_create(actor=self.membership, **form.cleaned_data)
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"{form.cleaned_data['name']} was added.")
+        return redirect("tenants:companies", tenant_slug=self.tenant.slug)
+
+
+class CompanyEditView(TenantObjectMixin, FormView):
+    permission_required = Perm.COMPANIES
+    model = ClientCompany
+    form_class = CompanyForm
+    template_name = "tenants/company_form.html"
+
+    def get_initial(self):
+        self.object = self.get_object()
+        return {"name": self.object.name, "co_managed": self.object.co_managed}
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(object=self.object, **kwargs)
+
+    def form_valid(self, form):
+        try:
+            services.company_update(actor=self.membership, company=self.object, **form.cleaned_data)
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"{form.cleaned_data['name']} was saved.")
+        return redirect("tenants:companies", tenant_slug=self.tenant.slug)
+
+
+class CopilotSettingsPageView(TenantPageMixin, FormView):
+    permission_required = Perm.COPILOT_SETTINGS
+    form_class = CopilotSettingsForm
+    template_name = "tenants/copilot_settings.html"
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "features": list(FEATURE_GRANTS)}
+
+    def get_initial(self):
+        initial = {"copilot_enabled": self.tenant.copilot_enabled}
+        initial.update({f"feature_{f}": self.tenant.feature_enabled(f) for f in FEATURE_GRANTS})
+        return initial
+
+    def form_valid(self, form):
+        data = form.cleaned_data
+        services.tenant_copilot_settings_update(
+            actor=self.membership,
+            copilot_enabled=data["copilot_enabled"],
+            features={f: data[f"feature_{f}"] for f in FEATURE_GRANTS},
+        )
+        messages.success(self.request, "Copilot settings were saved.")
+        return redirect("tenants:settings", tenant_slug=self.tenant.slug)
+
+
+class LoginSecurityView(TenantPageMixin, TemplateView):
+    """Failed logins and lockouts of this tenant's users; an administrator can lift a lockout."""
+
+    permission_required = Perm.USERS
+    template_name = "tenants/login_security.html"
+
+    def _attempts(self):
+        emails = Membership.objects.for_tenant(self.tenant).values_list("user__email", flat=True)
+        return AccessAttempt.objects.filter(username__in=emails).order_by("-attempt_time")
+
+    def get_context_data(self, **kwargs):
+        attempts = list(self._attempts()[:200])
+        for attempt in attempts:
+            attempt.locked = attempt.failures_since_start >= settings.AXES_FAILURE_LIMIT
+        return super().get_context_data(attempts=attempts, failure_limit=settings.AXES_FAILURE_LIMIT, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        email = request.POST.get("username", "")
+        if self._attempts().filter(username=email).exists():
+            axes_reset(username=email)
+            messages.success(request, f"The lockout of {email} was lifted.")
+        return redirect(reverse("tenants:login_security", kwargs={"tenant_slug": self.tenant.slug}))

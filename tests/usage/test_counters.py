@@ -1,0 +1,472 @@
+"""The limit counter engine: exact under concurrency, all-or-nothing, UTC windows, both backends."""
+
+import logging
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import OperationalError, connections
+
+from copilot_admin.usage.counters import (
+    TTL_MARGIN_SECONDS,
+    DatabaseCounterBackend,
+    LimitCheck,
+    LimitsUnavailable,
+    LimitWindow,
+    RedisCounterBackend,
+    ReserveResult,
+    Window,
+    WindowUsage,
+    get_counter_backend,
+    limits_fail_open,
+)
+from copilot_admin.usage.models import LimitCounter
+
+
+def requests_per(window: Window, limit: int, *, key: str = "u:1:requests") -> LimitWindow:
+    return LimitWindow(key=key, window=window, limit=limit, amount=1)
+
+
+def tokens_per_day(limit: int, amount: int, *, key: str = "t:1:tokens") -> LimitWindow:
+    return LimitWindow(key=key, window=Window.DAY, limit=limit, amount=amount)
+
+
+def check(*windows: LimitWindow) -> LimitCheck:
+    return LimitCheck(windows=windows)
+
+
+def used(backend, *windows: LimitWindow) -> list[int]:
+    return [item.used_after for item in backend.current(windows=windows)]
+
+
+def run_concurrently(count: int, work) -> list:
+    """Run `work(i)` in `count` threads released together; return the results in order."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = work(index)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
+    assert not errors, errors
+    return results
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TestInput:
+    def test_window_lengths(self):
+        assert (Window.MINUTE.seconds, Window.HOUR.seconds, Window.DAY.seconds) == (60, 3600, 86400)
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"key": "", "window": Window.MINUTE, "limit": 1},
+            {"key": " padded", "window": Window.MINUTE, "limit": 1},
+            {"key": "k" * 151, "window": Window.MINUTE, "limit": 1},
+            {"key": "k", "window": "fortnight", "limit": 1},
+            {"key": "k", "window": Window.MINUTE, "limit": -1},
+            {"key": "k", "window": Window.MINUTE, "limit": 1.5},
+            {"key": "k", "window": Window.MINUTE, "limit": 1, "amount": -1},
+            {"key": "k", "window": Window.MINUTE, "limit": True},
+        ],
+    )
+    def test_bad_window_is_refused(self, kwargs):
+        with pytest.raises(ValueError):
+            LimitWindow(**kwargs)
+
+    def test_window_kind_accepts_its_value(self):
+        assert LimitWindow(key="k", window="hour", limit=1).window is Window.HOUR
+
+    def test_check_needs_windows_and_no_duplicates(self):
+        with pytest.raises(ValueError):
+            LimitCheck(windows=[])
+        with pytest.raises(ValueError):
+            check(requests_per(Window.MINUTE, 1), requests_per(Window.MINUTE, 2))
+        # The same key in two window kinds is two different limits.
+        assert len(check(requests_per(Window.MINUTE, 1), requests_per(Window.HOUR, 2)).windows) == 2
+
+
+class TestBehaviour:
+    """Every test here runs against Redis and against the database."""
+
+    def test_admits_up_to_the_limit_then_refuses_without_counting(self, backend):
+        limit = requests_per(Window.MINUTE, 3)
+        outcomes = [backend.reserve(check=check(limit)).allowed for _ in range(5)]
+        assert outcomes == [True, True, True, False, False]
+        assert used(backend, limit) == [3]
+
+    def test_result_brackets_each_reservation(self, backend):
+        limit = tokens_per_day(100, 40)
+        first = backend.reserve(check=check(limit)).window("t:1:tokens")
+        second = backend.reserve(check=check(limit)).window("t:1:tokens")
+        refused = backend.reserve(check=check(limit))
+        assert (first.used_before, first.used_after, second.used_before, second.used_after) == (0, 40, 40, 80)
+        assert not refused.allowed
+        assert (refused.windows[0].used_before, refused.windows[0].used_after) == (80, 80)
+        assert refused.windows[0].exceeded
+        assert second.remaining == 20
+
+    def test_windows_are_utc_aligned_buckets_with_retry_after(self, backend, clock):
+        clock.set(datetime(2026, 11, 20, 10, 17, 42, 300000, tzinfo=UTC))
+        result = backend.reserve(
+            check=check(requests_per(Window.MINUTE, 5), requests_per(Window.HOUR, 5), requests_per(Window.DAY, 5))
+        )
+        minute, hour, day = result.windows
+        assert minute.window_start == datetime(2026, 11, 20, 10, 17, tzinfo=UTC)
+        assert minute.resets_at == datetime(2026, 11, 20, 10, 18, tzinfo=UTC)
+        assert hour.window_start == datetime(2026, 11, 20, 10, tzinfo=UTC)
+        assert day.window_start == datetime(2026, 11, 20, tzinfo=UTC)
+        assert day.resets_at == datetime(2026, 11, 21, tzinfo=UTC)
+        # Seconds until the reset, rounded up: 17.7 -> 18; 42m17.7s -> 2538; 13h42m17.7s -> 49338.
+        assert (minute.retry_after, hour.retry_after, day.retry_after) == (18, 2538, 49338)
+
+    def test_all_or_nothing_across_windows(self, backend):
+        per_minute = requests_per(Window.MINUTE, 10)
+        per_hour = requests_per(Window.HOUR, 10)
+        tokens = tokens_per_day(1000, 600)
+        assert backend.reserve(check=check(per_minute, per_hour, tokens)).allowed
+        refused = backend.reserve(check=check(per_minute, per_hour, tokens))
+        assert not refused.allowed
+        assert [item.key for item in refused.exceeded] == ["t:1:tokens"]
+        assert refused.retry_after == refused.window("t:1:tokens").retry_after
+        # The request windows had room, yet were not counted for the refused call.
+        assert used(backend, per_minute, per_hour, tokens) == [1, 1, 600]
+
+    def test_retry_after_waits_for_every_exceeded_window(self, backend, clock):
+        clock.set(datetime(2026, 11, 20, 10, 59, 30, tzinfo=UTC))
+        per_minute = requests_per(Window.MINUTE, 1)
+        per_hour = requests_per(Window.HOUR, 1)
+        per_day = requests_per(Window.DAY, 100)
+        assert backend.reserve(check=check(per_minute, per_hour, per_day)).allowed
+        refused = backend.reserve(check=check(per_minute, per_hour, per_day))
+        assert {item.window for item in refused.exceeded} == {Window.MINUTE, Window.HOUR}
+        assert refused.retry_after == 30
+        clock.set(datetime(2026, 11, 20, 10, 59, 59, tzinfo=UTC))
+        assert backend.reserve(check=check(per_minute, per_hour, per_day)).retry_after == 1
+
+    def test_minute_window_rolls_over_without_sleeping(self, backend, clock):
+        clock.set(datetime(2026, 11, 20, 10, 17, 0, tzinfo=UTC))
+        per_minute = requests_per(Window.MINUTE, 2)
+        per_hour = requests_per(Window.HOUR, 3)
+        assert backend.reserve(check=check(per_minute, per_hour)).allowed
+        assert backend.reserve(check=check(per_minute, per_hour)).allowed
+        clock.advance(59.9)
+        refused = backend.reserve(check=check(per_minute, per_hour))
+        assert not refused.allowed and refused.retry_after == 1
+        clock.advance(0.1)
+        assert backend.reserve(check=check(per_minute, per_hour)).allowed
+        # The hour window did not roll over: it is now full.
+        refused = backend.reserve(check=check(per_minute, per_hour))
+        assert [item.window for item in refused.exceeded] == [Window.HOUR]
+        assert refused.retry_after == 43 * 60
+
+    def test_day_resets_at_midnight_utc(self, backend, clock):
+        clock.set(datetime(2026, 11, 20, 23, 59, 59, 500000, tzinfo=UTC))
+        tokens = tokens_per_day(100, 100)
+        assert backend.reserve(check=check(tokens)).allowed
+        refused = backend.reserve(check=check(tokens))
+        assert not refused.allowed and refused.retry_after == 1
+        clock.advance(0.5)
+        admitted = backend.reserve(check=check(tokens))
+        assert admitted.allowed
+        assert admitted.windows[0].window_start == datetime(2026, 11, 21, tzinfo=UTC)
+
+    def test_same_key_in_two_windows_counts_separately(self, backend, clock):
+        per_minute = requests_per(Window.MINUTE, 2)
+        per_hour = requests_per(Window.HOUR, 5)
+        for _ in range(2):
+            assert backend.reserve(check=check(per_minute, per_hour)).allowed
+        clock.advance(60)
+        assert used(backend, per_minute, per_hour) == [0, 2]
+
+    def test_different_keys_do_not_share_counters(self, backend):
+        alice = requests_per(Window.MINUTE, 1, key="u:1:requests")
+        bob = requests_per(Window.MINUTE, 1, key="u:2:requests")
+        assert backend.reserve(check=check(alice)).allowed
+        assert backend.reserve(check=check(bob)).allowed
+        assert not backend.reserve(check=check(alice)).allowed
+
+    def test_zero_limit_refuses_everything(self, backend):
+        assert not backend.reserve(check=check(requests_per(Window.DAY, 0))).allowed
+
+    def test_zero_amount_is_checked_but_not_counted(self, backend):
+        tokens = tokens_per_day(10, 0)
+        assert backend.reserve(check=check(tokens)).allowed
+        assert used(backend, tokens) == [0]
+
+    def test_reconcile_moves_a_token_window_to_the_actual_cost(self, backend):
+        per_minute = requests_per(Window.MINUTE, 10)
+        tokens = tokens_per_day(1000, 300)
+        reservation = backend.reserve(check=check(per_minute, tokens))
+        adjusted = backend.reconcile(reservation=reservation, actual={"t:1:tokens": 120})
+        assert [(item.key, item.used_before, item.used_after) for item in adjusted] == [("t:1:tokens", 300, 120)]
+        assert used(backend, per_minute, tokens) == [1, 120]
+        second = backend.reserve(check=check(per_minute, tokens))
+        adjusted = backend.reconcile(reservation=second, actual={"t:1:tokens": 950})
+        assert (adjusted[0].used_before, adjusted[0].used_after) == (420, 1070)
+        # Above the limit after a costly call: the next call waits for the window to reset.
+        assert not backend.reserve(check=check(per_minute, tokens_per_day(1000, 1))).allowed
+
+    def test_reconcile_never_goes_below_zero(self, backend):
+        tokens = tokens_per_day(1000, 300)
+        reservation = backend.reserve(check=check(tokens))
+        backend.reconcile(reservation=reservation, actual={"t:1:tokens": 0})
+        again = backend.reconcile(reservation=reservation, actual={"t:1:tokens": 0})
+        assert (again[0].used_before, again[0].used_after) == (0, 0)
+        assert used(backend, tokens) == [0]
+
+    def test_reconcile_applies_to_the_bucket_it_reserved_in(self, backend, clock):
+        clock.set(datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC))
+        tokens = tokens_per_day(1000, 300)
+        reservation = backend.reserve(check=check(tokens))
+        clock.advance(5)
+        backend.reconcile(reservation=reservation, actual={"t:1:tokens": 100})
+        assert used(backend, tokens) == [0]
+        clock.advance(-5)
+        assert used(backend, tokens) == [100]
+
+    def test_reconcile_of_a_refused_reservation_changes_nothing(self, backend):
+        tokens = tokens_per_day(100, 100)
+        backend.reserve(check=check(tokens))
+        refused = backend.reserve(check=check(tokens))
+        assert backend.reconcile(reservation=refused, actual={"t:1:tokens": 1}) == ()
+        assert used(backend, tokens) == [100]
+
+    def test_reconcile_rejects_keys_it_did_not_reserve(self, backend):
+        reservation = backend.reserve(check=check(tokens_per_day(100, 10)))
+        with pytest.raises(ValueError):
+            backend.reconcile(reservation=reservation, actual={"t:2:tokens": 5})
+        with pytest.raises(ValueError):
+            backend.reconcile(reservation=reservation, actual={"t:1:tokens": -5})
+
+    def test_release_refunds_every_window(self, backend):
+        per_minute = requests_per(Window.MINUTE, 1)
+        tokens = tokens_per_day(1000, 300)
+        kept = backend.reserve(check=check(tokens_per_day(1000, 50)))
+        reservation = backend.reserve(check=check(per_minute, tokens))
+        assert backend.release(reservation=reservation) is None
+        assert used(backend, per_minute, tokens) == [0, 50]
+        assert kept.allowed
+        assert backend.reserve(check=check(per_minute, tokens)).allowed
+
+    def test_release_never_goes_below_zero_and_ignores_refusals(self, backend):
+        per_minute = requests_per(Window.MINUTE, 1)
+        reservation = backend.reserve(check=check(per_minute))
+        refused = backend.reserve(check=check(per_minute))
+        backend.release(reservation=refused)
+        assert used(backend, per_minute) == [1]
+        backend.release(reservation=reservation)
+        backend.release(reservation=reservation)
+        assert used(backend, per_minute) == [0]
+
+    def test_current_reads_without_counting(self, backend):
+        per_minute = requests_per(Window.MINUTE, 2)
+        unseen = requests_per(Window.HOUR, 2, key="u:9:requests")
+        backend.reserve(check=check(per_minute))
+        backend.reserve(check=check(per_minute))
+        now_minute, now_unseen = backend.current(windows=[per_minute, unseen])
+        assert (now_minute.used_after, now_minute.limit, now_minute.exceeded) == (2, 2, True)
+        assert now_minute.percent_used() == 100.0
+        assert (now_unseen.used_after, now_unseen.exceeded) == (0, False)
+        assert used(backend, per_minute) == [2]
+        assert backend.current(windows=[]) == ()
+
+    def test_a_warning_threshold_is_crossed_exactly_once(self, backend):
+        per_day = requests_per(Window.DAY, 10)
+        results = [backend.reserve(check=check(per_day)) for _ in range(12)]
+        crossings = [i for i, result in enumerate(results) if result.windows[0].crossed(percent=80)]
+        assert crossings == [7]
+
+
+class TestConcurrency:
+    THREADS = 60
+    LIMIT = 17
+
+    @pytest.mark.django_db(transaction=True)
+    def test_parallel_reservations_admit_exactly_the_limit(self, backend):
+        limit = requests_per(Window.MINUTE, self.LIMIT)
+        results: list[ReserveResult] = run_concurrently(self.THREADS, lambda _: backend.reserve(check=check(limit)))
+        admitted = [result for result in results if result.allowed]
+        assert len(admitted) == self.LIMIT
+        # Each admitted call saw a distinct count: the reservations were serialized.
+        assert sorted(result.windows[0].used_before for result in admitted) == list(range(self.LIMIT))
+        assert sum(result.windows[0].crossed(percent=50) for result in admitted) == 1
+        assert all(result.retry_after >= 1 for result in results if not result.allowed)
+        assert used(backend, limit) == [self.LIMIT]
+
+    @pytest.mark.django_db(transaction=True)
+    def test_parallel_multi_window_checks_are_all_or_nothing(self, backend):
+        requests = requests_per(Window.MINUTE, self.LIMIT)
+        tokens = tokens_per_day(70, 7)  # room for 10 calls: the binding limit
+        results = run_concurrently(self.THREADS, lambda _: backend.reserve(check=check(requests, tokens)))
+        assert sum(result.allowed for result in results) == 10
+        assert used(backend, requests, tokens) == [10, 70]
+
+    @pytest.mark.django_db(transaction=True)
+    def test_parallel_release_and_reserve_stay_exact(self, backend):
+        limit = requests_per(Window.MINUTE, self.LIMIT)
+
+        def reserve_then_release_odd(index: int) -> bool:
+            result = backend.reserve(check=check(limit))
+            if result.allowed and index % 2:
+                backend.release(reservation=result)
+                return False
+            return result.allowed
+
+        kept = sum(run_concurrently(self.THREADS, reserve_then_release_odd))
+        assert used(backend, limit) == [kept]
+        assert kept <= self.LIMIT
+
+
+class TestRedisBackend:
+    def test_keys_expire_one_window_plus_margin_after_the_write(self, redis_backend, clock):
+        clock.set(datetime(2026, 11, 20, 10, 17, 42, tzinfo=UTC))
+        redis_backend.reserve(check=check(requests_per(Window.MINUTE, 5), tokens_per_day(100, 10)))
+        minute_key = redis_backend.storage_key(
+            key="u:1:requests", window=Window.MINUTE, window_start=int(datetime(2026, 11, 20, 10, 17, tzinfo=UTC).timestamp())
+        )
+        day_key = redis_backend.storage_key(
+            key="t:1:tokens", window=Window.DAY, window_start=int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
+        )
+        assert redis_backend.client.get(minute_key) == b"1"
+        assert 60 < redis_backend.client.ttl(minute_key) <= 60 + TTL_MARGIN_SECONDS
+        assert 86400 < redis_backend.client.ttl(day_key) <= 86400 + TTL_MARGIN_SECONDS
+
+    def test_a_reservation_is_one_round_trip(self, redis_backend, monkeypatch):
+        limits = check(requests_per(Window.MINUTE, 5), requests_per(Window.HOUR, 5), tokens_per_day(100, 10))
+        redis_backend.reserve(check=limits)  # loads the script on first use
+        commands = []
+        original = redis_backend.client.execute_command
+
+        def counting(*args, **kwargs):
+            commands.append(args[0])
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(redis_backend.client, "execute_command", counting)
+        redis_backend.reserve(check=limits)
+        redis_backend.current(windows=limits.windows)
+        assert commands == ["EVALSHA", "MGET"]
+
+    def test_redis_down_raises_limits_unavailable_and_logs_without_secrets(self, clock, caplog):
+        backend = RedisCounterBackend(
+            url=f"redis://:s3cret-pass@127.0.0.1:{closed_port()}/0", key_prefix="test-limits:down:", clock=clock
+        )
+        started = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="copilot_admin.usage.counters"):
+            with pytest.raises(LimitsUnavailable) as raised:
+                backend.reserve(check=check(requests_per(Window.MINUTE, 5)))
+            with pytest.raises(LimitsUnavailable):
+                backend.current(windows=[requests_per(Window.MINUTE, 5)])
+        assert time.monotonic() - started < 5
+        assert raised.value.code == "limits_unavailable" and raised.value.status_code == 503
+        assert "Redis at 127.0.0.1:" in caplog.text
+        assert "s3cret-pass" not in caplog.text
+
+    def test_redis_down_never_fails_reconcile_or_release(self, clock, caplog):
+        backend = RedisCounterBackend(url=f"redis://127.0.0.1:{closed_port()}/0", clock=clock)
+        bucket = datetime(2026, 11, 20, tzinfo=UTC)
+        reservation = ReserveResult(
+            allowed=True,
+            windows=(
+                WindowUsage(
+                    key="t:1:tokens",
+                    window=Window.DAY,
+                    limit=100,
+                    amount=10,
+                    window_start=bucket,
+                    resets_at=bucket + timedelta(days=1),
+                    used_before=0,
+                    used_after=10,
+                    exceeded=False,
+                    retry_after=1,
+                ),
+            ),
+        )
+        with caplog.at_level(logging.ERROR, logger="copilot_admin.usage.counters"):
+            assert backend.reconcile(reservation=reservation, actual={"t:1:tokens": 25}) == ()
+            assert backend.release(reservation=reservation) is None
+        assert "reconcile not applied to t:1:tokens/day" in caplog.text
+        assert "release not applied to t:1:tokens/day" in caplog.text
+
+
+class TestDatabaseBackend:
+    def test_a_bucket_is_one_row(self, database_backend, clock):
+        clock.set(datetime(2026, 11, 20, 10, 17, 42, tzinfo=UTC))
+        for _ in range(3):
+            database_backend.reserve(check=check(requests_per(Window.MINUTE, 5)))
+        row = LimitCounter.objects.get()
+        assert (row.key, row.window_start, row.used) == (
+            "minute:u:1:requests",
+            datetime(2026, 11, 20, 10, 17, tzinfo=UTC),
+            3,
+        )
+        assert row.expires_at == datetime(2026, 11, 20, 10, 18, tzinfo=UTC) + timedelta(seconds=TTL_MARGIN_SECONDS)
+
+    def test_purge_expired_deletes_only_finished_windows(self, database_backend, clock):
+        database_backend.reserve(check=check(requests_per(Window.MINUTE, 5), requests_per(Window.DAY, 5)))
+        clock.advance(60 + TTL_MARGIN_SECONDS + 1)
+        assert database_backend.purge_expired() == 1
+        assert list(LimitCounter.objects.values_list("key", flat=True)) == ["day:u:1:requests"]
+
+    def test_lock_contention_is_retried(self, database_backend, monkeypatch):
+        original = DatabaseCounterBackend._locked_rows
+        failures = iter([OperationalError("database is locked"), OperationalError("deadlock detected")])
+
+        def flaky(self, buckets):
+            error = next(failures, None)
+            if error:
+                raise error
+            return original(self, buckets)
+
+        monkeypatch.setattr(DatabaseCounterBackend, "_locked_rows", flaky)
+        assert database_backend.reserve(check=check(requests_per(Window.MINUTE, 5))).allowed
+        assert used(database_backend, requests_per(Window.MINUTE, 5)) == [1]
+
+    def test_lasting_contention_raises_limits_unavailable(self, clock, monkeypatch, caplog, db):
+        backend = DatabaseCounterBackend(lock_timeout=0.05, clock=clock)
+
+        def locked(self, buckets):
+            raise OperationalError("database is locked")
+
+        monkeypatch.setattr(DatabaseCounterBackend, "_locked_rows", locked)
+        with caplog.at_level(logging.ERROR, logger="copilot_admin.usage.counters"):
+            with pytest.raises(LimitsUnavailable):
+                backend.reserve(check=check(requests_per(Window.MINUTE, 5)))
+        assert "reserve on the database gave up" in caplog.text
+
+
+class TestConfiguration:
+    def test_redis_url_selects_redis(self, settings):
+        settings.REDIS_URL = "redis://127.0.0.1:6379/15"
+        assert isinstance(get_counter_backend(), RedisCounterBackend)
+        assert get_counter_backend() is get_counter_backend()
+
+    def test_no_redis_url_selects_the_database(self, settings):
+        settings.REDIS_URL = ""
+        assert isinstance(get_counter_backend(), DatabaseCounterBackend)
+
+    def test_fail_open_is_off_unless_configured(self, settings):
+        if hasattr(settings, "USAGE_LIMITS_FAIL_OPEN"):
+            del settings.USAGE_LIMITS_FAIL_OPEN
+        assert limits_fail_open() is False
+        settings.USAGE_LIMITS_FAIL_OPEN = True
+        assert limits_fail_open() is True
