@@ -106,12 +106,7 @@ class UserEditView(TenantObjectMixin, FormView):
     def narrow_queryset(self, queryset):
         return queryset.select_related("user", "role")
 
-    def setup(self, request, *args, **kwargs):
-        super().setup(request, *args, **kwargs)
-        self.object = None
-
     def get_form_kwargs(self):
-        self.object = self.object or self.get_object()
         kwargs = {**super().get_form_kwargs(), "tenant": self.tenant}
         if self.request.method == "GET":
             kwargs["initial"] = {
@@ -169,7 +164,6 @@ class CompanyEditView(TenantObjectMixin, FormView):
     template_name = "tenants/company_form.html"
 
     def get_initial(self):
-        self.object = self.get_object()
         return {"name": self.object.name, "co_managed": self.object.co_managed}
 
     def get_context_data(self, **kwargs):

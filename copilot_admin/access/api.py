@@ -23,7 +23,7 @@ class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def narrow_queryset(self, queryset):
-        return queryset.annotate(user_count=Count("memberships"))
+        return queryset.annotate(user_count=Count("memberships")).order_by("-is_system", "name")
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

@@ -47,7 +47,11 @@ class TenantPageMixin(AccessMixin):
         request.permissions = permissions_of(membership)
         if not has_permission(membership, self.permission_required):
             raise PermissionDenied("Your security role does not allow this page.")
+        self.prepare()
         return super().dispatch(request, *args, **kwargs)
+
+    def prepare(self) -> None:
+        """Runs after the access checks, before the handler."""
 
 
 class TenantListView(TenantPageMixin, ListView):
@@ -71,6 +75,9 @@ class TenantObjectMixin(TenantPageMixin):
 
     def narrow_queryset(self, queryset):
         return queryset
+
+    def prepare(self) -> None:
+        self.object = self.get_object()
 
     def get_object(self, queryset=None):
         obj = (queryset or self.get_queryset()).filter(pk=self.kwargs["pk"]).first()

@@ -19,7 +19,7 @@ class RoleListView(TenantListView):
     template_name = "access/role_list.html"
 
     def narrow_queryset(self, queryset):
-        return queryset.annotate(user_count=Count("memberships"))
+        return queryset.annotate(user_count=Count("memberships")).order_by("-is_system", "name")
 
 
 class RoleCreateView(TenantPageMixin, FormView):
@@ -68,7 +68,6 @@ class RoleEditView(TenantObjectMixin, FormView):
     template_name = "access/role_form.html"
 
     def get_form_kwargs(self):
-        self.object = self.get_object()
         kwargs = super().get_form_kwargs()
         kwargs["lock_user_type"] = self.object.memberships.exists()
         return kwargs

@@ -38,8 +38,16 @@ class TenantEditView(OperatorPageMixin, FormView):
     form_class = TenantEditForm
     template_name = "platform/tenant_form.html"
 
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
+        self.object = None
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.user.is_authenticated and request.user.is_platform_operator:
+            self.object = get_object_or_404(Tenant, pk=kwargs["pk"])
+        return super().dispatch(request, *args, **kwargs)
+
     def get_initial(self):
-        self.object = get_object_or_404(Tenant, pk=self.kwargs["pk"])
         return {"name": self.object.name, "plan": self.object.plan, "zone": self.object.zone, "status": self.object.status}
 
     def get_context_data(self, **kwargs):

@@ -1,0 +1,36 @@
+"""`python manage.py run_simulator`: serve the Azure OpenAI simulator in the foreground.
+
+For development and load tests: point deployments' endpoints at http://HOST:PORT. It binds the
+loopback address by default; the control endpoints (`/_sim/...`) have no authentication, so
+never expose it beyond this machine.
+"""
+
+from django.core.management.base import BaseCommand
+
+from copilot_admin.copilot.simulator import SimulatorApp, SimulatorState, uvicorn_config
+
+
+class Command(BaseCommand):
+    help = "Serve the local Azure OpenAI-compatible simulator (chat completions, error modes, request log)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8765)
+        parser.add_argument(
+            "--max-recorded", type=int, default=1000, help="How many requests the log keeps (latest first out)."
+        )
+        parser.add_argument(
+            "--deployment",
+            action="append",
+            dest="deployments",
+            help="Accept only this deployment name (repeatable); default: any name.",
+        )
+        parser.add_argument("--log-level", default="warning")
+
+    def handle(self, *args, host: str, port: int, max_recorded: int, deployments, log_level: str, **options):
+        import uvicorn
+
+        state = SimulatorState(max_recorded=max_recorded, deployments=deployments)
+        self.stdout.write(f"Azure OpenAI simulator on http://{host}:{port} (control: /_sim/behaviour, /_sim/requests)")
+        server = uvicorn.Server(uvicorn_config(SimulatorApp(state), host=host, port=port, log_level=log_level))
+        server.run()

@@ -1,0 +1,160 @@
+"""End to end through Debian's chromium: log in, invite a user (with a hostile name), change
+its role, log out; and a technician, who has no user administration, is kept out.
+
+Runs against pytest-django's `live_server`, so the database is transactional; the marker asks
+for a serialized rollback so the zones seeded by migrations are there for every test.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tenants.models import Membership
+from tests.conftest import require_service
+from tests.factories import PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TIMEOUT_MS = 15_000
+
+HOSTILE_NAME = "<script>window.__xss=1</script>Eve"
+INVITEE = "eve@alpha.test"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+@pytest.fixture
+def browser_page(live_server, monkeypatch):
+    """A fresh chromium page pointed at the live server; fails the test on any script error or
+    any failed request (a missing vendored asset shows up here)."""
+    require_service("chromium", os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the test
+    # (and the database teardown) make from here are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    expect.set_options(timeout=TIMEOUT_MS)
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url} {request.failure}"))
+        page.on(
+            "response",
+            lambda response: problems.append(f"HTTP {response.status}: {response.url}")
+            if response.status >= 400 and response.request.resource_type != "document"
+            else None,
+        )
+        page.problems = problems
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+    assert problems == [], "the browser saw problems:\n" + "\n".join(problems)
+
+
+def log_in(page, email: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/login/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    # The user's only tenant: the home page redirects straight to its overview.
+    expect(page).to_have_url(re.compile(r"/t/alpha/$"))
+    expect(page.get_by_role("heading", name="Alpha MSP", exact=True)).to_be_visible()
+
+
+def user_row(page, email: str):
+    return page.get_by_test_id("user-table").locator("tbody tr").filter(has_text=email)
+
+
+def test_admin_invites_edits_and_logs_out(browser_page, tenant_a):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    log_in(page, "admin@alpha.test")
+
+    # 1. Users → Invite user, with markup in the name.
+    page.get_by_role("link", name="Users", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/t/alpha/users/$"))
+    page.get_by_role("link", name="Invite user").click()
+    expect(page).to_have_url(re.compile(r"/t/alpha/users/new/$"))
+    page.get_by_label("Email").fill(INVITEE)
+    page.get_by_label("Name").fill(HOSTILE_NAME)
+    page.get_by_label("User type").select_option(label="Internal")
+    page.get_by_label("Role").select_option(label="Technician")
+    page.get_by_role("button", name="Invite").click()
+
+    expect(page).to_have_url(re.compile(r"/t/alpha/users/$"))
+    expect(page.get_by_role("alert")).to_contain_text(f"{INVITEE} was added")
+    row = user_row(page, INVITEE)
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(0)).to_have_text(HOSTILE_NAME)  # shown literally, as text
+    expect(row.locator("td").nth(2)).to_have_text("Internal")
+    expect(row.locator("td").nth(3)).to_have_text("Technician")
+    assert "<script>window.__xss=1</script>Eve" in page.inner_text("body")
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.evaluate("[...document.scripts].filter(s => s.textContent.includes('__xss')).length") == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "users.png"), full_page=True)
+
+    # 2. Edit: Technician → Compliance Auditor.
+    row.get_by_role("link", name="Edit").click()
+    expect(page).to_have_url(re.compile(r"/t/alpha/users/\d+/$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text(HOSTILE_NAME)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    expect(page.get_by_label("Active")).to_be_checked()
+    page.get_by_label("Role").select_option(label="Compliance Auditor")
+    page.get_by_role("button", name="Save").click()
+
+    expect(page).to_have_url(re.compile(r"/t/alpha/users/$"))
+    expect(page.get_by_role("alert")).to_contain_text(f"{INVITEE} was updated")
+    expect(user_row(page, INVITEE).locator("td").nth(3)).to_have_text("Compliance Auditor")
+    membership = Membership.objects.for_tenant(tenant_a.tenant).select_related("user", "role").get(user__email=INVITEE)
+    assert membership.role.name == "Compliance Auditor"
+    assert membership.user.full_name == HOSTILE_NAME
+    assert membership.is_active
+
+    # 3. Log out (a POST form in the navbar): back at the login page, and the pages are closed.
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login/$"))
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.goto("/t/alpha/users/")
+    expect(page).to_have_url(re.compile(r"/login/\?next=/t/alpha/users/$"))
+    expect(page.get_by_label("E-mail")).to_be_visible()
+
+
+def test_technician_has_no_user_administration(browser_page, tenant_a):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    log_in(page, "tech@alpha.test")
+    expect(page.get_by_role("link", name="Overview", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="Users", exact=True)).to_have_count(0)
+
+    response = page.goto("/t/alpha/users/")
+    assert response is not None and response.status == 403
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    expect(page.get_by_test_id("user-table")).to_have_count(0)
+    expect(page.get_by_text("tech@alpha.test", exact=True)).to_be_visible()  # still logged in

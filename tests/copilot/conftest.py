@@ -1,0 +1,78 @@
+"""Fixtures for the copilot service module: a real simulator on loopback, driven over HTTP.
+
+Nothing here needs the database. One simulator serves the whole session (per xdist worker);
+each test starts from `ok` behaviours and an empty request log.
+"""
+
+import asyncio
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from copilot_admin.copilot import azure
+from copilot_admin.copilot.azure import DeploymentTarget
+from copilot_admin.copilot.simulator import SimulatorControl, run_simulator_in_thread
+
+API_KEY_ENV = "COPILOT_TEST_AZURE_KEY"
+API_KEY = "test-key-not-a-secret"
+API_VERSION = "2024-10-21"
+
+
+@pytest.fixture(scope="session")
+def simulator_url() -> Iterator[str]:
+    with run_simulator_in_thread() as url:
+        yield url
+
+
+@pytest.fixture
+def sim(simulator_url: str) -> Iterator[SimulatorControl]:
+    control = SimulatorControl(simulator_url)
+    control.reset()
+    yield control
+    control.reset()
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(API_KEY_ENV, API_KEY)
+    return API_KEY
+
+
+@pytest.fixture
+def make_target(simulator_url: str, api_key: str) -> Callable[..., DeploymentTarget]:
+    def make(deployment: str = "gpt-4o-a", **overrides) -> DeploymentTarget:
+        options = {
+            "name": f"sim-{deployment}",
+            "endpoint": simulator_url,
+            "deployment": deployment,
+            "api_version": API_VERSION,
+            "auth_mode": "api_key",
+            "api_key_env": API_KEY_ENV,
+            "timeout_seconds": 5.0,
+            "connect_timeout_seconds": 2.0,
+        }
+        options.update(overrides)
+        return DeploymentTarget(**options)
+
+    return make
+
+
+@pytest.fixture(params=["sync", "async"])
+def call(request: pytest.FixtureRequest) -> Callable[..., azure.CallResult]:
+    """`call(targets=..., messages=..., feature=..., ...)` through the sync or the async variant."""
+    if request.param == "sync":
+        return azure.call_with_failover
+
+    def run(**kwargs):
+        return asyncio.run(azure.acall_with_failover(**kwargs))
+
+    return run
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
