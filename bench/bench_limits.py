@@ -1,15 +1,18 @@
 """Benchmark of the limit counters; prints one JSON object.
 
 1. History independence (Redis): the median wall time of one `reserve` of a realistic
-   five-window check with an empty history, then again after 1,000,000 prior increments
-   spread over many keys in the engine's own key layout. The ratio (after / empty) should
-   stay near 1: the check touches a fixed number of keys whatever the history.
+   five-window check against a Redis database holding 1,000,000 prior increments spread
+   over 250,000 keys in the engine's own key layout, and against an empty database of the
+   same server. Samples alternate between the two in rounds, so load on the machine hits
+   both alike. The ratio (history / empty) should stay near 1: a check touches a fixed
+   number of keys whatever the history.
 2. The same for the database backend, after 200,000 prior counter rows.
 3. Exactness under concurrency: 50 threads make 1,000 attempts against a limit of 200;
    admitted must equal allowed, for Redis and for the database.
 
-Environment: `BENCH_REDIS_URL` (default `redis://127.0.0.1:6379/15`; the bench writes under
-its own key prefix and deletes it afterwards), `BENCH_DATABASE_URL` (default: a temporary
+Environment: `BENCH_REDIS_URL` (default `redis://127.0.0.1:6379/15`; the empty baseline uses
+the database number below it; the bench writes under its own key prefix in both and deletes
+it afterwards), `BENCH_DATABASE_URL` (default: a temporary
 SQLite file, the `make run` configuration; on another database the bench creates the
 counter table only if it is missing and deletes only its own rows). Runs in about a minute.
 """
@@ -24,6 +27,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,7 +63,7 @@ HISTORY_INCREMENTS = 1_000_000
 HISTORY_KEYS = 250_000
 DATABASE_HISTORY_ROWS = 200_000
 USERS = 1_000
-SAMPLES = 2_000
+SAMPLES = 4_000
 DATABASE_SAMPLES = 400
 THREADS = 50
 ATTEMPTS = 1_000
@@ -81,16 +85,38 @@ def call_check(user: int, *, prefix: str = "") -> LimitCheck:
     )
 
 
-def median_reserve_microseconds(backend: CounterBackend, *, samples: int, prefix: str = "") -> float:
-    for user in range(50):  # warm up: connection, script cache
-        backend.reserve(check=call_check(user, prefix=prefix))
+def reserve_timings(backend: CounterBackend, *, samples: int, offset: int = 0, prefix: str = "") -> list[float]:
     timings = []
-    for index in range(samples):
+    for index in range(offset, offset + samples):
         limits = call_check((index * 7919) % USERS, prefix=prefix)
         started = time.perf_counter()
         backend.reserve(check=limits)
         timings.append(time.perf_counter() - started)
-    return round(statistics.median(timings) * 1e6, 1)
+    return timings
+
+
+def median_reserve_microseconds(backend: CounterBackend, *, samples: int, prefix: str = "") -> float:
+    reserve_timings(backend, samples=50, prefix=prefix)  # warm up: connection, statements
+    return round(statistics.median(reserve_timings(backend, samples=samples, prefix=prefix)) * 1e6, 1)
+
+
+def interleaved_medians(first: CounterBackend, second: CounterBackend, *, samples: int, rounds: int = 10) -> tuple[float, float]:
+    """Median reserve time of each backend, measured in alternating rounds (microseconds)."""
+    reserve_timings(first, samples=50)
+    reserve_timings(second, samples=50)
+    timings: tuple[list[float], list[float]] = ([], [])
+    per_round = samples // rounds
+    for round_number in range(rounds):
+        for backend, sink in ((first, timings[0]), (second, timings[1])):
+            sink += reserve_timings(backend, samples=per_round, offset=round_number * per_round)
+    return tuple(round(statistics.median(sink) * 1e6, 1) for sink in timings)
+
+
+def baseline_url(url: str) -> str:
+    """The same Redis server, the database number below the bench's (1 for database 0)."""
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{number - 1 if number > 0 else 1}"))
 
 
 def fill_redis_history(backend: RedisCounterBackend) -> float:
@@ -161,26 +187,27 @@ def concurrency(backend: CounterBackend, *, key: str) -> dict:
 def bench_redis() -> dict:
     prefix = f"bench-limits:{uuid.uuid4().hex}:"
     backend = RedisCounterBackend(url=REDIS_URL, key_prefix=prefix)
+    empty_backend = RedisCounterBackend(url=baseline_url(REDIS_URL), key_prefix=prefix)
     try:
         backend.client.ping()
     except Exception as exc:  # noqa: BLE001
         return {"error": f"Redis not reachable at {REDIS_URL}: {type(exc).__name__}"}
     try:
-        empty = median_reserve_microseconds(backend, samples=SAMPLES)
         fill_seconds = fill_redis_history(backend)
-        after = median_reserve_microseconds(backend, samples=SAMPLES)
+        with_history, empty = interleaved_medians(backend, empty_backend, samples=SAMPLES)
         return {
             "history_increments": HISTORY_INCREMENTS,
             "history_keys": HISTORY_KEYS,
             "history_fill_seconds": fill_seconds,
             "median_reserve_us_empty": empty,
-            "median_reserve_us_after_history": after,
-            "ratio_after_to_empty": round(after / empty, 3),
+            "median_reserve_us_after_history": with_history,
+            "ratio_after_to_empty": round(with_history / empty, 3),
             "concurrency": concurrency(backend, key="concurrency"),
         }
     finally:
-        delete_redis_prefix(backend, prefix)
-        backend.client.close()
+        for used_backend in (backend, empty_backend):
+            delete_redis_prefix(used_backend, prefix)
+            used_backend.client.close()
 
 
 def bench_database() -> dict:

@@ -132,7 +132,7 @@ AXES_USERNAME_FORM_FIELD = "email"
 AXES_USERNAME_CALLABLE = "copilot_admin.access.client_ip.login_username"
 AXES_CLIENT_IP_CALLABLE = "copilot_admin.access.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_LOCKOUT_CALLABLE = "copilot_admin.access.client_ip.lockout_response"
 AXES_ENABLE_ADMIN = False
 AXES_VERBOSE = False
 

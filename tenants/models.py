@@ -75,6 +75,10 @@ class UserManager(BaseUserManager):
         user.save(using=self._db)
         return user
 
+    def get_by_natural_key(self, email: str) -> "User":
+        """E-mail addresses are stored lower-cased; logins match them case-insensitively."""
+        return self.get(email=(email or "").strip().lower())
+
     def create_superuser(self, email: str, password: str | None = None, **fields) -> "User":
         fields.setdefault("is_platform_operator", True)
         return self.create_user(email, password, **fields)

@@ -5,7 +5,8 @@ from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.generic import FormView, TemplateView
@@ -214,10 +215,19 @@ class LoginSecurityView(TenantPageMixin, TemplateView):
         return AccessAttempt.objects.filter(username__in=emails).order_by("-attempt_time")
 
     def get_context_data(self, **kwargs):
-        attempts = list(self._attempts()[:200])
-        for attempt in attempts:
-            attempt.locked = attempt.failures_since_start >= settings.AXES_FAILURE_LIMIT
-        return super().get_context_data(attempts=attempts, failure_limit=settings.AXES_FAILURE_LIMIT, **kwargs)
+        locked_since = timezone.now() - settings.AXES_COOLOFF_TIME
+        accounts = (
+            self._attempts()
+            .values("username")
+            .annotate(failures=Sum("failures_since_start"), addresses=Count("ip_address", distinct=True),
+                      last_attempt=Max("attempt_time"))
+            .order_by("-last_attempt")[:200]
+        )
+        for account in accounts:
+            account["locked"] = (
+                account["failures"] >= settings.AXES_FAILURE_LIMIT and account["last_attempt"] > locked_since
+            )
+        return super().get_context_data(accounts=accounts, failure_limit=settings.AXES_FAILURE_LIMIT, **kwargs)
 
     def post(self, request, *args, **kwargs):
         email = request.POST.get("username", "")

@@ -63,7 +63,8 @@ def role_named(tenant: Tenant, name: str) -> SecurityRole:
 
 def add_member(tenant: Tenant, role_name: str, *, email: str | None = None, companies=(), **user_fields) -> Membership:
     role = role_named(tenant, role_name)
-    user = UserFactory(**({"email": email} if email else {}), **user_fields)
+    user = User.objects.filter(email=email).first() if email else None
+    user = user or UserFactory(**({"email": email} if email else {}), **user_fields)
     membership = Membership.objects.for_tenant(tenant).create(
         tenant=tenant, user=user, user_type=role.user_type, role=role
     )

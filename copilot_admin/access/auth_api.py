@@ -30,6 +30,11 @@ class AuthTokenView(APIView):
     authentication_classes = [TokenAuthentication]
     permission_required = "authenticated"
 
+    def perform_authentication(self, request):
+        # Logging in never depends on a token the client may still carry (stale or expired).
+        if request.method != "POST":
+            super().perform_authentication(request)
+
     def get_permissions(self):
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
 

@@ -26,3 +26,14 @@ def login_username(request, credentials: dict | None = None) -> str | None:
     if raw is None and request is not None:
         raw = request.POST.get("email") or request.POST.get("username")
     return raw.strip().lower() if isinstance(raw, str) else None
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """AXES_LOCKOUT_CALLABLE: the API gets the contract's error shape, pages the lockout page."""
+    from django.http import JsonResponse
+    from django.shortcuts import render
+
+    if request.path.startswith("/api/"):
+        body = {"error": {"code": "locked_out", "message": "Too many failed logins; try again later."}}
+        return JsonResponse(body, status=429)
+    return render(request, "registration/locked_out.html", status=429)

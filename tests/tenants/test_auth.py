@@ -1,0 +1,178 @@
+"""Login, logout, throttling of failed logins, session expiry, tenant switching, API tokens,
+and tenant suspension ending sessions and tokens."""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+from tenants import services
+from tenants.models import TenantStatus, UserSession
+from tests.conftest import api_client_for
+from tests.factories import PASSWORD, add_member
+
+LOGIN = "/login/"
+
+
+def login(client, email, password=PASSWORD, ip="10.0.0.1"):
+    return client.post(LOGIN, {"username": email, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_login_lands_on_the_only_tenant_and_logout_ends_session(tenant_a):
+    client = Client()
+    response = login(client, "tech@alpha.test")
+    assert response.status_code == 302
+    home = client.get(response["Location"])
+    assert home.status_code == 302 and home["Location"] == "/t/alpha/"
+    assert client.get("/t/alpha/").status_code == 200
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/t/alpha/").status_code == 302
+
+
+def test_email_login_is_case_insensitive(tenant_a):
+    assert login(Client(), "TECH@Alpha.test").status_code == 302
+
+
+def test_wrong_password_shows_error(tenant_a):
+    response = login(Client(), "tech@alpha.test", "wrong-password")
+    assert response.status_code == 200 and "correct" in response.content.decode()
+
+
+def test_failed_logins_lock_the_account_from_any_address(tenant_a):
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        login(Client(), "tech@alpha.test", "wrong", ip=f"10.1.0.{i}")
+    # Right password, fresh address: the account is locked.
+    locked = login(Client(), "tech@alpha.test", ip="10.9.9.9")
+    assert locked.status_code == 429 and "Too many failed logins" in locked.content.decode()
+    # Another account is not affected.
+    assert login(Client(), "admin@alpha.test", ip="10.9.9.8").status_code == 302
+
+
+def test_failed_logins_lock_the_address_for_any_account(tenant_a):
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        login(Client(), f"nobody{i}@alpha.test", "wrong", ip="10.2.0.1")
+    assert login(Client(), "admin@alpha.test", ip="10.2.0.1").status_code == 429
+    assert login(Client(), "admin@alpha.test", ip="10.2.0.2").status_code == 302
+
+
+def test_api_token_login_is_throttled_too(tenant_a):
+    api = APIClient()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        api.post("/api/v1/auth/token/", {"email": "tech@alpha.test", "password": "nope"}, format="json", REMOTE_ADDR="10.3.0.1")
+    response = api.post("/api/v1/auth/token/", {"email": "tech@alpha.test", "password": PASSWORD}, format="json", REMOTE_ADDR="10.3.0.2")
+    assert response.status_code == 429 and response.json()["error"]["code"] == "locked_out"
+
+
+def test_lockouts_are_visible_to_the_tenant_admin_and_can_be_lifted(tenant_a, tenant_b):
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        login(Client(), "tech@alpha.test", "wrong", ip=f"10.4.0.{i}")
+        login(Client(), "tech@bravo.test", "wrong", ip=f"10.5.0.{i}")
+    admin = Client()
+    admin.force_login(tenant_a.members["admin"].user)
+    page = admin.get("/t/alpha/security/").content.decode()
+    assert "tech@alpha.test" in page and "locked out" in page
+    assert "tech@bravo.test" not in page
+    admin.post("/t/alpha/security/", {"username": "tech@alpha.test"})
+    assert login(Client(), "tech@alpha.test", ip="10.4.9.9").status_code == 302
+    # A foreign tenant's account cannot be unlocked from here.
+    admin.post("/t/alpha/security/", {"username": "tech@bravo.test"})
+    assert login(Client(), "tech@bravo.test", ip="10.5.9.9").status_code == 429
+
+
+def test_sessions_expire_after_inactivity(tenant_a):
+    assert settings.SESSION_SAVE_EVERY_REQUEST and settings.SESSION_COOKIE_AGE == 30 * 60
+    client = Client()
+    login(client, "tech@alpha.test")
+    assert client.get("/t/alpha/").status_code == 200
+    session = UserSession.objects.get(user_id=tenant_a.members["tech"].user_id)
+    assert session.expire_date > timezone.now() + timedelta(minutes=29)
+    session.expire_date = timezone.now() - timedelta(seconds=1)
+    session.save()
+    assert client.get("/t/alpha/").status_code == 302
+
+
+def test_user_switches_between_its_tenants_only(tenant_a, tenant_b):
+    user = tenant_a.members["tech"].user
+    add_member(tenant_b.tenant, "Technician", email=user.email)
+    client = Client()
+    client.force_login(user)
+    home = client.get("/")
+    assert home.status_code == 200
+    body = home.content.decode()
+    assert "Alpha MSP" in body and "Bravo MSP" in body
+    assert client.get("/t/alpha/").status_code == 200 and client.get("/t/bravo/").status_code == 200
+    switcher = client.get("/t/bravo/").content.decode()
+    assert 'href="/t/alpha/"' in switcher
+    # A tenant it does not belong to is neither listed nor reachable.
+    from tests.conftest import build_tenant
+
+    build_tenant("charlie", "Charlie MSP")
+    assert "Charlie MSP" not in client.get("/").content.decode()
+    assert client.get("/t/charlie/").status_code == 404
+
+
+def test_token_is_stored_hashed_expires_and_is_revocable(tenant_a):
+    api = APIClient()
+    response = api.post("/api/v1/auth/token/", {"email": "tech@alpha.test", "password": PASSWORD}, format="json")
+    assert response.status_code == 201
+    token, expires = response.json()["token"], response.json()["expires"]
+    assert expires
+    stored = AuthToken.objects.get(user=tenant_a.members["tech"].user)
+    assert token not in (stored.digest, stored.token_key) and len(stored.digest) == 128
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api.get("/api/v1/tenants/alpha/settings/").status_code == 200
+    # Expired: refused.
+    AuthToken.objects.filter(pk=stored.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+    expired = api.get("/api/v1/tenants/alpha/settings/")
+    assert expired.status_code == 401 and expired.json()["error"]["code"] == "authentication_failed"
+    # Revoked: refused.
+    response = api.post("/api/v1/auth/token/", {"email": "tech@alpha.test", "password": PASSWORD}, format="json")
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['token']}")
+    assert api.delete("/api/v1/auth/token/").status_code == 204
+    assert api.get("/api/v1/tenants/alpha/settings/").status_code == 401
+
+
+def test_token_login_with_bad_credentials(tenant_a):
+    api = APIClient()
+    bad = api.post("/api/v1/auth/token/", {"email": "tech@alpha.test", "password": "nope"}, format="json")
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_credentials"
+    malformed = api.post("/api/v1/auth/token/", {"email": "not-an-email"}, format="json")
+    assert malformed.status_code == 400 and set(malformed.json()["error"]["fields"]) == {"email", "password"}
+
+
+def test_suspending_a_tenant_ends_sessions_and_tokens(tenant_a, tenant_b, operator, django_capture_on_commit_callbacks):
+    browser = Client()
+    login(browser, "tech@alpha.test")
+    api = api_client_for(tenant_a.members["admin"].user)
+    bystander = api_client_for(tenant_b.members["admin"].user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client_for(operator).patch(
+            reverse("api:platform-tenants-detail", kwargs={"pk": tenant_a.tenant.pk}), {"status": "suspended"}, format="json"
+        )
+    assert response.status_code == 200 and response.json()["status"] == "suspended"
+    assert browser.get("/t/alpha/").status_code == 302  # session gone
+    assert api.get("/api/v1/tenants/alpha/settings/").status_code == 401  # token gone
+    assert bystander.get("/api/v1/tenants/bravo/settings/").status_code == 200
+    # Logging in again does not reopen a suspended tenant.
+    again = api_client_for(tenant_a.members["admin"].user)
+    refused = again.get("/api/v1/tenants/alpha/settings/")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "tenant_suspended"
+    page = Client()
+    page.force_login(tenant_a.members["tech"].user)
+    assert page.get("/t/alpha/").status_code == 403
+
+
+def test_reactivating_a_tenant_restores_access(tenant_a, operator):
+    services.tenant_update(actor=operator, tenant=tenant_a.tenant, status=TenantStatus.SUSPENDED)
+    services.tenant_update(actor=operator, tenant=tenant_a.tenant, status=TenantStatus.ACTIVE)
+    assert api_client_for(tenant_a.members["tech"].user).get("/api/v1/tenants/alpha/settings/").status_code == 200
+
+
+def test_only_operators_change_tenants(tenant_a):
+    with pytest.raises(Exception):
+        services.tenant_update(actor=tenant_a.members["admin"].user, tenant=tenant_a.tenant, plan="essentials")
