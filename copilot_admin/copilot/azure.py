@@ -71,7 +71,10 @@ class DeploymentTarget:
     """One Azure OpenAI deployment to try.
 
     `name` is our name for it (it appears in results, logs and usage records); `deployment`
-    is the deployment name on the Azure resource at `endpoint`.
+    is the deployment name on the Azure resource at `endpoint`. `timeout_seconds` bounds each
+    wait on the deployment (sending, and each read of the answer); `connect_timeout_seconds`
+    bounds opening the connection. `api_version` must support structured outputs and
+    `max_completion_tokens` (2024-10-21 or later).
     """
 
     name: str
@@ -364,6 +367,14 @@ def close_clients() -> None:
             client.close()
         _sync_clients.clear()
         _async_clients.clear()
+
+
+async def aclose_clients() -> None:
+    """Close the async clients of the running event loop (ASGI lifespan shutdown)."""
+    with _clients_lock:
+        clients = list(_async_clients.pop(asyncio.get_running_loop(), {}).values())
+    for client in clients:
+        await client.close()
 
 
 # --- the request and its answer -----------------------------------------------------------

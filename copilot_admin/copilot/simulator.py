@@ -8,14 +8,16 @@ What it answers, like Azure does:
   (`id`, `object`, `created`, `model`, `choices` with `content_filter_results`, `usage`,
   `prompt_filter_results`) with `x-request-id` and `apim-request-id` headers. The answer is
   deterministic: JSON generated from the request's `response_format` schema, seeded by a hash
-  of the request messages. It never echoes the request's text.
+  of the request messages. It does not echo the request's text unless a behaviour says
+  `"echo": true` (then every string quotes the end of the last message, as a real model would
+  quote the ticket: privacy tests use it to prove answers and errors are not stored or logged).
 - 401 when neither an `api-key` header nor an `Authorization: Bearer` token is present (or, when
   the simulator was given expected keys or tokens, when they do not match); 404 without
   `api-version`, for an unknown path, or for a deployment outside `deployments` when given.
 
 How to make it misbehave:
 - `POST /_sim/behaviour {"mode": ..., "delay_ms": ..., "retry_after": ..., "categories": [...],
-  "times": N, "deployment": "<name>"}`; modes are listed in `MODES`. With `deployment` the
+  "echo": bool, "times": N, "deployment": "<name>"}`; modes are listed in `MODES`. With `deployment` the
   behaviour applies to that deployment only; with `times` it applies to the next N requests.
   `GET` shows the behaviours, `DELETE` resets them all to `ok`.
 - A marker in any message, `[[sim:<mode>]]` (e.g. typed into a demo ticket), applies that
@@ -86,6 +88,7 @@ class Behaviour:
     delay_ms: int = 0
     retry_after: float = 1.0
     categories: tuple[str, ...] = ("violence",)
+    echo: bool = False
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Behaviour:
@@ -103,7 +106,12 @@ class Behaviour:
         categories = data.get("categories", ["violence"])
         if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
             raise ValueError("categories must be a list of strings")
-        return cls(mode=mode, delay_ms=delay_ms, retry_after=float(retry_after), categories=tuple(categories))
+        echo = data.get("echo", False)
+        if not isinstance(echo, bool):
+            raise ValueError("echo must be true or false")
+        return cls(
+            mode=mode, delay_ms=delay_ms, retry_after=float(retry_after), categories=tuple(categories), echo=echo
+        )
 
 
 @dataclass
@@ -187,8 +195,11 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def generate_from_schema(schema: Mapping[str, Any], *, seed: str, path: str = "$") -> Any:
-    """A deterministic value valid for a strict structured-output schema."""
+def generate_from_schema(schema: Mapping[str, Any], *, seed: str, path: str = "$", echo: str = "") -> Any:
+    """A deterministic value valid for a strict structured-output schema.
+
+    `echo` is appended to every string, as a real model quotes the ticket in its answer.
+    """
     number = int(_digest(seed, path)[:12], 16)
     if "enum" in schema and schema["enum"]:
         return schema["enum"][number % len(schema["enum"])]
@@ -197,10 +208,13 @@ def generate_from_schema(schema: Mapping[str, Any], *, seed: str, path: str = "$
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         properties = schema.get("properties") or {}
-        return {key: generate_from_schema(sub, seed=seed, path=f"{path}.{key}") for key, sub in properties.items()}
+        return {
+            key: generate_from_schema(sub, seed=seed, path=f"{path}.{key}", echo=echo)
+            for key, sub in properties.items()
+        }
     if kind == "array":
         items = schema.get("items") or {"type": "string"}
-        return [generate_from_schema(items, seed=seed, path=f"{path}[{i}]") for i in range(1 + number % 3)]
+        return [generate_from_schema(items, seed=seed, path=f"{path}[{i}]", echo=echo) for i in range(1 + number % 3)]
     if kind == "number":
         return (1 + number % 16) * 0.25  # a quarter-hour count between 0.25 and 4
     if kind == "integer":
@@ -210,7 +224,8 @@ def generate_from_schema(schema: Mapping[str, Any], *, seed: str, path: str = "$
     if kind == "null":
         return None
     label = path.rsplit(".", 1)[-1].replace("_", " ").strip("$[]0123456789") or "text"
-    return f"Simulated {label} {_digest(seed, path)[:8]}."
+    text = f"Simulated {label} {_digest(seed, path)[:8]}."
+    return f"{text} {echo}" if echo else text
 
 
 def _safe_filter_results(*, prompt: bool = False) -> dict[str, Any]:
@@ -250,18 +265,19 @@ def _completion(
 ) -> tuple[int, dict[str, Any]]:
     texts = _message_texts(body)
     seed = _digest(deployment, *texts)
+    echo = texts[-1][-200:] if behaviour.echo and texts else ""
     response_format = body.get("response_format")
     json_schema = response_format.get("json_schema") if isinstance(response_format, Mapping) else None
     schema = json_schema.get("schema") if isinstance(json_schema, Mapping) else None
     if isinstance(schema, Mapping):
-        answer = generate_from_schema(schema, seed=seed)
+        answer = generate_from_schema(schema, seed=seed, echo=echo)
         if behaviour.mode == "schema_mismatch":
-            answer = {"unexpected": generate_from_schema({"type": "string"}, seed=seed)}
+            answer = {"unexpected": generate_from_schema({"type": "string"}, seed=seed, echo=echo)}
         content: str | None = json.dumps(answer)
     else:
-        content = f"Simulated response {seed[:12]}."
+        content = f"Simulated response {seed[:12]}. {echo}".strip()
     if behaviour.mode == "invalid_json":
-        content = "Here is the result you asked for: {not json"
+        content = f"Here is the result you asked for: {{not json {echo}".strip()
 
     finish_reason = "stop"
     choice_filter: dict[str, Any] = _safe_filter_results()
@@ -629,6 +645,7 @@ class SimulatorControl:
         delay_ms: int | None = None,
         retry_after: float | None = None,
         categories: list[str] | None = None,
+        echo: bool | None = None,
         times: int | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {"mode": mode}
@@ -637,6 +654,7 @@ class SimulatorControl:
             ("delay_ms", delay_ms),
             ("retry_after", retry_after),
             ("categories", categories),
+            ("echo", echo),
             ("times", times),
         ):
             if value is not None:

@@ -435,15 +435,17 @@ def _exception_texts(error: BaseException) -> str:
 
 @pytest.mark.parametrize("mode", [shape[0] for shape in ERROR_SHAPES] + ["ok"])
 def test_no_ticket_text_in_exceptions_or_logs(call, sim, make_target, caplog, mode):
+    """The simulator quotes the ticket in its answers (echo), as a real model would."""
     caplog.set_level(logging.DEBUG)
-    sim.set_behaviour(mode)
+    sim.set_behaviour(mode, echo=True)
     texts = []
     try:
-        call(targets=[make_target(timeout_seconds=0.5)], messages=messages_for(), feature="summarize")
+        result = call(targets=[make_target(timeout_seconds=0.5)], messages=messages_for(), feature="summarize")
     except UpstreamFailure as failure:
         texts.append(_exception_texts(failure))
     else:
         assert mode == "ok"
+        assert ALLOWED in json.dumps(result.output)  # the answer did quote the ticket
     texts.extend(record.getMessage() for record in caplog.records)
     texts.append(caplog.text)
     assert caplog.records, "the call logs its outcome"

@@ -76,6 +76,14 @@ def test_answers_are_deterministic_and_never_echo_the_input(simulator_url, sim):
     assert "CANARY-echo" not in json.dumps(first)
 
 
+def test_echo_quotes_the_last_message_like_a_real_model(simulator_url, sim):
+    sim.set_behaviour("ok", echo=True)
+    _, _, body = post(simulator_url, COMPLETIONS, chat_body(text="CANARY-echo ticket"))
+    answer = json.loads(body["choices"][0]["message"]["content"])
+    assert answer["summary"].endswith("CANARY-echo ticket")
+    assert FEATURES[Feature.SUMMARIZE].validate(answer)
+
+
 def test_generation_follows_the_schema():
     schema = {
         "type": "object",

@@ -4,10 +4,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-import redis
 
 from copilot_admin.usage.counters import DatabaseCounterBackend, RedisCounterBackend
-from tests.usage.redis_service import require_redis
+from tests.usage.redis_service import delete_keys, require_redis
 
 
 class FakeClock:
@@ -41,13 +40,7 @@ def redis_prefix(redis_url):
     """A key prefix of this test's own; every key under it is deleted afterwards."""
     prefix = f"test-limits:{uuid.uuid4().hex}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_keys(url=redis_url, prefix=prefix)
 
 
 @pytest.fixture

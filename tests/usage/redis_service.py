@@ -1,9 +1,9 @@
-"""Finding the Redis that tests use, and failing or skipping clearly when it is not there.
+"""The Redis that the counter tests use, and failing or skipping clearly when it is not there.
 
-Tests use `TEST_REDIS_URL` (default `redis://127.0.0.1:6379/15`, a database number the
-application does not use) and keys under a unique prefix that they delete afterwards.
-With `settings.REQUIRE_SERVICES` on (CI), a missing Redis fails the test; otherwise the
-test is skipped and the reason names the URL it tried.
+Tests use `TEST_REDIS_URL`, else `settings.REDIS_URL` (CI sets it), else
+`redis://127.0.0.1:6379/15`, and keys under a prefix of their own that they delete
+afterwards (`delete_keys`). With `settings.REQUIRE_SERVICES` on (CI), a missing Redis fails
+the test; otherwise the test is skipped and the reason names the URL it tried.
 """
 
 import os
@@ -16,7 +16,7 @@ DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 def redis_url_for_tests() -> str:
-    return os.environ.get("TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
+    return os.environ.get("TEST_REDIS_URL") or getattr(settings, "REDIS_URL", "") or DEFAULT_TEST_REDIS_URL
 
 
 def require_redis(*, url: str | None = None) -> str:
@@ -33,3 +33,21 @@ def require_redis(*, url: str | None = None) -> str:
     finally:
         client.close()
     return url
+
+
+def delete_keys(*, url: str, prefix: str) -> int:
+    """Delete every key under `prefix` (a test's own); returns how many there were."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += client.delete(*batch)
+                batch.clear()
+        if batch:
+            deleted += client.delete(*batch)
+    finally:
+        client.close()
+    return deleted

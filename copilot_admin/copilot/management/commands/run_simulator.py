@@ -12,6 +12,7 @@ from copilot_admin.copilot.simulator import SimulatorApp, SimulatorState, uvicor
 
 class Command(BaseCommand):
     help = "Serve the local Azure OpenAI-compatible simulator (chat completions, error modes, request log)."
+    requires_system_checks = []  # needs neither the database nor the project's checks
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
