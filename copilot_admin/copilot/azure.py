@@ -139,6 +139,7 @@ class UpstreamFailure(Exception):
       `invalid_output`, ...).
     - `retryable`: whether failover to the next deployment may help.
     - `attempts`: every request made before giving up (set by the failover loop).
+    - `detail`: an explanation written by this module from codes and names only.
     """
 
     code: ClassVar[str] = "upstream_error"
@@ -156,8 +157,10 @@ class UpstreamFailure(Exception):
         retryable: bool | None = None,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        detail: str = "",
     ) -> None:
         self.deployment = deployment
+        self.detail = detail
         self.reason = reason or self.default_reason
         self.status_code = status_code
         self.request_id = request_id
@@ -173,6 +176,8 @@ class UpstreamFailure(Exception):
         if self.status_code is not None:
             parts.append(f"status {self.status_code}")
         parts.extend(self._extra_message_parts())
+        if self.detail:
+            parts.append(self.detail)
         return f"{self.code}: {self.reason} ({', '.join(parts)})" if parts else f"{self.code}: {self.reason}"
 
     def _extra_message_parts(self) -> list[str]:
@@ -252,12 +257,7 @@ class ConfigurationError(UpstreamFailure):
     default_reason = "configuration_error"
 
     def __init__(self, *, detail: str, **kwargs: Any) -> None:
-        # `detail` is written by this module only (names of variables, never values).
-        self.detail = detail
-        super().__init__(**kwargs)
-
-    def _extra_message_parts(self) -> list[str]:
-        return [self.detail]
+        super().__init__(detail=detail, **kwargs)
 
 
 # --- credentials and clients --------------------------------------------------------------
@@ -401,6 +401,7 @@ class _Success:
     completion_tokens: int
     request_id: str
     model: str
+    status_code: int
     latency_ms: int = 0
 
 
@@ -505,7 +506,10 @@ def _read_response(
         raise UpstreamError(deployment=name, reason="invalid_response", status_code=status_code, request_id=request_id)
     request_id = _request_id(headers, data.get("id"))
     usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
-    tokens = {"prompt_tokens": _int(usage.get("prompt_tokens")), "completion_tokens": _int(usage.get("completion_tokens"))}
+    tokens = {
+        "prompt_tokens": _int(usage.get("prompt_tokens")),
+        "completion_tokens": _int(usage.get("completion_tokens")),
+    }
     common = {"deployment": name, "status_code": status_code, "request_id": request_id, **tokens}
 
     prompt_results = data.get("prompt_filter_results") or []
@@ -530,31 +534,40 @@ def _read_response(
     message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
     if message.get("refusal"):
         raise UpstreamError(reason="model_refused", **common)
-    text = message.get("content")
-    try:
-        if not isinstance(text, str):
-            raise InvalidModelOutput(feature=spec.feature.value, field=None, problem="is missing")
-        try:
-            answer = json.loads(text)
-        except ValueError:
-            raise InvalidModelOutput(feature=spec.feature.value, field=None, problem="is not valid JSON") from None
-        output = spec.validate(answer)
-    except InvalidModelOutput:
-        raise UpstreamError(reason="invalid_output", **common) from None
+    output, problem = _validated_answer(spec, message.get("content"))
+    if output is None:
+        raise UpstreamError(reason="invalid_output", detail=problem, **common)
     model = data.get("model")
     return _Success(
         output=output,
         request_id=request_id or "",
         model=str(model)[:128] if isinstance(model, str) else "",
+        status_code=status_code,
         **tokens,
     )
+
+
+def _validated_answer(spec: FeatureSpec, text: object) -> tuple[dict[str, Any] | None, str]:
+    """The validated answer, or None and what is wrong with it (never quoting the answer)."""
+    if not isinstance(text, str):
+        return None, f"{spec.feature.value}: the answer is missing"
+    try:
+        answer = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, f"{spec.feature.value}: the answer is not valid JSON"
+    try:
+        return spec.validate(answer), ""
+    except InvalidModelOutput as problem:
+        return None, str(problem)
 
 
 def _elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _log_attempt(*, target: DeploymentTarget, feature: Feature, attempt: Attempt, failure: UpstreamFailure | None) -> None:
+def _log_attempt(
+    *, target: DeploymentTarget, feature: Feature, attempt: Attempt, failure: UpstreamFailure | None
+) -> None:
     level = logging.INFO
     if isinstance(failure, ConfigurationError):
         level = logging.ERROR
@@ -616,7 +629,7 @@ class _Failover:
         attempt = Attempt(
             deployment=target.name,
             outcome="ok",
-            status_code=200,
+            status_code=success.status_code,
             latency_ms=success.latency_ms,
             request_id=success.request_id,
             prompt_tokens=success.prompt_tokens,

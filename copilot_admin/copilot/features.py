@@ -210,7 +210,10 @@ FEATURES: Mapping[Feature, FeatureSpec] = {
             {
                 "notes": {"type": "string", "description": "Customer-facing note of the work performed."},
                 # Range and step are checked by the validator: strict mode does not honour minimum/maximum everywhere.
-                "hours": {"type": "number", "description": "Time spent in hours, a multiple of 0.25, above 0, at most 24."},
+                "hours": {
+                    "type": "number",
+                    "description": "Time spent in hours, a multiple of 0.25, above 0, at most 24.",
+                },
                 "work_type": {"type": "string", "description": "Short category, e.g. Remote Support."},
             }
         ),

@@ -51,6 +51,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Mu
 from dataclasses import dataclass
 from typing import Any
 
+# ok: a valid answer; slow: the same after delay_ms (default 1 s); 429/500/503: Azure's error
+# bodies (429 with retry-after headers); timeout: hold the request delay_ms (default 120 s) or
+# until the client gives up, then 408; content_filter_prompt: Azure's 400 `content_filter`;
+# content_filter_completion: finish_reason `content_filter`; filter_error/prompt_filter_error:
+# filter results holding an `error` (the filter did not run); invalid_json: content that is not
+# JSON; schema_mismatch: JSON that does not follow the requested schema.
 MODES: tuple[str, ...] = (
     "ok",
     "slow",
@@ -61,6 +67,7 @@ MODES: tuple[str, ...] = (
     "content_filter_prompt",
     "content_filter_completion",
     "filter_error",
+    "prompt_filter_error",
     "invalid_json",
     "schema_mismatch",
 )
@@ -287,6 +294,10 @@ def _completion(
     elif behaviour.mode == "filter_error":
         choice_filter = {"error": {"code": "content_filter_error", "message": "The contents are not filtered"}}
 
+    prompt_filter: dict[str, Any] = _safe_filter_results(prompt=True)
+    if behaviour.mode == "prompt_filter_error":
+        prompt_filter = {"error": {"code": "content_filter_error", "message": "The contents are not filtered"}}
+
     prompt_tokens = max(1, sum(len(text) for text in texts) // 4)
     completion_tokens = max(1, len(content or "") // 4) if content is not None else 0
     return 200, {
@@ -295,7 +306,7 @@ def _completion(
         "created": int(time.time()),
         "model": MODEL_NAME,
         "system_fingerprint": "fp_simulator",
-        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": _safe_filter_results(prompt=True)}],
+        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": prompt_filter}],
         "choices": [
             {
                 "index": 0,
@@ -400,7 +411,10 @@ class SimulatorApp:
                 "query": query,
                 "deployment": deployment,
                 "headers": {k: v for k, v in headers.items() if k not in SECRET_HEADERS},
-                "auth": {"scheme": auth_scheme, "sha256": hashlib.sha256(secret.encode()).hexdigest()[:16] if secret else None},
+                "auth": {
+                    "scheme": auth_scheme,
+                    "sha256": hashlib.sha256(secret.encode()).hexdigest()[:16] if secret else None,
+                },
                 "body": body if body is not None else raw.decode("utf-8", "replace"),
                 "request_id": request_id,
             }
@@ -469,7 +483,10 @@ class SimulatorApp:
             )
         elif mode == "500":
             await _respond(
-                send, 500, _error_body("InternalServerError", "The server had an error processing your request."), headers
+                send,
+                500,
+                _error_body("InternalServerError", "The server had an error processing your request."),
+                headers,
             )
         elif mode == "503":
             await _respond(
@@ -605,7 +622,9 @@ def run_simulator_in_thread(
     port = sock.getsockname()[1]
     # log_config=None: leave the host process's logging configuration alone.
     server = uvicorn.Server(uvicorn_config(app, log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"azure-simulator-{port}", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"azure-simulator-{port}", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:

@@ -149,6 +149,7 @@ ERROR_SHAPES = [
     ("content_filter_prompt", ContentFiltered, "content_filtered", "content_filtered", 422, False),
     ("content_filter_completion", ContentFiltered, "content_filtered", "content_filtered", 422, False),
     ("filter_error", UpstreamError, "content_filter_unavailable", "upstream_error", 502, True),
+    ("prompt_filter_error", UpstreamError, "content_filter_unavailable", "upstream_error", 502, True),
     ("429", RateLimited, "rate_limited", "upstream_unavailable", 503, True),
     ("500", UpstreamUnavailable, "server_error", "upstream_unavailable", 503, True),
     ("503", UpstreamUnavailable, "server_error", "upstream_unavailable", 503, True),
@@ -194,6 +195,66 @@ def test_completion_filter_names_the_categories_and_keeps_the_token_counts(call,
     assert caught.value.categories == ("self_harm",)
     assert caught.value.prompt_tokens > 0
     assert caught.value.attempts[0].prompt_tokens == caught.value.prompt_tokens
+
+
+def test_invalid_output_names_the_problem_not_the_answer(call, sim, make_target):
+    sim.set_behaviour("schema_mismatch", echo=True)
+    with pytest.raises(UpstreamError) as caught:
+        call(targets=[make_target()], messages=messages_for(), feature="summarize")
+    assert "summarize: answer has unexpected fields" in str(caught.value)
+    assert caught.value.prompt_tokens > 0 and caught.value.completion_tokens > 0
+
+
+def _response(choice: dict | None = None, **top) -> bytes:
+    base = {
+        "id": "chatcmpl-1",
+        "model": "gpt-4o",
+        "choices": [choice] if choice is not None else [],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+        **top,
+    }
+    return json.dumps(base).encode()
+
+
+GOOD_ANSWER = json.dumps({"priority": "low", "rationale": "A question."})
+
+
+@pytest.mark.parametrize(
+    ("content", "reason", "retryable"),
+    [
+        (b"<html>proxy error</html>", "invalid_response", False),
+        (b"[]", "invalid_response", False),
+        (_response(None), "invalid_response", False),
+        (_response({"finish_reason": "length", "message": {"content": "{"}}), "output_truncated", False),
+        (_response({"finish_reason": "stop", "message": {"content": None, "refusal": "No."}}), "model_refused", False),
+        (_response({"finish_reason": "stop", "message": {"content": None}}), "invalid_output", False),
+        (_response({"finish_reason": "stop", "message": {"content": "[" * 100_000}}), "invalid_output", False),
+        (
+            _response({"finish_reason": "stop", "message": {"content": GOOD_ANSWER}},
+                      prompt_filter_results=[{"prompt_index": 0, "content_filter_results": {"error": {"code": "x"}}}]),
+            "content_filter_unavailable",
+            True,
+        ),
+    ],
+)
+def test_unusable_responses_are_failures(content, reason, retryable):
+    target = DeploymentTarget(name="t", endpoint="http://x", deployment="d", api_version="v", api_key_env="K")
+    with pytest.raises(UpstreamFailure) as caught:
+        azure._read_response(target=target, spec=FEATURES[Feature.PRIORITIZE], status_code=200,
+                             headers={"apim-request-id": "req-1"}, content=content)
+    assert (caught.value.reason, caught.value.retryable) == (reason, retryable)
+    assert caught.value.request_id == "req-1"
+
+
+def test_request_id_falls_back_to_the_response_id():
+    target = DeploymentTarget(name="t", endpoint="http://x", deployment="d", api_version="v", api_key_env="K")
+    success = azure._read_response(
+        target=target, spec=FEATURES[Feature.PRIORITIZE], status_code=200, headers={},
+        content=_response({"finish_reason": "stop", "message": {"content": GOOD_ANSWER}}),
+    )
+    assert success.request_id == "chatcmpl-1"
+    assert (success.prompt_tokens, success.completion_tokens) == (10, 5)
+    assert success.output == {"priority": "low", "rationale": "A question."}
 
 
 def test_rate_limit_reads_retry_after_from_the_headers(call, sim, make_target):
@@ -248,7 +309,7 @@ def test_wrong_key_and_unknown_deployment_are_not_retryable(call, api_key, monke
 # --- failover -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["429", "500", "503", "timeout", "filter_error"])
+@pytest.mark.parametrize("mode", ["429", "500", "503", "timeout", "filter_error", "prompt_filter_error"])
 def test_retryable_failures_fail_over_to_the_next_target(call, sim, make_target, mode):
     first, second = make_target("dep-a", timeout_seconds=0.5), make_target("dep-b")
     sim.set_behaviour(mode, deployment="dep-a")
@@ -269,7 +330,9 @@ def test_connection_errors_fail_over(call, sim, make_target, closed_port):
     assert result.attempts[0].outcome == "connection_error"
 
 
-@pytest.mark.parametrize("mode", ["content_filter_prompt", "content_filter_completion", "invalid_json", "schema_mismatch"])
+@pytest.mark.parametrize(
+    "mode", ["content_filter_prompt", "content_filter_completion", "invalid_json", "schema_mismatch"]
+)
 def test_non_retryable_failures_stop_at_the_first_target(call, sim, make_target, mode):
     sim.set_behaviour(mode, deployment="dep-a")
     with pytest.raises(UpstreamFailure) as caught:

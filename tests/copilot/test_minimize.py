@@ -46,12 +46,18 @@ def full_body() -> dict:
                     "attachments": [DROPPED],
                     "email": DROPPED,
                 },
-                {"author": "tech", "body": f"Internal note {DROPPED}", "at": "2026-11-20T10:05:00Z", "internal": True},
-                {"author": "tech", "body": "Restarted the spooler.", "at": "2026-11-20T10:10:00+01:00", "internal": False},
+                {"author": "tech", "body": f"Note {DROPPED}", "at": "2026-11-20T10:05:00Z", "internal": True},
+                {"author": "tech", "body": "Restarted the spooler.", "at": "2026-11-20T10:10:00+01:00",
+                 "internal": False},
             ],
         },
         DROPPED: DROPPED,
     }
+
+
+def ticket(*entries: dict, **issue) -> dict:
+    """A minimal body with the given conversation entries and issue fields."""
+    return {"issue": {"summary": "x", "conversation": list(entries), **issue}}
 
 
 def everything_in(payload: MinimizedPayload) -> str:
@@ -120,14 +126,14 @@ def test_entries_without_text_are_skipped():
         ({"issue": {"summary": "x"}, "contact": "Ana"}, "contact"),
         ({"issue": {"summary": "x"}, "contact": {"first_name": {"a": 1}}}, "contact.first_name"),
         ({"issue": {"summary": "x", "conversation": {"body": "a"}}}, "issue.conversation"),
-        ({"issue": {"summary": "x", "conversation": ["a"]}}, "issue.conversation[0]"),
-        ({"issue": {"summary": "x", "conversation": [{"body": "a"}]}}, "issue.conversation[0].internal"),
-        ({"issue": {"summary": "x", "conversation": [{"body": "a", "internal": "false"}]}}, "issue.conversation[0].internal"),
-        ({"issue": {"summary": "x", "conversation": [{"body": "a", "internal": 0}]}}, "issue.conversation[0].internal"),
-        ({"issue": {"summary": "x", "conversation": [{"body": 1, "internal": False}]}}, "issue.conversation[0].body"),
-        ({"issue": {"summary": "x", "conversation": [{"body": "a", "author": 2, "internal": False}]}}, "issue.conversation[0].author"),
-        ({"issue": {"summary": "x", "conversation": [{"body": "a", "at": "yesterday", "internal": False}]}}, "issue.conversation[0].at"),
-        ({"issue": {"summary": "x", "conversation": [{"body": "a", "at": 1700000000, "internal": False}]}}, "issue.conversation[0].at"),
+        (ticket("a"), "issue.conversation[0]"),
+        (ticket({"body": "a"}), "issue.conversation[0].internal"),
+        (ticket({"body": "a", "internal": "false"}), "issue.conversation[0].internal"),
+        (ticket({"body": "a", "internal": 0}), "issue.conversation[0].internal"),
+        (ticket({"body": 1, "internal": False}), "issue.conversation[0].body"),
+        (ticket({"body": "a", "author": 2, "internal": False}), "issue.conversation[0].author"),
+        (ticket({"body": "a", "at": "yesterday", "internal": False}), "issue.conversation[0].at"),
+        (ticket({"body": "a", "at": 1700000000, "internal": False}), "issue.conversation[0].at"),
     ],
 )
 def test_invalid_shapes_are_refused_with_the_field_named(body, field):
@@ -171,13 +177,10 @@ LIMITS = InputLimits(
         ({"issue": {"summary": "x"}, "contact": {"first_name": "n" * 6}}, "contact.first_name"),
         ({"issue": {"summary": "x"}, "contact": {"last_name": "n" * 6}}, "contact.last_name"),
         ({"issue": {"summary": "x"}, "contact": {"type": "t" * 6}}, "contact.type"),
-        ({"issue": {"summary": "x", "conversation": [{"body": "b", "internal": True}] * 4}}, "issue.conversation"),
-        ({"issue": {"summary": "x", "conversation": [{"body": "b" * 9, "internal": False}]}}, "issue.conversation[0].body"),
-        ({"issue": {"summary": "x", "conversation": [{"author": "a" * 6, "body": "b", "internal": False}]}}, "issue.conversation[0].author"),
-        (
-            {"issue": {"summary": "x" * 10, "description": "d" * 20, "conversation": [{"body": "b" * 8, "internal": False}] * 2}},
-            "body",
-        ),
+        (ticket(*[{"body": "b", "internal": True}] * 4), "issue.conversation"),
+        (ticket({"body": "b" * 9, "internal": False}), "issue.conversation[0].body"),
+        (ticket({"author": "a" * 6, "body": "b", "internal": False}), "issue.conversation[0].author"),
+        (ticket(*[{"body": "b" * 8, "internal": False}] * 2, summary="x" * 10, description="d" * 20), "body"),
     ],
 )
 def test_limits_raise_payload_too_large(body, field):
