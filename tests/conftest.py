@@ -1,6 +1,7 @@
 """Shared fixtures: two tenants with every demo role, API and browser clients, and the
 services switch (REQUIRE_SERVICES=1 makes a missing PostgreSQL/Redis a failure, not a skip)."""
 
+import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -93,6 +94,8 @@ def api_for():
 def _test_settings(settings):
     # Hashing demo passwords with PBKDF2 would dominate the suite's run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Limit counters in Redis outlive a test's transaction: give each test its own keys.
+    settings.USAGE_LIMITS_KEY_PREFIX = f"copilot-admin-test:{uuid.uuid4().hex}:"
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +41,7 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, OperationalError, models, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, models, transaction
 from django.db.models import Q
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -113,7 +114,8 @@ class LimitWindow:
     amount: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not self.key or len(self.key) > MAX_KEY_LENGTH or self.key != self.key.strip():
+        key_ok = isinstance(self.key, str) and 0 < len(self.key) <= MAX_KEY_LENGTH and self.key == self.key.strip()
+        if not key_ok:
             raise ValueError(f"A limit key is a non-empty string of at most {MAX_KEY_LENGTH} characters: {self.key!r}.")
         object.__setattr__(self, "window", Window(self.window))
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0:
@@ -505,6 +507,12 @@ class _Contention(Exception):
     """A counter row changed between our read and our write; the attempt is retried."""
 
 
+# SQLite admits one writer at a time and its busy handler polls with growing sleeps, so with
+# many threads some waiters starve. Within one process (`make run`) writers queue on this lock
+# instead; other processes still meet SQLite's own lock and the retries.
+_SQLITE_WRITERS = threading.Lock()
+
+
 class DatabaseCounterBackend(CounterBackend):
     """Counters in the `LimitCounter` table; for `make run` (SQLite) and deployments without Redis.
 
@@ -514,7 +522,8 @@ class DatabaseCounterBackend(CounterBackend):
     PostgreSQL transactions over overlapping windows cannot deadlock), checks every limit, and
     writes each new value with a compare-and-set UPDATE (`WHERE used = <value read>`). Lock
     timeouts, deadlocks and SQLite's "database is locked" retry the whole transaction with
-    jittered backoff until `lock_timeout` seconds have passed; then `LimitsUnavailable`.
+    jittered backoff until `lock_timeout` seconds have passed; then `LimitsUnavailable`. On
+    SQLite, the writers of one process also take turns on a process-wide lock.
 
     Call it outside a surrounding transaction: inside one, the row locks are held until that
     transaction ends and a rollback there also undoes the reservation.
@@ -530,12 +539,20 @@ class DatabaseCounterBackend(CounterBackend):
         """The `LimitCounter.key` of a limit key in a window (the bucket is `window_start`)."""
         return f"{window}:{key}"
 
-    def _retrying(self, operation: str, attempt: Callable[[], object]):
+    def _retrying(self, operation: str, attempt: Callable[[], object], *, writes: bool = True):
         deadline = time.monotonic() + self._lock_timeout
+        queue = _SQLITE_WRITERS if writes and connections[self._using].vendor == "sqlite" else None
         pause = 0.001
         while True:
             try:
-                return attempt()
+                if queue is None:
+                    return attempt()
+                if not queue.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise OperationalError("timed out waiting for this process's other SQLite writers")
+                try:
+                    return attempt()
+                finally:
+                    queue.release()
             except (OperationalError, _Contention) as exc:
                 if time.monotonic() >= deadline:
                     logger.error(
@@ -567,8 +584,14 @@ class DatabaseCounterBackend(CounterBackend):
         )
         match = Q()
         for b in ordered:
-            match |= Q(key=self.storage_key(key=b.key, window=b.window), window_start=datetime.fromtimestamp(b.start, tz=UTC))
-        rows = manager.select_for_update().filter(match).order_by("key", "window_start").values_list("pk", "key", "used")
+            start = datetime.fromtimestamp(b.start, tz=UTC)
+            match |= Q(key=self.storage_key(key=b.key, window=b.window), window_start=start)
+        rows = (
+            manager.select_for_update()
+            .filter(match)
+            .order_by("key", "window_start")
+            .values_list("pk", "key", "used")
+        )
         found = {key: (pk, used) for pk, key, used in rows}
         if len(found) != len(buckets):
             raise _Contention("a counter row vanished (purged?) between insert and lock")
@@ -622,7 +645,7 @@ class DatabaseCounterBackend(CounterBackend):
             used = {(key, int(start.timestamp())): value for key, start, value in rows}
             return [used.get((self.storage_key(key=b.key, window=b.window), b.start), 0) for b in buckets]
 
-        return self._retrying("read", attempt)
+        return self._retrying("read", attempt, writes=False)
 
     def purge_expired(self) -> int:
         """Delete counters whose window ended more than the margin ago; returns how many went."""

@@ -341,9 +341,8 @@ class TestRedisBackend:
     def test_keys_expire_one_window_plus_margin_after_the_write(self, redis_backend, clock):
         clock.set(datetime(2026, 11, 20, 10, 17, 42, tzinfo=UTC))
         redis_backend.reserve(check=check(requests_per(Window.MINUTE, 5), tokens_per_day(100, 10)))
-        minute_key = redis_backend.storage_key(
-            key="u:1:requests", window=Window.MINUTE, window_start=int(datetime(2026, 11, 20, 10, 17, tzinfo=UTC).timestamp())
-        )
+        minute_start = int(datetime(2026, 11, 20, 10, 17, tzinfo=UTC).timestamp())
+        minute_key = redis_backend.storage_key(key="u:1:requests", window=Window.MINUTE, window_start=minute_start)
         day_key = redis_backend.storage_key(
             key="t:1:tokens", window=Window.DAY, window_start=int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
         )
@@ -448,9 +447,8 @@ class TestDatabaseBackend:
             raise OperationalError("database is locked")
 
         monkeypatch.setattr(DatabaseCounterBackend, "_locked_rows", locked)
-        with caplog.at_level(logging.ERROR, logger="copilot_admin.usage.counters"):
-            with pytest.raises(LimitsUnavailable):
-                backend.reserve(check=check(requests_per(Window.MINUTE, 5)))
+        with caplog.at_level(logging.ERROR, logger="copilot_admin.usage.counters"), pytest.raises(LimitsUnavailable):
+            backend.reserve(check=check(requests_per(Window.MINUTE, 5)))
         assert "reserve on the database gave up" in caplog.text
 
 
