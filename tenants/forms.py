@@ -14,8 +14,11 @@ class EmailAuthenticationForm(StyledFormMixin, AuthenticationForm):
 class MembershipFilterForm(StyledFormMixin, forms.Form):
     user_type = forms.ChoiceField(choices=[("", "Any type"), *UserType.choices], required=False)
     role = forms.ModelChoiceField(queryset=SecurityRole.objects.none(), required=False, empty_label="Any role")
-    is_active = forms.ChoiceField(choices=[("", "Active and inactive"), ("1", "Active"), ("0", "Inactive")], required=False)
-    q = forms.CharField(required=False, label="Search", max_length=100)
+    is_active = forms.ChoiceField(choices=[("", "Any status"), ("1", "Active"), ("0", "Inactive")], required=False)
+    q = forms.CharField(
+        required=False, label="Search", max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "Search name or e-mail", "aria-label": "Search name or e-mail"}),
+    )
 
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)

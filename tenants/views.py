@@ -12,8 +12,7 @@ from django.urls import reverse
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
-from copilot_admin.access.errors import ApplicationError
-from copilot_admin.access.forms import form_add_service_error
+from copilot_admin.access.forms import ServiceFormMixin
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ANY_MEMBER, FEATURE_GRANTS, Perm
 from tenants import services
@@ -80,7 +79,7 @@ class UserListView(TenantListView):
         return super().get_context_data(filter_form=self.filter_form, **kwargs)
 
 
-class UserCreateView(TenantPageMixin, FormView):
+class UserCreateView(ServiceFormMixin, TenantPageMixin, FormView):
     permission_required = Perm.USERS
     form_class = MembershipCreateForm
     template_name = "tenants/user_form.html"
@@ -88,17 +87,15 @@ class UserCreateView(TenantPageMixin, FormView):
     def get_form_kwargs(self):
         return {**super().get_form_kwargs(), "tenant": self.tenant}
 
-    def form_valid(self, form):
-        try:
-            membership = services.membership_create(actor=self.membership, tenant=self.tenant, **form.cleaned_data)
-        except ApplicationError as error:
-            form_add_service_error(form, error)
-            return self.form_invalid(form)
-        messages.success(self.request, f"{membership.user.email} was added; an invitation e-mail is on its way.")
-        return redirect("tenants:users", tenant_slug=self.tenant.slug)
+    def perform(self, form) -> str:
+        membership = services.membership_create(actor=self.membership, tenant=self.tenant, **form.cleaned_data)
+        return f"{membership.user.email} was added; an invitation e-mail is on its way."
+
+    def get_success_url(self):
+        return reverse("tenants:users", kwargs={"tenant_slug": self.tenant.slug})
 
 
-class UserEditView(TenantObjectMixin, FormView):
+class UserEditView(ServiceFormMixin, TenantObjectMixin, FormView):
     permission_required = Perm.USERS
     model = Membership
     form_class = MembershipEditForm
@@ -121,14 +118,12 @@ class UserEditView(TenantObjectMixin, FormView):
     def get_context_data(self, **kwargs):
         return super().get_context_data(object=self.object, **kwargs)
 
-    def form_valid(self, form):
-        try:
-            services.membership_update(actor=self.membership, membership=self.object, **form.cleaned_data)
-        except ApplicationError as error:
-            form_add_service_error(form, error)
-            return self.form_invalid(form)
-        messages.success(self.request, f"{self.object.user.email} was updated.")
-        return redirect("tenants:users", tenant_slug=self.tenant.slug)
+    def perform(self, form) -> str:
+        services.membership_update(actor=self.membership, membership=self.object, **form.cleaned_data)
+        return f"{self.object.user.email} was updated."
+
+    def get_success_url(self):
+        return reverse("tenants:users", kwargs={"tenant_slug": self.tenant.slug})
 
 
 class CompanyListView(TenantListView):
@@ -143,22 +138,20 @@ class CompanyListView(TenantListView):
         return scope.annotate(co_manager_count=Count("co_managers")).order_by("name")
 
 
-class CompanyCreateView(TenantPageMixin, FormView):
+class CompanyCreateView(ServiceFormMixin, TenantPageMixin, FormView):
     permission_required = Perm.COMPANIES
     form_class = CompanyForm
     template_name = "tenants/company_form.html"
 
-    def form_valid(self, form):
-        try:
-            services.company_create(actor=self.membership, **form.cleaned_data)
-        except ApplicationError as error:
-            form_add_service_error(form, error)
-            return self.form_invalid(form)
-        messages.success(self.request, f"{form.cleaned_data['name']} was added.")
-        return redirect("tenants:companies", tenant_slug=self.tenant.slug)
+    def perform(self, form) -> str:
+        company = services.company_create(actor=self.membership, **form.cleaned_data)
+        return f"{company.name} was added."
+
+    def get_success_url(self):
+        return reverse("tenants:companies", kwargs={"tenant_slug": self.tenant.slug})
 
 
-class CompanyEditView(TenantObjectMixin, FormView):
+class CompanyEditView(ServiceFormMixin, TenantObjectMixin, FormView):
     permission_required = Perm.COMPANIES
     model = ClientCompany
     form_class = CompanyForm
@@ -170,17 +163,15 @@ class CompanyEditView(TenantObjectMixin, FormView):
     def get_context_data(self, **kwargs):
         return super().get_context_data(object=self.object, **kwargs)
 
-    def form_valid(self, form):
-        try:
-            services.company_update(actor=self.membership, company=self.object, **form.cleaned_data)
-        except ApplicationError as error:
-            form_add_service_error(form, error)
-            return self.form_invalid(form)
-        messages.success(self.request, f"{form.cleaned_data['name']} was saved.")
-        return redirect("tenants:companies", tenant_slug=self.tenant.slug)
+    def perform(self, form) -> str:
+        company = services.company_update(actor=self.membership, company=self.object, **form.cleaned_data)
+        return f"{company.name} was saved."
+
+    def get_success_url(self):
+        return reverse("tenants:companies", kwargs={"tenant_slug": self.tenant.slug})
 
 
-class CopilotSettingsPageView(TenantPageMixin, FormView):
+class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
     permission_required = Perm.COPILOT_SETTINGS
     form_class = CopilotSettingsForm
     template_name = "tenants/copilot_settings.html"
@@ -193,15 +184,17 @@ class CopilotSettingsPageView(TenantPageMixin, FormView):
         initial.update({f"feature_{f}": self.tenant.feature_enabled(f) for f in FEATURE_GRANTS})
         return initial
 
-    def form_valid(self, form):
+    def perform(self, form) -> str:
         data = form.cleaned_data
         services.tenant_copilot_settings_update(
             actor=self.membership,
             copilot_enabled=data["copilot_enabled"],
             features={f: data[f"feature_{f}"] for f in FEATURE_GRANTS},
         )
-        messages.success(self.request, "Copilot settings were saved.")
-        return redirect("tenants:settings", tenant_slug=self.tenant.slug)
+        return "Copilot settings were saved."
+
+    def get_success_url(self):
+        return reverse("tenants:settings", kwargs={"tenant_slug": self.tenant.slug})
 
 
 class LoginSecurityView(TenantPageMixin, TemplateView):

@@ -3,12 +3,13 @@
 from django.contrib import messages
 from django.db.models import Count
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.views.generic import FormView
 
 from copilot_admin.access import services
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
 from copilot_admin.access.errors import ApplicationError
-from copilot_admin.access.forms import RoleForm, form_add_service_error
+from copilot_admin.access.forms import RoleForm, ServiceFormMixin, form_add_service_error
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
 
@@ -22,7 +23,7 @@ class RoleListView(TenantListView):
         return queryset.annotate(user_count=Count("memberships")).order_by("-is_system", "name")
 
 
-class RoleCreateView(TenantPageMixin, FormView):
+class RoleCreateView(ServiceFormMixin, TenantPageMixin, FormView):
     """A new role, from scratch or (?clone_from=<id>) starting from an existing one."""
 
     permission_required = Perm.ROLES
@@ -49,14 +50,12 @@ class RoleCreateView(TenantPageMixin, FormView):
     def get_context_data(self, **kwargs):
         return super().get_context_data(source=self._source(), **kwargs)
 
-    def form_valid(self, form):
-        try:
-            role = services.role_create(actor=self.membership, **form.cleaned_data)
-        except ApplicationError as error:
-            form_add_service_error(form, error)
-            return self.form_invalid(form)
-        messages.success(self.request, f"The role {role.name} was created.")
-        return redirect("access:roles", tenant_slug=self.tenant.slug)
+    def perform(self, form) -> str:
+        role = services.role_create(actor=self.membership, **form.cleaned_data)
+        return f"The role {role.name} was created."
+
+    def get_success_url(self):
+        return reverse("access:roles", kwargs={"tenant_slug": self.tenant.slug})
 
 
 class RoleEditView(TenantObjectMixin, FormView):

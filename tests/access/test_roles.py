@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from copilot_admin.access import services
-from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused
+from copilot_admin.access.errors import ApplicationError, PermissionRefused
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ADMIN_PERMISSIONS, ALL_PERMISSIONS, COPILOT_GRANTS, Perm
 from copilot_admin.access.policy import has_permission, permissions_of

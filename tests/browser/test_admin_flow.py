@@ -65,7 +65,6 @@ def browser_page(live_server, monkeypatch):
             and not response.url.endswith("/favicon.ico")  # chromium asks; the app has none
             else None,
         )
-        page.problems = problems
         try:
             yield page
         finally:

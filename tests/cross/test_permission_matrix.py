@@ -4,7 +4,6 @@ role's permissions, and the permission each view declares matches the table."""
 import pytest
 from django.urls import reverse
 
-from copilot_admin.access.permissions import ANY_MEMBER
 from copilot_admin.access.policy import has_permission
 from tests.conftest import ROLES, api_client_for
 from tests.cross.routes import (
