@@ -11,10 +11,18 @@
 3. Exactness under concurrency: 50 threads make 1,000 attempts against a limit of 200 in
    Redis, 500 against 100 in the database; admitted must equal allowed.
 
+4. The whole usage path of one copilot call through the usage service (policy read, atomic
+   reservation, settle, usage record and roll-ups: `services.limits_reserve`,
+   `limits_settle`, `usage_record_create`) on SQLite with 1,000,000 usage records (and their
+   daily roll-ups) against an empty database, alternating; and 50 threads making 500 calls
+   through the service against an allowance of 100 (admitted must equal allowed; every
+   refusal also records its strike). Counters in Redis when it answers, else in the database.
+
 Environment: `BENCH_REDIS_URL` (default `redis://127.0.0.1:6379/15`; the empty baseline uses
 the database number below it; the bench writes under its own key prefix in both and deletes
 it afterwards). The database part uses two temporary SQLite files, deleted afterwards; the
-database backend's behaviour on PostgreSQL is proven by tests/usage. Runs in about a minute.
+database backend's behaviour on PostgreSQL is proven by tests/usage. `BENCH_USAGE_RECORDS`
+sets the history of part 4 (default 1,000,000). Runs in about a minute and a half.
 """
 
 import json
@@ -260,9 +268,195 @@ def bench_database() -> dict:
     }
 
 
+SERVICE_HISTORY = int(os.environ.get("BENCH_USAGE_RECORDS", "1000000"))
+SERVICE_SAMPLES = 600
+SERVICE_THREADS = 50
+SERVICE_ATTEMPTS = 500
+SERVICE_ALLOWED = 100
+
+
+def _use_database(path: Path) -> None:
+    """Point the default connection at another SQLite file (closed, so it reopens there)."""
+    connections["default"].close()
+    settings.DATABASES["default"]["NAME"] = str(path)
+
+
+BENCH_LIMITS = {
+    "user_requests_per_minute": 10**9, "user_requests_per_hour": 10**9, "user_requests_per_day": 10**9,
+    "user_tokens_per_day": 10**15, "tenant_tokens_per_day": 10**15,
+}
+
+
+def _service_member(tenant, email: str):
+    from copilot_admin.access.models import SecurityRole
+    from tenants.services import membership_create
+
+    role = SecurityRole.objects.for_tenant(tenant).get(name="Technician")
+    return membership_create(actor=None, tenant=tenant, email=email, user_type="internal", role=role,
+                             password="bench-password-not-used", send_invite=False)
+
+
+def _service_world(path: Path):
+    """A migrated database with one tenant, one user and limits that never bind; the membership."""
+    from django.core.management import call_command
+
+    from copilot_admin.regions.models import DataZone
+    from copilot_admin.usage.limits import platform_policy_ensure
+    from tenants.models import Plan
+    from tenants.services import tenant_create
+
+    _use_database(path)
+    call_command("migrate", verbosity=0, interactive=False)
+    policy = platform_policy_ensure()
+    for name, value in BENCH_LIMITS.items():
+        setattr(policy, name, value)
+        setattr(policy, f"max_{name}", value)
+    policy.save()
+    tenant = tenant_create(actor=None, name="Bench MSP", slug="bench", plan=Plan.ULTIMATE,
+                           zone=DataZone.objects.get(code="us"))
+    return _service_member(tenant, f"tech-{path.stem}@bench.test")
+
+
+def _fill_usage_history(membership) -> float:
+    """1,000,000 usage records of the last months and a year of daily roll-ups, inserted with
+    the raw SQLite driver (the ORM would take minutes for this many rows)."""
+    from django.db import connection, transaction
+
+    from copilot_admin.usage.models import DailyUsage, UsageRecord
+
+    started = time.perf_counter()
+    tenant = membership.tenant
+    now = datetime.now(tz=UTC)
+    table = UsageRecord._meta.db_table
+    columns = ("tenant_id", "user_id", "membership_id", "feature", "zone", "deployment", "attempts", "prompt_tokens",
+               "completion_tokens", "latency_ms", "outcome", "error_code", "request_id", "upstream_request_id",
+               "template_version", "created_at")
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    rows = (
+        (tenant.pk, membership.user_id, membership.pk, "summarize", "us", "bench", 1, 500, 200, 900, "ok", "",
+         f"history-{index}", "", "", (now - timedelta(seconds=index * 2 + 86_400)).isoformat(" "))
+        for index in range(SERVICE_HISTORY)
+    )
+    with transaction.atomic():
+        connection.ensure_connection()
+        connection.connection.executemany(sql, rows)
+    days = [now.date() - timedelta(days=day) for day in range(1, 366)]
+    DailyUsage.objects.for_tenant(tenant).bulk_create([
+        DailyUsage(tenant=tenant, membership=membership, feature=feature, day=day, requests=900, prompt_tokens=450_000,
+                   completion_tokens=180_000)
+        for day in days for feature in ("summarize", "time-entry", "prioritize")
+    ])
+    assert UsageRecord.objects.for_tenant(tenant).count() >= SERVICE_HISTORY
+    return round(time.perf_counter() - started, 2)
+
+
+def _service_call(membership, index: int) -> float:
+    from copilot_admin.usage import services as usage
+
+    started = time.perf_counter()
+    reservation = usage.limits_reserve(membership=membership, feature="summarize", estimated_tokens=800)
+    usage.limits_settle(reservation=reservation, sent=True, prompt_tokens=500, completion_tokens=200)
+    usage.usage_record_create(membership=membership, feature="summarize", zone="us", outcome="ok",
+                              request_id=f"bench-{uuid.uuid4().hex}", prompt_tokens=500, completion_tokens=200)
+    return time.perf_counter() - started
+
+
+def _service_concurrency(tenant) -> dict:
+    from copilot_admin.usage import services as usage
+    from copilot_admin.usage.limits import platform_policy_ensure
+
+    policy = platform_policy_ensure()
+    policy.user_requests_per_day = SERVICE_ALLOWED
+    policy.save()
+    membership = _service_member(tenant, "parallel@bench.test")  # counters of its own
+    barrier = threading.Barrier(SERVICE_THREADS)
+    admitted, errors = [], []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            mine = 0
+            for _ in range(SERVICE_ATTEMPTS // SERVICE_THREADS):
+                try:
+                    usage.limits_reserve(membership=membership, feature="prioritize", estimated_tokens=0)
+                    mine += 1
+                except usage.RateLimitExceeded:
+                    pass
+            admitted.append(mine)
+        except Exception as exc:  # noqa: BLE001 - reported in the output
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(SERVICE_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "threads": SERVICE_THREADS,
+        "attempts": SERVICE_ATTEMPTS,
+        "allowed": SERVICE_ALLOWED,
+        "admitted": sum(admitted),
+        "exact": sum(admitted) == SERVICE_ALLOWED and not errors,
+        "errors": errors[:3],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def bench_service() -> dict:
+    """Part 4: the usage service's whole per-call path, empty against 1,000,000 usage records."""
+    import redis as redis_client
+
+    try:
+        redis_client.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        settings.REDIS_URL = REDIS_URL
+    except Exception:  # noqa: BLE001 - the database counters then
+        settings.REDIS_URL = ""
+    prefix = f"bench-service:{uuid.uuid4().hex}:"
+    settings.USAGE_LIMITS_KEY_PREFIX = prefix
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # warnings: not on stdout
+    paths = {name: SQLITE_DIRECTORY / f"service-{name}.sqlite3" for name in ("empty", "history")}
+    try:
+        members = {name: _service_world(path) for name, path in paths.items()}
+        _use_database(paths["history"])
+        fill_seconds = _fill_usage_history(members["history"])
+        timings = {"empty": [], "history": []}
+        for name, path in paths.items():  # warm up each
+            _use_database(path)
+            for index in range(30):
+                _service_call(members[name], index)
+        rounds = 10
+        for _ in range(rounds):
+            for name, path in paths.items():
+                _use_database(path)
+                timings[name] += [_service_call(members[name], i) for i in range(SERVICE_SAMPLES // rounds)]
+        empty = round(statistics.median(timings["empty"]) * 1e6, 1)
+        history = round(statistics.median(timings["history"]) * 1e6, 1)
+        _use_database(paths["history"])
+        concurrency_result = _service_concurrency(members["history"].tenant)
+        return {
+            "engine": "sqlite",
+            "counters": "redis" if settings.REDIS_URL else "database",
+            "history_usage_records": SERVICE_HISTORY,
+            "history_fill_seconds": fill_seconds,
+            "median_call_us_empty": empty,
+            "median_call_us_after_history": history,
+            "ratio_after_to_empty": round(history / empty, 3),
+            "concurrency": concurrency_result,
+        }
+    finally:
+        connections["default"].close()
+        if settings.REDIS_URL:
+            client = RedisCounterBackend(url=settings.REDIS_URL, key_prefix=prefix)
+            delete_redis_prefix(client, prefix)
+            client.client.close()
+
+
 def main() -> None:
     started = time.perf_counter()
-    result = {"benchmark": "limits", "redis": bench_redis(), "database": bench_database()}
+    result = {"benchmark": "limits", "redis": bench_redis(), "database": bench_database(), "service": bench_service()}
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
 

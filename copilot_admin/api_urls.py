@@ -5,16 +5,24 @@ from rest_framework.routers import SimpleRouter
 
 from copilot_admin.access.api import RoleViewSet
 from copilot_admin.access.auth_api import AuthTokenView
-from copilot_admin.platform.api import PlatformTenantViewSet
+from copilot_admin.audit.api import AuditEntryViewSet
+from copilot_admin.copilot.urls import api_urlpatterns as copilot_api_urlpatterns
+from copilot_admin.platform.api import PlatformDeploymentViewSet, PlatformTenantViewSet
+from copilot_admin.platform.limits_api import PlatformAbuseCaseViewSet, PlatformLimitsView
+from copilot_admin.usage.api import AbuseCaseViewSet, LimitsView, UsageView
 from tenants.api import CompanyViewSet, CopilotSettingsView, UserViewSet
 
 tenant_router = SimpleRouter()
 tenant_router.register("users", UserViewSet, basename="users")
 tenant_router.register("roles", RoleViewSet, basename="roles")
 tenant_router.register("companies", CompanyViewSet, basename="companies")
+tenant_router.register("abuse-cases", AbuseCaseViewSet, basename="abuse-cases")
+tenant_router.register("audit", AuditEntryViewSet, basename="audit")
 
 platform_router = SimpleRouter()
 platform_router.register("tenants", PlatformTenantViewSet, basename="platform-tenants")
+platform_router.register("deployments", PlatformDeploymentViewSet, basename="platform-deployments")
+platform_router.register("abuse-cases", PlatformAbuseCaseViewSet, basename="platform-abuse-cases")
 
 app_name = "api"
 
@@ -22,5 +30,9 @@ urlpatterns = [
     path("auth/token/", AuthTokenView.as_view(), name="auth-token"),
     path("tenants/<slug:tenant_slug>/", include(tenant_router.urls)),
     path("tenants/<slug:tenant_slug>/settings/", CopilotSettingsView.as_view(), name="settings"),
+    path("tenants/<slug:tenant_slug>/limits/", LimitsView.as_view(), name="limits"),
+    path("tenants/<slug:tenant_slug>/usage/", UsageView.as_view(), name="usage"),
+    path("platform/limits/", PlatformLimitsView.as_view(), name="platform-limits"),
     path("platform/", include(platform_router.urls)),
+    *copilot_api_urlpatterns,
 ]

@@ -260,3 +260,57 @@ LOGGING = {
 # Tests that need a real service (PostgreSQL, Redis, chromium) fail instead of skipping when
 # this is on; .ci/run turns it on.
 REQUIRE_SERVICES = env_bool("REQUIRE_SERVICES", False)
+
+# The copilot call (copilot_admin/copilot/services.py).
+# Each upstream request waits at most COPILOT_UPSTREAM_TIMEOUT_SECONDS; one call, failover
+# included, at most COPILOT_CALL_DEADLINE_SECONDS.
+COPILOT_UPSTREAM_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_TIMEOUT_SECONDS", 30)
+COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5)
+COPILOT_CALL_DEADLINE_SECONDS = env_int("COPILOT_CALL_DEADLINE_SECONDS", 60)
+# Threads per process for the database work of async copilot calls (bounds their connections).
+COPILOT_ORM_THREADS = env_int("COPILOT_ORM_THREADS", 8)
+# The built-in Azure OpenAI simulator, mounted at /_simulator/ (development only: its control
+# endpoints have no authentication). The demo deployments point at COPILOT_SIMULATOR_URL and
+# read their key from COPILOT_SIMULATOR_KEY, which the simulator accepts whatever its value.
+COPILOT_SIMULATOR = env_bool("COPILOT_SIMULATOR", DEBUG and not PRODUCTION)
+if COPILOT_SIMULATOR and PRODUCTION:
+    raise ImproperlyConfigured("COPILOT_SIMULATOR must be off when DJANGO_ENV=production.")
+COPILOT_SIMULATOR_URL = env_str("COPILOT_SIMULATOR_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}/_simulator")
+if COPILOT_SIMULATOR:
+    import os
+
+    os.environ.setdefault("COPILOT_SIMULATOR_KEY", "simulator-key-not-a-secret")
+
+# Usage limits and abuse rules (copilot_admin/usage/).
+# Without counters (Redis down) copilot calls are refused with 503 limits_unavailable, unless
+# USAGE_LIMITS_FAIL_OPEN admits them uncounted (logged either way).
+USAGE_LIMITS_FAIL_OPEN = env_bool("USAGE_LIMITS_FAIL_OPEN", False)
+# Notification e-mails: retried with exponential backoff (base, cap, attempts) while SMTP fails.
+USAGE_EMAIL_RETRY_BACKOFF_SECONDS = env_int("USAGE_EMAIL_RETRY_BACKOFF_SECONDS", 30)
+USAGE_EMAIL_RETRY_BACKOFF_MAX_SECONDS = env_int("USAGE_EMAIL_RETRY_BACKOFF_MAX_SECONDS", 1800)
+USAGE_EMAIL_MAX_RETRIES = env_int("USAGE_EMAIL_MAX_RETRIES", 10)
+
+# Celery beat (the Procfile's `beat`): periodic tasks.
+from celery.schedules import crontab  # noqa: E402  (only the beat schedule needs it)
+
+CELERY_BEAT_SCHEDULE = {
+    "usage-review-patterns": {"task": "copilot_admin.usage.tasks.review_usage_patterns", "schedule": crontab(minute=7)},
+    "usage-maintenance": {"task": "copilot_admin.usage.tasks.usage_maintenance", "schedule": crontab(minute="*/5")},
+}
+
+# The audit log (copilot_admin/audit/): each tenant keeps its entries AUDIT_RETENTION_DEFAULT_DAYS
+# unless it has its own period, which is never below the platform minimum
+# AUDIT_RETENTION_MIN_DAYS. A daily task purges expired entries, AUDIT_PURGE_BATCH_SIZE at a time.
+AUDIT_RETENTION_MIN_DAYS = env_int("AUDIT_RETENTION_MIN_DAYS", 365)
+AUDIT_RETENTION_DEFAULT_DAYS = env_int("AUDIT_RETENTION_DEFAULT_DAYS", 730)
+AUDIT_PURGE_BATCH_SIZE = env_int("AUDIT_PURGE_BATCH_SIZE", 5000)
+if AUDIT_RETENTION_DEFAULT_DAYS < AUDIT_RETENTION_MIN_DAYS:
+    raise ImproperlyConfigured("AUDIT_RETENTION_DEFAULT_DAYS must not be below AUDIT_RETENTION_MIN_DAYS.")
+CELERY_BEAT_SCHEDULE["audit-purge-expired"] = {
+    "task": "copilot_admin.audit.tasks.audit_purge_expired", "schedule": crontab(hour=2, minute=41),
+}
+# Several "status" choice sets share one field name in the API schema; name them apart.
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
+    "TenantStatusEnum": "tenants.models.TenantStatus",
+    "AbuseCaseStatusEnum": "copilot_admin.usage.models.CaseStatus",
+})

@@ -1,5 +1,6 @@
+from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tenants.forms import EmailAuthenticationForm
@@ -22,8 +23,19 @@ urlpatterns = [
     ),
     path("t/<slug:tenant_slug>/", include("tenants.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.access.urls")),
+    path("t/<slug:tenant_slug>/audit/", include("copilot_admin.audit.urls")),
+    path("t/<slug:tenant_slug>/", include("copilot_admin.regions.urls")),
+    path("t/<slug:tenant_slug>/", include("copilot_admin.copilot.urls")),
+    path("t/<slug:tenant_slug>/", include("copilot_admin.usage.urls")),
     path("platform/", include("copilot_admin.platform.urls")),
+    path("audit/", include("copilot_admin.audit.platform_urls")),
     path("api/v1/", include("copilot_admin.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
+
+if settings.COPILOT_SIMULATOR:
+    from copilot_admin.copilot.views import simulator_view
+
+    # Development only (see settings.COPILOT_SIMULATOR): the demo deployments call this.
+    urlpatterns.append(re_path(r"^_simulator/(?P<path>.*)$", simulator_view, name="copilot-simulator"))

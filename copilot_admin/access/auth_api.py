@@ -2,6 +2,7 @@
 
 from axes.exceptions import AxesBackendPermissionDenied
 from django.contrib.auth import authenticate
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_admin.access.errors import ApplicationError
+from copilot_admin.audit.services import audit_event_record_for_user_tenants
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -56,10 +58,24 @@ class AuthTokenView(APIView):
             raise ApplicationError(
                 "Invalid e-mail or password.", code="invalid_credentials", status_code=status.HTTP_401_UNAUTHORIZED
             )
-        instance, token = AuthToken.objects.create(user=user)
+        with transaction.atomic():  # a token exists only with its audit entry
+            instance, token = AuthToken.objects.create(user=user)
+            _audit_token(request, user=user, instance=instance, action="auth.token_create")
         return Response(TokenResponseSerializer({"token": token, "expires": instance.expiry}).data, status=201)
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request):
-        request.auth.delete()
+        with transaction.atomic():
+            _audit_token(request, user=request.user, instance=request.auth, action="auth.token_revoke")
+            request.auth.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _audit_token(request, *, user, instance, action: str) -> None:
+    """Token creation and revocation are security events: recorded with the token's key
+    (its public identifier, never the secret) in the user's tenants' audit logs."""
+    audit_event_record_for_user_tenants(
+        user=user, actor=user, action=action, object_type="token", object_id=instance.token_key,
+        object_repr=f"API token {instance.token_key}", request=request,
+        metadata={"expires": instance.expiry.isoformat() if instance.expiry else None},
+    )

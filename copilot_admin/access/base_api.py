@@ -17,9 +17,12 @@ from rest_framework.exceptions import NotFound as DRFNotFound
 from copilot_admin.access.client_ip import client_ip
 from copilot_admin.access.errors import NotFound, PermissionRefused
 from copilot_admin.access.policy import has_permission
+from copilot_admin.audit.context import Channel, request_correlation_id, scope_enter, scope_exit
+from copilot_admin.audit.hooks import audit_access_denied
 from tenants.selectors import membership_resolve
 
 _FINAL_METHODS = ("get_queryset", "initial", "get_object")
+_AUDITED_REFUSALS = ("permission_denied", "escalation_refused")
 
 
 class AuditedAPIMixin:
@@ -30,12 +33,25 @@ class AuditedAPIMixin:
         actor = request.user if request.user.is_authenticated else None
         self._audit_context = set_actor(actor=actor, remote_addr=client_ip(request))
         self._audit_context.__enter__()
+        self._audit_scope = scope_enter(
+            tenant=getattr(self, "tenant", None), channel=Channel.API, correlation_id=request_correlation_id(request)
+        )
+
+    def handle_exception(self, exc):
+        # A member refused by its security role (here or by a service: no escalation) is recorded.
+        membership = getattr(self, "membership", None)
+        if isinstance(exc, PermissionRefused) and exc.code in _AUDITED_REFUSALS and membership is not None:
+            permission = self.permission_for_action() if hasattr(self, "permission_for_action") else None
+            audit_access_denied(request=self.request, membership=membership, permission=permission, code=exc.code)
+        return super().handle_exception(exc)
 
     def finalize_response(self, request, response, *args, **kwargs):
         context = getattr(self, "_audit_context", None)
         if context is not None:
             context.__exit__(None, None, None)
             self._audit_context = None
+        scope_exit(getattr(self, "_audit_scope", None))
+        self._audit_scope = None
         return super().finalize_response(request, response, *args, **kwargs)
 
 

@@ -14,6 +14,8 @@ from django.views.generic import DetailView, ListView
 
 from copilot_admin.access.errors import NotFound
 from copilot_admin.access.policy import has_permission, permissions_of
+from copilot_admin.audit.context import Channel, audit_scope, request_correlation_id
+from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
 from tenants.selectors import membership_resolve
 
 _FINAL_METHODS = ("get_queryset", "dispatch")
@@ -46,9 +48,13 @@ class TenantPageMixin(AccessMixin):
         request.tenant = self.tenant = membership.tenant
         request.permissions = permissions_of(membership)
         if not has_permission(membership, self.permission_required):
+            audit_access_denied(request=request, membership=membership, permission=self.permission_required)
             raise PermissionDenied("Your security role does not allow this page.")
-        self.prepare()
-        return super().dispatch(request, *args, **kwargs)
+        with audit_scope(tenant=membership.tenant, channel=Channel.WEB, correlation_id=request_correlation_id(request)):
+            if request.user.is_platform_operator:
+                audit_operator_tenant_access(request=request, tenant=membership.tenant)
+            self.prepare()
+            return super().dispatch(request, *args, **kwargs)
 
     def prepare(self) -> None:
         """Runs after the access checks, before the handler."""
@@ -100,4 +106,5 @@ class OperatorPageMixin(AccessMixin):
             return self.handle_no_permission()
         if not request.user.is_platform_operator:
             raise Http404("Not found.")
-        return super().dispatch(request, *args, **kwargs)
+        with audit_scope(channel=Channel.WEB, correlation_id=request_correlation_id(request)):
+            return super().dispatch(request, *args, **kwargs)

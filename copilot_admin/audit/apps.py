@@ -4,6 +4,7 @@ from django.apps import AppConfig
 class AuditConfig(AppConfig):
     name = "copilot_admin.audit"
     label = "audit"
+    verbose_name = "Audit log"
 
     def ready(self) -> None:
-        from copilot_admin.audit import actor  # noqa: F401  (connects the task actor signals)
+        from copilot_admin.audit import actor, receivers  # noqa: F401  (connect the signal receivers)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from copilot_admin.platform import views
+from copilot_admin.platform import limits_views, views
 
 app_name = "platform"
 
@@ -8,4 +8,14 @@ urlpatterns = [
     path("", views.TenantListView.as_view(), name="tenants"),
     path("tenants/new/", views.TenantCreateView.as_view(), name="tenant_create"),
     path("tenants/<int:pk>/", views.TenantEditView.as_view(), name="tenant_edit"),
+    path("deployments/", views.DeploymentListView.as_view(), name="deployments"),
+    path("deployments/new/", views.DeploymentCreateView.as_view(), name="deployment_create"),
+    path("deployments/<int:pk>/", views.DeploymentEditView.as_view(), name="deployment_edit"),
+    path("limits/", limits_views.PlatformLimitsView.as_view(), name="limits"),
+    path("abuse-cases/", limits_views.PlatformAbuseCaseListView.as_view(), name="abuse_cases"),
+    path(
+        "abuse-cases/<int:pk>/reinstate/",
+        limits_views.PlatformAbuseCaseReinstateView.as_view(),
+        name="abuse_case_reinstate",
+    ),
 ]

@@ -1,4 +1,4 @@
-"""The operator console: tenants, plans, data zones, status."""
+"""The operator console: tenants, plans, data zones, status; Azure deployments."""
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
@@ -7,6 +7,10 @@ from django.views.generic import FormView, ListView
 from copilot_admin.access.base_views import OperatorPageMixin
 from copilot_admin.access.errors import ApplicationError
 from copilot_admin.access.forms import form_add_service_error
+from copilot_admin.regions import services as deployment_services
+from copilot_admin.regions.forms import DeploymentForm
+from copilot_admin.regions.models import AzureDeployment
+from copilot_admin.regions.selectors import deployment_list
 from tenants import services
 from tenants.forms import TenantCreateForm, TenantEditForm
 from tenants.models import Tenant
@@ -57,3 +61,56 @@ class TenantEditView(OperatorPageMixin, FormView):
         tenant = services.tenant_update(actor=self.request.user, tenant=self.object, **form.cleaned_data)
         messages.success(self.request, f"The tenant {tenant.name} was saved.")
         return redirect("platform:tenants")
+
+
+class DeploymentListView(OperatorPageMixin, ListView):
+    """Azure deployments per zone with their health (from the calls themselves)."""
+
+    template_name = "platform/deployment_list.html"
+    paginate_by = 100
+
+    def get_queryset(self):
+        return deployment_list()
+
+
+class DeploymentCreateView(OperatorPageMixin, FormView):
+    form_class = DeploymentForm
+    template_name = "platform/deployment_form.html"
+
+    def form_valid(self, form):
+        try:
+            deployment = deployment_services.deployment_create(actor=self.request.user, **form.cleaned_data)
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"The deployment {deployment.name} was created.")
+        return redirect("platform:deployments")
+
+
+class DeploymentEditView(OperatorPageMixin, FormView):
+    form_class = DeploymentForm
+    template_name = "platform/deployment_form.html"
+
+    def dispatch(self, request, *args, **kwargs):
+        self.object = None
+        if request.user.is_authenticated and request.user.is_platform_operator:
+            self.object = get_object_or_404(AzureDeployment, pk=kwargs["pk"])
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_initial(self):
+        fields = ("zone", "name", "endpoint", "deployment", "api_version", "auth_mode", "api_key_env", "priority", "active")
+        return {field: getattr(self.object, field) for field in fields}
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(object=self.object, **kwargs)
+
+    def form_valid(self, form):
+        try:
+            deployment = deployment_services.deployment_update(
+                actor=self.request.user, azure_deployment=self.object, **form.cleaned_data
+            )
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"The deployment {deployment.name} was saved.")
+        return redirect("platform:deployments")

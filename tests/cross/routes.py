@@ -4,6 +4,7 @@ A route that exists but is missing here fails tests/cross/test_permission_matrix
 route cannot ship without a declared, tested policy.
 """
 
+from django.conf import settings
 from django.urls import URLResolver, get_resolver
 
 from copilot_admin.access.permissions import ANY_MEMBER, Perm
@@ -26,7 +27,23 @@ GLOBAL_ROUTES = {
     "platform:tenant_edit": OPERATOR,
     "api:platform-tenants-list": OPERATOR,
     "api:platform-tenants-detail": OPERATOR,
+    # Platform operators and platform auditors (tests/audit/test_platform_auditor.py).
+    "platform_audit:list": OPERATOR,
+    "platform:deployments": OPERATOR,
+    "platform:deployment_create": OPERATOR,
+    "platform:deployment_edit": OPERATOR,
+    "api:platform-deployments-list": OPERATOR,
+    "api:platform-deployments-detail": OPERATOR,
+    "platform:limits": OPERATOR,
+    "platform:abuse_cases": OPERATOR,
+    "platform:abuse_case_reinstate": OPERATOR,
+    "api:platform-limits": OPERATOR,
+    "api:platform-abuse-cases-list": OPERATOR,
+    "api:platform-abuse-cases-reinstate": OPERATOR,
 }
+if settings.COPILOT_SIMULATOR:
+    # Development only: the built-in Azure OpenAI simulator behind the demo deployments.
+    GLOBAL_ROUTES["copilot-simulator"] = PUBLIC
 
 # Tenant pages (GET): name -> permission.
 TENANT_PAGES = {
@@ -42,6 +59,15 @@ TENANT_PAGES = {
     "access:roles": Perm.ROLES,
     "access:role_create": Perm.ROLES,
     "access:role_edit": Perm.ROLES,
+    "audit:list": Perm.AUDIT_VIEW,
+    "regions:zone": Perm.REGION,
+    "copilot:playground": ANY_MEMBER,
+    "usage:dashboard": Perm.USAGE_VIEW,
+    "usage:limits": Perm.LIMITS,
+    "usage:abuse_cases": Perm.USAGE_VIEW,
+    "usage:abuse_case": Perm.USAGE_VIEW,
+    "usage:abuse_case_resolve": Perm.LIMITS,
+    "usage:notifications": Perm.USAGE_VIEW,
 }
 
 # Tenant API: (name, method) -> permission.
@@ -61,6 +87,20 @@ TENANT_API = {
     ("api:companies-detail", "patch"): Perm.COMPANIES,
     ("api:settings", "get"): ANY_MEMBER,
     ("api:settings", "patch"): Perm.COPILOT_SETTINGS,
+    ("api:audit-list", "get"): Perm.AUDIT_VIEW,
+    ("api:audit-export", "get"): Perm.AUDIT_EXPORT,
+    ("api:copilot-summarize", "post"): Perm.COPILOT_SUMMARIZE,
+    ("api:copilot-time-entry", "post"): Perm.COPILOT_TIME_ENTRY,
+    ("api:copilot-prioritize", "post"): Perm.COPILOT_PRIORITIZE,
+    # Reads of limits and abuse cases also allow admin.limits (AlternativePermissionMixin).
+    ("api:limits", "get"): Perm.USAGE_VIEW,
+    ("api:limits", "patch"): Perm.LIMITS,
+    ("api:usage", "get"): Perm.USAGE_VIEW,
+    ("api:abuse-cases-list", "get"): Perm.USAGE_VIEW,
+    ("api:abuse-cases-detail", "get"): Perm.USAGE_VIEW,
+    ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
+    ("api:abuse-cases-terminate", "post"): Perm.LIMITS,
+    ("api:abuse-cases-dismiss", "post"): Perm.LIMITS,
 }
 
 # Which object of the tenant a route's <pk> names.
@@ -71,7 +111,33 @@ OBJECT_KIND = {
     "api:users-detail": "membership",
     "api:companies-detail": "company",
     "api:roles-detail": "role",
+    "usage:abuse_case": "abuse_case",
+    "usage:abuse_case_resolve": "abuse_case",
+    "api:abuse-cases-detail": "abuse_case",
+    "api:abuse-cases-reinstate": "abuse_case",
+    "api:abuse-cases-terminate": "abuse_case",
+    "api:abuse-cases-dismiss": "abuse_case",
 }
+
+
+def object_pk(kind: str, world) -> int:
+    """The pk of an object of `kind` in `world`'s tenant for the kinds that the matrix and
+    isolation suites do not build themselves (made on first use)."""
+    if kind == "abuse_case":
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from copilot_admin.usage.models import AbuseCase, CaseKind
+
+        tenant = world.tenant
+        cases = AbuseCase.objects.for_tenant(tenant)
+        case = cases.filter(dedupe_key="policy-table").first() or cases.create(
+            tenant=tenant, membership=world.members["tech"], kind=CaseKind.SUSPENSION, dedupe_key="policy-table",
+            summary="3 strikes within 60 minutes", suspended_until=timezone.now() + timedelta(hours=1),
+        )
+        return case.pk
+    raise KeyError(kind)
 
 
 def all_routes():

@@ -13,6 +13,7 @@ from tests.cross.routes import (
     TENANT_PAGES,
     all_routes,
     api_methods,
+    object_pk,
 )
 
 ACTORS = [*ROLES, "outsider", "operator", "anonymous"]
@@ -45,11 +46,8 @@ def test_views_declare_the_tabled_permission():
 
 
 def _object_pk(world, kind, custom_role):
-    return {
-        "membership": world.members["tech"].pk,
-        "company": world.companies[0].pk,
-        "role": custom_role.pk,
-    }[kind]
+    built_in = {"membership": world.members["tech"].pk, "company": world.companies[0].pk, "role": custom_role.pk}
+    return built_in[kind] if kind in built_in else object_pk(kind, world)
 
 
 @pytest.fixture

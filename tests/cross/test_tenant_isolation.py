@@ -5,18 +5,19 @@ import pytest
 from django.urls import reverse
 
 from tests.conftest import ROLES, api_client_for
-from tests.cross.routes import OBJECT_KIND, TENANT_API, TENANT_PAGES
+from tests.cross.routes import OBJECT_KIND, TENANT_API, TENANT_PAGES, object_pk
 from tests.factories import role_named
 
 B_MARKERS = ("Bravo MSP", "@bravo.test")
 
 
 def _b_object_pk(tenant_b, kind):
-    return {
+    built_in = {
         "membership": tenant_b.members["tech"].pk,
         "company": tenant_b.companies[0].pk,
         "role": role_named(tenant_b.tenant, "Technician").pk,
-    }[kind]
+    }
+    return built_in[kind] if kind in built_in else object_pk(kind, tenant_b)
 
 
 def _assert_no_b_data(response):

@@ -60,3 +60,33 @@ def database_backend(request, clock) -> DatabaseCounterBackend:
 def backend(request):
     """Each behaviour test runs against both backends."""
     return request.getfixturevalue(f"{request.param}_backend")
+
+
+@pytest.fixture
+def clocked(monkeypatch, request):
+    """The per-call limit check on a database counter backend whose clock the test moves:
+    (clock, backend)."""
+    from copilot_admin.usage import limits
+
+    request.getfixturevalue("db")
+    clock = FakeClock(datetime(2026, 11, 20, 10, 17, 5, tzinfo=UTC))
+    backend = DatabaseCounterBackend(clock=clock)
+    monkeypatch.setattr(limits, "get_counter_backend", lambda: backend)
+    return clock, backend
+
+
+@pytest.fixture
+def seeded_zones(db):
+    """The data zones that a migration seeds. A transactional test starts from what the test
+    before it left, and a flush removes migrated rows, so such tests seed the zones again."""
+    import importlib
+
+    from django.contrib.contenttypes.models import ContentType
+
+    from copilot_admin.regions.models import DataZone
+
+    # The flush re-created the content types under new ids; django-auditlog must not use stale ones.
+    ContentType.objects.clear_cache()
+    seed = importlib.import_module("copilot_admin.regions.migrations.0002_seed_zones")
+    for code, name in seed.ZONES:
+        DataZone.objects.get_or_create(code=code, defaults={"name": name})

@@ -2,13 +2,16 @@
 
 import os
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.access.services import roles_seed_system
-from copilot_admin.regions.models import DataZone
+from copilot_admin.regions import services as region_services
+from copilot_admin.regions.models import AzureDeployment, DataZone
+from copilot_admin.usage.limits import platform_policy_ensure
 from tenants import services
 from tenants.models import ClientCompany, Membership, Plan, Tenant, User, UserType
 
@@ -25,6 +28,13 @@ DEMO_USERS = [
     ("tech", "Technician", UserType.INTERNAL, "Taylor Tech"),
     ("comanaged", "Co-managed Help Desk", UserType.CO_MANAGED, "Casey Comanaged"),
     ("auditor", "Compliance Auditor", UserType.INTERNAL, "Alex Auditor"),
+]
+# Demo deployments: the built-in simulator (settings.COPILOT_SIMULATOR) behind every zone; two
+# in us so that failover can be seen ([[sim:503]] in a ticket fails the first one).
+DEMO_DEPLOYMENTS = [
+    {"zone": "us", "name": "us-simulator-1", "deployment": "gpt-4o-us-1", "priority": 10},
+    {"zone": "us", "name": "us-simulator-2", "deployment": "gpt-4o-us-2", "priority": 20},
+    {"zone": "eu", "name": "eu-simulator-1", "deployment": "gpt-4o-eu-1", "priority": 10},
 ]
 
 
@@ -51,6 +61,9 @@ class Command(BaseCommand):
                 )
                 if user_type == UserType.CO_MANAGED and not membership.companies.exists():
                     membership.companies.set(companies[:1])
+        platform_policy_ensure()  # the default usage limits and abuse rules, editable at /platform/limits/
+        if settings.COPILOT_SIMULATOR:
+            self._deployments()
         self.stdout.write(self.style.SUCCESS(f"Demo ready: {len(DEMO_TENANTS)} tenants; password from DEMO_PASSWORD."))
 
     def _user(self, email: str, password: str, full_name: str, **flags) -> User:
@@ -72,3 +85,13 @@ class Command(BaseCommand):
             tenant.save()
         roles_seed_system(tenant=tenant)
         return tenant
+
+    def _deployments(self) -> None:
+        for spec in DEMO_DEPLOYMENTS:
+            if AzureDeployment.objects.filter(name=spec["name"]).exists():
+                continue
+            region_services.deployment_create(
+                actor=None, zone=DataZone.objects.get(code=spec["zone"]), name=spec["name"],
+                endpoint=settings.COPILOT_SIMULATOR_URL, deployment=spec["deployment"], api_version="2024-10-21",
+                auth_mode="api_key", api_key_env="COPILOT_SIMULATOR_KEY", priority=spec["priority"],
+            )

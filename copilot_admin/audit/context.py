@@ -1,0 +1,76 @@
+"""What the audit log knows about the unit of work in progress (a request or a task).
+
+The tenant pages and API set it once the tenant is resolved; tasks set it from their id.
+It gives every entry of one request or task the same correlation id, says how the actor
+came in (web session, API token, task), and names the tenant for changes to objects that
+belong to no tenant themselves (a user's name edited by a tenant administrator).
+"""
+
+import re
+import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, replace
+
+
+class Channel:
+    WEB = "web"
+    API = "api"
+    TASK = "task"
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    tenant: object | None = None
+    channel: str = ""
+    correlation_id: str = ""
+
+
+_scope: ContextVar[AuditScope | None] = ContextVar("copilot_admin_audit_scope", default=None)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def current_scope() -> AuditScope:
+    return _scope.get() or AuditScope()
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request_correlation_id(request) -> str:
+    """The request's correlation id: a well-formed X-Request-ID from the client, or a new one
+    (remembered on the request, so every entry of the request shares it)."""
+    if request is None:
+        return current_scope().correlation_id
+    django_request = getattr(request, "_request", request)
+    existing = getattr(django_request, "audit_correlation_id", None)
+    if existing:
+        return existing
+    supplied = django_request.META.get("HTTP_X_REQUEST_ID", "")
+    cid = supplied if _REQUEST_ID.match(supplied) else (current_scope().correlation_id or new_correlation_id())
+    django_request.audit_correlation_id = cid
+    return cid
+
+
+def scope_enter(**fields) -> Token:
+    """Narrow the current scope; pass the token to `scope_exit` when the unit of work ends."""
+    return _scope.set(replace(current_scope(), **fields))
+
+
+def scope_exit(token: Token | None) -> None:
+    if token is None:
+        return
+    try:
+        _scope.reset(token)
+    except ValueError:  # entered in another context (a thread pool); nothing to undo here
+        _scope.set(None)
+
+
+@contextmanager
+def audit_scope(**fields):
+    token = scope_enter(**fields)
+    try:
+        yield current_scope()
+    finally:
+        scope_exit(token)

@@ -1,0 +1,81 @@
+"""Signals that feed the audit log: django-auditlog's change entries, logins, failed logins,
+logouts and lockouts. Connected in AuditConfig.ready()."""
+
+from auditlog.models import LogEntry
+from auditlog.signals import pre_log
+from axes.signals import user_locked_out
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from copilot_admin.audit.models import ActorType, Outcome
+from copilot_admin.audit.services import (
+    audit_event_record,
+    audit_event_record_for_user_tenants,
+    audit_record_from_logentry,
+    logged_object_remember,
+)
+
+
+@receiver(pre_log, dispatch_uid="audit_logged_object")
+def _remember_logged_object(sender, instance, action, **kwargs):
+    logged_object_remember(instance)
+
+
+@receiver(post_save, sender=LogEntry, dispatch_uid="audit_entry_from_logentry")
+def _entry_from_logentry(sender, instance, created, raw=False, **kwargs):
+    # A change that cannot be recorded does not happen: an error here aborts the save's transaction.
+    if created and not raw:
+        audit_record_from_logentry(instance)
+
+
+def _known_user(identifier):
+    from tenants.models import User
+
+    if not isinstance(identifier, str) or not identifier.strip():
+        return None
+    return User.objects.filter(email=identifier.strip().lower()).first()
+
+
+def _user_event(*, user, actor, action, request, outcome=Outcome.SUCCESS, actor_type=None, metadata=None):
+    audit_event_record_for_user_tenants(
+        user=user, actor=actor, actor_type=actor_type, action=action, object_type="user",
+        object_id=user.pk, object_repr=user.email, outcome=outcome, request=request, metadata=metadata,
+    )
+
+
+@receiver(user_logged_in, dispatch_uid="audit_login")
+def _login(sender, request, user, **kwargs):
+    _user_event(user=user, actor=user, action="auth.login", request=request)
+
+
+@receiver(user_logged_out, dispatch_uid="audit_logout")
+def _logout(sender, request, user, **kwargs):
+    if user is not None:
+        _user_event(user=user, actor=user, action="auth.logout", request=request)
+
+
+@receiver(user_login_failed, dispatch_uid="audit_login_failed")
+def _login_failed(sender, credentials, request=None, **kwargs):
+    """The account is named only when it exists: what someone typed into the e-mail field
+    may be anything (even a password) and is not kept."""
+    user = _known_user(credentials.get("email") or credentials.get("username"))
+    if user is not None:
+        _user_event(user=user, actor=None, actor_type=ActorType.ANONYMOUS, action="auth.login_failed",
+                    request=request, outcome=Outcome.FAILURE)
+    else:
+        audit_event_record(tenant=None, actor=None, actor_type=ActorType.ANONYMOUS, action="auth.login_failed",
+                           object_type="user", outcome=Outcome.FAILURE, request=request,
+                           metadata={"account": "unknown"})
+
+
+@receiver(user_locked_out, dispatch_uid="audit_lockout")
+def _locked_out(sender, request, username=None, ip_address=None, **kwargs):
+    user = _known_user(username)
+    if user is not None:
+        _user_event(user=user, actor=None, actor_type=ActorType.ANONYMOUS, action="auth.lockout",
+                    request=request, outcome=Outcome.DENIED)
+    else:
+        audit_event_record(tenant=None, actor=None, actor_type=ActorType.ANONYMOUS, action="auth.lockout",
+                           object_type="address", object_id=ip_address or "", outcome=Outcome.DENIED,
+                           request=request, metadata={"account": "unknown"})

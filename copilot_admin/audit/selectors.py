@@ -1,0 +1,228 @@
+"""Reads of the audit log: filtered entries, keyset pages (fast at millions of rows: a page
+reads one index range, never counts or skips), one entry, and the readable form of changes.
+
+Newest first by id: within a chain, ids grow with `seq` (both are assigned under the
+chain's lock), so id order is chain order.
+"""
+
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from copilot_admin.access.errors import NotFound
+from copilot_admin.audit.models import ActorType, AuditEntry
+
+PAGE_SIZE = 50
+
+
+def audit_entries(*, tenant) -> QuerySet[AuditEntry]:
+    """One tenant's entries."""
+    return AuditEntry.objects.for_tenant(tenant)
+
+
+def audit_entries_filter(queryset: QuerySet[AuditEntry], *, filters: dict) -> QuerySet[AuditEntry]:
+    """Narrow by the AuditFilterForm's filters (since, until, actor, action, object_type,
+    object_id, outcome, q). `action` without a dot, or ending with one, is a prefix (`auth`
+    matches `auth.login`). `actor` is an id, `system`, or an e-mail (or part of one)."""
+    if filters.get("since"):
+        queryset = queryset.filter(created_at__gte=filters["since"])
+    if filters.get("until"):
+        queryset = queryset.filter(created_at__lt=filters["until"])
+    actor = (filters.get("actor") or "").strip()
+    if actor.isdigit():
+        queryset = queryset.filter(actor_id=int(actor))
+    elif actor.lower() in (ActorType.SYSTEM, ActorType.ANONYMOUS):
+        queryset = queryset.filter(actor_type=actor.lower())
+    elif actor:
+        queryset = queryset.filter(actor_email__icontains=actor)
+    action = (filters.get("action") or "").strip()
+    if action and "." in action.rstrip("."):
+        queryset = queryset.filter(action=action)
+    elif action:
+        queryset = queryset.filter(action__startswith=action.rstrip(".") + ".")
+    if filters.get("object_type"):
+        queryset = queryset.filter(object_type=filters["object_type"])
+    if filters.get("object_id"):
+        queryset = queryset.filter(object_id=filters["object_id"])
+    if filters.get("outcome"):
+        queryset = queryset.filter(outcome=filters["outcome"])
+    text = (filters.get("q") or "").strip()
+    if text:
+        # Non-content fields only: what happened to what, by whom, from where.
+        queryset = queryset.filter(
+            Q(action__icontains=text) | Q(object_type__icontains=text) | Q(object_id=text)
+            | Q(object_repr__icontains=text) | Q(actor_email__icontains=text) | Q(remote_addr__startswith=text)
+            | Q(correlation_id=text)
+        )
+    return queryset
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    entries: list[AuditEntry]
+    older: int | None  # cursor (id) of the next page back in time, if any
+    newer: int | None  # cursor (id) of the page before this one, if any
+
+
+def entry_cursor(value) -> int | None:
+    """An entry id from a query parameter (a positive integer), else None."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**62 else None
+
+
+def audit_page(queryset: QuerySet[AuditEntry], *, before=None, after=None, size: int = PAGE_SIZE) -> KeysetPage:
+    """One page newest first: entries older than `before`, or the page just newer than `after`."""
+    before, after = entry_cursor(before), entry_cursor(after)
+    if after is not None and before is None:
+        rows = list(queryset.filter(id__gt=after).order_by("id")[: size + 1])
+        has_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        return KeysetPage(rows, older=rows[-1].id if rows else None, newer=rows[0].id if rows and has_newer else None)
+    if before is not None:
+        queryset = queryset.filter(id__lt=before)
+    rows = list(queryset.order_by("-id")[: size + 1])
+    has_older = len(rows) > size
+    rows = rows[:size]
+    return KeysetPage(
+        rows,
+        older=rows[-1].id if rows and has_older else None,
+        newer=rows[0].id if rows and before is not None else None,
+    )
+
+
+def audit_entry_get(*, tenant, entry_id) -> AuditEntry:
+    """One entry of the tenant; missing and foreign answer alike."""
+    entry = audit_entries(tenant=tenant).filter(pk=entry_cursor(entry_id) or 0).first()
+    if entry is None:
+        raise NotFound("Not found.")
+    return entry
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    field: str
+    before: str
+    after: str
+
+
+def changes_readable(changes: dict) -> list[ChangeRow]:
+    """Before/after per field, with many-to-many changes as the objects added or removed."""
+    rows = []
+    for field, value in sorted((changes or {}).items()):
+        if isinstance(value, dict) and value.get("type") == "m2m":
+            objects = ", ".join(str(o) for o in value.get("objects", []))
+            added = value.get("operation") == "add"
+            rows.append(ChangeRow(field, "" if added else objects, objects if added else ""))
+        elif isinstance(value, (list, tuple)) and len(value) == 2:
+            rows.append(ChangeRow(field, _shown(value[0]), _shown(value[1])))
+        else:
+            rows.append(ChangeRow(field, "", _shown(value)))
+    return rows
+
+
+def _shown(value) -> str:
+    if value is None or value == "None":
+        return "—"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_shown(v) for v in value)
+    return str(value)
+
+
+# -- tamper evidence ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The verification of one chain: how many entries matched, and the first broken link."""
+
+    chain: str
+    checked: int
+    broken_seq: int | None = None
+    broken_entry_id: int | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+def audit_chain_verify(*, tenant_id: int | None) -> ChainReport:
+    """Walk one chain from its retention checkpoint: every entry must follow the previous one
+    in `seq`, link to its hash, and match its own; the last must be the chain head's.
+
+    Reads in chunks (constant memory at any length).
+    """
+    from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash
+    from copilot_admin.audit.models import GENESIS_HASH, AuditChainHead, chain_key
+
+    key = chain_key(tenant_id)
+    head = AuditChainHead.objects.filter(chain=key).first()
+    expected_seq = (head.purged_through_seq if head else 0) + 1
+    expected_prev = head.purged_last_hash if head else GENESIS_HASH
+    checked = 0
+    rows = (
+        AuditEntry.objects.for_chain(tenant_id).order_by("seq").values("id", "hash", *HASHED_FIELDS)
+        .iterator(chunk_size=5000)
+    )
+    for row in rows:
+        reason = ""
+        if row["seq"] > expected_seq:
+            reason = f"entries {expected_seq}..{row['seq'] - 1} are missing"
+        elif row["seq"] < expected_seq:
+            reason = "entry out of sequence (duplicate, or before the retention checkpoint)"
+        elif row["prev_hash"] != expected_prev:
+            reason = "does not link to the previous entry's hash"
+        elif entry_hash(row) != row["hash"]:
+            reason = "content does not match its hash (altered)"
+        if reason:
+            return ChainReport(key, checked, row["seq"], row["id"], reason)
+        expected_seq, expected_prev, checked = expected_seq + 1, row["hash"], checked + 1
+    if head is None:
+        return ChainReport(key, checked, None, None, "chain head is missing" if checked else "")
+    if head.seq != expected_seq - 1 or head.hash != expected_prev:
+        return ChainReport(key, checked, expected_seq, None,
+                           f"chain ends at entry {expected_seq - 1} but its head records entry {head.seq} "
+                           "(entries removed from the end, or the head altered)")
+    return ChainReport(key, checked)
+
+
+def audit_chains_to_verify(*, tenant=None) -> list[int | None]:
+    """The chains `audit_verify` checks: one tenant's, or every tenant's and the platform's
+    (including chains of tenants since deleted)."""
+    from copilot_admin.audit.models import AuditChainHead
+    from tenants.models import Tenant
+
+    if tenant is not None:
+        return [tenant.pk]
+    ids = set(Tenant.objects.values_list("pk", flat=True))
+    ids |= set(AuditChainHead.objects.exclude(tenant_id=None).values_list("tenant_id", flat=True))
+    return [None, *sorted(ids)]
+
+
+# -- across tenants (platform auditors) -----------------------------------------------------------
+
+def is_platform_auditor(user) -> bool:
+    """Operators and granted platform auditors may read every tenant's log."""
+    from copilot_admin.audit.models import PlatformAuditor
+
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.is_platform_operator or PlatformAuditor.objects.filter(user=user).exists()
+
+
+def audit_entries_across_tenants(*, tenant_slug: str = "") -> tuple[QuerySet[AuditEntry], object]:
+    """Every chain's entries, or one tenant's (`tenant_slug`), or the platform chain's
+    (`tenant_slug` = "platform"); with the tenant named, or None. Unknown slug: NotFound."""
+    from tenants.models import Tenant
+
+    if not tenant_slug:
+        # across_tenants(): the platform auditor's view over every chain (callers check the grant).
+        return AuditEntry.objects.across_tenants().select_related("tenant"), None
+    if tenant_slug == "platform":
+        return AuditEntry.objects.platform_chain(), None
+    tenant = Tenant.objects.filter(slug=tenant_slug).first()
+    if tenant is None:
+        raise NotFound("Not found.")
+    return AuditEntry.objects.for_tenant(tenant).select_related("tenant"), tenant

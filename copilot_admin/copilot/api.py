@@ -1,0 +1,159 @@
+"""`POST /api/v1/tenants/<slug>/copilot/<feature>/`: the copilot call over the REST API.
+
+The view is async: under ASGI (the Procfile's uvicorn) a call waiting for Azure OpenAI holds
+no worker thread and no database connection; its database work (token authentication, the
+access chain, recording) runs in short hops on a bounded pool (`services.run_orm`). Under
+WSGI and Django's test client the same hops run in the request's own thread.
+
+Each feature is its own route and view class (`copilot-summarize`, ...) so that each declares
+its grant in the policy table and documents its own answer. The declared permission is
+enforced by the service, at its place in the contract's access chain (after entitlement and
+the tenant's switches), not up front by the base class.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import permissions as drf_permissions
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from copilot_admin.access.client_ip import client_ip
+from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.audit.context import Channel, request_correlation_id, scope_enter, scope_exit
+from copilot_admin.copilot import services
+from copilot_admin.copilot.features import Feature
+from copilot_admin.copilot.serializers import RESULT_SERIALIZERS, CopilotRequestSerializer, ErrorSerializer
+
+_ERRORS = {
+    400: "`invalid_payload` (or `parse_error`): the body is malformed; nothing was sent.",
+    401: "`not_authenticated` / `authentication_failed`.",
+    403: "`tenant_suspended`, `not_entitled`, `copilot_disabled`, `feature_disabled`, `permission_denied`, "
+    "`access_suspended`, `access_terminated`, `company_out_of_scope` (checked in this order).",
+    404: "`not_found`: no such tenant, or the caller is not an active member of it.",
+    413: "`payload_too_large`: the ticket text exceeds the input limits; nothing was sent.",
+    415: "`unsupported_media_type`: send application/json.",
+    422: "`content_filtered`: Azure's content filter blocked the `stage` (prompt or completion); `categories`.",
+    429: "`rate_limited`: a usage limit, or the zone's deployments, refused; see the Retry-After header.",
+    502: "`upstream_error`: Azure OpenAI answered with something unusable.",
+    503: "`no_deployment_in_zone` or `upstream_unavailable`.",
+    504: "`upstream_timeout`.",
+}
+
+
+class CopilotCallView(APIView):
+    """Run one copilot feature on a ticket. Base of one view class per feature."""
+
+    feature: Feature
+    permissions: dict = {}
+    permission_classes = [drf_permissions.IsAuthenticated]
+    parser_classes = [JSONParser]
+    http_method_names = ["post", "options"]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.permissions.get("post") != FEATURE_GRANTS[cls.feature.value]:
+            raise TypeError(f"{cls.__name__} must declare permissions = {{'post': <the feature's grant>}}.")
+
+    async def dispatch(self, request, *args, **kwargs):
+        """DRF's dispatch, with the blocking steps (authentication, the service's database
+        work) moved off the event loop."""
+        self.args = args
+        self.kwargs = kwargs
+        # Under ASGI nothing holds a thread for this request; elsewhere its thread owns the connection.
+        self.caller_thread = not isinstance(request, ASGIRequest)
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        correlation_id = request_correlation_id(request)
+        self.origin = services.CallOrigin(remote_addr=client_ip(request) or "", correlation_id=correlation_id)
+        scope = scope_enter(channel=Channel.API, correlation_id=correlation_id)
+        try:
+            await services.run_orm(self.initial, request, *args, caller_thread=self.caller_thread, **kwargs)
+            if request.method.lower() in self.http_method_names:
+                handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
+            else:
+                handler = self.http_method_not_allowed
+            response = handler(request, *args, **kwargs)
+            if inspect.isawaitable(response):
+                response = await response
+        except Exception as exc:  # noqa: BLE001 - DRF's own contract: every exception becomes a response
+            response = self.handle_exception(exc)
+        finally:
+            scope_exit(scope)
+        response = self.finalize_response(request, response, *args, **kwargs)
+        # Rendered here (CPU only) and handed over as a plain response: Django would render a
+        # template response in a thread hop of its own.
+        response.render()
+        self.response = HttpResponse(response.content, status=response.status_code, headers=dict(response.items()))
+        return self.response
+
+    def handle_exception(self, exc):
+        if isinstance(exc, services.CopilotError):
+            response = Response(exc.body(), status=exc.status_code)
+            if exc.retry_after is not None:
+                response["Retry-After"] = str(exc.retry_after)
+            return response
+        return super().handle_exception(exc)
+
+    async def post(self, request, tenant_slug: str):
+        body = request.data
+        answer = await services.acopilot_invoke(
+            user=request.user, tenant_slug=tenant_slug, feature=self.feature, body=body,
+            origin=self.origin, caller_thread=self.caller_thread,
+        )
+        return Response(answer.as_response())
+
+
+def _schema(feature: Feature):
+    return extend_schema(
+        operation_id=f"copilot_{feature.value.replace('-', '_')}",
+        summary=feature.label,
+        tags=["copilot"],
+        request=CopilotRequestSerializer,
+        responses={
+            200: RESULT_SERIALIZERS[feature],
+            **{status: OpenApiResponse(ErrorSerializer, description=text) for status, text in _ERRORS.items()},
+        },
+    )
+
+
+class SummarizeView(CopilotCallView):
+    """Summarize a ticket: `summary`, `key_details`, `next_steps`."""
+
+    feature = Feature.SUMMARIZE
+    permissions = {"post": FEATURE_GRANTS["summarize"]}
+
+    @_schema(Feature.SUMMARIZE)
+    async def post(self, request, tenant_slug: str):
+        return await super().post(request, tenant_slug)
+
+
+class TimeEntryView(CopilotCallView):
+    """Draft a time entry: `notes`, `hours`, `work_type`."""
+
+    feature = Feature.TIME_ENTRY
+    permissions = {"post": FEATURE_GRANTS["time-entry"]}
+
+    @_schema(Feature.TIME_ENTRY)
+    async def post(self, request, tenant_slug: str):
+        return await super().post(request, tenant_slug)
+
+
+class PrioritizeView(CopilotCallView):
+    """Suggest a priority: `priority` (critical|high|medium|low), `rationale`."""
+
+    feature = Feature.PRIORITIZE
+    permissions = {"post": FEATURE_GRANTS["prioritize"]}
+
+    @_schema(Feature.PRIORITIZE)
+    async def post(self, request, tenant_slug: str):
+        return await super().post(request, tenant_slug)
+
+
+FEATURE_VIEWS = {Feature.SUMMARIZE: SummarizeView, Feature.TIME_ENTRY: TimeEntryView, Feature.PRIORITIZE: PrioritizeView}

@@ -1,0 +1,86 @@
+"""OpenAPI description of the copilot call. The service validates the body itself (after the
+access checks, in the contract's order) and keeps only the allowed fields; these serializers
+document the request and the answers."""
+
+from rest_framework import serializers
+
+from copilot_admin.copilot.features import PRIORITIES, Feature
+from copilot_admin.copilot.minimize import DEFAULT_LIMITS
+
+
+class ContactSerializer(serializers.Serializer):
+    first_name = serializers.CharField(required=False, allow_blank=True, max_length=DEFAULT_LIMITS.max_name_chars)
+    last_name = serializers.CharField(required=False, allow_blank=True, max_length=DEFAULT_LIMITS.max_name_chars)
+    type = serializers.CharField(required=False, allow_blank=True, max_length=DEFAULT_LIMITS.max_contact_type_chars)
+
+
+class ConversationEntrySerializer(serializers.Serializer):
+    author = serializers.CharField(required=False, allow_blank=True, max_length=DEFAULT_LIMITS.max_author_chars)
+    body = serializers.CharField(required=False, allow_blank=True, max_length=DEFAULT_LIMITS.max_entry_chars)
+    at = serializers.DateTimeField(required=False)
+    internal = serializers.BooleanField(help_text="Internal notes never reach the model.")
+
+
+class IssueSerializer(serializers.Serializer):
+    summary = serializers.CharField(max_length=DEFAULT_LIMITS.max_summary_chars)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=DEFAULT_LIMITS.max_description_chars)
+    conversation = ConversationEntrySerializer(many=True, required=False, max_length=DEFAULT_LIMITS.max_conversation_entries)
+
+
+class CopilotRequestSerializer(serializers.Serializer):
+    """Only contact names and type, the issue summary, description and non-internal
+    conversation reach the model (with today's date); any other field is dropped."""
+
+    company = serializers.RegexField(
+        r"^[0-9]{1,18}$", help_text="Id of a client company in the caller's scope (GET companies/)."
+    )
+    contact = ContactSerializer(required=False)
+    issue = IssueSerializer()
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField(min_value=0)
+    completion_tokens = serializers.IntegerField(min_value=0)
+
+
+class _CallMetadata(serializers.Serializer):
+    request_id = serializers.CharField(help_text="Ours: in the usage record and the audit log.")
+    zone = serializers.CharField(help_text="The data zone that processed the call.")
+    usage = UsageSerializer()
+
+
+class SummarizeResultSerializer(_CallMetadata):
+    summary = serializers.CharField()
+    key_details = serializers.ListField(child=serializers.CharField())
+    next_steps = serializers.ListField(child=serializers.CharField())
+
+
+class TimeEntryResultSerializer(_CallMetadata):
+    notes = serializers.CharField()
+    hours = serializers.FloatField(min_value=0, max_value=24)
+    work_type = serializers.CharField()
+
+
+class PrioritizeResultSerializer(_CallMetadata):
+    priority = serializers.ChoiceField(choices=PRIORITIES)
+    rationale = serializers.CharField()
+
+
+RESULT_SERIALIZERS = {
+    Feature.SUMMARIZE: SummarizeResultSerializer,
+    Feature.TIME_ENTRY: TimeEntryResultSerializer,
+    Feature.PRIORITIZE: PrioritizeResultSerializer,
+}
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(required=False)
+    request_id = serializers.CharField(required=False, help_text="Set once the call was admitted.")
+    stage = serializers.ChoiceField(choices=["prompt", "completion"], required=False, help_text="content_filtered only.")
+    categories = serializers.ListField(child=serializers.CharField(), required=False, help_text="content_filtered only.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()

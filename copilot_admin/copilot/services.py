@@ -1,0 +1,611 @@
+"""The copilot call: access, routing, the upstream call, usage and audit, in the contract's order.
+
+`copilot_invoke` (sync) and `acopilot_invoke` (async, for the ASGI API) run the same steps;
+the async one does its database work in short hops (`run_orm`) and never holds a thread or a
+database connection while it waits for Azure OpenAI.
+
+The access decision, first failure wins (DESIGN.md):
+ 1. authenticated (401 `not_authenticated`), active member of the tenant (404 `not_found`:
+    a stranger cannot learn that a tenant exists)
+ 2. tenant active (403 `tenant_suspended`)
+ 3. plan entitles copilot (403 `not_entitled`)
+ 4. tenant master switch on (403 `copilot_disabled`)
+ 5. feature switched on for the tenant (403 `feature_disabled`)
+ 6. the role grants the feature (403 `permission_denied`)
+ 7. the user's copilot access is not suspended or terminated (403 `access_suspended`,
+    `access_terminated`)
+ 8. the client company is in the caller's scope (403 `company_out_of_scope`; a missing or
+    malformed company id is 400 `invalid_payload`; an unknown, foreign or out-of-scope one
+    answers alike)
+ 9. within the usage limits, reserved atomically (429 `rate_limited` with Retry-After; 503
+    `limits_unavailable` when the counters cannot be reached)
+10. an active deployment serves the tenant's zone (503 `no_deployment_in_zone`)
+Then the payload is minimized (400 `invalid_payload` / 413 `payload_too_large`; nothing is
+sent), the feature's prompt rendered, the zone's deployments called in priority order with
+failover inside the zone only, and upstream failures mapped to the contract's codes.
+
+Guarantees:
+- Nothing but the minimized payload reaches the model (`minimize` and `prompts`).
+- A call that passed the access checks (step 8) leaves exactly one `UsageRecord`; every
+  decided call of a member leaves one audit event `copilot.call`. Both hold metadata only
+  (feature, zone, deployment, outcome, tokens, latency, ids), never ticket or model text;
+  log lines likewise.
+- A limits reservation is settled exactly once: corrected to the tokens used, or released
+  when nothing was sent.
+- Deployment health is recorded for every upstream attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from copilot_admin.access.errors import ApplicationError, NotFound
+from copilot_admin.access.policy import has_permission
+from copilot_admin.audit.services import audit_event_record
+from copilot_admin.copilot import azure
+from copilot_admin.copilot.features import Feature, FeatureSpec, get_feature_spec
+from copilot_admin.copilot.minimize import PayloadError, minimize_payload
+from copilot_admin.copilot.prompts import ChatMessage, render_messages
+from copilot_admin.regions.selectors import deployments_for_zone
+from copilot_admin.regions.services import deployment_health_record
+from copilot_admin.usage import services as usage
+from copilot_admin.usage.models import UsageOutcome
+from tenants.models import Membership, User
+from tenants.selectors import companies_in_scope, membership_resolve
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+AUDIT_ACTION = "copilot.call"
+AUDIT_OBJECT_TYPE = "copilot.feature"
+
+# Refusals of the access chain: code -> (HTTP status, message). Messages never name another
+# tenant's objects or echo the request.
+REFUSALS: dict[str, tuple[int, str]] = {
+    "not_authenticated": (401, "Authentication credentials were not provided."),
+    "tenant_suspended": (403, "This tenant is suspended."),
+    "not_entitled": (403, "The tenant's plan does not include the copilot."),
+    "copilot_disabled": (403, "The copilot is switched off for this tenant."),
+    "feature_disabled": (403, "This copilot feature is switched off for this tenant."),
+    "permission_denied": (403, "Your security role does not grant this copilot feature."),
+    "access_suspended": (403, "Your copilot access is suspended."),
+    "access_terminated": (403, "Your copilot access is terminated until a platform operator reinstates it."),
+    "company_out_of_scope": (403, "The client company is not in your scope."),
+    "no_deployment_in_zone": (503, "No Azure OpenAI deployment serves this tenant's data zone right now."),
+}
+
+
+class CopilotError(ApplicationError):
+    """A refused or failed copilot call, in the contract's error shape.
+
+    `extra` holds further members of the error body (`stage`, `categories` for
+    `content_filtered`; `request_id` once one was assigned); `retry_after` is the
+    Retry-After header in whole seconds for 429.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        status_code: int,
+        fields: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code, fields=dict(fields or {}))
+        self.extra = dict(extra or {})
+        self.retry_after = retry_after
+
+    @classmethod
+    def refusal(cls, code: str, **kwargs: Any) -> CopilotError:
+        status_code, message = REFUSALS[code]
+        return cls(message, code=code, status_code=status_code, **kwargs)
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message, **self.extra}
+        if self.fields:
+            error["fields"] = self.fields
+        return {"error": error}
+
+
+@dataclass(frozen=True)
+class CopilotAnswer:
+    """A successful call: the feature's validated result and the call's metadata."""
+
+    feature: str
+    output: dict[str, Any]
+    request_id: str
+    zone: str
+    deployment: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+    template_version: str
+
+    def as_response(self) -> dict[str, Any]:
+        """The API's 200 body: the result's fields plus `request_id`, `zone` and `usage`."""
+        return {
+            **self.output,
+            "request_id": self.request_id,
+            "zone": self.zone,
+            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens},
+        }
+
+
+@dataclass(frozen=True)
+class CallOrigin:
+    """Where a call came from, for its audit entry: the client address and the correlation id
+    of the request (the API's X-Request-ID, or one of ours)."""
+
+    remote_addr: str = ""
+    correlation_id: str = ""
+
+
+@dataclass
+class AdmittedCall:
+    """A call that passed every check, with its reservation held, ready to be sent."""
+
+    membership: Membership
+    spec: FeatureSpec
+    zone: str
+    request_id: str
+    targets: list[azure.DeploymentTarget]
+    messages: list[ChatMessage]
+    reservation: usage.LimitReservation
+    origin: CallOrigin
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def feature(self) -> str:
+        return self.spec.feature.value
+
+
+# --- the access chain -----------------------------------------------------------------------
+
+
+def _feature(feature: Feature | str) -> Feature:
+    try:
+        return Feature(feature)
+    except ValueError:
+        raise NotFound("Not found.") from None
+
+
+def _membership(*, user: User | None, tenant_slug: str | None, membership: Membership | None) -> Membership:
+    """Steps 1: the caller's active membership, or 401 / 404."""
+    if user is None or not user.is_authenticated:
+        raise CopilotError.refusal("not_authenticated")
+    if membership is None:
+        if not tenant_slug:
+            raise NotFound("Not found.")
+        return membership_resolve(user=user, tenant_slug=tenant_slug)
+    if membership.user_id != user.pk or not membership.is_active or not user.is_active:
+        raise NotFound("Not found.")
+    return membership
+
+
+def feature_refusal(membership: Membership, feature: Feature | str) -> str | None:
+    """Steps 2-7 for one feature: the code of the first refusal, or None when the caller may use it.
+
+    Shown by the playground for each feature before any call is made.
+    """
+    feature = Feature(feature)
+    tenant = membership.tenant
+    if not tenant.is_active:
+        return "tenant_suspended"
+    if not tenant.plan_includes_copilot:
+        return "not_entitled"
+    if not tenant.copilot_enabled:
+        return "copilot_disabled"
+    if not tenant.feature_enabled(feature.value):
+        return "feature_disabled"
+    if not has_permission(membership, feature.permission):
+        return "permission_denied"
+    state = usage.copilot_access_state(membership)
+    if state == "suspended":
+        return "access_suspended"
+    if state == "terminated":
+        return "access_terminated"
+    return None
+
+
+def _company_id(body: object) -> int:
+    value = body.get("company") if isinstance(body, Mapping) else None
+    if isinstance(value, bool) or value is None or value == "":
+        raise CopilotError(
+            "company is required: the id of a client company in your scope.",
+            code="invalid_payload", status_code=400, fields={"company": ["required"]},
+        )
+    text = str(value).strip() if isinstance(value, (int, str)) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise CopilotError(
+            "company must be a client company id.", code="invalid_payload", status_code=400,
+            fields={"company": ["must be an id"]},
+        )
+    return int(text)
+
+
+def _check_company(membership: Membership, body: object) -> None:
+    """Step 8: unknown, foreign and out-of-scope companies answer alike."""
+    company_id = _company_id(body)
+    if not companies_in_scope(membership=membership).filter(pk=company_id).exists():
+        raise CopilotError.refusal("company_out_of_scope")
+
+
+def _prepare_messages(spec: FeatureSpec, body: object, today: dt.date | None) -> tuple[list[ChatMessage], PayloadError | None]:
+    """Minimize and render; a payload error is held until its place in the chain."""
+    try:
+        payload = minimize_payload(body=body, today=today)
+    except PayloadError as error:
+        return [], error
+    return render_messages(feature=spec.feature, payload=payload), None
+
+
+def _estimated_tokens(spec: FeatureSpec, messages: list[ChatMessage]) -> int:
+    # About four characters per token, plus the most the answer may take.
+    return sum(len(message["content"]) for message in messages) // 4 + spec.max_completion_tokens if messages else 0
+
+
+def copilot_admit(
+    *,
+    user: User | None,
+    feature: Feature | str,
+    body: object,
+    tenant_slug: str | None = None,
+    membership: Membership | None = None,
+    today: dt.date | None = None,
+    origin: CallOrigin | None = None,
+) -> AdmittedCall:
+    """Run the access chain; reserve the limits; pick the zone's deployments; minimize and render.
+
+    Raises `NotFound` (unknown feature, not a member) or `CopilotError` (every refusal, already
+    recorded in the audit log and, from the limits on, in usage).
+    """
+    spec = get_feature_spec(_feature(feature))
+    origin = origin or CallOrigin()
+    membership = _membership(user=user, tenant_slug=tenant_slug, membership=membership)
+    tenant = membership.tenant
+    zone = tenant.zone.code
+    request_id = uuid.uuid4().hex
+    try:
+        refusal = feature_refusal(membership, spec.feature)
+        if refusal:
+            raise CopilotError.refusal(refusal)
+        _check_company(membership, body)
+    except CopilotError as error:
+        _audit(membership=membership, feature=spec.feature.value, outcome="denied", error_code=error.code,
+               origin=origin, metadata={"zone": zone, "request_id": request_id})
+        _log(membership=membership, feature=spec.feature.value, zone=zone, request_id=request_id, code=error.code)
+        raise
+
+    messages, payload_error = _prepare_messages(spec, body, today)
+    try:
+        reservation = usage.limits_reserve(
+            membership=membership, feature=spec.feature.value, estimated_tokens=_estimated_tokens(spec, messages)
+        )
+    except ApplicationError as refused:
+        # A limit refused (429 with Retry-After), or the limits could not be checked (503).
+        retry_after = getattr(refused, "retry_after", None)
+        error = CopilotError(refused.message, code=refused.code, status_code=refused.status_code,
+                             retry_after=retry_after if refused.status_code == 429 else None)
+        _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
+        raise error from None
+
+    call = AdmittedCall(
+        membership=membership, spec=spec, zone=zone, request_id=request_id, targets=[], messages=messages,
+        reservation=reservation, origin=origin,
+    )
+    try:
+        call.targets = deployments_for_zone(tenant.zone_id)
+        if not call.targets:
+            raise CopilotError.refusal("no_deployment_in_zone")
+        if payload_error is not None:
+            raise CopilotError(
+                payload_error.message, code=payload_error.code, status_code=payload_error.http_status,
+                fields={payload_error.field: [payload_error.code]},
+            )
+    except CopilotError as error:
+        usage.limits_settle(reservation=reservation, sent=False)
+        _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
+        raise
+    return call
+
+
+# --- after the upstream call ----------------------------------------------------------------
+
+
+def _record_attempts(attempts: tuple[azure.Attempt, ...]) -> None:
+    for attempt in attempts:
+        deployment_health_record(
+            name=attempt.deployment, ok=attempt.outcome == "ok", latency_ms=attempt.latency_ms,
+            failure_code="" if attempt.outcome == "ok" else attempt.outcome,
+        )
+
+
+def copilot_complete(call: AdmittedCall, result: azure.CallResult) -> CopilotAnswer:
+    """Record a successful call (health, limits, usage, audit) and return its answer."""
+    latency_ms = int((time.perf_counter() - call.started) * 1000)
+    _record_attempts(result.attempts)
+    usage.limits_settle(
+        reservation=call.reservation, sent=True,
+        prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+    )
+    answer = CopilotAnswer(
+        feature=call.feature, output=result.output, request_id=call.request_id, zone=call.zone,
+        deployment=result.target.name, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, latency_ms=latency_ms, template_version=call.spec.prompt_version,
+    )
+    _finish(
+        call, outcome=UsageOutcome.OK, error_code="", deployment=answer.deployment, attempts=len(result.attempts),
+        prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, latency_ms=latency_ms,
+        upstream_request_id=result.request_id,
+    )
+    return answer
+
+
+def copilot_fail(call: AdmittedCall, failure: azure.UpstreamFailure) -> CopilotError:
+    """Record a failed call and return the error the caller should raise."""
+    latency_ms = int((time.perf_counter() - call.started) * 1000)
+    _record_attempts(failure.attempts)
+    prompt_tokens = sum(attempt.prompt_tokens for attempt in failure.attempts)
+    completion_tokens = sum(attempt.completion_tokens for attempt in failure.attempts)
+    usage.limits_settle(
+        reservation=call.reservation, sent=bool(failure.attempts),
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+    )
+    error = upstream_error(failure, request_id=call.request_id)
+    _finish(
+        call, outcome=UsageOutcome.FAILED, error_code=error.code,
+        deployment=failure.attempts[-1].deployment if failure.attempts else "", attempts=len(failure.attempts),
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_ms=latency_ms,
+        upstream_request_id=failure.request_id or "", error=error,
+    )
+    return error
+
+
+def copilot_abandon(call: AdmittedCall) -> None:
+    """The caller went away while the upstream call was in flight: settle and record it."""
+    usage.limits_settle(reservation=call.reservation, sent=True)
+    _finish(
+        call, outcome=UsageOutcome.FAILED, error_code="client_disconnected", deployment="", attempts=0,
+        prompt_tokens=0, completion_tokens=0, latency_ms=int((time.perf_counter() - call.started) * 1000),
+        upstream_request_id="",
+    )
+
+
+_UPSTREAM_MESSAGES = {
+    "rate_limited": "The zone's Azure OpenAI deployments are rate limited. Try again later.",
+    "upstream_unavailable": "The zone's Azure OpenAI deployments are unavailable right now.",
+    "upstream_timeout": "The zone's Azure OpenAI deployments did not answer in time.",
+    "upstream_error": "Azure OpenAI did not return a usable answer.",
+}
+
+
+def upstream_error(failure: azure.UpstreamFailure, *, request_id: str) -> CopilotError:
+    """The contract's error for an upstream failure (codes and names only, never content)."""
+    extra: dict[str, Any] = {"request_id": request_id}
+    if isinstance(failure, azure.ContentFiltered):
+        extra.update(stage=failure.stage, categories=list(failure.categories))
+        return CopilotError(
+            f"Azure's content filter blocked the {failure.stage}.", code="content_filtered", status_code=422,
+            extra=extra,
+        )
+    if isinstance(failure, azure.RateLimited):
+        retry_after = max(1, int(-(-(failure.retry_after or 1) // 1)))
+        return CopilotError(
+            _UPSTREAM_MESSAGES["rate_limited"], code="rate_limited", status_code=429, extra=extra,
+            retry_after=retry_after,
+        )
+    message = _UPSTREAM_MESSAGES.get(failure.code, _UPSTREAM_MESSAGES["upstream_error"])
+    return CopilotError(message, code=failure.code, status_code=failure.http_status, extra=extra)
+
+
+# --- recording ------------------------------------------------------------------------------
+
+
+def _refused(
+    *, membership: Membership, spec: FeatureSpec, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
+) -> None:
+    """A call refused after the access checks: usage (nothing sent) and audit."""
+    usage.usage_record_create(
+        membership=membership, feature=spec.feature.value, zone=zone, outcome=UsageOutcome.REFUSED,
+        request_id=request_id, error_code=error.code, template_version=spec.prompt_version,
+    )
+    metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
+    if error.retry_after is not None:
+        metadata["retry_after"] = error.retry_after
+    _audit(membership=membership, feature=spec.feature.value, outcome="denied", error_code=error.code,
+           origin=origin, metadata=metadata)
+    _log(membership=membership, feature=spec.feature.value, zone=zone, request_id=request_id, code=error.code)
+
+
+def _finish(
+    call: AdmittedCall,
+    *,
+    outcome: str,
+    error_code: str,
+    deployment: str,
+    attempts: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    latency_ms: int,
+    upstream_request_id: str,
+    error: CopilotError | None = None,
+) -> None:
+    usage.usage_record_create(
+        membership=call.membership, feature=call.feature, zone=call.zone, outcome=outcome,
+        request_id=call.request_id, deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
+        upstream_request_id=upstream_request_id, template_version=call.spec.prompt_version,
+    )
+    metadata = {
+        "zone": call.zone, "deployment": deployment, "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens, "latency_ms": latency_ms, "request_id": call.request_id,
+        "template_version": call.spec.prompt_version, "attempts": attempts,
+        "upstream_request_id": upstream_request_id,
+    }
+    if error is not None:
+        metadata.update({key: error.extra[key] for key in ("stage", "categories") if key in error.extra})
+        if error.retry_after is not None:
+            metadata["retry_after"] = error.retry_after
+    _audit(membership=call.membership, feature=call.feature, outcome="success" if outcome == UsageOutcome.OK else "failure",
+           error_code=error_code, origin=call.origin, metadata=metadata)
+    _log(
+        membership=call.membership, feature=call.feature, zone=call.zone, request_id=call.request_id,
+        code=error_code or "ok", deployment=deployment, latency_ms=latency_ms, prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+def _audit(
+    *, membership: Membership, feature: str, outcome: str, error_code: str, origin: CallOrigin, metadata: dict[str, Any]
+) -> None:
+    audit_event_record(
+        tenant=membership.tenant,
+        actor=membership.user,
+        action=AUDIT_ACTION,
+        object_type=AUDIT_OBJECT_TYPE,
+        object_id=feature,
+        outcome=outcome,
+        metadata={"feature": feature, "outcome": error_code or "ok", **metadata},
+        remote_addr=origin.remote_addr or None,
+        correlation_id=origin.correlation_id or None,
+    )
+
+
+def _log(*, membership: Membership, feature: str, zone: str, request_id: str, code: str, **numbers: Any) -> None:
+    logger.info(
+        "copilot call tenant=%s user=%s feature=%s zone=%s outcome=%s request_id=%s%s",
+        membership.tenant.slug, membership.user_id, feature, zone, code, request_id,
+        "".join(f" {key}={value}" for key, value in numbers.items()),
+    )
+
+
+# --- the two entry points -------------------------------------------------------------------
+
+
+def copilot_invoke(
+    *,
+    user: User | None,
+    feature: Feature | str,
+    body: object,
+    tenant_slug: str | None = None,
+    membership: Membership | None = None,
+    today: dt.date | None = None,
+    credential: Any = None,
+    origin: CallOrigin | None = None,
+) -> CopilotAnswer:
+    """One copilot call, synchronously (pages, tasks, tests). See the module docstring.
+
+    Name the tenant by `tenant_slug` (resolved for `user`) or pass the caller's `membership`.
+    Raises `NotFound` or `CopilotError`.
+    """
+    call = copilot_admit(
+        user=user, feature=feature, body=body, tenant_slug=tenant_slug, membership=membership, today=today, origin=origin
+    )
+    try:
+        result = azure.call_with_failover(
+            targets=call.targets, messages=call.messages, feature=call.spec.feature, credential=credential,
+            deadline_seconds=settings.COPILOT_CALL_DEADLINE_SECONDS,
+        )
+    except azure.UpstreamFailure as failure:
+        raise copilot_fail(call, failure) from None
+    return copilot_complete(call, result)
+
+
+async def acopilot_invoke(
+    *,
+    user: User | None,
+    feature: Feature | str,
+    body: object,
+    tenant_slug: str | None = None,
+    membership: Membership | None = None,
+    today: dt.date | None = None,
+    credential: Any = None,
+    origin: CallOrigin | None = None,
+    caller_thread: bool = False,
+) -> CopilotAnswer:
+    """`copilot_invoke` for the event loop: the upstream wait holds no thread and no connection.
+
+    `caller_thread`: see `run_orm`.
+    """
+    call = await run_orm(
+        copilot_admit, user=user, feature=feature, body=body, tenant_slug=tenant_slug, membership=membership,
+        today=today, origin=origin, caller_thread=caller_thread,
+    )
+    try:
+        result = await azure.acall_with_failover(
+            targets=call.targets, messages=call.messages, feature=call.spec.feature, credential=credential,
+            deadline_seconds=settings.COPILOT_CALL_DEADLINE_SECONDS,
+        )
+    except azure.UpstreamFailure as failure:
+        error = await run_orm(copilot_fail, call, failure, caller_thread=caller_thread)
+        raise error from None
+    except asyncio.CancelledError:
+        await asyncio.shield(run_orm(copilot_abandon, call, caller_thread=caller_thread))
+        raise
+    return await run_orm(copilot_complete, call, result, caller_thread=caller_thread)
+
+
+# --- database work from the event loop ------------------------------------------------------
+
+_orm_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _orm_pool
+    if _orm_pool is None:
+        _orm_pool = ThreadPoolExecutor(max_workers=settings.COPILOT_ORM_THREADS, thread_name_prefix="copilot-orm")
+    return _orm_pool
+
+
+def _in_pool_thread(fn: Callable[..., T]) -> Callable[..., T]:
+    def run(*args: Any, **kwargs: Any) -> T:
+        # What Django does around a request, around each hop: drop connections that broke
+        # or outlived DATABASE_CONN_MAX_AGE; the pool's threads keep the others.
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return run
+
+
+async def run_orm(fn: Callable[..., T], /, *args: Any, caller_thread: bool = False, **kwargs: Any) -> T:
+    """Run blocking database work of an async copilot call.
+
+    By default on the copilot's own bounded pool of threads (`COPILOT_ORM_THREADS`): the
+    event loop never blocks, a call waiting for the upstream holds no thread and no database
+    connection, and one process opens at most that many connections for copilot calls, however
+    many calls are in flight.
+
+    `caller_thread=True` runs it in the sync thread that entered the event loop (asgiref's
+    thread-sensitive mode): right when the view runs under WSGI or Django's test client, where
+    that thread already holds the request's connection and transaction.
+    """
+    if caller_thread:
+        return await sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
+    return await sync_to_async(_in_pool_thread(fn), thread_sensitive=False, executor=_pool())(*args, **kwargs)
+
+
+def orm_pool_shutdown() -> None:
+    """Stop the pool's threads, which closes their database connections (ASGI shutdown, tests).
+    The next async call starts a new pool."""
+    global _orm_pool
+    pool, _orm_pool = _orm_pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)

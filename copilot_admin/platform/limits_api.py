@@ -1,0 +1,62 @@
+"""Platform API (operators only): the platform limit policy and terminated copilot access."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from copilot_admin.access.base_api import AuditedAPIMixin, IsPlatformOperator, OperatorViewSet
+from copilot_admin.usage import abuse, limits, selectors
+from copilot_admin.usage.models import CaseStatus
+from copilot_admin.usage.serializers import (
+    CaseDecisionSerializer,
+    PlatformAbuseCaseSerializer,
+    PlatformLimitsSerializer,
+)
+
+
+class PlatformLimitsView(AuditedAPIMixin, APIView):
+    """Defaults and maxima of the tenants' limits, and the abuse rules."""
+
+    permission_classes = [IsPlatformOperator]
+
+    @extend_schema(responses=PlatformLimitsSerializer)
+    def get(self, request):
+        return Response(PlatformLimitsSerializer(limits.platform_policy()).data)
+
+    @extend_schema(request=PlatformLimitsSerializer, responses=PlatformLimitsSerializer)
+    def patch(self, request):
+        serializer = PlatformLimitsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy = limits.platform_limits_update(actor=request.user, changes=serializer.validated_data)
+        return Response(PlatformLimitsSerializer(policy).data)
+
+
+class PlatformAbuseCaseViewSet(mixins.ListModelMixin, OperatorViewSet):
+    """Termination cases of every tenant (open by default; `status=resolved` or `status=` for all).
+    A terminated copilot access is reinstated only here, with a reason."""
+
+    serializer_class = PlatformAbuseCaseSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        status = self.request.query_params.get("status", CaseStatus.OPEN) if self.action == "list" else None
+        return selectors.operator_termination_cases(status=status if status in CaseStatus.values else None)
+
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=[*CaseStatus.values, ""])])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=CaseDecisionSerializer, responses=PlatformAbuseCaseSerializer)
+    @action(detail=True, methods=["post"])
+    def reinstate(self, request, pk=None):
+        """Reinstate the user's copilot access; recorded in the tenant's audit log."""
+        case = self.get_queryset().filter(pk=pk).first()
+        if case is None:
+            raise NotFound()
+        serializer = CaseDecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        abuse.case_reinstate(actor=request.user, case=case, reason=serializer.validated_data["reason"])
+        return Response(PlatformAbuseCaseSerializer(self.get_queryset().get(pk=case.pk)).data)

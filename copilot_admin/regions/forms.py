@@ -1,0 +1,21 @@
+from django import forms
+
+from copilot_admin.access.forms import StyledFormMixin
+from copilot_admin.regions.models import AuthMode, DataZone
+
+
+class DeploymentForm(StyledFormMixin, forms.Form):
+    """The operator's deployment editor; the service validates and decides."""
+
+    zone = forms.ModelChoiceField(queryset=DataZone.objects.all())
+    name = forms.SlugField(max_length=64, help_text="Our name for it, shown in usage records and logs.")
+    endpoint = forms.URLField(max_length=255, assume_scheme="https", help_text="https://<resource>.openai.azure.com")
+    deployment = forms.CharField(max_length=128, help_text="The deployment name on the Azure resource.")
+    api_version = forms.CharField(max_length=32, initial="2024-10-21")
+    auth_mode = forms.ChoiceField(choices=AuthMode.choices)
+    api_key_env = forms.CharField(
+        max_length=128, required=False, label="API key environment variable",
+        help_text="api_key mode: the name of the variable holding the key (never the key itself).",
+    )
+    priority = forms.IntegerField(min_value=0, initial=100, help_text="Lower is tried first.")
+    active = forms.BooleanField(required=False, initial=True)

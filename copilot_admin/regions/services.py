@@ -1,0 +1,140 @@
+"""Writes to regions: Azure deployments (platform operators only) and their health.
+
+Configuration changes run in one transaction and are audited by django-auditlog with the
+acting operator. Health is recorded after every upstream attempt with one UPDATE that
+bypasses model signals: it is telemetry, not configuration.
+"""
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+from copilot_admin.access.errors import ApplicationError, PermissionRefused
+from copilot_admin.regions.models import AuthMode, AzureDeployment, DataZone
+from tenants.models import User
+
+# Weight of the newest latency in the moving average.
+LATENCY_EWMA_ALPHA = 0.2
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+_EDITABLE = ("zone", "name", "endpoint", "deployment", "api_version", "auth_mode", "api_key_env", "priority", "active")
+
+
+def _ensure_operator(actor: User) -> None:
+    if not actor.is_platform_operator:
+        raise PermissionRefused("Only platform operators manage Azure deployments.")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate(values: dict) -> None:
+    errors: dict[str, list[str]] = {}
+    parts = urlsplit(values["endpoint"])
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        errors["endpoint"] = ["must be an absolute https:// URL"]
+    elif parts.scheme == "http" and not _is_loopback(parts.hostname):
+        # Plain http only reaches the local simulator; ticket data never crosses a network unencrypted.
+        errors["endpoint"] = ["must use https (http is allowed only for a loopback simulator)"]
+    elif parts.query or parts.fragment or parts.username or parts.password:
+        errors["endpoint"] = ["must not carry credentials, a query or a fragment"]
+    if not _API_VERSION.match(values["api_version"] or ""):
+        errors["api_version"] = ["must look like 2024-10-21 or 2025-01-01-preview"]
+    if values["auth_mode"] == AuthMode.API_KEY:
+        if not _ENV_NAME.match(values["api_key_env"] or ""):
+            errors["api_key_env"] = ["name the environment variable holding the key, e.g. AZURE_OPENAI_US_KEY"]
+    elif values["auth_mode"] == AuthMode.ENTRA_ID:
+        values["api_key_env"] = ""
+    else:
+        errors["auth_mode"] = ["must be api_key or entra_id"]
+    if errors:
+        field = next(iter(errors))
+        raise ApplicationError(f"{field}: {errors[field][0]}.", fields=errors)
+
+
+def _ensure_unique_name(name: str, *, exclude_pk: int | None = None) -> None:
+    taken = AzureDeployment.objects.filter(name=name)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    if taken.exists():
+        raise ApplicationError(f"A deployment named {name!r} exists.", code="duplicate", fields={"name": ["taken"]})
+
+
+@transaction.atomic
+def deployment_create(
+    *,
+    actor: User | None,
+    zone: DataZone,
+    name: str,
+    endpoint: str,
+    deployment: str,
+    api_version: str = "2024-10-21",
+    auth_mode: str = AuthMode.API_KEY,
+    api_key_env: str = "",
+    priority: int = 100,
+    active: bool = True,
+) -> AzureDeployment:
+    """A new deployment for `zone`. `actor` None only for the demo seed."""
+    if actor is not None:
+        _ensure_operator(actor)
+    values = {
+        "zone": zone, "name": name, "endpoint": endpoint.rstrip("/"), "deployment": deployment,
+        "api_version": api_version, "auth_mode": auth_mode, "api_key_env": api_key_env,
+        "priority": priority, "active": active,
+    }
+    _validate(values)
+    _ensure_unique_name(name)
+    return AzureDeployment.objects.create(**values)
+
+
+@transaction.atomic
+def deployment_update(*, actor: User, azure_deployment: AzureDeployment, **changes) -> AzureDeployment:
+    """Change any configuration field of `azure_deployment` (`changes` may include its
+    `deployment` name); unknown fields are refused, health is not writable."""
+    _ensure_operator(actor)
+    unknown = sorted(set(changes) - set(_EDITABLE))
+    if unknown:
+        raise ApplicationError(f"Not editable: {', '.join(unknown)}.", fields={name: ["not editable"] for name in unknown})
+    deployment = AzureDeployment.objects.select_for_update().get(pk=azure_deployment.pk)
+    values = {field: changes.get(field, getattr(deployment, field)) for field in _EDITABLE}
+    values["endpoint"] = values["endpoint"].rstrip("/")
+    _validate(values)
+    if values["name"] != deployment.name:
+        _ensure_unique_name(values["name"], exclude_pk=deployment.pk)
+    for field, value in values.items():
+        setattr(deployment, field, value)
+    deployment.save()
+    return deployment
+
+
+def deployment_health_record(*, name: str, ok: bool, latency_ms: int, failure_code: str = "") -> None:
+    """Record one attempt on the deployment called `name` (a missing one is ignored).
+
+    One UPDATE with database-side arithmetic, so concurrent calls never lose a count.
+    """
+    now = timezone.now()
+    latency_ms = max(0, int(latency_ms))
+    ewma = Case(
+        When(latency_ewma_ms__isnull=True, then=Value(float(latency_ms))),
+        default=F("latency_ewma_ms") * (1 - LATENCY_EWMA_ALPHA) + LATENCY_EWMA_ALPHA * latency_ms,
+    )
+    if ok:
+        changes = {"last_success_at": now, "success_count": F("success_count") + 1}
+    else:
+        changes = {
+            "last_failure_at": now,
+            "last_failure_code": (failure_code or "error")[:64],
+            "failure_count": F("failure_count") + 1,
+        }
+    AzureDeployment.objects.filter(name=name).update(last_latency_ms=latency_ms, latency_ewma_ms=ewma, **changes)

@@ -1,0 +1,448 @@
+"""Abuse rules: strikes, suspensions, terminations, reinstatement, and the pattern review.
+
+- A strike is a call refused by a hard limit or by the content filter (`strike_record`).
+  `strike_limit` strikes within `strike_window_minutes` suspend the user's copilot access
+  for `suspension_minutes` (a suspension case); the strike-out that would be the
+  `suspensions_to_terminate`-th suspension within `termination_window_days` terminates the
+  access instead (a termination case), until a platform operator reinstates it. Strikes that
+  led to a suspension, or that a reinstatement forgave, are not counted again.
+- A tenant administrator (`admin.limits`) reinstates a suspension, terminates, or dismisses
+  a case, always with a reason; only a platform operator reinstates a termination.
+- `usage_patterns_review` (Celery beat) opens review cases for patterns the per-call checks
+  miss: sustained near-limit use hour after hour, or day after day.
+
+Every change of a user's access and of a case is written through the models that
+django-auditlog records (`audit_registry.py`) with its actor: the acting user, or nobody
+(the system) for automatic transitions, even when they happen inside a user's own request.
+The user and the tenant's administrators are e-mailed after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused
+from copilot_admin.access.permissions import Perm
+from copilot_admin.access.policy import has_permission
+from copilot_admin.usage import notifications
+from copilot_admin.usage.limits import EffectiveLimits, effective_limits, platform_policy
+from copilot_admin.usage.models import (
+    AbuseCase,
+    AccessStatus,
+    CaseKind,
+    CaseResolution,
+    CaseStatus,
+    CopilotAccess,
+    DailyUsage,
+    HourlyUsage,
+    NotificationKind,
+    Strike,
+)
+from tenants.models import Membership, Tenant, TenantStatus, User
+
+logger = logging.getLogger(__name__)
+
+REASON_MAX_LENGTH = 500
+
+
+@contextmanager
+def system_actor():
+    """Attribute the model changes inside to the system (no actor, no address), also inside a
+    user's request, and give the request its own actor back afterwards.
+
+    django-auditlog's `set_actor` does not restore an enclosing context when it exits; this
+    does, so the rest of the request is still attributed to its user.
+    """
+    from auditlog.context import auditlog_value, set_actor
+
+    try:
+        previous = auditlog_value.get()
+    except LookupError:
+        previous = None
+    try:
+        with set_actor(actor=None, remote_addr=None):
+            yield
+    finally:
+        if previous is not None:
+            auditlog_value.set(previous)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def access_state(membership: Membership, *, now=None) -> str:
+    """The user's copilot access now: active, suspended or terminated (a lapsed suspension is active)."""
+    access = (
+        CopilotAccess.objects.for_tenant(membership.tenant)
+        .filter(membership_id=membership.pk)
+        .only("status", "suspended_until")
+        .first()
+    )
+    return AccessStatus.ACTIVE if access is None else access.state_at(now or timezone.now())
+
+
+def _access_locked(membership: Membership) -> CopilotAccess:
+    """The membership's access row, created if missing, locked until the transaction ends."""
+    queryset = CopilotAccess.objects.for_tenant(membership.tenant)
+    access = queryset.select_for_update().filter(membership_id=membership.pk).first()
+    if access is None:
+        try:
+            with transaction.atomic():
+                queryset.create(tenant=membership.tenant, membership=membership)
+        except IntegrityError:
+            pass  # created concurrently
+        access = queryset.select_for_update().get(membership_id=membership.pk)
+    access.membership = membership
+    return access
+
+
+# -- strikes and the automatic transitions -------------------------------------------------------
+
+def strike_record(*, membership: Membership, kind: str, limit: str = "") -> AbuseCase | None:
+    """Count a strike against the user and apply the strike rules. Returns the suspension or
+    termination case it caused, if any. Never raises: the refusal that caused the strike
+    stands whatever happens here (a failure is logged)."""
+    try:
+        with system_actor(), transaction.atomic():
+            now = timezone.now()
+            tenant = membership.tenant
+            Strike.objects.for_tenant(tenant).create(
+                tenant=tenant, membership=membership, kind=kind, limit=limit, occurred_at=now
+            )
+            limits = effective_limits(tenant)
+            access = _access_locked(membership)
+            if access.state_at(now) != AccessStatus.ACTIVE:
+                return None
+            strikes = Strike.objects.for_tenant(tenant).filter(
+                membership_id=membership.pk, occurred_at__gte=now - timedelta(minutes=limits.strike_window_minutes)
+            )
+            if access.strikes_counted_from is not None:
+                strikes = strikes.filter(occurred_at__gt=access.strikes_counted_from)
+            count = strikes.count()
+            if count < limits.strike_limit:
+                return None
+            return _strike_out(access=access, limits=limits, strikes=count, now=now)
+    except Exception:  # noqa: BLE001 - see the docstring
+        logger.exception("Recording a %s strike failed (membership %s).", kind, membership.pk)
+        return None
+
+
+def _strike_out(*, access: CopilotAccess, limits: EffectiveLimits, strikes: int, now) -> AbuseCase:
+    membership = access.membership
+    earlier = AbuseCase.objects.for_tenant(membership.tenant).filter(
+        membership_id=membership.pk,
+        kind=CaseKind.SUSPENSION,
+        opened_at__gte=now - timedelta(days=limits.termination_window_days),
+    ).count()
+    details = {
+        "strikes": strikes,
+        "strike_limit": limits.strike_limit,
+        "strike_window_minutes": limits.strike_window_minutes,
+        "earlier_suspensions": earlier,
+        "termination_window_days": limits.termination_window_days,
+    }
+    if earlier + 1 >= limits.suspensions_to_terminate:
+        summary = (
+            f"{strikes} strikes within {limits.strike_window_minutes} minutes after {earlier} suspension(s) "
+            f"within {limits.termination_window_days} days: copilot access terminated"
+        )
+        return _terminate(access=access, actor=None, summary=summary, details=details, now=now)
+    return _suspend(access=access, limits=limits, details=details, now=now)
+
+
+def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, now) -> AbuseCase:
+    until = now + timedelta(minutes=limits.suspension_minutes)
+    summary = (
+        f"{details['strikes']} strikes within {limits.strike_window_minutes} minutes: copilot access suspended "
+        f"for {limits.suspension_minutes} minutes"
+    )
+    access.status = AccessStatus.SUSPENDED
+    access.suspended_until = until
+    access.strikes_counted_from = now
+    access.reason = summary[:255]
+    access.changed_at = now
+    access.save()
+    case = AbuseCase.objects.for_tenant(access.membership.tenant).create(
+        tenant=access.membership.tenant,
+        membership=access.membership,
+        kind=CaseKind.SUSPENSION,
+        summary=summary[:255],
+        details={**details, "suspension_minutes": limits.suspension_minutes},
+        suspended_until=until,
+        opened_at=now,
+    )
+    notifications.access_change_notify(
+        case=case, kind=NotificationKind.ACCESS_SUSPENDED, reason=f"{summary} (until {until:%Y-%m-%d %H:%M} UTC)"
+    )
+    return case
+
+
+def _resolve(case: AbuseCase, *, resolution: str, actor: User | None, reason: str, now) -> None:
+    case.status = CaseStatus.RESOLVED
+    case.resolution = resolution
+    case.resolution_reason = reason[:REASON_MAX_LENGTH]
+    case.resolved_at = now
+    case.resolved_by = actor
+    case.save()
+
+
+def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, details: dict, now,
+               reason: str = "") -> AbuseCase:
+    membership = access.membership
+    access.status = AccessStatus.TERMINATED
+    access.suspended_until = None
+    access.strikes_counted_from = now
+    access.reason = summary[:255]
+    access.changed_at = now
+    access.save()
+    superseded = AbuseCase.objects.for_tenant(membership.tenant).filter(
+        membership_id=membership.pk, status=CaseStatus.OPEN, kind__in=[CaseKind.SUSPENSION, CaseKind.REVIEW]
+    )
+    for case in superseded.select_for_update():
+        _resolve(case, resolution=CaseResolution.TERMINATED, actor=actor, reason=reason or summary, now=now)
+    case = AbuseCase.objects.for_tenant(membership.tenant).create(
+        tenant=membership.tenant,
+        membership=membership,
+        kind=CaseKind.TERMINATION,
+        summary=summary[:255],
+        details=details,
+        opened_at=now,
+        opened_by=actor,
+    )
+    notifications.access_change_notify(case=case, kind=NotificationKind.ACCESS_TERMINATED, reason=summary)
+    return case
+
+
+# -- decisions of administrators and operators ------------------------------------------------
+
+def _clean_reason(reason) -> str:
+    text = (reason or "").strip() if isinstance(reason, str) else ""
+    if not text:
+        raise ApplicationError("A reason is required.", fields={"reason": ["required"]})
+    if len(text) > REASON_MAX_LENGTH:
+        raise ApplicationError(
+            f"The reason is at most {REASON_MAX_LENGTH} characters.", fields={"reason": ["too long"]}
+        )
+    return text
+
+
+def _actor_user(actor: Membership | User) -> User:
+    return actor.user if isinstance(actor, Membership) else actor
+
+
+def _is_operator(actor: Membership | User) -> bool:
+    return isinstance(actor, User) and actor.is_platform_operator and actor.is_active
+
+
+def _locked_case(actor: Membership | User, case: AbuseCase) -> tuple[AbuseCase, CopilotAccess]:
+    """The case and its user's access row, re-read under locks, after checking that the actor
+    may decide on it. The access row is locked first, as the strike rules do, so that a
+    decision and an automatic transition of the same user queue up instead of deadlocking."""
+    if isinstance(actor, Membership):
+        if actor.tenant_id != case.tenant_id or not has_permission(actor, Perm.LIMITS):
+            raise PermissionRefused("Your security role does not allow deciding abuse cases.")
+    elif not _is_operator(actor):
+        raise PermissionRefused("Only tenant administrators and platform operators decide abuse cases.")
+    tenant = case.tenant
+    membership = Membership.objects.for_tenant(tenant).select_related("user", "tenant").get(pk=case.membership_id)
+    access = _access_locked(membership)
+    locked = AbuseCase.objects.for_tenant(tenant).select_for_update().get(pk=case.pk)
+    locked.membership = membership
+    if not locked.is_open:
+        raise Conflict("This case is already resolved.", code="case_resolved")
+    return locked, access
+
+
+@transaction.atomic
+def case_reinstate(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+    """Give the user's copilot access back and resolve the member's open suspension and
+    termination cases (and this case) as reinstated. Strikes so far are forgiven.
+
+    A suspension: tenant administrators and operators. A termination: operators only
+    (403 `operator_required`). An active user's review case has nothing to reinstate (409).
+    """
+    reason = _clean_reason(reason)
+    case, access = _locked_case(actor, case)
+    now = timezone.now()
+    user = _actor_user(actor)
+    state = access.state_at(now)
+    if state == AccessStatus.TERMINATED and not _is_operator(actor):
+        raise PermissionRefused(
+            "A terminated copilot access is reinstated only by a platform operator.", code="operator_required"
+        )
+    if state == AccessStatus.ACTIVE and case.kind == CaseKind.REVIEW:
+        raise Conflict("The user's copilot access is active: nothing to reinstate. Dismiss the case instead.",
+                       code="nothing_to_reinstate")
+    changed = access.status != AccessStatus.ACTIVE
+    if changed:
+        access.status = AccessStatus.ACTIVE
+        access.suspended_until = None
+        access.strikes_counted_from = now
+        access.reason = f"Reinstated by {user.email}: {reason}"[:255]
+        access.changed_at = now
+        access.save()
+    others = AbuseCase.objects.for_tenant(case.tenant).filter(
+        membership_id=case.membership_id, status=CaseStatus.OPEN,
+        kind__in=[CaseKind.SUSPENSION, CaseKind.TERMINATION],
+    ).exclude(pk=case.pk)
+    for other in others.select_for_update():
+        _resolve(other, resolution=CaseResolution.REINSTATED, actor=user, reason=reason, now=now)
+    _resolve(case, resolution=CaseResolution.REINSTATED, actor=user, reason=reason, now=now)
+    if changed and state != AccessStatus.ACTIVE:
+        notifications.access_change_notify(
+            case=case, kind=NotificationKind.ACCESS_REINSTATED, reason=f"reinstated by {user.email}: {reason}"
+        )
+    return case
+
+
+@transaction.atomic
+def case_terminate(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+    """Terminate the user's copilot access (until a platform operator reinstates it): the
+    case and the member's other open suspension and review cases are resolved as terminated
+    and a termination case is opened. Returns the termination case."""
+    reason = _clean_reason(reason)
+    case, access = _locked_case(actor, case)
+    if case.kind == CaseKind.TERMINATION:
+        raise Conflict("The copilot access is already terminated.", code="already_terminated")
+    now = timezone.now()
+    user = _actor_user(actor)
+    if access.state_at(now) == AccessStatus.TERMINATED:
+        raise Conflict("The copilot access is already terminated.", code="already_terminated")
+    return _terminate(
+        access=access,
+        actor=user,
+        summary=f"Terminated by {user.email}: {reason}",
+        details={"from_case": case.pk},
+        now=now,
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def case_dismiss(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+    """Close a review or suspension case without changing the user's access (a suspension
+    runs its course). A termination case stays open until an operator reinstates (409)."""
+    reason = _clean_reason(reason)
+    case, _access = _locked_case(actor, case)
+    if case.kind == CaseKind.TERMINATION:
+        raise Conflict(
+            "A termination stays open until a platform operator reinstates the access.", code="termination_open"
+        )
+    _resolve(case, resolution=CaseResolution.DISMISSED, actor=_actor_user(actor), reason=reason, now=timezone.now())
+    return case
+
+
+# -- periodic work -------------------------------------------------------------------------------
+
+def suspensions_expire(*, now=None) -> int:
+    """Write the end of every suspension whose period is over: the access back to active and
+    its open suspension cases resolved as expired, by the system. Returns how many cases ended."""
+    now = now or timezone.now()
+    ended = 0
+    with system_actor():
+        for tenant in Tenant.objects.all():
+            with transaction.atomic():
+                lapsed = CopilotAccess.objects.for_tenant(tenant).select_for_update().filter(
+                    status=AccessStatus.SUSPENDED, suspended_until__lte=now
+                )
+                for access in lapsed:
+                    access.status = AccessStatus.ACTIVE
+                    access.suspended_until = None
+                    access.reason = "Suspension ended"
+                    access.changed_at = now
+                    access.save()
+                cases = AbuseCase.objects.for_tenant(tenant).select_for_update().filter(
+                    status=CaseStatus.OPEN, kind=CaseKind.SUSPENSION, suspended_until__lte=now
+                )
+                for case in cases:
+                    _resolve(case, resolution=CaseResolution.EXPIRED, actor=None, reason="Suspension period ended",
+                             now=now)
+                    ended += 1
+    return ended
+
+
+def _open_review(*, tenant: Tenant, membership_id: int, key: str, summary: str, details: dict, now) -> AbuseCase | None:
+    try:
+        with transaction.atomic():
+            return AbuseCase.objects.for_tenant(tenant).create(
+                tenant=tenant, membership_id=membership_id, kind=CaseKind.REVIEW, summary=summary[:255],
+                details=details, opened_at=now, dedupe_key=key[:120],
+            )
+    except IntegrityError:
+        return None  # this pattern of this user was opened for review already
+
+
+def usage_patterns_review(*, now=None) -> list[AbuseCase]:
+    """Open review cases for what no single call shows (at most one per rule, user and day):
+
+    - sustained: within the last 24 whole hours, at least `review_sustained_hours` hours in
+      which the user made `review_near_limit_percent`% or more of the hourly request limit;
+    - repeated: within the last 7 whole days, at least `review_sustained_days` days in which
+      the user used `review_near_limit_percent`% or more of the daily token limit.
+
+    Users whose access is terminated are skipped. The system opens the cases.
+    """
+    now = now or timezone.now()
+    end_hour = now.replace(minute=0, second=0, microsecond=0)
+    today = end_hour.date()
+    opened: list[AbuseCase] = []
+    platform = platform_policy()
+    with system_actor():
+        for tenant in Tenant.objects.filter(status=TenantStatus.ACTIVE):
+            limits = effective_limits(tenant, platform=platform)
+            percent = limits.review_near_limit_percent
+            terminated = set(
+                CopilotAccess.objects.for_tenant(tenant)
+                .filter(status=AccessStatus.TERMINATED)
+                .values_list("membership_id", flat=True)
+            )
+            hourly_threshold = max(1, math.ceil(limits.user_requests_per_hour * percent / 100))
+            busy_hours = Counter(
+                HourlyUsage.objects.for_tenant(tenant)
+                .filter(hour__gte=end_hour - timedelta(hours=24), hour__lt=end_hour, requests__gte=hourly_threshold)
+                .values_list("membership_id", flat=True)
+            )
+            for membership_id, hours in sorted(busy_hours.items()):
+                if hours >= limits.review_sustained_hours and membership_id not in terminated:
+                    case = _open_review(
+                        tenant=tenant, membership_id=membership_id, now=now,
+                        key=f"review:sustained-hours:{membership_id}:{today:%Y-%m-%d}",
+                        summary=(f"{hours} of the last 24 hours at or above {percent}% of the hourly request limit "
+                                 f"({limits.user_requests_per_hour})"),
+                        details={"rule": "sustained_hours", "hours": hours, "threshold_requests": hourly_threshold,
+                                 "user_requests_per_hour": limits.user_requests_per_hour, "percent": percent},
+                    )
+                    if case is not None:
+                        opened.append(case)
+            token_threshold = max(1, math.ceil(limits.user_tokens_per_day * percent / 100))
+            heavy_days = Counter(
+                membership_id
+                for membership_id, _day in DailyUsage.objects.for_tenant(tenant)
+                .filter(day__gte=today - timedelta(days=7), day__lt=today)
+                .values("membership_id", "day")
+                .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
+                .filter(tokens__gte=token_threshold)
+                .values_list("membership_id", "day")
+            )
+            for membership_id, days in sorted(heavy_days.items()):
+                if days >= limits.review_sustained_days and membership_id not in terminated:
+                    case = _open_review(
+                        tenant=tenant, membership_id=membership_id, now=now,
+                        key=f"review:token-days:{membership_id}:{today:%Y-%m-%d}",
+                        summary=(f"{days} of the last 7 days at or above {percent}% of the daily token limit "
+                                 f"({limits.user_tokens_per_day})"),
+                        details={"rule": "token_days", "days": days, "threshold_tokens": token_threshold,
+                                 "user_tokens_per_day": limits.user_tokens_per_day, "percent": percent},
+                    )
+                    if case is not None:
+                        opened.append(case)
+    if opened:
+        logger.info("Usage pattern review opened %s case(s).", len(opened))
+    return opened

@@ -1,0 +1,152 @@
+"""Tenant API of usage: `limits/` (one object), `usage/` (aggregates), `abuse-cases/` (list,
+detail and decisions). Thin adapters over `selectors` and the services in `limits` / `abuse`."""
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission, TenantViewSet
+from copilot_admin.access.permissions import Perm
+from copilot_admin.access.policy import has_permission
+from copilot_admin.usage import abuse, limits, selectors
+from copilot_admin.usage.models import AbuseCase, CaseKind, CaseStatus
+from copilot_admin.usage.serializers import (
+    AbuseCaseSerializer,
+    CaseDecisionSerializer,
+    LimitsSerializer,
+    LimitsUpdateSerializer,
+    UsageQuerySerializer,
+    UsageSummarySerializer,
+)
+
+
+class AlternativePermissionMixin:
+    """Reads that either of two permissions allows: `permissions` names the one the policy
+    table declares, `alternatives` one more that also allows the action (e.g. an
+    administrator who manages limits may read them without `usage.view`)."""
+
+    alternatives: dict = {}
+
+    def permission_for_action(self):
+        declared = super().permission_for_action()
+        action_name = getattr(self, "action", None) or (self.request.method or "").lower()
+        alternative = self.alternatives.get(action_name)
+        if alternative is not None and has_permission(self.membership, alternative):
+            return alternative
+        return declared
+
+
+class _MethodPermissions:
+    def permission_for_action(self):
+        return self.permissions.get(self.request.method.lower())
+
+
+class LimitsView(AlternativePermissionMixin, _MethodPermissions, AuditedAPIMixin, APIView):
+    """The tenant's usage limits: effective values, overrides, platform defaults and maxima."""
+
+    permission_classes = [TenantPermission]
+    permissions = {"get": Perm.USAGE_VIEW, "patch": Perm.LIMITS}
+    alternatives = {"get": Perm.LIMITS}
+
+    @extend_schema(responses=LimitsSerializer)
+    def get(self, request, tenant_slug):
+        return Response(LimitsSerializer(limits.limits_describe(self.tenant)).data)
+
+    @extend_schema(request=LimitsUpdateSerializer, responses=LimitsSerializer)
+    def patch(self, request, tenant_slug):
+        serializer = LimitsUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        limits.tenant_limits_update(actor=self.membership, changes=serializer.validated_data)
+        return Response(LimitsSerializer(limits.limits_describe(self.tenant)).data, status=status.HTTP_200_OK)
+
+
+class UsageView(_MethodPermissions, AuditedAPIMixin, APIView):
+    """Requests and tokens per day, feature and user between two days (default: the last 30),
+    and who is near a limit now."""
+
+    permission_classes = [TenantPermission]
+    permissions = {"get": Perm.USAGE_VIEW}
+
+    @extend_schema(parameters=[UsageQuerySerializer], responses=UsageSummarySerializer)
+    def get(self, request, tenant_slug):
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        summary = selectors.usage_summary(
+            tenant=self.tenant, since=data["since"], until=data["until"],
+            membership_id=data.get("user"), feature=data.get("feature"),
+        )
+        effective = limits.effective_limits(self.tenant)
+        near = selectors.near_limits(tenant=self.tenant, limits=effective, now=timezone.now())
+        if data.get("user") is not None:
+            near = [item for item in near if item.user == data["user"]]
+        summary["near_limit"] = [item.as_dict() for item in near]
+        return Response(UsageSummarySerializer(summary).data)
+
+
+_CASE_FILTERS = [
+    OpenApiParameter("status", str, enum=CaseStatus.values),
+    OpenApiParameter("kind", str, enum=CaseKind.values),
+    OpenApiParameter("user", int, description="A user (membership) id."),
+]
+
+
+class AbuseCaseViewSet(AlternativePermissionMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Abuse cases: suspensions and terminations by the strike rules, reviews opened by the
+    pattern review. Decisions: `reinstate/`, `terminate/`, `dismiss/` with a `reason`."""
+
+    model = AbuseCase
+    serializer_class = AbuseCaseSerializer
+    permissions = {
+        "list": Perm.USAGE_VIEW,
+        "retrieve": Perm.USAGE_VIEW,
+        "reinstate": Perm.LIMITS,
+        "terminate": Perm.LIMITS,
+        "dismiss": Perm.LIMITS,
+    }
+    alternatives = {"list": Perm.LIMITS, "retrieve": Perm.LIMITS}
+    filter_backends: list = []
+
+    def narrow_queryset(self, queryset):
+        params = self.request.query_params if self.action == "list" else {}
+        if params.get("status") in CaseStatus.values:
+            queryset = queryset.filter(status=params["status"])
+        if params.get("kind") in CaseKind.values:
+            queryset = queryset.filter(kind=params["kind"])
+        user = params.get("user", "")
+        if user.isascii() and user.isdigit() and len(user) <= 18:
+            queryset = queryset.filter(membership_id=int(user))
+        return selectors.narrow_cases(queryset, tenant=self.tenant)
+
+    @extend_schema(parameters=_CASE_FILTERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def _decide(self, request, service):
+        case = self.get_object()
+        serializer = CaseDecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = service(actor=self.membership, case=case, reason=serializer.validated_data["reason"])
+        fresh = self.get_queryset().get(pk=result.pk)
+        return Response(AbuseCaseSerializer(fresh).data)
+
+    @extend_schema(request=CaseDecisionSerializer, responses=AbuseCaseSerializer)
+    @action(detail=True, methods=["post"])
+    def reinstate(self, request, *args, **kwargs):
+        """Reinstate the user's copilot access (a termination: platform operators only, 403 `operator_required`)."""
+        return self._decide(request, abuse.case_reinstate)
+
+    @extend_schema(request=CaseDecisionSerializer, responses=AbuseCaseSerializer)
+    @action(detail=True, methods=["post"])
+    def terminate(self, request, *args, **kwargs):
+        """Terminate the user's copilot access; answers the new termination case."""
+        return self._decide(request, abuse.case_terminate)
+
+    @extend_schema(request=CaseDecisionSerializer, responses=AbuseCaseSerializer)
+    @action(detail=True, methods=["post"])
+    def dismiss(self, request, *args, **kwargs):
+        """Close the case without changing the access (not for terminations: 409)."""
+        return self._decide(request, abuse.case_dismiss)

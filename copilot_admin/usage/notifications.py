@@ -1,0 +1,282 @@
+"""E-mail notifications of the usage rules: warnings, suspensions, terminations, reinstatements.
+
+Each e-mail to each person is one `Notification` row, written in the transaction of the
+event that causes it and unique per cause and recipient (`dedupe_key`), so an event that is
+seen twice never notifies twice. After commit the row's id is handed to the Celery task
+`send_notification`, which sends it with `notification_deliver`:
+
+- the row is locked for the whole send and marked sent in the same transaction, so a
+  redelivered task (acks_late; a worker killed mid-task) waits for the first one or finds
+  the row sent, and never sends it again;
+- an SMTP failure is recorded on the row (attempts, last error, still pending) and re-raised
+  so the task retries with exponential backoff; after the last retry the row is `failed`;
+- rows whose task was lost (the broker was down when it was enqueued) are enqueued again by
+  the maintenance task (`notifications_resend_pending`).
+
+The e-mails carry no ticket content: only limit names, numbers, dates and the user concerned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from copilot_admin.access.permissions import Perm
+from copilot_admin.access.policy import permissions_of
+from copilot_admin.usage.models import (
+    AbuseCase,
+    LimitName,
+    LimitWarning,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+)
+from tenants.models import Membership, Tenant, User, UserType
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES = {
+    NotificationKind.LIMIT_WARNING: "emails/usage_limit_warning",
+    NotificationKind.ACCESS_SUSPENDED: "emails/usage_access_suspended",
+    NotificationKind.ACCESS_TERMINATED: "emails/usage_access_terminated",
+    NotificationKind.ACCESS_REINSTATED: "emails/usage_access_reinstated",
+}
+# A pending notification whose task never ran (lost while the broker was down) is enqueued
+# again after this long; one that failed and waits for a retry after RETRY_LOST_AFTER.
+ENQUEUE_LOST_AFTER = timedelta(minutes=5)
+RETRY_LOST_AFTER = timedelta(hours=2)
+
+
+def tenant_administrators(tenant: Tenant) -> list[Membership]:
+    """The tenant's active members who may manage its usage limits (`admin.limits`)."""
+    members = (
+        Membership.objects.for_tenant(tenant)
+        .filter(is_active=True, user__is_active=True, user_type=UserType.INTERNAL)
+        .select_related("user", "role")
+    )
+    return [member for member in members if Perm.LIMITS in permissions_of(member)]
+
+
+def notify(
+    *,
+    tenant: Tenant,
+    kind: str,
+    recipients: Iterable[User | None],
+    subject: str,
+    reason: str,
+    cause: str,
+    warning: LimitWarning | None = None,
+    case: AbuseCase | None = None,
+) -> list[Notification]:
+    """One notification per distinct recipient for one cause, enqueued after commit.
+
+    `cause` names the event (e.g. `warning:42`); with the recipient it forms the row's
+    unique key, so the same event never notifies the same person twice.
+    """
+    created: list[Notification] = []
+    seen: set[int] = set()
+    for user in recipients:
+        if user is None or user.pk in seen or not user.email or not user.is_active:
+            continue
+        seen.add(user.pk)
+        try:
+            with transaction.atomic():
+                created.append(
+                    Notification.objects.for_tenant(tenant).create(
+                        tenant=tenant,
+                        kind=kind,
+                        recipient=user,
+                        to_email=user.email,
+                        subject=subject[:200],
+                        reason=reason[:255],
+                        warning=warning,
+                        case=case,
+                        dedupe_key=f"{cause}:{user.pk}"[:120],
+                    )
+                )
+        except IntegrityError:
+            continue  # this person was already notified of this event
+    if created:
+        ids = [notification.pk for notification in created]
+        tenant_id = tenant.pk
+        transaction.on_commit(lambda: notifications_enqueue(tenant_id=tenant_id, ids=ids), robust=True)
+    return created
+
+
+def notifications_enqueue(*, tenant_id: int, ids: Iterable[int]) -> None:
+    """Hand each notification to the sending task. A broker that cannot be reached is logged;
+    the row stays pending and the maintenance task enqueues it again."""
+    from copilot_admin.usage.tasks import send_notification
+
+    for notification_id in ids:
+        try:
+            send_notification.delay(tenant_id=tenant_id, notification_id=notification_id)
+        except Exception:  # noqa: BLE001 - the row is pending; notifications_resend_pending picks it up
+            logger.exception("Enqueueing notification %s failed; it stays pending.", notification_id)
+
+
+def _window_text(warning: LimitWarning) -> str:
+    from copilot_admin.usage.limits import LIMIT_WINDOWS
+
+    window = LIMIT_WINDOWS[warning.limit]
+    return f"{window.label.lower()} from {warning.window_start:%Y-%m-%d %H:%M} UTC"
+
+
+def limit_warning_notify(*, warning: LimitWarning, membership: Membership | None) -> list[Notification]:
+    """The warning e-mails of one crossed threshold: the user (for a user limit) and the
+    tenant's administrators."""
+    tenant = warning.tenant
+    percent = round(100 * warning.used / warning.limit_value) if warning.limit_value else 100
+    who = f"{membership.user.email}: " if membership is not None else "The tenant: "
+    reason = (
+        f"{who}{warning.limit} at {warning.used} of {warning.limit_value} ({percent}%, warning at "
+        f"{warning.threshold_percent}%) in the {_window_text(warning)}"
+    )
+    recipients = [membership.user] if membership is not None else []
+    recipients += [admin.user for admin in tenant_administrators(tenant)]
+    return notify(
+        tenant=tenant,
+        kind=NotificationKind.LIMIT_WARNING,
+        recipients=recipients,
+        subject=f"Copilot usage warning: {LimitName(warning.limit).label} at {percent}%",
+        reason=reason,
+        cause=f"warning:{warning.pk}",
+        warning=warning,
+    )
+
+
+_CASE_SUBJECTS = {
+    NotificationKind.ACCESS_SUSPENDED: "Copilot access suspended",
+    NotificationKind.ACCESS_TERMINATED: "Copilot access terminated",
+    NotificationKind.ACCESS_REINSTATED: "Copilot access reinstated",
+}
+
+
+def access_change_notify(*, case: AbuseCase, kind: str, reason: str) -> list[Notification]:
+    """Tell the user and the tenant's administrators that the user's copilot access changed."""
+    tenant = case.tenant
+    user = case.membership.user
+    return notify(
+        tenant=tenant,
+        kind=kind,
+        recipients=[user, *(admin.user for admin in tenant_administrators(tenant))],
+        subject=f"{_CASE_SUBJECTS[kind]} ({tenant.name})",
+        reason=f"{user.email}: {reason}",
+        cause=f"case:{case.pk}:{kind}",
+        case=case,
+    )
+
+
+# -- sending ----------------------------------------------------------------------------------
+
+def _message_id(notification: Notification) -> str:
+    domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip("> ") or "copilot-admin.localhost"
+    return f"<notification.{notification.tenant_id}.{notification.pk}@{domain}>"
+
+
+def _context(notification: Notification, tenant: Tenant) -> dict:
+    site = settings.SITE_URL.rstrip("/")
+    recipient_may_view_usage = False
+    if notification.recipient_id:
+        member = (
+            Membership.objects.for_tenant(tenant)
+            .filter(user_id=notification.recipient_id, is_active=True)
+            .select_related("user", "role")
+            .first()
+        )
+        recipient_may_view_usage = member is not None and Perm.USAGE_VIEW in permissions_of(member)
+    page = "usage:dashboard" if recipient_may_view_usage else "tenants:overview"
+    return {
+        "notification": notification,
+        "tenant": tenant,
+        "warning": notification.warning,
+        "case": notification.case,
+        "link": site + reverse(page, kwargs={"tenant_slug": tenant.slug}),
+    }
+
+
+def _send(notification: Notification, tenant: Tenant) -> None:
+    template = TEMPLATES[notification.kind]
+    context = _context(notification, tenant)
+    message = EmailMultiAlternatives(
+        subject=notification.subject,
+        body=render_to_string(f"{template}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[notification.to_email],
+        headers={"Message-ID": _message_id(notification)},
+    )
+    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+    message.send(fail_silently=False)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)}"[:200]
+
+
+def notification_deliver(*, tenant_id: int, notification_id: int, final_attempt: bool = False) -> str:
+    """Send one notification unless it was sent already; returns its status afterwards.
+
+    The row stays locked from the check to the commit of `sent`, so concurrent or
+    redelivered tasks cannot both send it. An SMTP failure (OSError) is recorded and
+    re-raised for the task to retry; on the final attempt the row becomes `failed`.
+    """
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return "missing"
+    failure: OSError | None = None
+    with transaction.atomic():
+        notification = (
+            Notification.objects.for_tenant(tenant).select_for_update().filter(pk=notification_id).first()
+        )
+        if notification is None:
+            return "missing"
+        if notification.status == NotificationStatus.SENT:
+            return NotificationStatus.SENT
+        notification.attempts += 1
+        notification.last_attempt_at = timezone.now()
+        try:
+            _send(notification, tenant)
+        except OSError as exc:  # SMTP errors are OSErrors too
+            failure = exc
+            notification.status = NotificationStatus.FAILED if final_attempt else NotificationStatus.PENDING
+            notification.last_error = _error_text(exc)
+            logger.warning(
+                "Notification %s (tenant %s) not sent, attempt %s: %s",
+                notification.pk, tenant.pk, notification.attempts, notification.last_error,
+            )
+        else:
+            notification.status = NotificationStatus.SENT
+            notification.sent_at = timezone.now()
+            notification.last_error = ""
+        notification.save(update_fields=["status", "attempts", "last_attempt_at", "sent_at", "last_error"])
+    if failure is not None:
+        raise failure
+    return notification.status
+
+
+def notifications_resend_pending(*, now=None) -> int:
+    """Enqueue again the pending notifications whose task was lost; returns how many."""
+    now = now or timezone.now()
+    lost = Q(attempts=0, created_at__lt=now - ENQUEUE_LOST_AFTER) | Q(
+        attempts__gt=0, last_attempt_at__lt=now - RETRY_LOST_AFTER
+    )
+    count = 0
+    for tenant in Tenant.objects.all().only("pk"):
+        ids = list(
+            Notification.objects.for_tenant(tenant)
+            .filter(lost, status=NotificationStatus.PENDING)
+            .values_list("pk", flat=True)[:500]
+        )
+        if ids:
+            notifications_enqueue(tenant_id=tenant.pk, ids=ids)
+            count += len(ids)
+    return count

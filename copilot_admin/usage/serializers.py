@@ -1,0 +1,172 @@
+"""API representations of limits, usage aggregates and abuse cases."""
+
+from datetime import timedelta
+
+from rest_framework import serializers
+
+from copilot_admin.copilot.features import Feature
+from copilot_admin.usage.limits import (
+    ABUSE_RULE_FIELDS,
+    LIMIT_FIELDS,
+    PERCENT_FIELDS,
+    PLATFORM_FIELDS,
+    POLICY_FIELDS,
+    column_maximum,
+)
+from copilot_admin.usage.models import AbuseCase
+from copilot_admin.usage.selectors import MAX_RANGE_DAYS, default_range
+
+
+class StrictFieldsMixin:
+    """Unknown fields are an error (a misspelt limit must not be silently ignored)."""
+
+    def validate(self, attrs):
+        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().validate(attrs)
+
+
+def _int_fields(names, *, optional: bool = False, allow_null: bool = False, bounded: bool = False) -> dict:
+    def field(name: str) -> serializers.IntegerField:
+        kwargs = {"required": not optional, "allow_null": allow_null}
+        if bounded:
+            kwargs.update(min_value=1, max_value=100 if name in PERCENT_FIELDS else column_maximum(name))
+        return serializers.IntegerField(**kwargs)
+
+    return {name: field(name) for name in names}
+
+
+def _serializer(name: str, doc: str, fields: dict, *bases) -> type:
+    return type(name, (*bases, serializers.Serializer), {"__doc__": doc, "__module__": __name__, **fields})
+
+
+LimitsUpdateSerializer = _serializer(
+    "LimitsUpdate",
+    "PATCH `limits/`: a number overrides the platform default (within its maximum); null follows the default again.",
+    _int_fields(POLICY_FIELDS, optional=True, allow_null=True, bounded=True),
+    StrictFieldsMixin,
+)
+LimitOverridesSerializer = _serializer(
+    "LimitOverrides", "The tenant's own values; null: follows the platform default.",
+    _int_fields(POLICY_FIELDS, allow_null=True),
+)
+LimitDefaultsSerializer = _serializer("LimitDefaults", "The platform defaults.", _int_fields(POLICY_FIELDS))
+LimitMaximaSerializer = _serializer("LimitMaxima", "The most a tenant may set.", _int_fields(LIMIT_FIELDS))
+AbuseRulesSerializer = _serializer("AbuseRules", "Strike, suspension, termination and review rules.",
+                                   _int_fields(ABUSE_RULE_FIELDS))
+LimitsSerializer = _serializer(
+    "Limits",
+    "The tenant's effective limits (the contract's fields), its overrides, the platform defaults and maxima, and the "
+    "abuse rules.",
+    {
+        **_int_fields(POLICY_FIELDS),
+        "overrides": LimitOverridesSerializer(),
+        "platform_defaults": LimitDefaultsSerializer(),
+        "platform_maxima": LimitMaximaSerializer(),
+        "abuse_rules": AbuseRulesSerializer(),
+    },
+)
+PlatformLimitsSerializer = _serializer(
+    "PlatformLimits", "The platform policy: defaults, maxima (`max_<limit>`) and abuse rules.",
+    _int_fields(PLATFORM_FIELDS, optional=True, bounded=True), StrictFieldsMixin,
+)
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    since = serializers.DateField(
+        required=False, help_text="First day (UTC), included; default 29 days before `until`."
+    )
+    until = serializers.DateField(required=False, help_text="Last day (UTC), included; default today.")
+    user = serializers.IntegerField(required=False, min_value=1, max_value=2**53, help_text="A user (membership) id.")
+    feature = serializers.ChoiceField(required=False, choices=Feature.choices)
+
+    def validate(self, attrs):
+        default_since, default_until = default_range()
+        until = attrs.get("until") or default_until
+        try:
+            since = attrs.get("since") or until - (default_until - default_since)
+        except OverflowError:
+            raise serializers.ValidationError({"until": ["out of range"]}) from None
+        if since > until:
+            raise serializers.ValidationError({"since": ["after until"]})
+        if until - since > timedelta(days=MAX_RANGE_DAYS - 1):
+            raise serializers.ValidationError({"since": [f"at most {MAX_RANGE_DAYS} days"]})
+        return {**attrs, "since": since, "until": until}
+
+
+class UsageNumbersSerializer(serializers.Serializer):
+    requests = serializers.IntegerField(help_text="Calls that passed the limits.")
+    failed = serializers.IntegerField()
+    filtered = serializers.IntegerField(help_text="Content-filter refusals.")
+    rate_limited = serializers.IntegerField(help_text="Calls refused by a usage limit.")
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    tokens = serializers.IntegerField()
+
+
+class UsageDaySerializer(UsageNumbersSerializer):
+    day = serializers.DateField()
+
+
+class UsageFeatureSerializer(UsageNumbersSerializer):
+    feature = serializers.CharField()
+
+
+class UsageUserSerializer(UsageNumbersSerializer):
+    user = serializers.IntegerField(help_text="Membership id.")
+    email = serializers.EmailField()
+    full_name = serializers.CharField()
+
+
+class NearLimitSerializer(serializers.Serializer):
+    limit = serializers.CharField()
+    user = serializers.IntegerField(allow_null=True, help_text="Membership id; null for the tenant's own limit.")
+    email = serializers.CharField(allow_blank=True)
+    used = serializers.IntegerField()
+    limit_value = serializers.IntegerField()
+    percent = serializers.IntegerField()
+
+
+class UsageSummarySerializer(serializers.Serializer):
+    since = serializers.DateField()
+    until = serializers.DateField()
+    totals = UsageNumbersSerializer()
+    per_day = UsageDaySerializer(many=True)
+    per_feature = UsageFeatureSerializer(many=True)
+    per_user = UsageUserSerializer(many=True, help_text="The heaviest users by tokens (at most 50).")
+    near_limit = NearLimitSerializer(many=True, help_text="At or above the warning threshold now.")
+
+
+class AbuseCaseSerializer(serializers.ModelSerializer):
+    user = serializers.IntegerField(source="membership_id", read_only=True, help_text="Membership id.")
+    email = serializers.EmailField(source="membership.user.email", read_only=True)
+    opened_by = serializers.SerializerMethodField(help_text="E-mail of who opened it; null: the system.")
+    resolved_by = serializers.SerializerMethodField(help_text="E-mail of who resolved it; null: the system or open.")
+    access_status = serializers.CharField(read_only=True, help_text="The user's copilot access now.")
+
+    class Meta:
+        model = AbuseCase
+        fields = [
+            "id", "user", "email", "kind", "status", "summary", "details", "suspended_until", "opened_at",
+            "opened_by", "resolution", "resolution_reason", "resolved_at", "resolved_by", "access_status",
+        ]
+        read_only_fields = fields
+
+    def get_opened_by(self, case) -> str | None:
+        return case.opened_by.email if case.opened_by_id else None
+
+    def get_resolved_by(self, case) -> str | None:
+        return case.resolved_by.email if case.resolved_by_id else None
+
+
+class PlatformAbuseCaseSerializer(AbuseCaseSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta(AbuseCaseSerializer.Meta):
+        fields = ["tenant", *AbuseCaseSerializer.Meta.fields]
+        read_only_fields = fields
+
+
+class CaseDecisionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, help_text="Why; recorded in the case, the audit log and the e-mail.")

@@ -1,0 +1,51 @@
+"""Usage tasks: each loads by id (or runs over all tenants) and calls one service.
+
+`send_notification` is acknowledged late and requeued when its worker dies, retried with
+exponential backoff while SMTP fails, and idempotent through its `Notification` row.
+The periodic tasks are scheduled by Celery beat (`CELERY_BEAT_SCHEDULE` in settings).
+"""
+
+from celery import shared_task
+from django.conf import settings
+
+from copilot_admin.usage import abuse, notifications, rollups
+from copilot_admin.usage.counters import DatabaseCounterBackend, get_counter_backend
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OSError,),
+    retry_backoff=settings.USAGE_EMAIL_RETRY_BACKOFF_SECONDS,
+    retry_backoff_max=settings.USAGE_EMAIL_RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=settings.USAGE_EMAIL_MAX_RETRIES,
+)
+def send_notification(self, *, tenant_id: int, notification_id: int) -> str:
+    """Send one notification e-mail, once."""
+    return notifications.notification_deliver(
+        tenant_id=tenant_id, notification_id=notification_id, final_attempt=self.request.retries >= self.max_retries
+    )
+
+
+@shared_task(acks_late=True)
+def review_usage_patterns() -> int:
+    """Open review cases for sustained near-limit use (hourly)."""
+    return len(abuse.usage_patterns_review())
+
+
+@shared_task(acks_late=True)
+def usage_maintenance() -> dict:
+    """End lapsed suspensions, enqueue notifications whose task was lost, purge expired
+    database counters and hourly roll-ups older than eight days."""
+    result = {
+        "suspensions_ended": abuse.suspensions_expire(),
+        "notifications_enqueued": notifications.notifications_resend_pending(),
+        "counters_purged": 0,
+        "hourly_rows_purged": rollups.hourly_usage_purge(),
+    }
+    backend = get_counter_backend()
+    if isinstance(backend, DatabaseCounterBackend):
+        result["counters_purged"] = backend.purge_expired()
+    return result

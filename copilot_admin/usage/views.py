@@ -1,0 +1,188 @@
+"""Usage pages: the dashboard (charts and tables), the tenant's limits, abuse cases and the
+notifications sent. Thin adapters over `selectors` and the services in `limits` / `abuse`."""
+
+from django.db.models import Prefetch
+from django.urls import reverse
+from django.utils import timezone
+from django.views.generic import FormView, TemplateView
+
+from copilot_admin.access.base_views import TenantDetailView, TenantListView, TenantObjectMixin, TenantPageMixin
+from copilot_admin.access.forms import ServiceFormMixin
+from copilot_admin.access.permissions import Perm
+from copilot_admin.usage import abuse, limits, selectors
+from copilot_admin.usage.forms import (
+    CaseDecisionForm,
+    CaseFilterForm,
+    TenantLimitsForm,
+    UsageRangeForm,
+    case_actions,
+)
+from copilot_admin.usage.limits import POLICY_FIELDS
+from copilot_admin.usage.models import AbuseCase, CaseStatus, LimitName, Notification, Strike
+
+
+def _chart_data(summary: dict) -> dict:
+    """What the dashboard's charts draw (the tables show the same numbers)."""
+    return {
+        "days": [row["day"].isoformat() for row in summary["per_day"]],
+        "requests": [row["requests"] for row in summary["per_day"]],
+        "tokens": [row["tokens"] for row in summary["per_day"]],
+        "rate_limited": [row["rate_limited"] for row in summary["per_day"]],
+        "features": [row["feature"] for row in summary["per_feature"]],
+        "feature_requests": [row["requests"] for row in summary["per_feature"]],
+        "feature_tokens": [row["tokens"] for row in summary["per_feature"]],
+        "users": [row["email"] for row in summary["per_user"][:15]],
+        "user_tokens": [row["tokens"] for row in summary["per_user"][:15]],
+    }
+
+
+class UsageDashboardView(TenantPageMixin, TemplateView):
+    """Requests and tokens per day, feature and user; who is near a limit; restricted users;
+    open abuse cases. A fixed number of queries, from the roll-ups only (works without Redis)."""
+
+    permission_required = Perm.USAGE_VIEW
+    template_name = "usage/dashboard.html"
+
+    def get_context_data(self, **kwargs):
+        default_since, default_until = selectors.default_range()
+        form = UsageRangeForm(self.request.GET or None, initial={"since": default_since, "until": default_until})
+        since, until = form.range()
+        summary = selectors.usage_summary(tenant=self.tenant, since=since, until=until)
+        effective = limits.effective_limits(self.tenant)
+        now = timezone.now()
+        return super().get_context_data(
+            form=form,
+            summary=summary,
+            chart=_chart_data(summary),
+            limits=effective,
+            limit_labels=dict(LimitName.choices),
+            near=[item.as_dict() for item in selectors.near_limits(tenant=self.tenant, limits=effective, now=now)],
+            restricted=list(selectors.restricted_access(tenant=self.tenant, now=now)[:50]),
+            open_cases=list(selectors.abuse_cases(tenant=self.tenant, status=CaseStatus.OPEN)[:20]),
+            **kwargs,
+        )
+
+
+class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
+    """The tenant's usage limits: overrides within the platform maxima."""
+
+    permission_required = Perm.LIMITS
+    template_name = "usage/limits.html"
+
+    def prepare(self) -> None:
+        self.describe = limits.limits_describe(self.tenant)
+
+    def get_form(self, form_class=None):
+        return TenantLimitsForm(**self.get_form_kwargs(), describe=self.describe)
+
+    def get_initial(self):
+        return dict(self.describe["overrides"])
+
+    def get_context_data(self, **kwargs):
+        d = self.describe
+        rows = [
+            {"label": label, "value": d[name], "default": d["platform_defaults"][name],
+             "maximum": d["platform_maxima"][name], "own": d["overrides"][name] is not None}
+            for name, label in LimitName.choices
+        ]
+        return super().get_context_data(describe=d, rows=rows, **kwargs)
+
+    def perform(self, form) -> str:
+        limits.tenant_limits_update(
+            actor=self.membership, changes={name: form.cleaned_data.get(name) for name in POLICY_FIELDS}
+        )
+        return "The usage limits were saved."
+
+    def get_success_url(self):
+        return reverse("usage:limits", kwargs={"tenant_slug": self.tenant.slug})
+
+
+class AbuseCaseListView(TenantListView):
+    permission_required = Perm.USAGE_VIEW
+    model = AbuseCase
+    template_name = "usage/abuse_case_list.html"
+
+    def narrow_queryset(self, queryset):
+        self.filter_form = CaseFilterForm(self.request.GET or {"status": CaseStatus.OPEN})
+        if self.filter_form.is_valid():
+            data = self.filter_form.cleaned_data
+            if data["status"]:
+                queryset = queryset.filter(status=data["status"])
+            if data["kind"]:
+                queryset = queryset.filter(kind=data["kind"])
+        return selectors.narrow_cases(queryset, tenant=self.tenant)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(filter_form=self.filter_form, **kwargs)
+
+
+class AbuseCaseDetailView(TenantDetailView):
+    """One case: the user, what happened, recent strikes, the e-mails sent, the decisions possible."""
+
+    permission_required = Perm.USAGE_VIEW
+    model = AbuseCase
+    template_name = "usage/abuse_case_detail.html"
+    context_object_name = "case"
+
+    def narrow_queryset(self, queryset):
+        return selectors.narrow_cases(queryset, tenant=self.tenant).prefetch_related(
+            Prefetch("notifications", queryset=Notification.objects.for_tenant(self.tenant).order_by("-created_at"))
+        )
+
+    def get_context_data(self, **kwargs):
+        case = self.object
+        strikes = Strike.objects.for_tenant(self.tenant).filter(membership_id=case.membership_id).order_by(
+            "-occurred_at"
+        )[:20]
+        return super().get_context_data(
+            strikes=list(strikes),
+            actions=case_actions(case, access_status=case.access_status),
+            may_decide=Perm.LIMITS in self.request.permissions,
+            **kwargs,
+        )
+
+
+class AbuseCaseResolveView(ServiceFormMixin, TenantObjectMixin, FormView):
+    """Decide an open case: reinstate, terminate or dismiss, with a reason."""
+
+    permission_required = Perm.LIMITS
+    model = AbuseCase
+    template_name = "usage/abuse_case_resolve.html"
+
+    def narrow_queryset(self, queryset):
+        return selectors.narrow_cases(queryset, tenant=self.tenant)
+
+    def get_form(self, form_class=None):
+        actions = case_actions(self.object, access_status=self.object.access_status)
+        kwargs = self.get_form_kwargs()
+        if self.request.method == "GET" and self.request.GET.get("action") in actions:
+            kwargs["initial"] = {"action": self.request.GET["action"]}
+        return CaseDecisionForm(**kwargs, actions=actions)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(case=self.object, **kwargs)
+
+    def perform(self, form) -> str:
+        action = form.cleaned_data["action"]
+        service = {"reinstate": abuse.case_reinstate, "terminate": abuse.case_terminate, "dismiss": abuse.case_dismiss}
+        service[action](actor=self.membership, case=self.object, reason=form.cleaned_data["reason"])
+        return {
+            "reinstate": "The copilot access was reinstated.",
+            "terminate": "The copilot access was terminated; a platform operator can reinstate it.",
+            "dismiss": "The case was dismissed.",
+        }[action]
+
+    def get_success_url(self):
+        return reverse("usage:abuse_case", kwargs={"tenant_slug": self.tenant.slug, "pk": self.object.pk})
+
+
+class NotificationListView(TenantListView):
+    """Every notification e-mail of the tenant: to whom, when, why, and whether it was delivered."""
+
+    permission_required = Perm.USAGE_VIEW
+    model = Notification
+    template_name = "usage/notification_list.html"
+
+    def narrow_queryset(self, queryset):
+        return queryset.order_by("-created_at", "-pk")
+

@@ -1,0 +1,46 @@
+"""Helpers for the audit tests."""
+
+import pytest
+
+from copilot_admin.audit.models import AuditEntry
+
+
+def entries(tenant=None, **filters):
+    """A chain's entries (the tenant's, or the platform chain for None), oldest first."""
+    tenant = getattr(tenant, "tenant", tenant)  # a TenantWorld or a Tenant
+    return AuditEntry.objects.for_chain(tenant).filter(**filters).order_by("seq")
+
+
+@pytest.fixture
+def audit_entries():
+    return entries
+
+
+def chain_fill(tenant, count: int, *, repr_size: int = 40, action: str = "test.bulk") -> None:
+    """Append `count` well-formed entries to the tenant's chain quickly (one bulk insert),
+    as entry_append would have written them one by one."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from copilot_admin.audit.chain import entry_hash
+    from copilot_admin.audit.services import _lock_head
+
+    tenant = getattr(tenant, "tenant", tenant)
+    with transaction.atomic():
+        head = _lock_head(tenant.pk)
+        start, rows, previous = timezone.now(), [], head.hash
+        for i in range(1, count + 1):
+            fields = {
+                "tenant_id": tenant.pk, "seq": head.seq + i, "created_at": start + timedelta(microseconds=i),
+                "actor_id": None, "actor_email": "", "actor_type": "system", "remote_addr": "192.0.2.1",
+                "action": action, "object_type": "company", "object_id": str(i),
+                "object_repr": f"Object {i} ".ljust(repr_size, "x"), "changes": {"name": [f"old {i}", f"new {i}"]},
+                "metadata": {"n": i}, "outcome": "success", "correlation_id": f"c{i}", "prev_hash": previous,
+            }
+            fields["hash"] = previous = entry_hash(fields)
+            rows.append(AuditEntry(**fields))
+        AuditEntry.unscoped_objects.bulk_create(rows, batch_size=2000)
+        head.seq, head.hash = head.seq + count, previous
+        head.save(update_fields=["seq", "hash"])

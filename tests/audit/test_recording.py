@@ -1,0 +1,165 @@
+"""What the audit log records: registered model changes with their actor (session, token,
+task, system), explicit events (copilot calls: metadata only), bulk changes, and the chain
+links between entries."""
+
+import pytest
+from celery import shared_task
+from django.urls import reverse
+
+from copilot_admin.audit.chain import entry_hash
+from copilot_admin.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry
+from copilot_admin.audit.services import audit_event_record, queryset_update_audited
+from tenants.models import Membership, Tenant
+from tenants.scoping import TenantScopeRequired
+from tests.audit.conftest import entries
+from tests.conftest import api_client_for
+
+
+def test_entries_cannot_be_read_without_naming_a_chain(db):
+    with pytest.raises(TenantScopeRequired):
+        AuditEntry.objects.all()
+    with pytest.raises(TenantScopeRequired):
+        AuditEntry.objects.for_tenant(None)
+
+
+def test_copilot_call_is_recorded_with_metadata_only(tenant_a):
+    tech = tenant_a.members["tech"]
+    entry = audit_event_record(
+        tenant=tenant_a.tenant, actor=tech.user, action="copilot.call", object_type="copilot.feature",
+        object_id="summarize", outcome="success",
+        metadata={"feature": "summarize", "zone": "us", "deployment": "us-east", "prompt_tokens": 120,
+                  "completion_tokens": 40, "latency_ms": 812, "request_id": "req-1",
+                  "prompt": "the ticket text must never be kept", "issue": {"summary": "secret"}},
+    )
+    entry.refresh_from_db()
+    assert entry.tenant_id == tenant_a.tenant.pk and entry.actor_id == tech.user.pk
+    assert entry.actor_email == tech.user.email and entry.actor_type == "user"
+    assert entry.metadata == {"feature": "summarize", "zone": "us", "deployment": "us-east", "prompt_tokens": 120,
+                              "completion_tokens": 40, "latency_ms": 812, "request_id": "req-1"}
+    assert "never be kept" not in str(AuditEntry.objects.for_tenant(tenant_a.tenant).values_list())
+
+
+def test_event_without_actor_is_the_system_and_platform_events_have_their_own_chain(db):
+    entry = audit_event_record(tenant=None, actor=None, action="platform.maintenance")
+    assert entry.actor_type == "system" and entry.tenant_id is None and entry.seq == 1
+    assert list(entries(None)) == [entry]
+
+
+def test_entries_chain_by_hash_per_tenant(tenant_a, tenant_b):
+    first = audit_event_record(tenant=tenant_a.tenant, actor=None, action="test.one")
+    other = audit_event_record(tenant=tenant_b.tenant, actor=None, action="test.other")
+    second = audit_event_record(tenant=tenant_a.tenant, actor=None, action="test.two")
+    assert second.seq == first.seq + 1 and second.prev_hash == first.hash
+    assert other.prev_hash != first.hash
+    chain = list(entries(tenant_a).values())
+    assert chain[0]["prev_hash"] == GENESIS_HASH and [e["seq"] for e in chain] == list(range(1, len(chain) + 1))
+    for previous, current in zip(chain, chain[1:]):
+        assert current["prev_hash"] == previous["hash"]
+    assert all(entry_hash(e) == e["hash"] for e in chain)
+    head = AuditChainHead.objects.get(chain=f"tenant:{tenant_a.tenant.pk}")
+    assert (head.seq, head.hash) == (chain[-1]["seq"], chain[-1]["hash"])
+
+
+def test_session_change_is_recorded_with_actor_address_changes_and_tenant(client, tenant_a):
+    admin = tenant_a.members["admin"]
+    client.force_login(admin.user)
+    company = tenant_a.companies[2]
+    client.post(reverse("tenants:company_edit", kwargs={"tenant_slug": "alpha", "pk": company.pk}),
+                {"name": company.name, "co_managed": "on"}, REMOTE_ADDR="192.0.2.10")
+    entry = entries(tenant_a, action="company.update", object_id=str(company.pk)).last()
+    assert entry.actor_id == admin.user.pk and entry.actor_type == "user" and entry.remote_addr == "192.0.2.10"
+    assert entry.changes == {"co_managed": ["False", "True"]}
+    assert entry.metadata["via"] == "web" and entry.correlation_id
+
+
+def test_token_change_is_recorded_with_actor(tenant_a):
+    admin = tenant_a.members["admin"]
+    response = api_client_for(admin.user).post(reverse("api:companies-list", kwargs={"tenant_slug": "alpha"}),
+                                               {"name": "Token Co"}, format="json", REMOTE_ADDR="192.0.2.20",
+                                               HTTP_X_REQUEST_ID="req-abc-123")
+    entry = entries(tenant_a, action="company.create", object_id=str(response.json()["id"])).get()
+    assert entry.actor_id == admin.user.pk and entry.remote_addr == "192.0.2.20"
+    assert entry.metadata["via"] == "api" and entry.correlation_id == "req-abc-123"
+    assert entry.object_repr == "Token Co" and entry.changes["name"] == ["None", "Token Co"]
+
+
+@shared_task
+def rename_tenant(*, tenant_id: int, name: str, actor_id: int | None = None) -> None:
+    tenant = Tenant.objects.get(pk=tenant_id)
+    tenant.name = name
+    tenant.save()
+
+
+def test_task_change_is_recorded_with_enqueuing_actor(tenant_a, operator):
+    result = rename_tenant.apply(kwargs={"tenant_id": tenant_a.tenant.pk, "name": "Renamed", "actor_id": operator.pk})
+    entry = entries(tenant_a, action="tenant.update").last()
+    assert entry.actor_id == operator.pk and entry.actor_type == "operator"
+    assert entry.metadata["via"] == "task" and entry.correlation_id == result.id[:64]
+    assert entry.changes["name"] == ["Alpha MSP", "Renamed"]
+
+
+def test_task_without_actor_is_recorded_as_the_system(tenant_a):
+    rename_tenant.apply(kwargs={"tenant_id": tenant_a.tenant.pk, "name": "By system"})
+    entry = entries(tenant_a, action="tenant.update").last()
+    assert entry.actor_id is None and entry.actor_type == "system" and entry.metadata["via"] == "task"
+
+
+def test_operator_change_to_a_tenant_lands_in_that_tenants_chain(tenant_a, operator):
+    api_client_for(operator).patch(reverse("api:platform-tenants-detail", kwargs={"pk": tenant_a.tenant.pk}),
+                                   {"plan": "ops", "status": "suspended"}, format="json")
+    entry = entries(tenant_a, action="tenant.update").last()
+    assert entry.actor_type == "operator" and entry.changes["plan"] == ["ultimate", "ops"]
+    assert entry.changes["status"] == ["active", "suspended"]
+
+
+def test_membership_role_and_company_scope_changes_are_recorded(tenant_a):
+    admin, comanaged = tenant_a.members["admin"], tenant_a.members["comanaged"]
+    api = api_client_for(admin.user)
+    api.patch(reverse("api:users-detail", kwargs={"tenant_slug": "alpha", "pk": comanaged.pk}),
+              {"companies": [c.pk for c in tenant_a.companies[:2]], "full_name": "New Name"}, format="json")
+    m2m = entries(tenant_a, action="membership.update", object_id=str(comanaged.pk)).last()
+    assert m2m.changes["companies"]["operation"] == "add" and m2m.actor_id == admin.user.pk
+    # The user account belongs to no tenant; changed in this tenant's API, it is recorded here.
+    renamed = entries(tenant_a, action="user.update", object_id=str(comanaged.user.pk)).get()
+    assert renamed.changes["full_name"][1] == "New Name"
+
+
+def test_rolled_back_change_leaves_no_entry(tenant_a):
+    from django.db import transaction
+
+    before = entries(tenant_a).count()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit_event_record(tenant=tenant_a.tenant, actor=None, action="test.rolled_back")
+        raise RuntimeError
+    assert entries(tenant_a).count() == before
+    assert audit_event_record(tenant=tenant_a.tenant, actor=None, action="test.after").seq == before + 1
+
+
+def test_bulk_update_is_recorded_explicitly(tenant_a):
+    admin = tenant_a.members["admin"]
+    queryset = Membership.objects.for_tenant(tenant_a.tenant).exclude(pk=admin.pk)
+    changed = queryset_update_audited(queryset=queryset, tenant=tenant_a.tenant, actor=admin,
+                                      action="membership.bulk_update", values={"is_active": False})
+    assert changed == 3
+    entry = entries(tenant_a, action="membership.bulk_update").get()
+    assert entry.actor_id == admin.user.pk and entry.object_type == "membership"
+    assert entry.metadata["count"] == 3 and sorted(entry.metadata["ids"]) == sorted(queryset.values_list("pk", flat=True))
+    assert entry.changes == {"is_active": [["True"], "False"]}
+    assert not Membership.objects.for_tenant(tenant_a.tenant).exclude(pk=admin.pk).filter(is_active=True).exists()
+
+
+def test_change_outside_any_request_lands_in_the_objects_tenant(tenant_a, tenant_b):
+    company = tenant_b.companies[1]
+    company.co_managed = False
+    company.save()
+    entry = entries(tenant_b, action="company.update", object_id=str(company.pk)).get()
+    assert entry.actor_type == "system" and entry.changes == {"co_managed": ["True", "False"]}
+    assert not entries(tenant_a, object_id=str(company.pk), object_type="company").exists()
+
+
+def test_numbers_hash_alike_however_the_database_gives_them_back(tenant_a):
+    entry = audit_event_record(tenant=tenant_a.tenant, actor=None, action="test.numbers",
+                               metadata={"whole": 5.0, "big": 1e20, "fraction": 0.1, "bad": float("nan")})
+    stored = entries(tenant_a).filter(pk=entry.pk).values().get()
+    assert stored["metadata"]["bad"] == "NaN" and entry_hash(stored) == entry.hash
+    assert entry_hash({**stored, "metadata": {**stored["metadata"], "whole": 5, "big": 10**20}}) == entry.hash
