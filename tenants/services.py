@@ -58,9 +58,15 @@ def tenant_end_sessions(*, tenant: Tenant) -> int:
     from knox.models import AuthToken
 
     # Sessions and tokens belong to users, not tenants: end those of every member.
+    from copilot_admin.audit.services import audit_event_record
+
     user_ids = list(Membership.objects.for_tenant(tenant).values_list("user_id", flat=True))
     sessions, _ = UserSession.objects.filter(user_id__in=user_ids).delete()
     tokens, _ = AuthToken.objects.filter(user_id__in=user_ids).delete()
+    audit_event_record(
+        tenant=tenant, actor=None, action="tenant.sessions_ended", object_type="tenant", object_id=tenant.pk,
+        object_repr=tenant.name, metadata={"sessions": sessions, "tokens": tokens, "users": len(user_ids)},
+    )
     return sessions + tokens
 
 

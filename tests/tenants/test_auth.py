@@ -158,6 +158,10 @@ def test_suspending_a_tenant_ends_sessions_and_tokens(tenant_a, tenant_b, operat
     assert browser.get("/t/alpha/").status_code == 302  # session gone
     assert api.get("/api/v1/tenants/alpha/settings/").status_code == 401  # token gone
     assert bystander.get("/api/v1/tenants/bravo/settings/").status_code == 200
+    from copilot_admin.audit.models import AuditEntry
+
+    ended = AuditEntry.objects.for_tenant(tenant_a.tenant).get(action="tenant.sessions_ended")
+    assert ended.metadata["sessions"] >= 1 and ended.metadata["tokens"] >= 1
     # Logging in again does not reopen a suspended tenant.
     again = api_client_for(tenant_a.members["admin"].user)
     refused = again.get("/api/v1/tenants/alpha/settings/")
