@@ -199,3 +199,23 @@ def test_member_permissions_do_not_depend_on_plan(tenant_a):
     tenant_a.tenant.save()
     assert permissions_of(tenant_a.members["tech"]) == before
     assert Perm.COPILOT_SUMMARIZE in before
+
+
+def test_object_pages_link_to_their_audit_history(client, tenant_a):
+    client.force_login(tenant_a.members["admin"].user)
+    company = tenant_a.companies[0]
+    client.post(reverse("tenants:company_edit", kwargs={"tenant_slug": "alpha", "pk": company.pk}),
+                {"name": "Renamed Client", "co_managed": "on"})
+    page = client.get(reverse("tenants:company_edit", kwargs={"tenant_slug": "alpha", "pk": company.pk})).content.decode()
+    link = re.search(r'href="(/t/alpha/audit/\?object_type=company&amp;object_id=\d+)"', page).group(1).replace("&amp;", "&")
+    history = client.get(link).content.decode()
+    assert "Renamed Client" in history
+    # Without audit.view the link is not offered.
+    from copilot_admin.access.models import SecurityRole
+    from tests.factories import add_member
+
+    SecurityRole.objects.for_tenant(tenant_a.tenant).create(
+        tenant=tenant_a.tenant, name="Company admin", permissions=["admin.companies"])
+    client.force_login(add_member(tenant_a.tenant, "Company admin", email="companies@alpha.test").user)
+    page = client.get(reverse("tenants:company_edit", kwargs={"tenant_slug": "alpha", "pk": company.pk})).content.decode()
+    assert "object_type=company" not in page
