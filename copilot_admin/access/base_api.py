@@ -14,6 +14,7 @@ from rest_framework import permissions as drf_permissions
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound as DRFNotFound
 
+from copilot_admin.access.base_views import refuse_final_overrides
 from copilot_admin.access.client_ip import client_ip
 from copilot_admin.access.errors import NotFound, PermissionRefused
 from copilot_admin.access.policy import has_permission
@@ -83,12 +84,8 @@ class TenantAPIMixin(AuditedAPIMixin):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("base_class"):
-            return
-        overridden = [name for name in _FINAL_METHODS if name in cls.__dict__]
-        if overridden:
-            raise TypeError(f"{cls.__name__} must not override {', '.join(overridden)}.")
-        if not cls.__dict__.get("permissions"):
+        refuse_final_overrides(cls, _FINAL_METHODS)
+        if not cls.__dict__.get("base_class") and not cls.__dict__.get("permissions"):
             raise TypeError(f"{cls.__name__} must declare permissions = {{action: Perm}}.")
 
     def permission_for_action(self):

@@ -21,17 +21,23 @@ from tenants.selectors import membership_resolve
 _FINAL_METHODS = ("get_queryset", "dispatch")
 
 
+def refuse_final_overrides(cls, final_methods: tuple[str, ...]) -> None:
+    """Class-creation guard of the base classes: a concrete subclass (one without its own
+    `base_class = True`) may not replace the methods that scope and authorize the request."""
+    if cls.__dict__.get("base_class"):
+        return
+    overridden = [name for name in final_methods if name in cls.__dict__]
+    if overridden:
+        raise TypeError(f"{cls.__name__} must not override {', '.join(overridden)}; use narrow_queryset().")
+
+
 class TenantPageMixin(AccessMixin):
     permission_required = None
     base_class = True  # set only on the base classes in this module
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("base_class"):
-            return
-        overridden = [name for name in _FINAL_METHODS if name in cls.__dict__]
-        if overridden:
-            raise TypeError(f"{cls.__name__} must not override {', '.join(overridden)}; use narrow_queryset().")
+        refuse_final_overrides(cls, _FINAL_METHODS)
 
     def dispatch(self, request, *args, **kwargs):
         if self.permission_required is None:
