@@ -146,7 +146,7 @@ class Membership(TenantOwned):
         constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user_per_tenant")]
 
     def __str__(self) -> str:
-        return f"{self.user.email} @ {self.tenant_id}"
+        return self.user.email
 
     @property
     def is_co_managed(self) -> bool:
