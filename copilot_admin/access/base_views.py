@@ -112,5 +112,9 @@ class OperatorPageMixin(AccessMixin):
             return self.handle_no_permission()
         if not request.user.is_platform_operator:
             raise Http404("Not found.")
+        self.prepare()
         with audit_scope(channel=Channel.WEB, correlation_id=request_correlation_id(request)):
             return super().dispatch(request, *args, **kwargs)
+
+    def prepare(self) -> None:
+        """Runs after the operator check, before the handler (e.g. loads the object the URL names)."""

@@ -49,13 +49,10 @@ class PlatformAbuseCaseReinstateView(OperatorPageMixin, FormView):
     form_class = ReasonForm
     template_name = "platform/abuse_case_reinstate.html"
 
-    def dispatch(self, request, *args, **kwargs):
-        self.case = None
-        if request.user.is_authenticated and request.user.is_platform_operator:
-            self.case = selectors.operator_termination_cases(status=None).filter(pk=kwargs["pk"]).first()
-            if self.case is None:
-                raise Http404("Not found.")
-        return super().dispatch(request, *args, **kwargs)
+    def prepare(self) -> None:
+        self.case = selectors.operator_termination_cases(status=None).filter(pk=self.kwargs["pk"]).first()
+        if self.case is None:
+            raise Http404("Not found.")
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(case=self.case, **kwargs)

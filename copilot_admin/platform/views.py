@@ -42,14 +42,8 @@ class TenantEditView(OperatorPageMixin, FormView):
     form_class = TenantEditForm
     template_name = "platform/tenant_form.html"
 
-    def setup(self, request, *args, **kwargs):
-        super().setup(request, *args, **kwargs)
-        self.object = None
-
-    def dispatch(self, request, *args, **kwargs):
-        if request.user.is_authenticated and request.user.is_platform_operator:
-            self.object = get_object_or_404(Tenant, pk=kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+    def prepare(self) -> None:
+        self.object = get_object_or_404(Tenant, pk=self.kwargs["pk"])
 
     def get_initial(self):
         return {"name": self.object.name, "plan": self.object.plan, "zone": self.object.zone, "status": self.object.status}
@@ -91,11 +85,8 @@ class DeploymentEditView(OperatorPageMixin, FormView):
     form_class = DeploymentForm
     template_name = "platform/deployment_form.html"
 
-    def dispatch(self, request, *args, **kwargs):
-        self.object = None
-        if request.user.is_authenticated and request.user.is_platform_operator:
-            self.object = get_object_or_404(AzureDeployment, pk=kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+    def prepare(self) -> None:
+        self.object = get_object_or_404(AzureDeployment, pk=self.kwargs["pk"])
 
     def get_initial(self):
         fields = ("zone", "name", "endpoint", "deployment", "api_version", "auth_mode", "api_key_env", "priority", "active")
