@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 WORKDIR = Path(tempfile.mkdtemp(prefix="bench-copilot-"))
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{WORKDIR / 'bench.sqlite3'}"
-KEY_ENV = "BENCH_COPILOT_AZURE_KEY"
+KEY_ENV = "AZURE_OPENAI_KEY_BENCH"
 API_VERSION = "2024-10-21"
 CONCURRENCY = [int(n) for n in os.environ.get("BENCH_COPILOT_CONCURRENCY", "100,200,400").split(",") if n.strip()]
 SAMPLES = int(os.environ.get("BENCH_COPILOT_SAMPLES", "150"))

@@ -271,7 +271,7 @@ COPILOT_CALL_DEADLINE_SECONDS = env_int("COPILOT_CALL_DEADLINE_SECONDS", 60)
 COPILOT_ORM_THREADS = env_int("COPILOT_ORM_THREADS", 8)
 # The built-in Azure OpenAI simulator, mounted at /_simulator/ (development only: its control
 # endpoints have no authentication). The demo deployments point at COPILOT_SIMULATOR_URL and
-# read their key from COPILOT_SIMULATOR_KEY, which the simulator accepts whatever its value.
+# read their key from AZURE_OPENAI_KEY_SIMULATOR, which the simulator accepts whatever its value.
 COPILOT_SIMULATOR = env_bool("COPILOT_SIMULATOR", DEBUG and not PRODUCTION)
 if COPILOT_SIMULATOR and PRODUCTION:
     raise ImproperlyConfigured("COPILOT_SIMULATOR must be off when DJANGO_ENV=production.")
@@ -279,7 +279,7 @@ COPILOT_SIMULATOR_URL = env_str("COPILOT_SIMULATOR_URL", f"http://127.0.0.1:{env
 if COPILOT_SIMULATOR:
     import os
 
-    os.environ.setdefault("COPILOT_SIMULATOR_KEY", "simulator-key-not-a-secret")
+    os.environ.setdefault("AZURE_OPENAI_KEY_SIMULATOR", "simulator-key-not-a-secret")
 
 # Usage limits and abuse rules (copilot_admin/usage/).
 # Without counters (Redis down) copilot calls are refused with 503 limits_unavailable, unless

@@ -18,7 +18,8 @@ Guarantees:
 - Timeouts are explicit on every request: the target's connect and total timeouts, cut to
   what is left of `deadline_seconds` when one is given.
 - Credentials: an API key is read from the environment variable the target names, at call
-  time; a missing one is a `ConfigurationError` naming the variable, never showing a value.
+  time, and only from an `AZURE_OPENAI_KEY_*` variable (any other name is never read); a
+  missing or refused one is a `ConfigurationError`, never showing a value.
   Entra ID uses `azure.identity.get_bearer_token_provider` on an injectable credential
   (default: one shared `DefaultAzureCredential`).
 - Content filter: a prompt blocked by the filter and a completion stopped by it become
@@ -39,6 +40,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -61,6 +63,17 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 AuthMode = Literal["api_key", "entra_id"]
 AUTH_MODES: tuple[str, ...] = ("api_key", "entra_id")
+
+# The only environment variables an API key is ever read from. Any other name (the secret
+# key, the database URL, ...) is refused, so a deployment cannot send another secret to the
+# endpoint it names.
+API_KEY_ENV_PREFIX = "AZURE_OPENAI_KEY_"
+_API_KEY_ENV = re.compile(r"AZURE_OPENAI_KEY_[A-Z0-9_]+")
+
+
+def api_key_env_allowed(name: str) -> bool:
+    """Whether `name` may hold an Azure OpenAI API key: `AZURE_OPENAI_KEY_` then A-Z, 0-9 or _."""
+    return isinstance(name, str) and len(name) <= 128 and _API_KEY_ENV.fullmatch(name) is not None
 
 
 # --- what to call -------------------------------------------------------------------------
@@ -264,7 +277,14 @@ class ConfigurationError(UpstreamFailure):
 
 
 def read_api_key(target: DeploymentTarget) -> str:
-    """The API key from the target's environment variable; `ConfigurationError` if unset."""
+    """The API key from the target's environment variable; `ConfigurationError` if unset, or if
+    the name is not an `AZURE_OPENAI_KEY_*` variable (then it is never read)."""
+    if not api_key_env_allowed(target.api_key_env):
+        raise ConfigurationError(
+            deployment=target.name,
+            reason="forbidden_api_key_env",
+            detail=f"the API key variable must be named {API_KEY_ENV_PREFIX}<NAME>",
+        )
     key = os.environ.get(target.api_key_env, "")
     if not key.strip():
         raise ConfigurationError(

@@ -1,7 +1,7 @@
 from django import forms
 
 from copilot_admin.access.forms import StyledFormMixin
-from copilot_admin.regions.models import AuthMode, DataZone
+from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, DataZone, api_key_env_allowed
 
 
 class DeploymentForm(StyledFormMixin, forms.Form):
@@ -15,7 +15,14 @@ class DeploymentForm(StyledFormMixin, forms.Form):
     auth_mode = forms.ChoiceField(choices=AuthMode.choices)
     api_key_env = forms.CharField(
         max_length=128, required=False, label="API key environment variable",
-        help_text="api_key mode: the name of the variable holding the key (never the key itself).",
+        help_text="api_key mode: the name of the variable holding the key (never the key itself), "
+        "AZURE_OPENAI_KEY_<NAME>.",
     )
     priority = forms.IntegerField(min_value=0, initial=100, help_text="Lower is tried first.")
     active = forms.BooleanField(required=False, initial=True)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("auth_mode") == AuthMode.API_KEY and not api_key_env_allowed(cleaned.get("api_key_env", "")):
+            self.add_error("api_key_env", API_KEY_ENV_HELP)
+        return cleaned

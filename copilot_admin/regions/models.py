@@ -1,6 +1,11 @@
 """Data zones: where a tenant's copilot data is processed. Adding a zone is data, not code."""
 
+from django.core.validators import RegexValidator
 from django.db import models
+
+from copilot_admin.copilot.azure import API_KEY_ENV_PREFIX, api_key_env_allowed
+
+API_KEY_ENV_HELP = f"must be an environment variable named {API_KEY_ENV_PREFIX}<NAME> (A-Z, 0-9, _)"
 
 
 class DataZone(models.Model):
@@ -39,7 +44,10 @@ class AzureDeployment(models.Model):
     api_version = models.CharField(max_length=32, default="2024-10-21")
     auth_mode = models.CharField(max_length=12, choices=AuthMode.choices, default=AuthMode.API_KEY)
     api_key_env = models.CharField(
-        max_length=128, blank=True, help_text="Name of the environment variable holding the API key (api_key mode)."
+        max_length=128,
+        blank=True,
+        help_text=f"Name of the environment variable holding the API key (api_key mode), {API_KEY_ENV_PREFIX}<NAME>.",
+        validators=[RegexValidator(r"^AZURE_OPENAI_KEY_[A-Z0-9_]+\Z", message=API_KEY_ENV_HELP)],
     )
     priority = models.PositiveIntegerField(default=100, help_text="Lower is tried first.")
     active = models.BooleanField(default=True)
@@ -70,6 +78,12 @@ class AzureDeployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.zone.code})"
+
+    @property
+    def api_key_env_allowed(self) -> bool:
+        """Whether the key variable it names may be read at all (a name stored before the
+        `AZURE_OPENAI_KEY_` rule is never read nor reported on)."""
+        return api_key_env_allowed(self.api_key_env)
 
     @property
     def healthy(self) -> bool | None:

@@ -1,11 +1,12 @@
 """API representation of Azure deployments (platform API). Never a key value: only the name
-of the environment variable that holds it, and whether this process can see it."""
+of the environment variable that holds it, and whether this process can see it (reported only
+for `AZURE_OPENAI_KEY_*` names: nothing is said about any other variable)."""
 
 import os
 
 from rest_framework import serializers
 
-from copilot_admin.regions.models import AuthMode, AzureDeployment, DataZone
+from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 
 
 class ZoneCodeField(serializers.SlugRelatedField):
@@ -38,9 +39,20 @@ class DeploymentSerializer(serializers.ModelSerializer):
         ]
         extra_kwargs = {"name": {"validators": []}}  # uniqueness is the service's answer (code "duplicate")
 
+    def validate(self, attrs):
+        # The service decides too (every path); this answers the API's 400 on the field early.
+        instance = self.instance
+        auth_mode = attrs.get("auth_mode", instance.auth_mode if instance is not None else AuthMode.API_KEY)
+        if auth_mode == AuthMode.API_KEY and ("api_key_env" in attrs or instance is None):
+            if not api_key_env_allowed(attrs.get("api_key_env", "")):
+                raise serializers.ValidationError({"api_key_env": [API_KEY_ENV_HELP]})
+        return attrs
+
     def get_api_key_configured(self, deployment) -> bool | None:
         if deployment.auth_mode != AuthMode.API_KEY:
             return None
+        if not api_key_env_allowed(deployment.api_key_env):
+            return False  # never read, never reported on
         return bool(os.environ.get(deployment.api_key_env, "").strip())
 
 

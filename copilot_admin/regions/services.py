@@ -14,13 +14,12 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from copilot_admin.access.errors import ApplicationError, PermissionRefused
-from copilot_admin.regions.models import AuthMode, AzureDeployment, DataZone
+from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 from tenants.models import User
 
 # Weight of the newest latency in the moving average.
 LATENCY_EWMA_ALPHA = 0.2
 
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _EDITABLE = ("zone", "name", "endpoint", "deployment", "api_version", "auth_mode", "api_key_env", "priority", "active")
 
@@ -52,8 +51,8 @@ def _validate(values: dict) -> None:
     if not _API_VERSION.match(values["api_version"] or ""):
         errors["api_version"] = ["must look like 2024-10-21 or 2025-01-01-preview"]
     if values["auth_mode"] == AuthMode.API_KEY:
-        if not _ENV_NAME.match(values["api_key_env"] or ""):
-            errors["api_key_env"] = ["name the environment variable holding the key, e.g. AZURE_OPENAI_US_KEY"]
+        if not api_key_env_allowed(values["api_key_env"] or ""):
+            errors["api_key_env"] = [f"{API_KEY_ENV_HELP}, e.g. AZURE_OPENAI_KEY_US"]
     elif values["auth_mode"] == AuthMode.ENTRA_ID:
         values["api_key_env"] = ""
     else:

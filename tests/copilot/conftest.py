@@ -14,7 +14,7 @@ from copilot_admin.copilot import azure
 from copilot_admin.copilot.azure import DeploymentTarget
 from copilot_admin.copilot.simulator import SimulatorControl, run_simulator_in_thread
 
-API_KEY_ENV = "COPILOT_TEST_AZURE_KEY"
+API_KEY_ENV = "AZURE_OPENAI_KEY_TEST"
 API_KEY = "test-key-not-a-secret"
 API_VERSION = "2024-10-21"
 

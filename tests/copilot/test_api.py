@@ -194,10 +194,20 @@ def test_upstream_errors(tenant_a, us_deployment, tech_api, sim, fast_upstream, 
 
 
 def test_missing_api_key_is_unavailable(tenant_a, tech_api, deployment_factory, simulator_url, monkeypatch, sim):
-    deployment_factory(zone="us", name="keyless", endpoint=simulator_url, api_key_env="COPILOT_TEST_UNSET_KEY")
-    monkeypatch.delenv("COPILOT_TEST_UNSET_KEY", raising=False)
+    deployment_factory(zone="us", name="keyless", endpoint=simulator_url, api_key_env="AZURE_OPENAI_KEY_TEST_UNSET")
+    monkeypatch.delenv("AZURE_OPENAI_KEY_TEST_UNSET", raising=False)
     error = assert_error(tech_api.post(url(), ticket(tenant_a.companies[0]), format="json"), 503, "upstream_unavailable")
-    assert "COPILOT_TEST_UNSET_KEY" not in json.dumps(error)  # configuration detail stays in the logs
+    assert "AZURE_OPENAI_KEY_TEST_UNSET" not in json.dumps(error)  # configuration detail stays in the logs
+    assert sim.requests() == []
+
+
+def test_a_stored_key_variable_outside_the_prefix_is_never_read(
+    tenant_a, tech_api, deployment_factory, simulator_url, monkeypatch, sim
+):
+    # Stored before the AZURE_OPENAI_KEY_ rule (written around the service): refused at call time.
+    deployment_factory(zone="us", name="exfiltrate", endpoint=simulator_url, api_key_env="DJANGO_SECRET_KEY")
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "canary-django-secret")
+    assert_error(tech_api.post(url(), ticket(tenant_a.companies[0]), format="json"), 503, "upstream_unavailable")
     assert sim.requests() == []
 
 

@@ -407,6 +407,17 @@ def test_api_key_is_read_at_call_time(call, sim, make_target, monkeypatch):
     assert [r["auth"]["sha256"] for r in sim.requests()] == [sha16(API_KEY), sha16("rotated-key")]
 
 
+@pytest.mark.parametrize("variable", ["DJANGO_SECRET_KEY", "DATABASE_URL", "AZURE_OPENAI_KEY_", "azure_openai_key_x"])
+def test_a_key_variable_outside_the_prefix_is_never_read_nor_sent(call, sim, make_target, monkeypatch, variable):
+    canary = "canary-secret-of-another-variable"
+    monkeypatch.setenv(variable, canary)
+    with pytest.raises(ConfigurationError) as caught:
+        call(targets=[make_target(api_key_env=variable)], messages=messages_for(), feature="summarize")
+    assert caught.value.reason == "forbidden_api_key_env" and not caught.value.retryable
+    assert canary not in str(caught.value)
+    assert sim.requests() == []
+
+
 def test_configuration_errors_never_show_the_key(call, make_target, monkeypatch):
     monkeypatch.setenv(API_KEY_ENV, "   ")
     with pytest.raises(ConfigurationError) as caught:

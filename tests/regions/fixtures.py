@@ -6,7 +6,7 @@ import pytest
 
 from copilot_admin.regions.models import AzureDeployment, DataZone
 
-TEST_KEY_ENV = "COPILOT_TEST_AZURE_KEY"
+TEST_KEY_ENV = "AZURE_OPENAI_KEY_TEST"
 
 
 def make_deployment(*, zone: str, name: str, endpoint: str, deployment: str | None = None, priority: int = 10,

@@ -18,7 +18,7 @@ SECRET = "sk-this-value-must-never-be-shown-0123456789"
 def create(actor, **overrides):
     values = {
         "zone": DataZone.objects.get(code="us"), "name": "us-east-1", "endpoint": "https://east.openai.azure.com",
-        "deployment": "gpt-4o", "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "AZURE_US_KEY",
+        "deployment": "gpt-4o", "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "AZURE_OPENAI_KEY_US",
         "priority": 10,
     }
     values.update(overrides)
@@ -46,6 +46,10 @@ def test_only_operators_configure_deployments(operator, tenant_a):
     ({"api_key_env": ""}, "api_key_env"),
     ({"api_key_env": "lower-case"}, "api_key_env"),
     ({"api_key_env": SECRET}, "api_key_env"),  # a key pasted where its variable's name belongs
+    ({"api_key_env": "DJANGO_SECRET_KEY"}, "api_key_env"),  # another secret, sent to the endpoint
+    ({"api_key_env": "DATABASE_URL"}, "api_key_env"),
+    ({"api_key_env": "AZURE_OPENAI_KEY_"}, "api_key_env"),
+    ({"api_key_env": "AZURE_OPENAI_KEY_US\n"}, "api_key_env"),
     ({"auth_mode": "password"}, "auth_mode"),
 ])
 def test_validation(operator, overrides, field):
@@ -79,7 +83,7 @@ def test_routing_order_and_zones(operator):
     targets = deployments_for_zone(DataZone.objects.get(code="us"))
     assert [t.name for t in targets] == ["us-first", "us-a", "us-b"]
     assert [t.name for t in deployments_for_zone(eu)] == ["eu-1"]
-    assert targets[0].api_key_env == "AZURE_US_KEY" and targets[0].endpoint == "https://east.openai.azure.com"
+    assert targets[0].api_key_env == "AZURE_OPENAI_KEY_US" and targets[0].endpoint == "https://east.openai.azure.com"
 
 
 def test_health_record(operator):
@@ -126,11 +130,11 @@ def test_tenant_zone_change_is_audited(operator, tenant_a):
 
 
 def test_platform_api_create_list_update_never_shows_a_key(operator, monkeypatch):
-    monkeypatch.setenv("AZURE_US_KEY", SECRET)
+    monkeypatch.setenv("AZURE_OPENAI_KEY_US", SECRET)
     api = api_client_for(operator)
     created = api.post(reverse("api:platform-deployments-list"), {
         "zone": "us", "name": "us-east-1", "endpoint": "https://east.openai.azure.com", "deployment": "gpt-4o",
-        "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "AZURE_US_KEY", "priority": 10,
+        "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "AZURE_OPENAI_KEY_US", "priority": 10,
         "active": True,
     }, format="json")
     assert created.status_code == 201, created.json()
@@ -138,7 +142,7 @@ def test_platform_api_create_list_update_never_shows_a_key(operator, monkeypatch
     assert {k: body[k] for k in ("zone", "name", "endpoint", "deployment", "api_version", "auth_mode", "api_key_env",
                                  "priority", "active")} == {
         "zone": "us", "name": "us-east-1", "endpoint": "https://east.openai.azure.com", "deployment": "gpt-4o",
-        "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "AZURE_US_KEY", "priority": 10,
+        "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "AZURE_OPENAI_KEY_US", "priority": 10,
         "active": True}
     assert body["api_key_configured"] is True and body["healthy"] is None
     detail = reverse("api:platform-deployments-detail", kwargs={"pk": body["id"]})
@@ -156,12 +160,61 @@ def test_platform_api_validation_errors(operator):
     api = api_client_for(operator)
     url = reverse("api:platform-deployments-list")
     base = {"zone": "us", "name": "x1", "endpoint": "https://e.openai.azure.com", "deployment": "d",
-            "api_key_env": "AZURE_KEY"}
+            "api_key_env": "AZURE_OPENAI_KEY_X"}
     assert api.post(url, {**base, "zone": "mars"}, format="json").json()["error"]["fields"].keys() == {"zone"}
     assert "endpoint" in api.post(url, {**base, "endpoint": "http://e.example"}, format="json").json()["error"]["fields"]
     assert api.post(url, base, format="json").status_code == 201
     duplicate = api.post(url, base, format="json")
     assert duplicate.status_code == 400 and duplicate.json()["error"]["code"] == "duplicate"
+
+
+@pytest.mark.parametrize("variable", ["DJANGO_SECRET_KEY", "DATABASE_URL", "OIDC_CLIENT_SECRET_X"])
+def test_platform_api_refuses_key_variables_outside_the_prefix(operator, monkeypatch, variable):
+    monkeypatch.setenv("AZURE_OPENAI_KEY_US", SECRET)
+    api = api_client_for(operator)
+    url = reverse("api:platform-deployments-list")
+    base = {"zone": "us", "name": "x1", "endpoint": "https://e.openai.azure.com", "deployment": "d",
+            "api_key_env": "AZURE_OPENAI_KEY_US"}
+    refused = api.post(url, {**base, "api_key_env": variable}, format="json")
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["error"]["code"] == "invalid" and set(refused.json()["error"]["fields"]) == {"api_key_env"}
+    assert not AzureDeployment.objects.exists()
+    created = api.post(url, base, format="json").json()
+    detail = reverse("api:platform-deployments-detail", kwargs={"pk": created["id"]})
+    refused = api.patch(detail, {"api_key_env": variable}, format="json")
+    assert refused.status_code == 400 and set(refused.json()["error"]["fields"]) == {"api_key_env"}
+    # Switching an Entra ID deployment to api_key needs an allowed name too.
+    entra = api.post(url, {**base, "name": "x2", "auth_mode": "entra_id"}, format="json").json()
+    entra_detail = reverse("api:platform-deployments-detail", kwargs={"pk": entra["id"]})
+    assert api.patch(entra_detail, {"auth_mode": "api_key"}, format="json").status_code == 400
+    assert api.patch(entra_detail, {"auth_mode": "api_key", "api_key_env": variable}, format="json").status_code == 400
+    assert AzureDeployment.objects.get(pk=created["id"]).api_key_env == "AZURE_OPENAI_KEY_US"
+    assert AzureDeployment.objects.get(pk=entra["id"]).auth_mode == "entra_id"
+
+
+def test_service_update_refuses_key_variables_outside_the_prefix(operator):
+    deployment = create(operator)
+    with pytest.raises(ApplicationError) as refused:
+        services.deployment_update(actor=operator, azure_deployment=deployment, api_key_env="DJANGO_SECRET_KEY")
+    assert set(refused.value.fields) == {"api_key_env"}
+    deployment.refresh_from_db()
+    assert deployment.api_key_env == "AZURE_OPENAI_KEY_US"
+
+
+def test_a_stored_name_outside_the_prefix_is_not_reported_on(operator, monkeypatch, client):
+    # A name stored before the rule (written around the service) says nothing about the variable.
+    monkeypatch.setenv("DJANGO_SECRET_KEY", SECRET)
+    deployment = AzureDeployment.objects.create(
+        zone=DataZone.objects.get(code="us"), name="old", endpoint="https://e.openai.azure.com", deployment="d",
+        api_key_env="DJANGO_SECRET_KEY",
+    )
+    api = api_client_for(operator)
+    body = api.get(reverse("api:platform-deployments-detail", kwargs={"pk": deployment.pk})).json()
+    assert body["api_key_configured"] is False
+    assert api.get(reverse("api:platform-deployments-list")).json()["results"][0]["api_key_configured"] is False
+    client.force_login(operator)
+    listing = client.get(reverse("platform:deployments")).content.decode()
+    assert "refused" in listing and SECRET not in listing
 
 
 @pytest.mark.parametrize("actor", [*ROLES, "anonymous"])
@@ -195,11 +248,11 @@ def test_console_pages(client, tenant_a, operator, actor):
 
 
 def test_console_create_and_edit(client, operator, monkeypatch):
-    monkeypatch.setenv("AZURE_US_KEY", SECRET)
+    monkeypatch.setenv("AZURE_OPENAI_KEY_US", SECRET)
     client.force_login(operator)
     zone = DataZone.objects.get(code="us")
     form = {"zone": zone.pk, "name": "us-east-1", "endpoint": "https://east.openai.azure.com", "deployment": "gpt-4o",
-            "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "AZURE_US_KEY", "priority": 10,
+            "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "AZURE_OPENAI_KEY_US", "priority": 10,
             "active": "on"}
     response = client.post(reverse("platform:deployment_create"), form)
     assert response.status_code == 302
@@ -212,6 +265,22 @@ def test_console_create_and_edit(client, operator, monkeypatch):
     services.deployment_health_record(name="us-east-1", ok=False, latency_ms=80, failure_code="server_error")
     listing = client.get(reverse("platform:deployments")).content.decode()
     assert "us-east-1" in listing and "server_error" in listing and SECRET not in listing
+
+
+def test_console_refuses_key_variables_outside_the_prefix(client, operator):
+    client.force_login(operator)
+    zone = DataZone.objects.get(code="us")
+    form = {"zone": zone.pk, "name": "us-east-1", "endpoint": "https://east.openai.azure.com", "deployment": "gpt-4o",
+            "api_version": "2024-10-21", "auth_mode": "api_key", "api_key_env": "DJANGO_SECRET_KEY", "priority": 10,
+            "active": "on"}
+    response = client.post(reverse("platform:deployment_create"), form)
+    assert response.status_code == 200 and "AZURE_OPENAI_KEY_" in response.content.decode()
+    assert not AzureDeployment.objects.exists()
+    deployment = create(operator)
+    response = client.post(reverse("platform:deployment_edit", kwargs={"pk": deployment.pk}), form)
+    assert response.status_code == 200
+    deployment.refresh_from_db()
+    assert deployment.api_key_env == "AZURE_OPENAI_KEY_US"
 
 
 def test_console_list_query_count_is_flat(client, operator, django_assert_max_num_queries):
@@ -235,7 +304,7 @@ def test_zone_page_shows_own_zone_deployments_without_configuration(client, tena
     client.force_login(tenant_a.members["admin"].user)
     body = client.get(reverse("regions:zone", kwargs={"tenant_slug": "alpha"})).content.decode()
     assert "us-serving" in body and "eu-elsewhere" not in body
-    assert "secret-resource" not in body and "COPILOT_TEST_AZURE_KEY" not in body
+    assert "secret-resource" not in body and "AZURE_OPENAI_KEY_TEST" not in body
     assert 'data-testid="zone-code">us<' in body
 
 

@@ -93,5 +93,5 @@ class Command(BaseCommand):
             region_services.deployment_create(
                 actor=None, zone=DataZone.objects.get(code=spec["zone"]), name=spec["name"],
                 endpoint=settings.COPILOT_SIMULATOR_URL, deployment=spec["deployment"], api_version="2024-10-21",
-                auth_mode="api_key", api_key_env="COPILOT_SIMULATOR_KEY", priority=spec["priority"],
+                auth_mode="api_key", api_key_env="AZURE_OPENAI_KEY_SIMULATOR", priority=spec["priority"],
             )
