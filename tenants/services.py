@@ -6,11 +6,13 @@ only after commit.
 """
 
 from django.contrib.auth.tokens import default_token_generator
-from django.db import transaction
+from contextlib import contextmanager
+
+from django.db import IntegrityError, transaction
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused
+from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused, is_unique_violation
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.access.services import ensure_can_grant, roles_seed_system
@@ -87,11 +89,34 @@ def tenant_copilot_settings_update(*, actor: Membership, copilot_enabled=None, f
 
 # -- client companies -----------------------------------------------------------------
 
+COMPANY_NAME_CONSTRAINT = "company_unique_name_per_tenant"
+
+
+def _company_name_taken(name: str) -> ApplicationError:
+    return ApplicationError(f"A company named {name!r} exists.", code="duplicate", fields={"name": ["taken"]})
+
+
+@contextmanager
+def _company_name_write(name: str):
+    """The write of a company's name: a concurrent writer of the same name answers `duplicate`
+    (never a 500), and the savepoint keeps the caller's transaction usable."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as error:
+        if not is_unique_violation(error, COMPANY_NAME_CONSTRAINT):
+            raise
+        raise _company_name_taken(name) from None
+
+
 @transaction.atomic
 def company_create(*, actor: Membership, name: str, co_managed: bool = False) -> ClientCompany:
     if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=name).exists():
-        raise ApplicationError(f"A company named {name!r} exists.", code="duplicate", fields={"name": ["taken"]})
-    return ClientCompany.objects.for_tenant(actor.tenant).create(tenant=actor.tenant, name=name, co_managed=co_managed)
+        raise _company_name_taken(name)
+    with _company_name_write(name):
+        return ClientCompany.objects.for_tenant(actor.tenant).create(
+            tenant=actor.tenant, name=name, co_managed=co_managed
+        )
 
 
 @transaction.atomic
@@ -99,11 +124,12 @@ def company_update(*, actor: Membership, company: ClientCompany, **changes) -> C
     company = ClientCompany.objects.for_tenant(actor.tenant).select_for_update().get(pk=company.pk)
     if "name" in changes and changes["name"] != company.name:
         if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=changes["name"]).exclude(pk=company.pk).exists():
-            raise ApplicationError("A company with that name exists.", code="duplicate", fields={"name": ["taken"]})
+            raise _company_name_taken(changes["name"])
         company.name = changes["name"]
     if "co_managed" in changes:
         company.co_managed = bool(changes["co_managed"])
-    company.save()
+    with _company_name_write(company.name):
+        company.save()
     return company
 
 

@@ -41,6 +41,7 @@ class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
                 user_type=data["user_type"],
                 permissions=data.get("permissions", []),
                 description=data.get("description", ""),
+                is_active=data.get("is_active", True),
             )
 
     def perform_update(self, serializer):

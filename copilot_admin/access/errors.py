@@ -7,6 +7,7 @@ show the message.
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -56,6 +57,17 @@ _DRF_CODES = {
     exceptions.ParseError: "parse_error",
     exceptions.ValidationError: "invalid",
 }
+
+
+def is_unique_violation(error: IntegrityError, constraint: str) -> bool:
+    """Whether `error` is the violation of the unique constraint named `constraint` (PostgreSQL
+    names it; SQLite names the index for expression constraints and the columns otherwise,
+    so there the caller's single constraint is the only unique one the write can hit)."""
+    cause = error.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is not None and getattr(diag, "constraint_name", None):
+        return diag.constraint_name == constraint
+    return "UNIQUE constraint failed" in str(error) or "unique" in str(error).lower()
 
 
 def error_body(code: str, message: str, fields=None) -> dict:

@@ -10,7 +10,7 @@ class RoleSerializer(serializers.ModelSerializer):
 
     user_type = serializers.ChoiceField(choices=UserType.choices, required=False)
     permissions = serializers.ListField(child=serializers.ChoiceField(choices=Perm.choices), required=False)
-    clone_from = serializers.IntegerField(write_only=True, required=False)
+    clone_from = serializers.IntegerField(write_only=True, required=False, min_value=1, max_value=2**63 - 1)
     is_system = serializers.BooleanField(read_only=True)
     users = serializers.IntegerField(source="user_count", read_only=True, default=0)
 

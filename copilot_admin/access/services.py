@@ -2,12 +2,17 @@
 
 - a role applies to one user type; a co-managed role never holds an admin permission;
 - nobody grants a permission they do not hold themselves;
-- system roles are read-only: they can only be cloned or deactivated.
+- system roles are read-only: they can only be cloned or deactivated;
+- nobody changes (renames, strips, re-activates, deactivates, deletes) a role that holds a
+  permission they do not hold themselves;
+- role names are unique per tenant, also under concurrent writes (`duplicate`, never a 500).
 """
 
-from django.db import transaction
+from contextlib import contextmanager
 
-from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused
+from django.db import IntegrityError, transaction
+
+from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused, is_unique_violation
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ALL_PERMISSIONS, COPILOT_GRANTS, Perm
 from copilot_admin.access.policy import permissions_of
@@ -71,12 +76,33 @@ def _ensure_editable(role: SecurityRole) -> None:
         raise Conflict("System roles are read-only; clone the role to change it.", code="system_role_read_only")
 
 
+ROLE_NAME_CONSTRAINT = "role_unique_name_per_tenant"
+
+
+def _name_taken(name: str) -> ApplicationError:
+    return ApplicationError(f"A role named {name!r} already exists.", code="duplicate", fields={"name": ["taken"]})
+
+
 def _ensure_unique_name(*, tenant: Tenant, name: str, exclude_pk=None) -> None:
     taken = SecurityRole.objects.for_tenant(tenant).filter(name__iexact=name)
     if exclude_pk is not None:
         taken = taken.exclude(pk=exclude_pk)
     if taken.exists():
-        raise ApplicationError(f"A role named {name!r} already exists.", code="duplicate", fields={"name": ["taken"]})
+        raise _name_taken(name)
+
+
+@contextmanager
+def _unique_name_write(name: str):
+    """The write of a role's name. A concurrent writer of the same name that passed the check
+    above too makes the database refuse one of them: that one answers `duplicate`. The write
+    runs in a savepoint, so the caller's transaction is not left broken."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as error:
+        if not is_unique_violation(error, ROLE_NAME_CONSTRAINT):
+            raise
+        raise _name_taken(name) from None
 
 
 def roles_seed_system(*, tenant: Tenant) -> list[SecurityRole]:
@@ -98,17 +124,23 @@ def roles_seed_system(*, tenant: Tenant) -> list[SecurityRole]:
 
 
 @transaction.atomic
-def role_create(*, actor: Membership, name: str, user_type: str, permissions, description: str = "") -> SecurityRole:
+def role_create(
+    *, actor: Membership, name: str, user_type: str, permissions, description: str = "", is_active: bool = True
+) -> SecurityRole:
     permissions = _clean_permissions(permissions=permissions, user_type=user_type)
     ensure_can_grant(actor=actor, permissions=permissions)
     _ensure_unique_name(tenant=actor.tenant, name=name)
-    return SecurityRole.objects.for_tenant(actor.tenant).create(
-        tenant=actor.tenant, name=name, user_type=user_type, permissions=permissions, description=description
-    )
+    with _unique_name_write(name):
+        return SecurityRole.objects.for_tenant(actor.tenant).create(
+            tenant=actor.tenant, name=name, user_type=user_type, permissions=permissions, description=description,
+            is_active=bool(is_active),
+        )
 
 
 @transaction.atomic
-def role_clone(*, actor: Membership, source: SecurityRole, name: str, permissions=None, description=None) -> SecurityRole:
+def role_clone(
+    *, actor: Membership, source: SecurityRole, name: str, permissions=None, description=None, is_active: bool = True
+) -> SecurityRole:
     """A new, editable role starting from `source` (system roles included)."""
     return role_create(
         actor=actor,
@@ -116,16 +148,21 @@ def role_clone(*, actor: Membership, source: SecurityRole, name: str, permission
         user_type=source.user_type,
         permissions=source.permissions if permissions is None else permissions,
         description=source.description if description is None else description,
+        is_active=is_active,
     )
 
 
 @transaction.atomic
 def role_update(*, actor: Membership, role: SecurityRole, **changes) -> SecurityRole:
-    """Change name, description, permissions or is_active. User type is fixed once users hold the role."""
+    """Change name, description, permissions or is_active. User type is fixed once users hold the role.
+
+    Whoever changes a role must hold every permission it holds: renaming, stripping or
+    re-activating a role above oneself would hand its permissions back to its holders."""
     role = SecurityRole.objects.for_tenant(actor.tenant).select_for_update().get(pk=role.pk)
     only_deactivation = set(changes) <= {"is_active"}
     if not only_deactivation:
         _ensure_editable(role)
+    ensure_can_grant(actor=actor, permissions=role.permission_set)
     if "user_type" in changes and changes["user_type"] != role.user_type:
         if role.memberships.exists():
             raise Conflict("The user type of a role held by users cannot change.", code="role_in_use")
@@ -144,9 +181,9 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
         if not changes["is_active"]:
             if actor.role_id == role.pk:
                 raise Conflict("You cannot deactivate the role you hold yourself.", code="own_role")
-            ensure_can_grant(actor=actor, permissions=role.permission_set)
         role.is_active = changes["is_active"]
-    role.save()
+    with _unique_name_write(role.name):
+        role.save()
     return role
 
 
