@@ -70,6 +70,9 @@ class TenantPermission(drf_permissions.BasePermission):
             raise PermissionRefused("This tenant is suspended.", code="tenant_suspended")
         view.membership = request.membership = membership
         view.tenant = request.tenant = membership.tenant
+        method = (request.method or "").lower()
+        if method not in view.http_method_names or not hasattr(view, method):
+            return True  # the view answers 405 without running any handler
         required = view.permission_for_action()
         if required is None or not has_permission(membership, required):
             raise PermissionRefused("Your security role does not allow this action.")
