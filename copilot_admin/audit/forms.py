@@ -33,15 +33,20 @@ class MomentField(forms.Field):
         if len(value) > 40:
             raise forms.ValidationError("Too long for a date or date-time.")
         try:
-            moment = parse_datetime(value.replace(" ", "T", 1))
-            day = None if moment else parse_date(value)
+            # A date first: parse_datetime would also read "2026-11-20" (as its midnight).
+            day = parse_date(value)
+            moment = None if day else parse_datetime(value.replace(" ", "T", 1))
         except ValueError:
             moment = day = None
         if moment is None and day is None:
             raise forms.ValidationError("Use a date (2026-11-20) or an ISO 8601 date-time (2026-11-20T10:00:00Z).")
-        if day is not None:
-            moment = datetime.combine(day, time.min) + (timedelta(days=1) if self.end_of_day else timedelta())
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        try:
+            if day is not None:
+                moment = datetime.combine(day, time.min) + (timedelta(days=1) if self.end_of_day else timedelta())
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except OverflowError:
+            # Its UTC moment is before year 1 or after year 9999 (0001-01-01T00:00:00+23:00).
+            raise forms.ValidationError("Out of range: use a moment between the years 1 and 9999 (UTC).") from None
 
 
 class AuditFilterForm(StyledFormMixin, forms.Form):
