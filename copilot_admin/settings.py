@@ -176,6 +176,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Text holding NUL or a lone surrogate, anywhere in a body: 400 invalid (access/text_parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "copilot_admin.access.text_parsers.StorableTextJSONParser",
+        "copilot_admin.access.text_parsers.StorableTextFormParser",
+        "copilot_admin.access.text_parsers.StorableTextMultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "copilot_admin.access.pagination.BoundedLimitOffsetPagination",
