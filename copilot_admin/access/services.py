@@ -169,7 +169,7 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
         role.user_type = changes["user_type"]
     if "permissions" in changes or "user_type" in changes:
         new = _clean_permissions(permissions=changes.get("permissions", role.permissions), user_type=role.user_type)
-        # Only what is added must be held by the actor; removing is always allowed.
+        # What the role held is the actor's (checked above); what is added must be too.
         ensure_can_grant(actor=actor, permissions=set(new) - role.permission_set)
         role.permissions = new
     if "name" in changes and changes["name"] != role.name:
