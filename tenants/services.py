@@ -7,15 +7,19 @@ only after commit.
 
 from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from knox.models import AuthToken
 
-from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused
+from copilot_admin.access.errors import ApplicationError, Conflict, NotFound, PermissionRefused
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.access.services import ensure_can_grant, roles_seed_system
+from copilot_admin.audit.services import audit_event_record_for_user_tenants
 from copilot_admin.regions.models import DataZone
 from tenants.models import ClientCompany, Membership, Tenant, TenantStatus, User, UserSession, UserType
+from tenants.selectors import invitations_of_created_account
 
 
 # -- tenants (platform operators) ------------------------------------------------------
@@ -156,28 +160,39 @@ def membership_create(
     password: str | None = None,
     send_invite: bool = True,
 ) -> Membership:
-    """Add a user to the tenant (creating the account if the e-mail is new) and, for a new
-    account without a password, e-mail an invitation to set one. `actor` None only for the seed."""
+    """Invite an e-mail address to the tenant. The membership grants nothing until the
+    account's owner accepts it (`membership_accept`; for an account this creates, by setting
+    its password through the invitation link).
+
+    The answer does not depend on whether the address already has an account, nor on what
+    that account is: the same work is done and the same invitation e-mail enqueued on every
+    path, an existing account's name and fields are never touched, and a platform operator's
+    account gets an invitation that can never be accepted. `full_name` names only an account
+    this creates. `actor` None only for the demo seed, whose memberships are accepted at once.
+    """
     email = User.objects.normalize_email(email).lower()
     if actor is not None:
         companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
     user, created = User.objects.get_or_create(email=email, defaults={"full_name": full_name})
     if created:
         user.set_password(password) if password else user.set_unusable_password()
-        user.save()
+        user.save(update_fields=["password"])
     if Membership.objects.for_tenant(tenant).filter(user=user).exists():
         raise ApplicationError(f"{email} is already a user of this tenant.", code="duplicate", fields={"email": ["taken"]})
-    membership = Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, user_type=user_type, role=role)
+    membership = Membership.objects.for_tenant(tenant).create(
+        tenant=tenant, user=user, user_type=user_type, role=role, created_account=created,
+        accepted_at=timezone.now() if actor is None and not user.is_platform_operator else None,
+    )
     membership.companies.set(companies)
-    if created and not password and send_invite:
-        transaction.on_commit(lambda: _enqueue_invite(user_id=user.pk, tenant_id=tenant.pk))
+    if send_invite and membership.accepted_at is None:
+        transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=tenant.pk))
     return membership
 
 
-def _enqueue_invite(*, user_id: int, tenant_id: int) -> None:
+def _enqueue_invite(*, membership_id: int, tenant_id: int) -> None:
     from tenants.tasks import send_invitation
 
-    send_invitation.delay(user_id=user_id, tenant_id=tenant_id)
+    send_invitation.delay(membership_id=membership_id, tenant_id=tenant_id)
 
 
 def invitation_link_parts(*, user: User) -> tuple[str, str]:
@@ -186,8 +201,45 @@ def invitation_link_parts(*, user: User) -> tuple[str, str]:
 
 
 @transaction.atomic
+def membership_accept(*, user: User, membership: Membership) -> Membership:
+    """The account's owner, signed in as themselves, accepts its pending invitation: from now
+    on the membership grants access. Platform operators cannot be members of tenants."""
+    membership = (
+        Membership.objects.for_tenant(membership.tenant).select_for_update().select_related("tenant").get(pk=membership.pk)
+    )
+    if membership.user_id != user.pk or not user.is_authenticated or not user.is_active:
+        raise NotFound("Not found.")
+    if user.is_platform_operator:
+        raise PermissionRefused("Platform operator accounts cannot be members of tenants.", code="operator_account")
+    if membership.accepted_at is not None:
+        raise Conflict("This invitation was accepted already.", code="already_accepted")
+    membership.accepted_at = timezone.now()
+    membership.save(update_fields=["accepted_at"])
+    return membership
+
+
+@transaction.atomic
+def membership_accept_created_account(*, user: User) -> list[Membership]:
+    """The owner of an account that an invitation created set its password through the
+    invitation link: that invitation (only that one) is accepted."""
+    if user.is_platform_operator:
+        return []
+    return [membership_accept(user=user, membership=m) for m in invitations_of_created_account(user=user)]
+MEMBERSHIP_FIELDS = frozenset({"role", "companies", "is_active"})
+
+
+@transaction.atomic
 def membership_update(*, actor: Membership, membership: Membership, **changes) -> Membership:
-    """Change role, co-managed companies, active flag or the user's name. User type is fixed."""
+    """Change role, co-managed companies or active flag: the membership only. User type is
+    fixed, and the account's own fields (name, e-mail, password) belong to its owner
+    (`account_update`). Deactivating refuses, in this tenant, every session and API token
+    issued before it, also after a later re-activation."""
+    unknown = sorted(set(changes) - MEMBERSHIP_FIELDS)
+    if unknown:
+        raise ApplicationError(
+            "Only the role, companies and active flag of a membership can be changed here.",
+            code="not_a_membership_field", fields={name: ["not editable"] for name in unknown},
+        )
     membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
     if membership.pk == actor.pk and ("role" in changes or changes.get("is_active") is False):
         raise Conflict("You cannot change your own role or deactivate yourself.", code="own_membership")
@@ -199,11 +251,35 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
     companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies)
     membership.role = role
     if "is_active" in changes:
-        membership.is_active = bool(changes["is_active"])
+        is_active = bool(changes["is_active"])
+        if membership.is_active and not is_active:
+            membership.access_revoked_at = timezone.now()
+        membership.is_active = is_active
     membership.save()
     if "companies" in changes:
         membership.companies.set(companies)
-    if changes.get("full_name") is not None and changes["full_name"] != membership.user.full_name:
-        membership.user.full_name = changes["full_name"]
-        membership.user.save(update_fields=["full_name"])
     return membership
+
+
+@transaction.atomic
+def account_update(*, actor: User, user: User, full_name: str) -> User:
+    """The account's owner changes its own name (nobody else does)."""
+    if actor.pk != user.pk:
+        raise PermissionRefused("Only the account's owner changes its name.")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.full_name != full_name:
+        user.full_name = full_name
+        user.save(update_fields=["full_name"])
+    return user
+
+
+def account_password_changed(*, user: User, request=None) -> None:
+    """After the owner changed its password (the form checked the current one): its API
+    tokens end (the session that changed it stays; Django ends the others), and the change
+    is a security event in the tenants the account belongs to."""
+    with transaction.atomic():
+        tokens, _ = AuthToken.objects.filter(user=user).delete()
+        audit_event_record_for_user_tenants(
+            user=user, actor=user, action="auth.password_change", object_type="user", object_id=user.pk,
+            object_repr=user.email, request=request, metadata={"tokens_ended": tokens},
+        )
