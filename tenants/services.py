@@ -16,6 +16,7 @@ from copilot_admin.access.errors import ApplicationError, Conflict, NotFound, Pe
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.access.services import ensure_can_grant, roles_seed_system
+from copilot_admin.audit.context import audit_scope
 from copilot_admin.audit.services import audit_event_record_for_user_tenants
 from copilot_admin.regions.models import DataZone
 from tenants.models import ClientCompany, Membership, Tenant, TenantStatus, User, UserSession, UserType
@@ -173,10 +174,13 @@ def membership_create(
     email = User.objects.normalize_email(email).lower()
     if actor is not None:
         companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
-    user, created = User.objects.get_or_create(email=email, defaults={"full_name": full_name})
-    if created:
-        user.set_password(password) if password else user.set_unusable_password()
-        user.save(update_fields=["password"])
+    # An account is no tenant's: its creation is recorded in the platform log, so the inviting
+    # tenant's log reads the same whether the address had an account or not.
+    with audit_scope(tenant=None):
+        user, created = User.objects.get_or_create(email=email, defaults={"full_name": full_name})
+        if created:
+            user.set_password(password) if password else user.set_unusable_password()
+            user.save(update_fields=["password"])
     if Membership.objects.for_tenant(tenant).filter(user=user).exists():
         raise ApplicationError(f"{email} is already a user of this tenant.", code="duplicate", fields={"email": ["taken"]})
     membership = Membership.objects.for_tenant(tenant).create(

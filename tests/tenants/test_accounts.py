@@ -245,6 +245,7 @@ def test_invited_accounts_lockout_is_invisible_and_cannot_be_lifted_by_the_invit
     lock_out("admin@bravo.test", "198.18.0")
     assert not AuditEntry.objects.for_chain(tenant_a.tenant).filter(action__startswith="auth.").exists()
     assert AuditEntry.objects.for_chain(tenant_b.tenant).filter(action="auth.lockout").exists()
+    assert AuditEntry.objects.for_chain(None).filter(action="auth.lockout").exists()  # and the platform log
     admin = Client()
     admin.force_login(tenant_a.members["admin"].user)
     assert "admin@bravo.test" not in admin.get("/t/alpha/security/").content.decode()
@@ -342,7 +343,20 @@ def test_token_limit_revokes_the_oldest_token(tenant_a, settings):
 
 def test_the_invitations_audit_entry_holds_nothing_of_the_existing_account(tenant_a, tenant_b,
                                                                           django_capture_on_commit_callbacks):
-    invite(tenant_a, "admin@bravo.test", capture=django_capture_on_commit_callbacks)
+    chain = AuditEntry.objects.for_chain(tenant_a.tenant)
+
+    def recorded_by(email):
+        before = chain.count()
+        invite(tenant_a, email, capture=django_capture_on_commit_callbacks)
+        return list(chain.filter(seq__gt=before).order_by("seq").values("action", "object_type", "object_repr", "changes"))
+
+    existing, fresh = recorded_by("admin@bravo.test"), recorded_by("someone@new.test")
     name = tenant_b.members["admin"].user.full_name
-    recorded = str(list(AuditEntry.objects.for_chain(tenant_a.tenant).values_list()))
-    assert "admin@bravo.test" in recorded and name not in recorded
+    assert "admin@bravo.test" in str(existing) and name not in str(existing)
+
+    def shape(rows):
+        return [(r["action"], r["object_type"], sorted(r["changes"])) for r in rows]
+
+    assert shape(existing) == shape(fresh)  # the tenant's log reads the same for both
+    assert "created_account" not in str(existing) and "'user'" not in str(existing)
+    assert not chain.filter(action="user.create").exists()  # an account is recorded in the platform log
