@@ -59,13 +59,15 @@ def tenant_update(*, actor: User, tenant: Tenant, **changes) -> Tenant:
 
 
 def tenant_end_sessions(*, tenant: Tenant) -> int:
-    """End the login sessions and API tokens of every member of `tenant`. Returns how many ended."""
+    """End the login sessions and API tokens of every accepted, active member of `tenant`.
+    Returns how many ended."""
     from knox.models import AuthToken
 
     # Sessions and tokens belong to users, not tenants: end those of every member.
     from copilot_admin.audit.services import audit_event_record
 
-    user_ids = list(Membership.objects.for_tenant(tenant).values_list("user_id", flat=True))
+    # Only the accounts that are members here: an invitation gives no hold over an account.
+    user_ids = list(Membership.objects.for_tenant(tenant).granting_access().values_list("user_id", flat=True))
     sessions, _ = UserSession.objects.filter(user_id__in=user_ids).delete()
     tokens, _ = AuthToken.objects.filter(user_id__in=user_ids).delete()
     audit_event_record(

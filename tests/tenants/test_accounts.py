@@ -360,3 +360,13 @@ def test_the_invitations_audit_entry_holds_nothing_of_the_existing_account(tenan
     assert shape(existing) == shape(fresh)  # the tenant's log reads the same for both
     assert "created_account" not in str(existing) and "'user'" not in str(existing)
     assert not chain.filter(action="user.create").exists()  # an account is recorded in the platform log
+
+
+def test_suspending_a_tenant_does_not_end_the_sessions_of_accounts_it_only_invited(
+    tenant_a, tenant_b, django_capture_on_commit_callbacks
+):
+    invite(tenant_a, "admin@bravo.test", capture=django_capture_on_commit_callbacks)
+    token, member_token = token_for("admin@bravo.test"), token_for("tech@alpha.test")
+    services.tenant_end_sessions(tenant=tenant_a.tenant)
+    assert bearer(token).get(reverse("api:settings", kwargs={"tenant_slug": "bravo"})).status_code == 200
+    assert bearer(member_token).get(reverse("api:settings", kwargs={"tenant_slug": "alpha"})).status_code == 401
