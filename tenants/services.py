@@ -14,10 +14,11 @@ from knox.models import AuthToken
 
 from copilot_admin.access.errors import ApplicationError, Conflict, NotFound, PermissionRefused
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.access.permissions import FEATURE_GRANTS, Perm
+from copilot_admin.access.policy import has_permission
 from copilot_admin.access.services import ensure_can_grant, roles_seed_system
 from copilot_admin.audit.context import audit_scope
-from copilot_admin.audit.services import audit_event_record_for_user_tenants
+from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
 from copilot_admin.regions.models import DataZone
 from tenants.models import ClientCompany, Membership, Tenant, TenantStatus, User, UserSession, UserType
 from tenants.selectors import invitations_of_created_account
@@ -204,6 +205,24 @@ def _enqueue_invite(*, membership_id: int, tenant_id: int) -> None:
 def invitation_link_parts(*, user: User) -> tuple[str, str]:
     """The uid and token of the set-password link (Django's password-reset token: single use)."""
     return urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
+
+
+@transaction.atomic
+def invitation_resend(*, actor: Membership, membership: Membership) -> Membership:
+    """E-mail a pending invitation again (a fresh link). The same answer whatever the address
+    is (an operator's gets nothing, as on the first sending)."""
+    if not has_permission(actor, Perm.USERS):
+        raise PermissionRefused("Your security role does not allow this action.")
+    membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
+    if membership.accepted_at is not None:
+        raise Conflict("This user accepted the invitation already.", code="already_accepted")
+    ensure_can_grant(actor=actor, permissions=membership.role.permission_set)
+    audit_event_record(
+        tenant=actor.tenant, actor=actor, action="membership.invitation_resend", object_type="membership",
+        object_id=membership.pk, object_repr=str(membership),
+    )
+    transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=membership.tenant_id))
+    return membership
 
 
 @transaction.atomic

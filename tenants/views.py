@@ -145,6 +145,17 @@ class UserEditView(ServiceFormMixin, TenantObjectMixin, FormView):
     def get_context_data(self, **kwargs):
         return super().get_context_data(object=self.object, **kwargs)
 
+    def post(self, request, *args, **kwargs):
+        if request.POST.get("action") != "resend":
+            return super().post(request, *args, **kwargs)
+        try:
+            services.invitation_resend(actor=self.membership, membership=self.object)
+        except ApplicationError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"The invitation to {self.object.user.email} was sent again.")
+        return redirect(self.get_success_url())
+
     def perform(self, form) -> str:
         services.membership_update(actor=self.membership, membership=self.object, **form.cleaned_data)
         return f"{self.object.user.email} was updated."

@@ -370,3 +370,20 @@ def test_suspending_a_tenant_does_not_end_the_sessions_of_accounts_it_only_invit
     services.tenant_end_sessions(tenant=tenant_a.tenant)
     assert bearer(token).get(reverse("api:settings", kwargs={"tenant_slug": "bravo"})).status_code == 200
     assert bearer(member_token).get(reverse("api:settings", kwargs={"tenant_slug": "alpha"})).status_code == 401
+
+
+def test_a_pending_invitation_can_be_sent_again(client, tenant_a, tenant_b, django_capture_on_commit_callbacks):
+    invite(tenant_a, "tech@bravo.test", capture=django_capture_on_commit_callbacks)
+    membership = membership_of(tenant_a, "tech@bravo.test")
+    client.force_login(tenant_a.members["admin"].user)
+    url = reverse("tenants:user_edit", kwargs={"tenant_slug": "alpha", "pk": membership.pk})
+    assert "Resend invitation" in client.get(url).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(url, {"action": "resend"}).status_code == 302
+    assert [m.to for m in mail.outbox] == [["tech@bravo.test"], ["tech@bravo.test"]]
+    assert "/invitations/" in mail.outbox[-1].body
+    # Not for an accepted member.
+    accepted = reverse("tenants:user_edit", kwargs={"tenant_slug": "alpha", "pk": tenant_a.members["tech"].pk})
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(accepted, {"action": "resend"})
+    assert len(mail.outbox) == 2
