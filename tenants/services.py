@@ -5,6 +5,8 @@ writes the change with its actor in the same transaction), and enqueues e-mails 
 only after commit.
 """
 
+from auditlog.context import disable_auditlog
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
 from django.utils import timezone
@@ -17,7 +19,6 @@ from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import FEATURE_GRANTS, Perm
 from copilot_admin.access.policy import has_permission
 from copilot_admin.access.services import ensure_can_grant, roles_seed_system
-from copilot_admin.audit.context import audit_scope
 from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
 from copilot_admin.regions.models import DataZone
 from tenants.models import ClientCompany, Membership, Tenant, TenantStatus, User, UserSession, UserType
@@ -177,15 +178,20 @@ def membership_create(
     email = User.objects.normalize_email(email).lower()
     if actor is not None:
         companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
-    # An account is no tenant's: its creation is recorded in the platform log, so the inviting
-    # tenant's log reads the same whether the address had an account or not.
-    with audit_scope(tenant=None):
-        user, created = User.objects.get_or_create(email=email, defaults={"full_name": full_name})
-        if created:
-            user.set_password(password) if password else user.set_unusable_password()
-            user.save(update_fields=["password"])
+    # One row written for a new address (no password hashing: the owner sets it), none for an
+    # existing one; django-auditlog stays out so that the inviting tenant's log reads the same
+    # either way: the account is recorded below, in the platform log, on both paths.
+    with disable_auditlog():
+        user, created = User.objects.get_or_create(
+            email=email, defaults={"full_name": full_name, "password": make_password(password)}
+        )
     if Membership.objects.for_tenant(tenant).filter(user=user).exists():
         raise ApplicationError(f"{email} is already a user of this tenant.", code="duplicate", fields={"email": ["taken"]})
+    audit_event_record(
+        tenant=None, actor=actor, action="user.invite", object_type="user", object_id=user.pk, object_repr=user.email,
+        metadata={"tenant": tenant.slug, "account_created": created},
+        changes={"full_name": [None, full_name], "email": [None, email]} if created else None,
+    )
     membership = Membership.objects.for_tenant(tenant).create(
         tenant=tenant, user=user, user_type=user_type, role=role, created_account=created,
         accepted_at=timezone.now() if actor is None and not user.is_platform_operator else None,

@@ -360,6 +360,9 @@ def test_the_invitations_audit_entry_holds_nothing_of_the_existing_account(tenan
     assert shape(existing) == shape(fresh)  # the tenant's log reads the same for both
     assert "created_account" not in str(existing) and "'user'" not in str(existing)
     assert not chain.filter(action="user.create").exists()  # an account is recorded in the platform log
+    platform = AuditEntry.objects.for_chain(None).filter(action="user.invite").order_by("seq")
+    assert [(e.object_repr, e.metadata["account_created"]) for e in platform] == [
+        ("admin@bravo.test", False), ("someone@new.test", True)]
 
 
 def test_suspending_a_tenant_does_not_end_the_sessions_of_accounts_it_only_invited(
@@ -387,3 +390,17 @@ def test_a_pending_invitation_can_be_sent_again(client, tenant_a, tenant_b, djan
     with django_capture_on_commit_callbacks(execute=True):
         client.post(accepted, {"action": "resend"})
     assert len(mail.outbox) == 2
+
+
+def test_neither_path_hashes_a_password(tenant_a, tenant_b, django_capture_on_commit_callbacks, monkeypatch):
+    """The slow step that would tell a new address from an existing account is not taken."""
+    from django.contrib.auth import hashers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a password was hashed")
+
+    for hasher in (hashers.MD5PasswordHasher, hashers.PBKDF2PasswordHasher):
+        monkeypatch.setattr(hasher, "encode", refuse)
+        monkeypatch.setattr(hasher, "verify", refuse)
+    assert invite(tenant_a, "admin@bravo.test", capture=django_capture_on_commit_callbacks).status_code == 201
+    assert invite(tenant_a, "new@address.test", capture=django_capture_on_commit_callbacks).status_code == 201
