@@ -22,7 +22,7 @@ from copilot_admin.access.services import ensure_can_grant, roles_seed_system
 from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
 from copilot_admin.regions.models import DataZone
 from tenants.models import ClientCompany, Membership, Tenant, TenantStatus, User, UserSession, UserType
-from tenants.selectors import invitations_of_created_account
+from tenants.selectors import invitations_of_created_account, memberships_of_user
 
 
 # -- tenants (platform operators) ------------------------------------------------------
@@ -118,6 +118,11 @@ def company_update(*, actor: Membership, company: ClientCompany, **changes) -> C
 
 # -- memberships (users of a tenant) ----------------------------------------------------
 
+def _ensure_user_manager(actor: Membership) -> None:
+    if not has_permission(actor, Perm.USERS):
+        raise PermissionRefused("Your security role does not allow this action.")
+
+
 def _validate_assignment(*, actor: Membership, user_type: str, role: SecurityRole, companies) -> list[ClientCompany]:
     if role.tenant_id != actor.tenant_id:
         raise ApplicationError("Unknown role.", fields={"role": ["not found"]})
@@ -173,10 +178,12 @@ def membership_create(
     that account is: the same work is done and the same invitation e-mail enqueued on every
     path, an existing account's name and fields are never touched, and a platform operator's
     account gets an invitation that can never be accepted. `full_name` names only an account
-    this creates. `actor` None only for the demo seed, whose memberships are accepted at once.
+    this creates. `actor` None only for server-side setup (benchmarks, commands), whose
+    memberships are accepted at once.
     """
     email = User.objects.normalize_email(email).lower()
     if actor is not None:
+        _ensure_user_manager(actor)
         companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
     # One row written for a new address (no password hashing: the owner sets it), none for an
     # existing one; django-auditlog stays out so that the inviting tenant's log reads the same
@@ -217,8 +224,7 @@ def invitation_link_parts(*, user: User) -> tuple[str, str]:
 def invitation_resend(*, actor: Membership, membership: Membership) -> Membership:
     """E-mail a pending invitation again (a fresh link). The same answer whatever the address
     is (an operator's gets nothing, as on the first sending)."""
-    if not has_permission(actor, Perm.USERS):
-        raise PermissionRefused("Your security role does not allow this action.")
+    _ensure_user_manager(actor)
     membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
     if membership.accepted_at is not None:
         raise Conflict("This user accepted the invitation already.", code="already_accepted")
@@ -271,6 +277,7 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
             "Only the role, companies and active flag of a membership can be changed here.",
             code="not_a_membership_field", fields={name: ["not editable"] for name in unknown},
         )
+    _ensure_user_manager(actor)
     membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
     if membership.pk == actor.pk and ("role" in changes or changes.get("is_active") is False):
         raise Conflict("You cannot change your own role or deactivate yourself.", code="own_membership")
@@ -281,15 +288,36 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
     companies = changes["companies"] if "companies" in changes else list(membership.companies.all())
     companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies)
     membership.role = role
+    deactivating = "is_active" in changes and membership.is_active and not changes["is_active"]
     if "is_active" in changes:
-        is_active = bool(changes["is_active"])
-        if membership.is_active and not is_active:
-            membership.access_revoked_at = timezone.now()
-        membership.is_active = is_active
+        membership.is_active = bool(changes["is_active"])
+    if deactivating:
+        membership.access_revoked_at = timezone.now()
     membership.save()
     if "companies" in changes:
         membership.companies.set(companies)
+    if deactivating:
+        user_id, tenant = membership.user_id, membership.tenant
+        transaction.on_commit(lambda: user_end_sessions_if_memberless(user_id=user_id, tenant=tenant))
     return membership
+
+
+def user_end_sessions_if_memberless(*, user_id: int, tenant: Tenant) -> int:
+    """After a deactivation in `tenant`: a user left without any accepted, active membership
+    (and not a platform operator) has no use for its sessions and API tokens; they end.
+    A user still a member elsewhere keeps them (they no longer reach `tenant`: see
+    `Membership.access_revoked_at`). Returns how many ended."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or user.is_platform_operator or memberships_of_user(user=user).exists():
+        return 0
+    with transaction.atomic():
+        sessions, _ = UserSession.objects.filter(user_id=user_id).delete()
+        tokens, _ = AuthToken.objects.filter(user_id=user_id).delete()
+        audit_event_record(
+            tenant=tenant, actor=None, action="user.sessions_ended", object_type="user", object_id=user_id,
+            object_repr=user.email, metadata={"sessions": sessions, "tokens": tokens, "reason": "membership_deactivated"},
+        )
+    return sessions + tokens
 
 
 @transaction.atomic

@@ -404,3 +404,20 @@ def test_neither_path_hashes_a_password(tenant_a, tenant_b, django_capture_on_co
         monkeypatch.setattr(hasher, "verify", refuse)
     assert invite(tenant_a, "admin@bravo.test", capture=django_capture_on_commit_callbacks).status_code == 201
     assert invite(tenant_a, "new@address.test", capture=django_capture_on_commit_callbacks).status_code == 201
+
+
+def test_deactivating_the_only_membership_ends_the_users_sessions_and_tokens(tenant_a, django_capture_on_commit_callbacks):
+    from tenants.models import UserSession
+
+    tech = tenant_a.members["tech"]
+    token = token_for(tech.user.email)
+    session = Client()
+    login(session, tech.user.email)
+    assert UserSession.objects.filter(user_id=tech.user_id).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.membership_update(actor=tenant_a.members["admin"], membership=tech, is_active=False)
+    assert not UserSession.objects.filter(user_id=tech.user_id).exists()
+    assert not AuthToken.objects.filter(user=tech.user).exists()
+    assert bearer(token).delete(TOKEN_URL).status_code == 401
+    ended = AuditEntry.objects.for_chain(tenant_a.tenant).filter(action="user.sessions_ended").get()
+    assert ended.metadata["tokens"] == 1 and ended.metadata["sessions"] == 1
