@@ -3,9 +3,10 @@
 `TenantViewSet` subclasses declare `permissions = {action: Perm | ANY_MEMBER}`; an action
 missing from the map is refused (fail-closed). Before any handler runs the base class
 authenticates, sets the django-auditlog actor (token users are known only after DRF
-authentication), resolves the tenant and the caller's accepted, active membership (missing or foreign:
-404), refuses suspended tenants, and checks the declared permission. The queryset is owned by
-the base class and already narrowed to the tenant; subclasses narrow further with
+authentication), resolves the tenant and the caller's accepted, active membership (missing,
+foreign, pending, or a credential older than the membership's last deactivation: 404),
+refuses suspended tenants, and checks the declared permission. The queryset is owned by the
+base class and already narrowed to the tenant; subclasses narrow further with
 `narrow_queryset`, never by overriding `get_queryset`.
 """
 

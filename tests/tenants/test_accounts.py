@@ -421,3 +421,19 @@ def test_deactivating_the_only_membership_ends_the_users_sessions_and_tokens(ten
     assert bearer(token).delete(TOKEN_URL).status_code == 401
     ended = AuditEntry.objects.for_chain(tenant_a.tenant).filter(action="user.sessions_ended").get()
     assert ended.metadata["tokens"] == 1 and ended.metadata["sessions"] == 1
+
+
+def test_the_invite_page_answers_alike_for_a_new_and_an_existing_address(client, tenant_a, tenant_b,
+                                                                        django_capture_on_commit_callbacks):
+    client.force_login(tenant_a.members["admin"].user)
+    url = reverse("tenants:user_create", kwargs={"tenant_slug": "alpha"})
+    answers = []
+    for email in ("admin@bravo.test", "brand@new.test"):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(url, {"email": email, "full_name": "Typed", "user_type": "internal",
+                                         "role": role_named(tenant_a.tenant, "Technician").pk}, follow=True)
+        body = response.content.decode()
+        alert = re.search(r'role="alert">\s*(.*?)<button', body, re.S).group(1).strip()
+        answers.append((response.status_code, response.redirect_chain, alert.replace(email, "EMAIL")))
+    assert answers[0] == answers[1]
+    assert tenant_b.members["admin"].user.full_name not in client.get(reverse("tenants:users", kwargs={"tenant_slug": "alpha"})).content.decode()
