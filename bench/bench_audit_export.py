@@ -74,6 +74,8 @@ from tenants.models import Membership, Plan, Tenant, User  # noqa: E402
 
 
 def setup_tenant() -> tuple[Tenant, str]:
+    from django.utils import timezone
+
     from copilot_admin.access.services import roles_seed_system
     from copilot_admin.access.models import SecurityRole
     from copilot_admin.regions.models import DataZone
@@ -83,7 +85,7 @@ def setup_tenant() -> tuple[Tenant, str]:
     roles_seed_system(tenant=tenant)
     user = User.objects.create_user("auditor@bench.example", "bench-password-0123")
     role = SecurityRole.objects.for_tenant(tenant).get(name="Compliance Auditor")
-    Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, role=role)
+    Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, role=role, accepted_at=timezone.now())
     _, token = AuthToken.objects.create(user=user)
     return tenant, token
 

@@ -107,6 +107,7 @@ def manage(*args: str) -> None:
 
 def seed(simulator_url: str) -> tuple[str, str, str]:
     """A copilot tenant in zone us, a technician with an API token, one deployment; returns (tenant slug, token, company id)."""
+    from django.utils import timezone
     from knox.models import AuthToken
 
     from copilot_admin.regions import services as regions
@@ -124,7 +125,9 @@ def seed(simulator_url: str) -> tuple[str, str, str]:
     company = ClientCompany.objects.for_tenant(tenant).create(tenant=tenant, name="Bench Client")
     user = User.objects.create_user(f"tech-{os.getpid()}@bench.example", "bench-password-0123")
     role = SecurityRole.objects.for_tenant(tenant).get(name="Technician")
-    Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, user_type="internal", role=role)
+    Membership.objects.for_tenant(tenant).create(
+        tenant=tenant, user=user, user_type="internal", role=role, accepted_at=timezone.now()
+    )
     regions.deployment_create(actor=None, zone=zone, name=f"bench-us-{os.getpid()}", endpoint=simulator_url,
                               deployment="bench-gpt-4o", api_version=API_VERSION, api_key_env=KEY_ENV, priority=1)
     _, token = AuthToken.objects.create(user=user)

@@ -204,6 +204,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several components have a `status`; name the membership's apart from the others.
+    "ENUM_NAME_OVERRIDES": {"MembershipStatusEnum": "tenants.serializers.MembershipStatus"},
 }
 
 AUDITLOG_INCLUDE_ALL_MODELS = False

@@ -4,7 +4,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tenants.forms import EmailAuthenticationForm
-from tenants.views import HomeView
+from tenants.views import HomeView, InvitationAcceptView, PasswordSetView, ProfileView
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),
@@ -14,13 +14,9 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path(
-        "password/set/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(
-            template_name="registration/password_set.html", success_url="/login/", post_reset_login=False
-        ),
-        name="password_reset_confirm",
-    ),
+    path("password/set/<uidb64>/<token>/", PasswordSetView.as_view(), name="password_reset_confirm"),
+    path("account/", ProfileView.as_view(), name="profile"),
+    path("invitations/<str:token>/", InvitationAcceptView.as_view(), name="invitation_accept"),
     path("t/<slug:tenant_slug>/", include("tenants.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.access.urls")),
     path("t/<slug:tenant_slug>/audit/", include("copilot_admin.audit.urls")),

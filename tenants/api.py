@@ -32,7 +32,9 @@ class MembershipFilter(filters.FilterSet):
 
 class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                   mixins.UpdateModelMixin, TenantViewSet):
-    """Users of the tenant (memberships). Deactivate with PATCH is_active=false."""
+    """Users of the tenant (memberships). POST invites an e-mail address (`status` invited
+    until its owner accepts); PATCH changes the membership only (role, companies,
+    is_active=false deactivates)."""
 
     model = Membership
     permissions = {
@@ -56,7 +58,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
             actor=self.membership,
             tenant=self.tenant,
             email=data["user"]["email"],
-            full_name=data.get("user", {}).get("full_name", ""),
+            full_name=data.get("member_name", ""),
             user_type=data["user_type"],
             role=data["role"],
             companies=data.get("companies", []),
@@ -64,9 +66,6 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
-        user_data = data.pop("user", {})
-        if "full_name" in user_data:
-            data["full_name"] = user_data["full_name"]
         serializer.instance = services.membership_update(actor=self.membership, membership=serializer.instance, **data)
 
 

@@ -6,4 +6,9 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
         from tenants import audit_registry  # noqa: F401  (registers models with django-auditlog)
+        from tenants.sessions import session_mark_login
+
+        user_logged_in.connect(session_mark_login, dispatch_uid="tenants_session_login_at")

@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 
 from copilot_admin.access.forms import StyledFormMixin
 from copilot_admin.access.models import SecurityRole
@@ -26,7 +26,6 @@ class MembershipFilterForm(StyledFormMixin, forms.Form):
 
 
 class _AssignmentFields(StyledFormMixin, forms.Form):
-    full_name = forms.CharField(max_length=150, required=False, label="Name")
     role = forms.ModelChoiceField(queryset=SecurityRole.objects.none())
     companies = forms.ModelMultipleChoiceField(
         queryset=ClientCompany.objects.none(),
@@ -43,12 +42,24 @@ class _AssignmentFields(StyledFormMixin, forms.Form):
 
 class MembershipCreateForm(_AssignmentFields):
     email = forms.EmailField(max_length=254)
+    full_name = forms.CharField(
+        max_length=150, required=False, label="Name",
+        help_text="Used only if the address has no account yet; an existing account keeps its own name.",
+    )
     user_type = forms.ChoiceField(choices=UserType.choices, initial=UserType.INTERNAL)
     field_order = ["email", "full_name", "user_type", "role", "companies"]
 
 
 class MembershipEditForm(_AssignmentFields):
     is_active = forms.BooleanField(required=False, label="Active")
+
+
+class AccountNameForm(StyledFormMixin, forms.Form):
+    full_name = forms.CharField(max_length=150, required=False, label="Name")
+
+
+class StyledPasswordChangeForm(StyledFormMixin, PasswordChangeForm):
+    """Change one's own password: the current one first."""
 
 
 class CompanyForm(StyledFormMixin, forms.Form):

@@ -5,7 +5,7 @@ from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.utils import timezone
 
-from tenants.scoping import TenantOwned
+from tenants.scoping import TenantOwned, TenantScopedManager
 
 
 class Plan(models.TextChoices):
@@ -130,9 +130,30 @@ class ClientCompany(TenantOwned):
         return {"tenant": self.tenant.slug}
 
 
+class MembershipQuerySet(models.QuerySet):
+    def granting_access(self) -> "MembershipQuerySet":
+        """Memberships that let their user into the tenant: accepted by the account's owner
+        and active. Every access path (pages, API, copilot call, tenant switcher, security
+        events, login security) reads memberships through this."""
+        return self.filter(accepted_at__isnull=False, is_active=True)
+
+    def pending(self) -> "MembershipQuerySet":
+        return self.filter(accepted_at__isnull=True)
+
+
+class MembershipManager(TenantScopedManager.from_queryset(MembershipQuerySet)):
+    pass
+
+
 class Membership(TenantOwned):
     """A user in a tenant: its type, its one security role, and for co-managed users the
-    client companies it co-manages."""
+    client companies it co-manages.
+
+    A membership starts as an invitation (`accepted_at` empty) that grants nothing until the
+    account's owner accepts it, signed in as themselves (or, for an account the invitation
+    created, by setting its password). `access_revoked_at` is set when the membership is
+    deactivated: credentials (sessions, API tokens) issued before it never reach this tenant
+    again, also after a re-activation."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     user_type = models.CharField(max_length=12, choices=UserType.choices, default=UserType.INTERNAL)
@@ -140,6 +161,12 @@ class Membership(TenantOwned):
     companies = models.ManyToManyField(ClientCompany, blank=True, related_name="co_managers")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The invitation created the account: setting the account's first password accepts it.
+    created_account = models.BooleanField(default=False, editable=False)
+    access_revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = MembershipManager()
 
     class Meta(TenantOwned.Meta):
         ordering = ["user__email"]
@@ -151,6 +178,25 @@ class Membership(TenantOwned):
     @property
     def is_co_managed(self) -> bool:
         return self.user_type == UserType.CO_MANAGED
+
+    @property
+    def is_accepted(self) -> bool:
+        return self.accepted_at is not None
+
+    @property
+    def member_name(self) -> str:
+        """The account's name as the tenant sees it: only once its owner accepted (an
+        invitation reveals nothing about an existing account)."""
+        return self.user.full_name if self.is_accepted else ""
+
+    @property
+    def grants_access(self) -> bool:
+        return self.is_accepted and self.is_active
+
+    def credential_refused(self, issued_at) -> bool:
+        """A credential issued before the membership was last deactivated never reaches
+        this tenant (`issued_at` None: no credential, a server-side caller)."""
+        return issued_at is not None and self.access_revoked_at is not None and issued_at < self.access_revoked_at
 
     def get_additional_data(self) -> dict:
         return {"tenant": self.tenant.slug}

@@ -1,15 +1,21 @@
 """Reads of tenancy. Lookups by id take the acting membership and answer missing and
 foreign alike (NotFound)."""
 
+from datetime import datetime
+
+from django.core import signing
 from django.db.models import QuerySet
 
 from copilot_admin.access.errors import NotFound
 from tenants.models import ClientCompany, Membership, Tenant, User
 
 
-def membership_resolve(*, user: User, tenant_slug: str) -> Membership:
-    """The user's active membership in the tenant; NotFound when the tenant is missing or the
-    user is not an active member (a stranger cannot learn that a tenant exists)."""
+def membership_resolve(*, user: User, tenant_slug: str, issued_at: datetime | None) -> Membership:
+    """The user's accepted, active membership in the tenant; NotFound when the tenant is
+    missing, the user is not an accepted active member (a pending invitation grants nothing),
+    or the request's credential (`issued_at`, see tenants.sessions.credential_issued_at;
+    None only for server-side callers) predates the membership's last deactivation. A
+    stranger cannot learn that a tenant exists."""
     if not user.is_authenticated or not user.is_active:
         raise NotFound("Not found.")
     tenant = Tenant.objects.filter(slug=tenant_slug).first()
@@ -18,20 +24,23 @@ def membership_resolve(*, user: User, tenant_slug: str) -> Membership:
     membership = (
         Membership.objects.for_tenant(tenant)
         .select_related("role", "user", "tenant", "tenant__zone")
-        .filter(user=user, is_active=True)
+        .granting_access()
+        .filter(user=user)
         .first()
     )
-    if membership is None:
+    if membership is None or membership.credential_refused(issued_at):
         raise NotFound("Not found.")
     return membership
 
 
 def memberships_of_user(*, user: User) -> QuerySet[Membership]:
-    """The tenants a user may switch to: its active memberships of active tenants."""
+    """The tenants a user belongs to (the tenant switcher, where its security events are
+    recorded): its accepted, active memberships."""
     # unscoped(): this lists one user's own memberships across tenants (the tenant switcher).
     return (
         Membership.objects.unscoped()
-        .filter(user=user, is_active=True)
+        .granting_access()
+        .filter(user=user)
         .select_related("tenant")
         .order_by("tenant__name")
     )
@@ -43,3 +52,44 @@ def companies_in_scope(*, membership: Membership) -> QuerySet[ClientCompany]:
     if membership.is_co_managed:
         companies = companies.filter(co_managed=True, co_managers=membership)
     return companies
+
+
+INVITATION_SALT = "tenants.invitation"
+INVITATION_MAX_AGE = 14 * 24 * 3600  # seconds an invitation link stays valid
+
+
+def invitation_token(*, membership: Membership) -> str:
+    """The accept link's token: signed (not guessable, not enumerable), expiring."""
+    return signing.dumps({"m": membership.pk, "u": membership.user_id}, salt=INVITATION_SALT, compress=True)
+
+
+def invitation_resolve(*, token: str) -> Membership | None:
+    """The pending membership a valid, unexpired accept link names; None otherwise."""
+    try:
+        data = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return _invitations().filter(pk=data.get("m"), user_id=data.get("u")).first()
+
+
+def invitation_pending(*, membership_id: int) -> Membership | None:
+    """The pending invitation with this id (the invitation task loads it by id)."""
+    return _invitations().filter(pk=membership_id).first()
+
+
+def invitations_of_user(*, user: User) -> QuerySet[Membership]:
+    """The invitations waiting for `user` to accept (shown to the user only)."""
+    return _invitations().filter(user=user).order_by("tenant__name")
+
+
+def invitations_of_created_account(*, user: User) -> QuerySet[Membership]:
+    """The pending invitation that created `user`'s account (setting its password accepts it)."""
+    return _invitations().filter(user=user, created_account=True)
+
+
+def _invitations() -> QuerySet[Membership]:
+    # unscoped(): an invitation is found by its link or its account, before it names a tenant
+    # its user may enter; only pending memberships are returned.
+    return Membership.objects.unscoped().pending().select_related("tenant", "role", "user")

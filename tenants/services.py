@@ -5,19 +5,26 @@ writes the change with its actor in the same transaction), and enqueues e-mails 
 only after commit.
 """
 
-from django.contrib.auth.tokens import default_token_generator
 from contextlib import contextmanager
 
+from auditlog.context import disable_auditlog
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.tokens import default_token_generator
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from knox.models import AuthToken
 
-from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused, is_unique_violation
+from copilot_admin.access.errors import ApplicationError, Conflict, NotFound, PermissionRefused, is_unique_violation
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.access.permissions import FEATURE_GRANTS, Perm
+from copilot_admin.access.policy import has_permission
 from copilot_admin.access.services import ensure_can_grant, roles_seed_system
+from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
 from copilot_admin.regions.models import DataZone
 from tenants.models import ClientCompany, Membership, Tenant, TenantStatus, User, UserSession, UserType
+from tenants.selectors import invitations_of_created_account, memberships_of_user
 
 
 # -- tenants (platform operators) ------------------------------------------------------
@@ -56,13 +63,15 @@ def tenant_update(*, actor: User, tenant: Tenant, **changes) -> Tenant:
 
 
 def tenant_end_sessions(*, tenant: Tenant) -> int:
-    """End the login sessions and API tokens of every member of `tenant`. Returns how many ended."""
+    """End the login sessions and API tokens of every accepted, active member of `tenant`.
+    Returns how many ended."""
     from knox.models import AuthToken
 
     # Sessions and tokens belong to users, not tenants: end those of every member.
     from copilot_admin.audit.services import audit_event_record
 
-    user_ids = list(Membership.objects.for_tenant(tenant).values_list("user_id", flat=True))
+    # Only the accounts that are members here: an invitation gives no hold over an account.
+    user_ids = list(Membership.objects.for_tenant(tenant).granting_access().values_list("user_id", flat=True))
     sessions, _ = UserSession.objects.filter(user_id__in=user_ids).delete()
     tokens, _ = AuthToken.objects.filter(user_id__in=user_ids).delete()
     audit_event_record(
@@ -135,6 +144,11 @@ def company_update(*, actor: Membership, company: ClientCompany, **changes) -> C
 
 # -- memberships (users of a tenant) ----------------------------------------------------
 
+def _ensure_user_manager(actor: Membership) -> None:
+    if not has_permission(actor, Perm.USERS):
+        raise PermissionRefused("Your security role does not allow this action.")
+
+
 def _validate_assignment(*, actor: Membership, user_type: str, role: SecurityRole, companies) -> list[ClientCompany]:
     if role.tenant_id != actor.tenant_id:
         raise ApplicationError("Unknown role.", fields={"role": ["not found"]})
@@ -182,28 +196,49 @@ def membership_create(
     password: str | None = None,
     send_invite: bool = True,
 ) -> Membership:
-    """Add a user to the tenant (creating the account if the e-mail is new) and, for a new
-    account without a password, e-mail an invitation to set one. `actor` None only for the seed."""
+    """Invite an e-mail address to the tenant. The membership grants nothing until the
+    account's owner accepts it (`membership_accept`; for an account this creates, by setting
+    its password through the invitation link).
+
+    The answer does not depend on whether the address already has an account, nor on what
+    that account is: the same work is done and the same invitation e-mail enqueued on every
+    path, an existing account's name and fields are never touched, and a platform operator's
+    account gets an invitation that can never be accepted. `full_name` names only an account
+    this creates. `actor` None only for server-side setup (benchmarks, commands), whose
+    memberships are accepted at once.
+    """
     email = User.objects.normalize_email(email).lower()
     if actor is not None:
+        _ensure_user_manager(actor)
         companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
-    user, created = User.objects.get_or_create(email=email, defaults={"full_name": full_name})
-    if created:
-        user.set_password(password) if password else user.set_unusable_password()
-        user.save()
+    # One row written for a new address (no password hashing: the owner sets it), none for an
+    # existing one; django-auditlog stays out so that the inviting tenant's log reads the same
+    # either way: the account is recorded below, in the platform log, on both paths.
+    with disable_auditlog():
+        user, created = User.objects.get_or_create(
+            email=email, defaults={"full_name": full_name, "password": make_password(password)}
+        )
     if Membership.objects.for_tenant(tenant).filter(user=user).exists():
         raise ApplicationError(f"{email} is already a user of this tenant.", code="duplicate", fields={"email": ["taken"]})
-    membership = Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, user_type=user_type, role=role)
+    audit_event_record(
+        tenant=None, actor=actor, action="user.invite", object_type="user", object_id=user.pk, object_repr=user.email,
+        metadata={"tenant": tenant.slug, "account_created": created},
+        changes={"full_name": [None, full_name], "email": [None, email]} if created else None,
+    )
+    membership = Membership.objects.for_tenant(tenant).create(
+        tenant=tenant, user=user, user_type=user_type, role=role, created_account=created,
+        accepted_at=timezone.now() if actor is None and not user.is_platform_operator else None,
+    )
     membership.companies.set(companies)
-    if created and not password and send_invite:
-        transaction.on_commit(lambda: _enqueue_invite(user_id=user.pk, tenant_id=tenant.pk))
+    if send_invite and membership.accepted_at is None:
+        transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=tenant.pk))
     return membership
 
 
-def _enqueue_invite(*, user_id: int, tenant_id: int) -> None:
+def _enqueue_invite(*, membership_id: int, tenant_id: int) -> None:
     from tenants.tasks import send_invitation
 
-    send_invitation.delay(user_id=user_id, tenant_id=tenant_id)
+    send_invitation.delay(membership_id=membership_id, tenant_id=tenant_id)
 
 
 def invitation_link_parts(*, user: User) -> tuple[str, str]:
@@ -212,8 +247,63 @@ def invitation_link_parts(*, user: User) -> tuple[str, str]:
 
 
 @transaction.atomic
+def invitation_resend(*, actor: Membership, membership: Membership) -> Membership:
+    """E-mail a pending invitation again (a fresh link). The same answer whatever the address
+    is (an operator's gets nothing, as on the first sending)."""
+    _ensure_user_manager(actor)
+    membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
+    if membership.accepted_at is not None:
+        raise Conflict("This user accepted the invitation already.", code="already_accepted")
+    ensure_can_grant(actor=actor, permissions=membership.role.permission_set)
+    audit_event_record(
+        tenant=actor.tenant, actor=actor, action="membership.invitation_resend", object_type="membership",
+        object_id=membership.pk, object_repr=str(membership),
+    )
+    transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=membership.tenant_id))
+    return membership
+
+
+@transaction.atomic
+def membership_accept(*, user: User, membership: Membership) -> Membership:
+    """The account's owner, signed in as themselves, accepts its pending invitation: from now
+    on the membership grants access. Platform operators cannot be members of tenants."""
+    membership = (
+        Membership.objects.for_tenant(membership.tenant).select_for_update().select_related("tenant").get(pk=membership.pk)
+    )
+    if membership.user_id != user.pk or not user.is_authenticated or not user.is_active:
+        raise NotFound("Not found.")
+    if user.is_platform_operator:
+        raise PermissionRefused("Platform operator accounts cannot be members of tenants.", code="operator_account")
+    if membership.accepted_at is not None:
+        raise Conflict("This invitation was accepted already.", code="already_accepted")
+    membership.accepted_at = timezone.now()
+    membership.save(update_fields=["accepted_at"])
+    return membership
+
+
+@transaction.atomic
+def membership_accept_created_account(*, user: User) -> list[Membership]:
+    """The owner of an account that an invitation created set its password through the
+    invitation link: that invitation (only that one) is accepted."""
+    if user.is_platform_operator:
+        return []
+    return [membership_accept(user=user, membership=m) for m in invitations_of_created_account(user=user)]
+MEMBERSHIP_FIELDS = frozenset({"role", "companies", "is_active"})
+
+
+@transaction.atomic
 def membership_update(*, actor: Membership, membership: Membership, **changes) -> Membership:
-    """Change role, co-managed companies, active flag or the user's name. User type is fixed."""
+    """Change role, co-managed companies or active flag: the membership only. User type is
+    fixed, and the account's own fields (name, e-mail, password) belong to its owner
+    (`account_update`). Deactivating refuses, in this tenant, every session and API token
+    issued before it, also after a later re-activation."""
+    unknown = sorted(set(changes) - MEMBERSHIP_FIELDS)
+    if unknown:
+        raise ApplicationError(
+            "Only the role, companies and active flag of a membership can be changed here.",
+            code="not_a_membership_field", fields={name: ["not editable"] for name in unknown},
+        )
+    _ensure_user_manager(actor)
     membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
     if membership.pk == actor.pk and ("role" in changes or changes.get("is_active") is False):
         raise Conflict("You cannot change your own role or deactivate yourself.", code="own_membership")
@@ -224,12 +314,57 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
     companies = changes["companies"] if "companies" in changes else list(membership.companies.all())
     companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies)
     membership.role = role
+    deactivating = "is_active" in changes and membership.is_active and not changes["is_active"]
     if "is_active" in changes:
         membership.is_active = bool(changes["is_active"])
+    if deactivating:
+        membership.access_revoked_at = timezone.now()
     membership.save()
     if "companies" in changes:
         membership.companies.set(companies)
-    if changes.get("full_name") is not None and changes["full_name"] != membership.user.full_name:
-        membership.user.full_name = changes["full_name"]
-        membership.user.save(update_fields=["full_name"])
+    if deactivating:
+        user_id, tenant = membership.user_id, membership.tenant
+        transaction.on_commit(lambda: user_end_sessions_if_memberless(user_id=user_id, tenant=tenant))
     return membership
+
+
+def user_end_sessions_if_memberless(*, user_id: int, tenant: Tenant) -> int:
+    """After a deactivation in `tenant`: a user left without any accepted, active membership
+    (and not a platform operator) has no use for its sessions and API tokens; they end.
+    A user still a member elsewhere keeps them (they no longer reach `tenant`: see
+    `Membership.access_revoked_at`). Returns how many ended."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or user.is_platform_operator or memberships_of_user(user=user).exists():
+        return 0
+    with transaction.atomic():
+        sessions, _ = UserSession.objects.filter(user_id=user_id).delete()
+        tokens, _ = AuthToken.objects.filter(user_id=user_id).delete()
+        audit_event_record(
+            tenant=tenant, actor=None, action="user.sessions_ended", object_type="user", object_id=user_id,
+            object_repr=user.email, metadata={"sessions": sessions, "tokens": tokens, "reason": "membership_deactivated"},
+        )
+    return sessions + tokens
+
+
+@transaction.atomic
+def account_update(*, actor: User, user: User, full_name: str) -> User:
+    """The account's owner changes its own name (nobody else does)."""
+    if actor.pk != user.pk:
+        raise PermissionRefused("Only the account's owner changes its name.")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.full_name != full_name:
+        user.full_name = full_name
+        user.save(update_fields=["full_name"])
+    return user
+
+
+def account_password_changed(*, user: User, request=None) -> None:
+    """After the owner changed its password (the form checked the current one): its API
+    tokens end (the session that changed it stays; Django ends the others), and the change
+    is a security event in the tenants the account belongs to."""
+    with transaction.atomic():
+        tokens, _ = AuthToken.objects.filter(user=user).delete()
+        audit_event_record_for_user_tenants(
+            user=user, actor=user, action="auth.password_change", object_type="user", object_id=user.pk,
+            object_repr=user.email, request=request, metadata={"tokens_ended": tokens},
+        )

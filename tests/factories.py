@@ -1,6 +1,7 @@
 """Factories for tests: every tenant-owned object is created inside a tenant."""
 
 import factory
+from django.utils import timezone
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.services import roles_seed_system
@@ -61,12 +62,17 @@ def role_named(tenant: Tenant, name: str) -> SecurityRole:
     return SecurityRole.objects.for_tenant(tenant).get(name=name)
 
 
-def add_member(tenant: Tenant, role_name: str, *, email: str | None = None, companies=(), **user_fields) -> Membership:
+def add_member(
+    tenant: Tenant, role_name: str, *, email: str | None = None, companies=(), accepted: bool = True, **user_fields
+) -> Membership:
+    """A member of `tenant` with the named role: accepted (in force) unless `accepted=False`
+    (a pending invitation)."""
     role = role_named(tenant, role_name)
     user = User.objects.filter(email=email).first() if email else None
     user = user or UserFactory(**({"email": email} if email else {}), **user_fields)
     membership = Membership.objects.for_tenant(tenant).create(
-        tenant=tenant, user=user, user_type=role.user_type, role=role
+        tenant=tenant, user=user, user_type=role.user_type, role=role,
+        accepted_at=timezone.now() if accepted else None,
     )
     if role.user_type == UserType.CO_MANAGED:
         membership.companies.set(companies)

@@ -3,9 +3,11 @@
 from axes.exceptions import AxesBackendPermissionDenied
 from django.contrib.auth import authenticate
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
+from knox.settings import knox_settings
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
@@ -27,7 +29,8 @@ class TokenResponseSerializer(serializers.Serializer):
 
 class AuthTokenView(APIView):
     """POST: a new token for valid credentials (failed attempts are throttled per account and
-    per address). DELETE: revoke the token used for the request."""
+    per address); beyond the per-user token limit the oldest live token is revoked. DELETE:
+    revoke the token used for the request."""
 
     authentication_classes = [TokenAuthentication]
     permission_required = "authenticated"
@@ -59,6 +62,7 @@ class AuthTokenView(APIView):
                 "Invalid e-mail or password.", code="invalid_credentials", status_code=status.HTTP_401_UNAUTHORIZED
             )
         with transaction.atomic():  # a token exists only with its audit entry
+            _make_room_for_a_token(request, user=user)
             instance, token = AuthToken.objects.create(user=user)
             _audit_token(request, user=user, instance=instance, action="auth.token_create")
         return Response(TokenResponseSerializer({"token": token, "expires": instance.expiry}).data, status=201)
@@ -71,11 +75,28 @@ class AuthTokenView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _audit_token(request, *, user, instance, action: str) -> None:
+def _make_room_for_a_token(request, *, user) -> None:
+    """Knox's per-user limit (REST_KNOX TOKEN_LIMIT_PER_USER): a new token beyond it revokes
+    the oldest live ones (recorded like any revocation), so a user never holds more. The
+    user's row is locked so that concurrent logins of one user count one after another."""
+    limit = knox_settings.TOKEN_LIMIT_PER_USER
+    if limit is None:
+        return
+    type(user).objects.select_for_update().filter(pk=user.pk).first()
+    now = timezone.now()
+    AuthToken.objects.filter(user=user, expiry__lt=now).delete()
+    live = list(AuthToken.objects.filter(user=user).order_by("-created", "-pk"))
+    for instance in live[max(limit - 1, 0):]:
+        _audit_token(request, user=user, instance=instance, action="auth.token_revoke", reason="token_limit")
+        instance.delete()
+
+
+def _audit_token(request, *, user, instance, action: str, reason: str | None = None) -> None:
     """Token creation and revocation are security events: recorded with the token's key
     (its public identifier, never the secret) in the user's tenants' audit logs."""
     audit_event_record_for_user_tenants(
         user=user, actor=user, action=action, object_type="token", object_id=instance.token_key,
         object_repr=f"API token {instance.token_key}", request=request,
-        metadata={"expires": instance.expiry.isoformat() if instance.expiry else None},
+        metadata={"expires": instance.expiry.isoformat() if instance.expiry else None,
+                  **({"reason": reason} if reason else {})},
     )

@@ -3,9 +3,10 @@
 `TenantViewSet` subclasses declare `permissions = {action: Perm | ANY_MEMBER}`; an action
 missing from the map is refused (fail-closed). Before any handler runs the base class
 authenticates, sets the django-auditlog actor (token users are known only after DRF
-authentication), resolves the tenant and the caller's active membership (missing or foreign:
-404), refuses suspended tenants, and checks the declared permission. The queryset is owned by
-the base class and already narrowed to the tenant; subclasses narrow further with
+authentication), resolves the tenant and the caller's accepted, active membership (missing,
+foreign, pending, or a credential older than the membership's last deactivation: 404),
+refuses suspended tenants, and checks the declared permission. The queryset is owned by the
+base class and already narrowed to the tenant; subclasses narrow further with
 `narrow_queryset`, never by overriding `get_queryset`.
 """
 
@@ -21,6 +22,7 @@ from copilot_admin.access.policy import has_permission
 from copilot_admin.audit.context import Channel, request_correlation_id, scope_enter, scope_exit
 from copilot_admin.audit.hooks import audit_access_denied
 from tenants.selectors import membership_resolve
+from tenants.sessions import credential_issued_at
 
 _FINAL_METHODS = ("get_queryset", "initial", "get_object")
 _AUDITED_REFUSALS = ("permission_denied", "escalation_refused")
@@ -63,7 +65,9 @@ class TenantPermission(drf_permissions.BasePermission):
         if not request.user or not request.user.is_authenticated:
             return False  # DRF answers 401
         try:
-            membership = membership_resolve(user=request.user, tenant_slug=view.kwargs["tenant_slug"])
+            membership = membership_resolve(
+                user=request.user, tenant_slug=view.kwargs["tenant_slug"], issued_at=credential_issued_at(request)
+            )
         except NotFound as exc:
             raise DRFNotFound() from exc
         if not membership.tenant.is_active:

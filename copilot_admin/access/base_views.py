@@ -1,9 +1,9 @@
 """Base classes for tenant pages and operator pages.
 
 A tenant page declares `permission_required` (a `Perm` or `ANY_MEMBER`). Before the handler
-runs, the base class resolves the tenant from the URL, the user's active membership (missing
-or foreign: 404), refuses suspended tenants, and checks the permission with the one policy
-function. List and object pages get their queryset from the base class, already narrowed to
+runs, the base class resolves the tenant from the URL, the user's accepted, active membership
+(missing, foreign, pending, or a session older than the membership's last deactivation: 404),
+refuses suspended tenants, and checks the permission with the one policy function. List and object pages get their queryset from the base class, already narrowed to
 the tenant: subclasses may not override `get_queryset`, only `narrow_queryset`.
 """
 
@@ -17,6 +17,7 @@ from copilot_admin.access.policy import has_permission, permissions_of
 from copilot_admin.audit.context import Channel, audit_scope, request_correlation_id
 from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
 from tenants.selectors import membership_resolve
+from tenants.sessions import credential_issued_at
 
 _FINAL_METHODS = ("get_queryset", "dispatch")
 
@@ -45,7 +46,9 @@ class TenantPageMixin(AccessMixin):
         if not request.user.is_authenticated:
             return self.handle_no_permission()
         try:
-            membership = membership_resolve(user=request.user, tenant_slug=kwargs["tenant_slug"])
+            membership = membership_resolve(
+                user=request.user, tenant_slug=kwargs["tenant_slug"], issued_at=credential_issued_at(request)
+            )
         except NotFound as exc:
             raise Http404("Not found.") from exc
         if not membership.tenant.is_active:

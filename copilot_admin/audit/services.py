@@ -186,13 +186,14 @@ def audit_event_record(
 
 
 def audit_event_record_for_user_tenants(*, user, **fields) -> list[AuditEntry]:
-    """Record an event about a user (a login, a token) in the chain of every tenant the user
-    is an active member of, so each tenant's auditors see it; in the platform chain when the
-    user belongs to no tenant (an operator)."""
+    """Record a security event of an account (a login, a failed login, a token, a lockout) in
+    the platform chain and in the chain of every tenant where the account is an accepted,
+    active member, so those tenants' auditors see it; never in a tenant that merely invited
+    the account or deactivated its membership."""
     from tenants.selectors import memberships_of_user
 
     tenant_ids = sorted({m.tenant_id for m in memberships_of_user(user=user)}) if user is not None else []
-    return [audit_event_record(tenant=tenant_id, **fields) for tenant_id in (tenant_ids or [None])]
+    return [audit_event_record(tenant=tenant_id, **fields) for tenant_id in [None, *tenant_ids]]
 
 
 # -- django-auditlog changes -------------------------------------------------------------

@@ -29,6 +29,8 @@ from copilot_admin.audit.context import Channel, request_correlation_id, scope_e
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
 from copilot_admin.copilot.serializers import RESULT_SERIALIZERS, CopilotRequestSerializer, ErrorSerializer
+from tenants.selectors import membership_resolve
+from tenants.sessions import credential_issued_at
 
 _ERRORS = {
     400: "`invalid_payload` (or `parse_error`): the body is malformed; nothing was sent.",
@@ -103,8 +105,15 @@ class CopilotCallView(APIView):
 
     async def post(self, request, tenant_slug: str):
         body = request.data
+
+        def resolve():
+            # Step 1 of the access chain, with the request's credential: an accepted, active
+            # membership, and a credential issued after the membership's last deactivation.
+            return membership_resolve(user=request.user, tenant_slug=tenant_slug, issued_at=credential_issued_at(request))
+
+        membership = await services.run_orm(resolve, caller_thread=self.caller_thread)
         answer = await services.acopilot_invoke(
-            user=request.user, tenant_slug=tenant_slug, feature=self.feature, body=body,
+            user=request.user, membership=membership, feature=self.feature, body=body,
             origin=self.origin, caller_thread=self.caller_thread,
         )
         return Response(answer.as_response())

@@ -185,14 +185,16 @@ def _feature(feature: Feature | str) -> Feature:
 
 
 def _membership(*, user: User | None, tenant_slug: str | None, membership: Membership | None) -> Membership:
-    """Steps 1: the caller's active membership, or 401 / 404."""
+    """Steps 1: the caller's accepted, active membership, or 401 / 404. A request resolves it
+    with its credential (see `membership_resolve`) and passes it; `tenant_slug` is for
+    server-side callers, which hold no credential."""
     if user is None or not user.is_authenticated:
         raise CopilotError.refusal("not_authenticated")
     if membership is None:
         if not tenant_slug:
             raise NotFound("Not found.")
-        return membership_resolve(user=user, tenant_slug=tenant_slug)
-    if membership.user_id != user.pk or not membership.is_active or not user.is_active:
+        return membership_resolve(user=user, tenant_slug=tenant_slug, issued_at=None)
+    if membership.user_id != user.pk or not membership.grants_access or not user.is_active:
         raise NotFound("Not found.")
     return membership
 

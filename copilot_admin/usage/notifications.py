@@ -60,7 +60,8 @@ def tenant_administrators(tenant: Tenant) -> list[Membership]:
     """The tenant's active members who may manage its usage limits (`admin.limits`)."""
     members = (
         Membership.objects.for_tenant(tenant)
-        .filter(is_active=True, user__is_active=True, user_type=UserType.INTERNAL)
+        .granting_access()
+        .filter(user__is_active=True, user_type=UserType.INTERNAL)
         .select_related("user", "role")
     )
     return [member for member in members if Perm.LIMITS in permissions_of(member)]
@@ -189,7 +190,8 @@ def _context(notification: Notification, tenant: Tenant) -> dict:
     if notification.recipient_id:
         member = (
             Membership.objects.for_tenant(tenant)
-            .filter(user_id=notification.recipient_id, is_active=True)
+            .granting_access()
+            .filter(user_id=notification.recipient_id)
             .select_related("user", "role")
             .first()
         )

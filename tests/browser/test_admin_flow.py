@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tenants.models import Membership
+from tenants import services
+from tenants.models import Membership, User
 from tests.conftest import require_service
 from tests.factories import PASSWORD
 
@@ -118,9 +119,16 @@ def test_admin_invites_edits_and_logs_out(browser_page, tenant_a):
     page.get_by_role("button", name="Invite").click()
 
     expect(page).to_have_url(re.compile(r"/t/alpha/users/$"))
-    expect(page.get_by_role("alert")).to_contain_text(f"{INVITEE} was added")
+    expect(page.get_by_role("alert")).to_contain_text(f"{INVITEE} was invited")
     row = user_row(page, INVITEE)
     expect(row).to_have_count(1)
+    # Pending: no name, marked invited, until the invitee sets its password (accepting).
+    expect(row.locator("td").nth(0)).to_have_text("—")
+    expect(row.locator("td").nth(5)).to_have_text("invited")
+    services.membership_accept_created_account(user=User.objects.get(email=INVITEE))
+    page.reload()
+    row = user_row(page, INVITEE)
+    expect(row.locator("td").nth(5)).to_have_text("active")
     expect(row.locator("td").nth(0)).to_have_text(HOSTILE_NAME)  # shown literally, as text
     expect(row.locator("td").nth(2)).to_have_text("Internal")
     expect(row.locator("td").nth(3)).to_have_text("Technician")

@@ -19,6 +19,8 @@ GLOBAL_ROUTES = {
     "login": PUBLIC,
     "logout": PUBLIC,
     "password_reset_confirm": PUBLIC,
+    "profile": AUTHENTICATED,
+    "invitation_accept": AUTHENTICATED,
     "schema": PUBLIC,
     "api-docs": PUBLIC,
     "api:auth-token": PUBLIC,

@@ -41,12 +41,15 @@ def test_invite_creates_user_and_sends_single_use_link(client, tenant_a, django_
     assert "no longer valid" in again.content.decode()
 
 
-def test_existing_account_joins_without_invitation(tenant_a, tenant_b, django_capture_on_commit_callbacks):
+def test_existing_account_gets_an_invitation_to_accept_not_a_membership(tenant_a, tenant_b,
+                                                                        django_capture_on_commit_callbacks):
     api = api_client_for(tenant_a.members["admin"].user)
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(users_url(), {"email": "tech@bravo.test", "user_type": "internal",
                                           "role": role_named(tenant_a.tenant, "Technician").pk}, format="json")
-    assert response.status_code == 201 and mail.outbox == []
+    assert response.status_code == 201 and response.json()["status"] == "invited"
+    assert len(mail.outbox) == 1 and "/invitations/" in mail.outbox[0].body and "/password/set/" not in mail.outbox[0].body
+    assert not Membership.objects.for_tenant(tenant_a.tenant).get(user__email="tech@bravo.test").is_accepted
 
 
 def test_duplicate_member_is_refused(tenant_a):
@@ -142,7 +145,7 @@ def test_user_pages_create_and_edit(client, tenant_a, django_capture_on_commit_c
     member = Membership.objects.for_tenant(tenant_a.tenant).get(user__email="page@alpha.test")
     assert list(member.companies.all()) == [tenant_a.companies[1]]
     bad = client.post(reverse("tenants:user_edit", kwargs={"tenant_slug": "alpha", "pk": member.pk}), {
-        "full_name": "Page User", "role": role_named(tenant_a.tenant, "Technician").pk,
+        "role": role_named(tenant_a.tenant, "Technician").pk,
         "companies": [tenant_a.companies[1].pk], "is_active": "on",
     })
     assert bad.status_code == 200 and "is for internal users" in bad.content.decode()

@@ -5,6 +5,7 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import FEATURE_GRANTS
@@ -57,7 +58,7 @@ class Command(BaseCommand):
                 user = self._user(f"{local}@{tenant.slug}.example", password, full_name)
                 role = SecurityRole.objects.for_tenant(tenant).get(name=role_name)
                 membership, _ = Membership.objects.for_tenant(tenant).get_or_create(
-                    tenant=tenant, user=user, defaults={"user_type": user_type, "role": role}
+                    tenant=tenant, user=user, defaults={"user_type": user_type, "role": role, "accepted_at": timezone.now()}
                 )
                 if user_type == UserType.CO_MANAGED and not membership.companies.exists():
                     membership.companies.set(companies[:1])
