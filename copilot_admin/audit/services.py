@@ -29,7 +29,7 @@ COPILOT_METADATA_KEYS = frozenset({
     "feature", "zone", "deployment", "outcome", "code", "error_code", "status", "http_status",
     "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "request_id", "upstream_request_id",
     "company", "company_id", "membership_id", "user_type", "stage", "categories", "retry_after",
-    "attempts", "api_version", "model", "template_version", "prompt_version",
+    "attempts", "api_version", "model", "template_version", "prompt_version", "estimated_tokens",
 })
 _MAX_METADATA_STRING = 128
 

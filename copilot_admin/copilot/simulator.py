@@ -93,7 +93,7 @@ class Behaviour:
 
     mode: str = "ok"
     delay_ms: int = 0
-    retry_after: float = 1.0
+    retry_after: float | str = 1.0  # a string is sent as the Retry-After header verbatim ("soon")
     categories: tuple[str, ...] = ("violence",)
     echo: bool = False
 
@@ -108,8 +108,11 @@ class Behaviour:
         if not isinstance(delay_ms, int) or isinstance(delay_ms, bool) or delay_ms < 0:
             raise ValueError("delay_ms must be a non-negative integer")
         retry_after = data.get("retry_after", 1.0)
-        if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool) or retry_after < 0:
-            raise ValueError("retry_after must be a non-negative number")
+        if isinstance(retry_after, str):
+            if not retry_after.strip() or len(retry_after) > 64 or not retry_after.isascii() or not retry_after.isprintable():
+                raise ValueError("retry_after as a header value must be 1 to 64 printable ASCII characters")
+        elif not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool) or retry_after < 0:
+            raise ValueError("retry_after must be a non-negative number, or a header value")
         categories = data.get("categories", ["violence"])
         if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
             raise ValueError("categories must be a list of strings")
@@ -117,7 +120,8 @@ class Behaviour:
         if not isinstance(echo, bool):
             raise ValueError("echo must be true or false")
         return cls(
-            mode=mode, delay_ms=delay_ms, retry_after=float(retry_after), categories=tuple(categories), echo=echo
+            mode=mode, delay_ms=delay_ms, retry_after=retry_after if isinstance(retry_after, str) else float(retry_after),
+            categories=tuple(categories), echo=echo,
         )
 
 
@@ -466,20 +470,19 @@ class SimulatorApp:
         mode = behaviour.mode
         if mode == "429":
             retry_after = behaviour.retry_after
+            if isinstance(retry_after, str):
+                hint = {"retry-after": retry_after}
+            else:
+                hint = {"retry-after": str(max(1, int(retry_after + 0.999))), "retry-after-ms": str(int(retry_after * 1000))}
             await _respond(
                 send,
                 429,
                 _error_body(
                     "429",
                     "Requests to the ChatCompletions_Create Operation have exceeded the rate limit of "
-                    f"your current pricing tier. Please retry after {retry_after:g} seconds.",
+                    f"your current pricing tier. Please retry after {retry_after} seconds.",
                 ),
-                {
-                    **headers,
-                    "retry-after": str(max(1, int(retry_after + 0.999))),
-                    "retry-after-ms": str(int(retry_after * 1000)),
-                    "x-ratelimit-remaining-requests": "0",
-                },
+                {**headers, **hint, "x-ratelimit-remaining-requests": "0"},
             )
         elif mode == "500":
             await _respond(
@@ -662,7 +665,7 @@ class SimulatorControl:
         *,
         deployment: str | None = None,
         delay_ms: int | None = None,
-        retry_after: float | None = None,
+        retry_after: float | str | None = None,
         categories: list[str] | None = None,
         echo: bool | None = None,
         times: int | None = None,
