@@ -20,7 +20,7 @@ from copilot_admin.access.base_views import refuse_final_overrides
 from copilot_admin.access.client_ip import client_ip
 from copilot_admin.access.errors import NotFound, PermissionRefused
 from copilot_admin.access.policy import has_permission
-from copilot_admin.audit.context import Channel, request_correlation_id, scope_enter, scope_exit
+from copilot_admin.audit.context import Channel, request_ids, scope_enter, scope_exit
 from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
 from tenants.selectors import membership_resolve
 
@@ -38,9 +38,7 @@ class AuditedAPIMixin:
         self._audit_context = set_actor(actor=actor, remote_addr=client_ip(request))
         self._audit_context.__enter__()
         tenant = getattr(self, "tenant", None)
-        self._audit_scope = scope_enter(
-            tenant=tenant, channel=Channel.API, correlation_id=request_correlation_id(request)
-        )
+        self._audit_scope = scope_enter(tenant=tenant, channel=Channel.API, **request_ids(request))
         if tenant is not None and getattr(actor, "is_platform_operator", False):
             audit_operator_tenant_access(request=request, tenant=tenant)
 

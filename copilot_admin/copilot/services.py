@@ -157,11 +157,12 @@ class CopilotAnswer:
 
 @dataclass(frozen=True)
 class CallOrigin:
-    """Where a call came from, for its audit entry: the client address and the correlation id
-    of the request (the API's X-Request-ID, or one of ours)."""
+    """Where a call came from, for its audit entry: the client address, the correlation id of
+    the request (always ours) and the client's own X-Request-ID, kept apart from it."""
 
     remote_addr: str = ""
     correlation_id: str = ""
+    client_request_id: str = ""
 
 
 @dataclass
@@ -639,6 +640,7 @@ def _audit(
         metadata={"feature": feature, "outcome": error_code or "ok", **metadata},
         remote_addr=origin.remote_addr or None,
         correlation_id=origin.correlation_id or None,
+        client_request_id=origin.client_request_id or None,
     )
 
 

@@ -18,7 +18,7 @@ from copilot_admin.access.client_ip import client_ip
 from copilot_admin.access.errors import ApplicationError
 from copilot_admin.access.forms import StyledFormMixin
 from copilot_admin.access.permissions import ANY_MEMBER
-from copilot_admin.audit.context import request_correlation_id
+from copilot_admin.audit.context import request_ids
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
 from copilot_admin.copilot.simulator import SimulatorApp, SimulatorState
@@ -91,9 +91,7 @@ class PlaygroundView(TenantPageMixin, TemplateView):
             try:
                 answer = services.copilot_invoke(
                     user=request.user, membership=self.membership, feature=feature, body=form.body(),
-                    origin=services.CallOrigin(
-                        remote_addr=client_ip(request) or "", correlation_id=request_correlation_id(request)
-                    ),
+                    origin=services.CallOrigin(remote_addr=client_ip(request) or "", **request_ids(request)),
                 )
                 context["answer"] = answer
             except services.CopilotError as error:
