@@ -15,7 +15,7 @@ from copilot_admin.copilot.services import CopilotError, copilot_invoke
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.counters import get_counter_backend
 from copilot_admin.usage.limits import call_check, effective_limits
-from copilot_admin.usage.models import UsageRecord
+from copilot_admin.usage.models import DailyUsage, UsageRecord
 from tests.conftest import api_client_for
 from tests.regions.fixtures import deployment_factory  # noqa: F401
 
@@ -225,6 +225,8 @@ def test_a_client_disconnecting_mid_call_keeps_the_estimate_and_is_recorded(tena
     [entry] = call_entries(tenant_a.tenant)
     assert entry.outcome == "failure" and entry.metadata["outcome"] == "client_disconnected"
     assert entry.metadata["estimated_tokens"] == estimate
+    day = DailyUsage.objects.for_tenant(tenant_a.tenant).get()
+    assert (day.requests, day.failed) == (1, 1)
 
 
 def test_a_client_disconnecting_while_the_call_is_admitted_still_records_it(tenant_a, us_deployment, ledger,
