@@ -17,11 +17,12 @@ install: $(VENV)/.installed
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# The demo's deployments are the built-in simulator: seeding creates them, runserver mounts it.
 seed: migrate
-	$(PY) manage.py seed_demo
+	COPILOT_SIMULATOR=1 $(PY) manage.py seed_demo
 
 run: seed
-	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+	COPILOT_SIMULATOR=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

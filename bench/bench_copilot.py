@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -48,6 +49,8 @@ CONCURRENCY = [int(n) for n in os.environ.get("BENCH_COPILOT_CONCURRENCY", "100,
 SAMPLES = int(os.environ.get("BENCH_COPILOT_SAMPLES", "150"))
 WORKERS = int(os.environ.get("WEB_CONCURRENCY", "2"))
 UPSTREAM_DELAY_MS = 1000
+SIMULATOR_TOKEN = secrets.token_urlsafe(24)
+SIMULATOR_CONTROL = {"X-Simulator-Token": SIMULATOR_TOKEN}
 
 SERVER_ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "COPILOT_"))},
@@ -55,6 +58,8 @@ SERVER_ENV = {
     "DJANGO_DEBUG": "false",
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     "COPILOT_SIMULATOR": "false",
+    # The standalone simulator's control endpoints (behaviours, request log) need this token.
+    "COPILOT_SIMULATOR_TOKEN": SIMULATOR_TOKEN,
     "LOG_LEVEL": "WARNING",
     KEY_ENV: "bench-key-not-a-secret",
     "PYTHONPATH": str(ROOT),
@@ -156,8 +161,9 @@ TICKET = {
 
 def set_upstream_delay(simulator_url: str, delay_ms: int) -> None:
     mode = "slow" if delay_ms else "ok"
-    httpx2.post(f"{simulator_url}/_sim/behaviour", json={"mode": mode, "delay_ms": delay_ms}, timeout=5).raise_for_status()
-    httpx2.delete(f"{simulator_url}/_sim/requests", timeout=5)
+    httpx2.post(f"{simulator_url}/_sim/behaviour", json={"mode": mode, "delay_ms": delay_ms}, headers=SIMULATOR_CONTROL,
+                timeout=5).raise_for_status()
+    httpx2.delete(f"{simulator_url}/_sim/requests", headers=SIMULATOR_CONTROL, timeout=5).raise_for_status()
 
 
 def peak_in_flight(slug: str, since) -> int:

@@ -279,10 +279,13 @@ COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_CONNECT_TIM
 COPILOT_CALL_DEADLINE_SECONDS = env_int("COPILOT_CALL_DEADLINE_SECONDS", 60)
 # Threads per process for the database work of async copilot calls (bounds their connections).
 COPILOT_ORM_THREADS = env_int("COPILOT_ORM_THREADS", 8)
-# The built-in Azure OpenAI simulator, mounted at /_simulator/ (development only: its control
-# endpoints have no authentication). The demo deployments point at COPILOT_SIMULATOR_URL and
-# read their key from AZURE_OPENAI_KEY_SIMULATOR, which the simulator accepts whatever its value.
-COPILOT_SIMULATOR = env_bool("COPILOT_SIMULATOR", DEBUG and not PRODUCTION)
+# The built-in Azure OpenAI simulator, mounted at /_simulator/ only when COPILOT_SIMULATOR is
+# set (`make run` sets it; DEBUG alone does not). Its control endpoints (request log, behaviours)
+# need COPILOT_SIMULATOR_TOKEN; without it they are not served.
+# The demo deployments point at COPILOT_SIMULATOR_URL and read their key from
+# AZURE_OPENAI_KEY_SIMULATOR, which the simulator accepts whatever its value.
+COPILOT_SIMULATOR = env_bool("COPILOT_SIMULATOR", False)
+COPILOT_SIMULATOR_TOKEN = env_str("COPILOT_SIMULATOR_TOKEN", "")
 if COPILOT_SIMULATOR and PRODUCTION:
     raise ImproperlyConfigured("COPILOT_SIMULATOR must be off when DJANGO_ENV=production.")
 COPILOT_SIMULATOR_URL = env_str("COPILOT_SIMULATOR_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}/_simulator")

@@ -33,5 +33,5 @@ urlpatterns = [
 if settings.COPILOT_SIMULATOR:
     from copilot_admin.copilot.views import simulator_view
 
-    # Development only (see settings.COPILOT_SIMULATOR): the demo deployments call this.
+    # Development only, when COPILOT_SIMULATOR is set (`make run`): the demo deployments call this.
     urlpatterns.append(re_path(r"^_simulator/(?P<path>.*)$", simulator_view, name="copilot-simulator"))

@@ -5,8 +5,10 @@ missing from the map is refused (fail-closed). Before any handler runs the base 
 authenticates, sets the django-auditlog actor (token users are known only after DRF
 authentication), resolves the tenant and the caller's accepted, active membership (missing,
 foreign, pending, or a credential older than the membership's last deactivation: 404),
-refuses suspended tenants, and checks the declared permission. The queryset is owned by the
-base class and already narrowed to the tenant; subclasses narrow further with
+refuses suspended tenants, and checks the declared permission. A platform operator's
+access to a tenant is recorded in that tenant's audit log, once per request, as the pages
+do (`operator.tenant_access`, via api). The queryset is owned by the base class and already
+narrowed to the tenant; subclasses narrow further with
 `narrow_queryset`, never by overriding `get_queryset`.
 """
 
@@ -19,8 +21,8 @@ from copilot_admin.access.base_views import refuse_final_overrides
 from copilot_admin.access.client_ip import client_ip
 from copilot_admin.access.errors import NotFound, PermissionRefused
 from copilot_admin.access.policy import has_permission
-from copilot_admin.audit.context import Channel, request_correlation_id, scope_enter, scope_exit
-from copilot_admin.audit.hooks import audit_access_denied
+from copilot_admin.audit.context import Channel, request_ids, scope_enter, scope_exit
+from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
 from tenants.selectors import membership_resolve
 from tenants.sessions import credential_issued_at
 
@@ -29,16 +31,18 @@ _AUDITED_REFUSALS = ("permission_denied", "escalation_refused")
 
 
 class AuditedAPIMixin:
-    """Runs the handler with the authenticated user as django-auditlog actor."""
+    """Runs the handler with the authenticated user as django-auditlog actor, and records a
+    platform operator's access to a tenant (after the permission checks passed)."""
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         actor = request.user if request.user.is_authenticated else None
         self._audit_context = set_actor(actor=actor, remote_addr=client_ip(request))
         self._audit_context.__enter__()
-        self._audit_scope = scope_enter(
-            tenant=getattr(self, "tenant", None), channel=Channel.API, correlation_id=request_correlation_id(request)
-        )
+        tenant = getattr(self, "tenant", None)
+        self._audit_scope = scope_enter(tenant=tenant, channel=Channel.API, **request_ids(request))
+        if tenant is not None and getattr(actor, "is_platform_operator", False):
+            audit_operator_tenant_access(request=request, tenant=tenant)
 
     def handle_exception(self, exc):
         # A member refused by its security role (here or by a service: no escalation) is recorded.

@@ -14,7 +14,7 @@ from django.views.generic import DetailView, ListView
 
 from copilot_admin.access.errors import NotFound
 from copilot_admin.access.policy import has_permission, permissions_of
-from copilot_admin.audit.context import Channel, audit_scope, request_correlation_id
+from copilot_admin.audit.context import Channel, audit_scope, request_ids
 from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
 from tenants.selectors import membership_resolve
 from tenants.sessions import credential_issued_at
@@ -59,7 +59,7 @@ class TenantPageMixin(AccessMixin):
         if not has_permission(membership, self.permission_required):
             audit_access_denied(request=request, membership=membership, permission=self.permission_required)
             raise PermissionDenied("Your security role does not allow this page.")
-        with audit_scope(tenant=membership.tenant, channel=Channel.WEB, correlation_id=request_correlation_id(request)):
+        with audit_scope(tenant=membership.tenant, channel=Channel.WEB, **request_ids(request)):
             if request.user.is_platform_operator:
                 audit_operator_tenant_access(request=request, tenant=membership.tenant)
             self.prepare()
@@ -116,7 +116,7 @@ class OperatorPageMixin(AccessMixin):
         if not request.user.is_platform_operator:
             raise Http404("Not found.")
         self.prepare()
-        with audit_scope(channel=Channel.WEB, correlation_id=request_correlation_id(request)):
+        with audit_scope(channel=Channel.WEB, **request_ids(request)):
             return super().dispatch(request, *args, **kwargs)
 
     def prepare(self) -> None:

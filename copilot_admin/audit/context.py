@@ -4,6 +4,10 @@ The tenant pages and API set it once the tenant is resolved; tasks set it from t
 It gives every entry of one request or task the same correlation id, says how the actor
 came in (web session, API token, task), and names the tenant for changes to objects that
 belong to no tenant themselves (a user's name edited by a tenant administrator).
+
+The correlation id is always ours (a new uuid per request): a client cannot make its action
+share another's. The client's own `X-Request-ID`, sanitized and cut short, is kept apart as
+`client_request_id` (in each entry's metadata), so a client can still find its requests.
 """
 
 import re
@@ -24,10 +28,12 @@ class AuditScope:
     tenant: object | None = None
     channel: str = ""
     correlation_id: str = ""
+    client_request_id: str = ""
 
 
 _scope: ContextVar[AuditScope | None] = ContextVar("copilot_admin_audit_scope", default=None)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_NOT_IN_CLIENT_ID = re.compile(r"[^A-Za-z0-9._:-]")
+CLIENT_REQUEST_ID_MAX_LENGTH = 64
 
 
 def current_scope() -> AuditScope:
@@ -39,18 +45,33 @@ def new_correlation_id() -> str:
 
 
 def request_correlation_id(request) -> str:
-    """The request's correlation id: a well-formed X-Request-ID from the client, or a new one
-    (remembered on the request, so every entry of the request shares it)."""
+    """The request's correlation id: ours, never the client's (the scope's when the request is
+    handled inside one, else a new one), remembered on the request so every entry of the
+    request shares it."""
     if request is None:
         return current_scope().correlation_id
     django_request = getattr(request, "_request", request)
     existing = getattr(django_request, "audit_correlation_id", None)
     if existing:
         return existing
-    supplied = django_request.META.get("HTTP_X_REQUEST_ID", "")
-    cid = supplied if _REQUEST_ID.match(supplied) else (current_scope().correlation_id or new_correlation_id())
+    cid = current_scope().correlation_id or new_correlation_id()
     django_request.audit_correlation_id = cid
     return cid
+
+
+def client_request_id(request) -> str:
+    """The client's `X-Request-ID`, kept only as a label: characters outside letters, digits
+    and `._:-` dropped, at most 64 characters; empty when the client sent none."""
+    if request is None:
+        return current_scope().client_request_id
+    django_request = getattr(request, "_request", request)
+    supplied = django_request.META.get("HTTP_X_REQUEST_ID", "")
+    return _NOT_IN_CLIENT_ID.sub("", supplied)[:CLIENT_REQUEST_ID_MAX_LENGTH] if isinstance(supplied, str) else ""
+
+
+def request_ids(request) -> dict[str, str]:
+    """The scope fields that identify a request: `correlation_id` and `client_request_id`."""
+    return {"correlation_id": request_correlation_id(request), "client_request_id": client_request_id(request)}
 
 
 def scope_enter(**fields) -> Token:

@@ -1,5 +1,6 @@
 """What the access base classes (pages and API) report to the audit log: refusals of a
-member's request by its security role, and a platform operator's access to a tenant's pages."""
+member's request by its security role, and a platform operator's access to a tenant's pages
+and API."""
 
 from copilot_admin.audit.models import Outcome
 from copilot_admin.audit.services import audit_event_record
@@ -25,7 +26,8 @@ def audit_access_denied(*, request, membership, permission, code: str = "permiss
 
 
 def audit_operator_tenant_access(*, request, tenant) -> None:
-    """A platform operator opened one of the tenant's pages: the tenant's auditors see it."""
+    """A platform operator opened one of the tenant's pages or API routes: the tenant's
+    auditors see it (`via` says which: web or api)."""
     audit_event_record(
         tenant=tenant,
         actor=request.user,

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from copilot_admin.audit.chain import entry_hash, json_safe
 from copilot_admin.audit.context import Channel, current_scope, request_correlation_id
+from copilot_admin.audit.context import client_request_id as _client_request_id
 from copilot_admin.audit.models import ActorType, AuditChainHead, AuditEntry, Outcome, chain_key
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ COPILOT_METADATA_KEYS = frozenset({
     "feature", "zone", "deployment", "outcome", "code", "error_code", "status", "http_status",
     "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "request_id", "upstream_request_id",
     "company", "company_id", "membership_id", "user_type", "stage", "categories", "retry_after",
-    "attempts", "api_version", "model", "template_version", "prompt_version",
+    "attempts", "api_version", "model", "template_version", "prompt_version", "estimated_tokens",
+    "client_request_id",
 })
 _MAX_METADATA_STRING = 128
 
@@ -148,12 +150,14 @@ def audit_event_record(
     remote_addr: str | None = None,
     correlation_id: str | None = None,
     actor_type: str | None = None,
+    client_request_id: str | None = None,
 ) -> AuditEntry:
     """Record one event in `tenant`'s chain (None: the platform chain).
 
-    `actor` is a user, a membership, or None for the system. The client address and the
-    correlation id come from `request` when given, else from the request or task in
-    progress. For `copilot.call`, `metadata` keeps only metadata keys (never content).
+    `actor` is a user, a membership, or None for the system. The client address, the
+    correlation id and the client's own request id (`metadata.client_request_id`) come from
+    `request` when given, else from the request or task in progress. For `copilot.call`,
+    `metadata` keeps only metadata keys (never content).
     """
     from copilot_admin.access.client_ip import client_ip
 
@@ -168,6 +172,10 @@ def audit_event_record(
         remote_addr = (client_ip(request) if request is not None else None) or _context_remote_addr()
     if correlation_id is None:
         correlation_id = request_correlation_id(request) if request is not None else scope.correlation_id
+    if client_request_id is None:
+        client_request_id = _client_request_id(request) if request is not None else scope.client_request_id
+    if client_request_id and "client_request_id" not in metadata:
+        metadata["client_request_id"] = client_request_id
     return entry_append(
         tenant_id=getattr(tenant, "pk", tenant),
         actor_id=actor_id,
@@ -265,6 +273,8 @@ def audit_record_from_logentry(log_entry) -> AuditEntry:
     metadata = {"log_entry": log_entry.pk}
     if scope.channel:
         metadata["via"] = scope.channel
+    if scope.client_request_id:
+        metadata["client_request_id"] = scope.client_request_id
     return entry_append(
         tenant_id=_tenant_id_of_logentry(log_entry, label),
         actor_id=actor_id,

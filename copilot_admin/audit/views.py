@@ -10,7 +10,7 @@ from django.views.generic import TemplateView
 from copilot_admin.access.base_views import TenantPageMixin
 from copilot_admin.access.errors import NotFound
 from copilot_admin.access.permissions import Perm
-from copilot_admin.audit.context import Channel, audit_scope, request_correlation_id
+from copilot_admin.audit.context import Channel, audit_scope, request_ids
 from copilot_admin.audit.forms import KNOWN_ACTIONS, KNOWN_OBJECT_TYPES, AuditFilterForm, PlatformAuditFilterForm
 from copilot_admin.audit.selectors import (
     audit_entries,
@@ -113,7 +113,7 @@ class PlatformAuditorPageMixin(AccessMixin):
             return self.handle_no_permission()
         if not is_platform_auditor(request.user):
             raise Http404("Not found.")
-        with audit_scope(channel=Channel.WEB, correlation_id=request_correlation_id(request)):
+        with audit_scope(channel=Channel.WEB, **request_ids(request)):
             return super().dispatch(request, *args, **kwargs)
 
 

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from copilot_admin.access.client_ip import client_ip
 from copilot_admin.access.permissions import FEATURE_GRANTS
-from copilot_admin.audit.context import Channel, request_correlation_id, scope_enter, scope_exit
+from copilot_admin.audit.context import Channel, request_ids, scope_enter, scope_exit
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
 from copilot_admin.copilot.serializers import RESULT_SERIALIZERS, CopilotRequestSerializer, ErrorSerializer
@@ -72,9 +72,9 @@ class CopilotCallView(APIView):
         request = self.initialize_request(request, *args, **kwargs)
         self.request = request
         self.headers = self.default_response_headers
-        correlation_id = request_correlation_id(request)
-        self.origin = services.CallOrigin(remote_addr=client_ip(request) or "", correlation_id=correlation_id)
-        scope = scope_enter(channel=Channel.API, correlation_id=correlation_id)
+        ids = request_ids(request)
+        self.origin = services.CallOrigin(remote_addr=client_ip(request) or "", **ids)
+        scope = scope_enter(channel=Channel.API, **ids)
         try:
             await services.run_orm(self.initial, request, *args, caller_thread=self.caller_thread, **kwargs)
             if request.method.lower() in self.http_method_names:

@@ -35,10 +35,12 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -434,23 +436,52 @@ def _request_id(headers: Mapping[str, str] | None, fallback: object = None) -> s
     return str(fallback)[:128] if isinstance(fallback, str) and fallback else None
 
 
+# The longest wait a Retry-After hint may ask for; a larger value is capped, not trusted.
+MAX_RETRY_AFTER_SECONDS = 86_400.0
+
+
+def _seconds(value: str, *, scale: float = 1.0) -> float | None:
+    """A non-negative, finite number of seconds from a header value, or None."""
+    try:
+        seconds = float(value.strip()) / scale
+    except (ValueError, OverflowError):
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+
+
+def _http_date_delay(value: str) -> float | None:
+    """Seconds until an HTTP date (RFC 9110 `Retry-After: <date>`), or None if it is not one."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:  # an HTTP date is always GMT
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    try:
+        delay = parsed.timestamp() - time.time()
+    except (OverflowError, OSError, ValueError):
+        return None
+    return min(max(0.0, delay), MAX_RETRY_AFTER_SECONDS)
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait a 429 asks for, in seconds: `retry-after-ms`, else `retry-after` as seconds or
+    an HTTP date. Anything else (`Retry-After: soon`) is no hint: None. Never raises."""
     value = headers.get("retry-after-ms")
     if value:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
+        seconds = _seconds(str(value), scale=1000.0)
+        if seconds is not None:
+            return seconds
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - time.time())
+    value = str(value)
+    seconds = _seconds(value)
+    return seconds if seconds is not None else _http_date_delay(value)
 
 
 def _filtered_categories(results: object) -> list[str]:
@@ -510,6 +541,19 @@ def _map_exception(exc: BaseException, target: DeploymentTarget) -> UpstreamFail
         )
     # Anything else from the SDK or the credential: a failure of this target, with its type only.
     return UpstreamError(deployment=name, reason=f"client_error:{type(exc).__name__}"[:64])
+
+
+def _failure_of(exc: BaseException, target: DeploymentTarget) -> UpstreamFailure:
+    """`_map_exception`, which must not fail: a fault while mapping (a header it cannot read)
+    is a failure of this target too, never an exception escaping the failover loop."""
+    try:
+        return _map_exception(exc, target)
+    except Exception as fault:  # noqa: BLE001 - see the docstring
+        logger.error(
+            "copilot upstream error mapping failed deployment=%s error=%s fault=%s",
+            target.name, type(exc).__name__, type(fault).__name__,
+        )
+        return UpstreamError(deployment=target.name, reason=f"client_error:{type(exc).__name__}"[:64])
 
 
 def _read_response(
@@ -713,7 +757,7 @@ def call_with_failover(
                 content=raw.http_response.content,
             )
         except Exception as exc:  # noqa: BLE001 - every outcome is mapped; see _map_exception
-            failure = _map_exception(exc, target)
+            failure = _failure_of(exc, target)
         if failure is not None:
             if run.failed(target, failure, _elapsed_ms(started)):
                 continue
@@ -758,7 +802,7 @@ async def acall_with_failover(
                 content=raw.http_response.content,
             )
         except Exception as exc:  # noqa: BLE001 - every outcome is mapped; see _map_exception
-            failure = _map_exception(exc, target)
+            failure = _failure_of(exc, target)
         if failure is not None:
             if run.failed(target, failure, _elapsed_ms(started)):
                 continue

@@ -30,9 +30,15 @@ Guarantees:
   decided call of a member leaves one audit event `copilot.call`. Both hold metadata only
   (feature, zone, deployment, outcome, tokens, latency, ids), never ticket or model text;
   log lines likewise.
-- A limits reservation is settled exactly once: corrected to the tokens used, or released
-  when nothing was sent.
-- Deployment health is recorded for every upstream attempt.
+- Once the limits reservation is taken, the call ends through one path (`_conclude`) that
+  cannot be skipped: whatever is raised afterwards, of any type, the reservation is settled
+  exactly once (corrected to the tokens used; released when nothing was sent; the estimate
+  kept when the tokens are unknown, e.g. the caller went away mid-call) and the call is
+  recorded (usage record and audit entry, in one transaction). An unexpected exception is
+  recorded as outcome `error` and answered 502 `upstream_error`, never a 500; a caller that
+  went away is recorded as `cancelled`.
+- Deployment health is recorded for every upstream attempt (best effort: a failure to record
+  it is logged and does not fail the call).
 """
 
 from __future__ import annotations
@@ -40,16 +46,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
+import threading
 import time
+import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 
 from copilot_admin.access.errors import ApplicationError, NotFound
 from copilot_admin.access.policy import has_permission
@@ -148,11 +157,12 @@ class CopilotAnswer:
 
 @dataclass(frozen=True)
 class CallOrigin:
-    """Where a call came from, for its audit entry: the client address and the correlation id
-    of the request (the API's X-Request-ID, or one of ours)."""
+    """Where a call came from, for its audit entry: the client address, the correlation id of
+    the request (always ours) and the client's own X-Request-ID, kept apart from it."""
 
     remote_addr: str = ""
     correlation_id: str = ""
+    client_request_id: str = ""
 
 
 @dataclass
@@ -168,10 +178,20 @@ class AdmittedCall:
     reservation: usage.LimitReservation
     origin: CallOrigin
     started: float = field(default_factory=time.perf_counter)
+    _concluded: bool = field(default=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def feature(self) -> str:
         return self.spec.feature.value
+
+    def claim_conclusion(self) -> bool:
+        """True exactly once: for the one path that settles and records this call."""
+        with self._lock:
+            if self._concluded:
+                return False
+            self._concluded = True
+            return True
 
 
 # --- the access chain -----------------------------------------------------------------------
@@ -247,13 +267,18 @@ def _check_company(membership: Membership, body: object) -> None:
         raise CopilotError.refusal("company_out_of_scope")
 
 
-def _prepare_messages(spec: FeatureSpec, body: object, today: dt.date | None) -> tuple[list[ChatMessage], PayloadError | None]:
-    """Minimize and render; a payload error is held until its place in the chain."""
+def _prepare_messages(
+    spec: FeatureSpec, body: object, today: dt.date | None
+) -> tuple[list[ChatMessage], PayloadError | Exception | None]:
+    """Minimize and render. A payload error, or an unexpected fault of either step, is held
+    until its place in the chain (after the limits), where it ends the call like any other."""
     try:
         payload = minimize_payload(body=body, today=today)
+        return render_messages(feature=spec.feature, payload=payload), None
     except PayloadError as error:
         return [], error
-    return render_messages(feature=spec.feature, payload=payload), None
+    except Exception as fault:  # noqa: BLE001 - held, then recorded and answered 502 after admission
+        return [], fault
 
 
 def _estimated_tokens(spec: FeatureSpec, messages: list[ChatMessage]) -> int:
@@ -306,6 +331,7 @@ def copilot_admit(
         _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
         raise error from None
 
+    # Admitted: from here on, every way out settles the reservation and records the call.
     call = AdmittedCall(
         membership=membership, spec=spec, zone=zone, request_id=request_id, targets=[], messages=messages,
         reservation=reservation, origin=origin,
@@ -314,78 +340,200 @@ def copilot_admit(
         call.targets = deployments_for_zone(tenant.zone_id)
         if not call.targets:
             raise CopilotError.refusal("no_deployment_in_zone")
-        if payload_error is not None:
+        if isinstance(payload_error, PayloadError):
             raise CopilotError(
                 payload_error.message, code=payload_error.code, status_code=payload_error.http_status,
                 fields={payload_error.field: [payload_error.code]},
             )
+        if payload_error is not None:
+            raise payload_error
     except CopilotError as error:
-        usage.limits_settle(reservation=reservation, sent=False)
-        _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
+        if call.claim_conclusion():
+            _settle(call, _Ending(outcome=UsageOutcome.REFUSED, sent=False))
+            try:
+                _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
+            except Exception as fault:  # noqa: BLE001 - the refusal stands; the fault is logged
+                _log_fault(call, fault, stage="record")
         raise
+    except Exception as fault:  # noqa: BLE001 - nothing was sent: release, record, answer 502
+        raise copilot_fail(call, fault, sent=False) from None
     return call
 
 
-# --- after the upstream call ----------------------------------------------------------------
+# --- after the upstream call: one way out ---------------------------------------------------
 
 
-def _record_attempts(attempts: tuple[azure.Attempt, ...]) -> None:
-    for attempt in attempts:
-        deployment_health_record(
-            name=attempt.deployment, ok=attempt.outcome == "ok", latency_ms=attempt.latency_ms,
-            failure_code="" if attempt.outcome == "ok" else attempt.outcome,
-        )
+@dataclass(frozen=True)
+class _Ending:
+    """How an admitted call ended: what to settle, record and answer.
+
+    `sent`: the call may have reached Azure (False: the reservation is released);
+    `keep_estimate`: the tokens used are unknown, the estimate stays counted.
+    """
+
+    outcome: str
+    error_code: str = ""
+    error: CopilotError | None = None
+    answer: CopilotAnswer | None = None
+    deployment: str = ""
+    attempts: tuple[azure.Attempt, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    upstream_request_id: str = ""
+    sent: bool = True
+    keep_estimate: bool = False
 
 
-def copilot_complete(call: AdmittedCall, result: azure.CallResult) -> CopilotAnswer:
-    """Record a successful call (health, limits, usage, audit) and return its answer."""
-    latency_ms = int((time.perf_counter() - call.started) * 1000)
-    _record_attempts(result.attempts)
-    usage.limits_settle(
-        reservation=call.reservation, sent=True,
-        prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-    )
+INTERNAL_ERROR = "internal_error"
+CLIENT_DISCONNECTED = "client_disconnected"
+
+
+def _answered(call: AdmittedCall, result: azure.CallResult) -> _Ending:
     answer = CopilotAnswer(
         feature=call.feature, output=result.output, request_id=call.request_id, zone=call.zone,
         deployment=result.target.name, prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, latency_ms=latency_ms, template_version=call.spec.prompt_version,
+        completion_tokens=result.completion_tokens, latency_ms=_latency_ms(call),
+        template_version=call.spec.prompt_version,
     )
-    _finish(
-        call, outcome=UsageOutcome.OK, error_code="", deployment=answer.deployment, attempts=len(result.attempts),
-        prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, latency_ms=latency_ms,
+    return _Ending(
+        outcome=UsageOutcome.OK, answer=answer, deployment=answer.deployment, attempts=result.attempts,
+        prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
         upstream_request_id=result.request_id,
     )
-    return answer
 
 
-def copilot_fail(call: AdmittedCall, failure: azure.UpstreamFailure) -> CopilotError:
-    """Record a failed call and return the error the caller should raise."""
-    latency_ms = int((time.perf_counter() - call.started) * 1000)
-    _record_attempts(failure.attempts)
-    prompt_tokens = sum(attempt.prompt_tokens for attempt in failure.attempts)
-    completion_tokens = sum(attempt.completion_tokens for attempt in failure.attempts)
-    usage.limits_settle(
-        reservation=call.reservation, sent=bool(failure.attempts),
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-    )
+def _failed(call: AdmittedCall, failure: azure.UpstreamFailure) -> _Ending:
     error = upstream_error(failure, request_id=call.request_id)
-    _finish(
-        call, outcome=UsageOutcome.FAILED, error_code=error.code,
-        deployment=failure.attempts[-1].deployment if failure.attempts else "", attempts=len(failure.attempts),
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_ms=latency_ms,
-        upstream_request_id=failure.request_id or "", error=error,
+    return _Ending(
+        outcome=UsageOutcome.FAILED, error_code=error.code, error=error,
+        deployment=failure.attempts[-1].deployment if failure.attempts else "", attempts=failure.attempts,
+        prompt_tokens=sum(attempt.prompt_tokens for attempt in failure.attempts),
+        completion_tokens=sum(attempt.completion_tokens for attempt in failure.attempts),
+        upstream_request_id=failure.request_id or "", sent=bool(failure.attempts),
     )
-    return error
+
+
+def _broken(call: AdmittedCall, *, sent: bool, known: _Ending | None = None) -> _Ending:
+    """An unexpected fault after admission: 502 `upstream_error`, recorded as outcome `error`.
+
+    With `known` (the call was answered, then recording it failed) its tokens are settled;
+    otherwise they are unknown and the estimate is kept when anything may have been sent.
+    """
+    error = CopilotError(
+        "The copilot call failed; it was recorded. Try again later.", code="upstream_error", status_code=502,
+        extra={"request_id": call.request_id},
+    )
+    if known is not None:
+        return _Ending(
+            outcome=UsageOutcome.ERROR, error_code=INTERNAL_ERROR, error=error, deployment=known.deployment,
+            attempts=known.attempts, prompt_tokens=known.prompt_tokens, completion_tokens=known.completion_tokens,
+            upstream_request_id=known.upstream_request_id, sent=known.sent, keep_estimate=known.keep_estimate,
+        )
+    return _Ending(outcome=UsageOutcome.ERROR, error_code=INTERNAL_ERROR, error=error, sent=sent, keep_estimate=sent)
+
+
+def _abandoned(call: AdmittedCall) -> _Ending:
+    return _Ending(outcome=UsageOutcome.CANCELLED, error_code=CLIENT_DISCONNECTED, sent=True, keep_estimate=True)
+
+
+def _conclude(call: AdmittedCall, describe: Callable[[], _Ending], *, sent_if_faulty: bool = True) -> _Ending:
+    """Settle the reservation and record the call, exactly once, whatever fails on the way.
+
+    A fault while describing the ending, or while recording it, makes the call an `error`
+    (502): the reservation is still settled once, and the error recorded instead. A second
+    conclusion of the same call (another path got there first) settles and records nothing.
+    """
+    try:
+        ending = describe()
+    except Exception as fault:  # noqa: BLE001 - see the docstring
+        _log_fault(call, fault, stage="conclude")
+        ending = _broken(call, sent=sent_if_faulty)
+    if not call.claim_conclusion():
+        return ending
+    _record_attempts(call, ending.attempts)
+    _settle(call, ending)
+    try:
+        _finish(call, ending)
+    except Exception as fault:  # noqa: BLE001 - see the docstring
+        _log_fault(call, fault, stage="record")
+        if ending.outcome == UsageOutcome.ERROR:
+            return ending
+        ending = _broken(call, sent=ending.sent, known=ending)
+        try:
+            _finish(call, ending)
+        except Exception as again:  # noqa: BLE001 - nothing more can be done than say so
+            _log_fault(call, again, stage="record")
+    return ending
+
+
+def _settle(call: AdmittedCall, ending: _Ending) -> None:
+    try:
+        usage.limits_settle(
+            reservation=call.reservation, sent=ending.sent, prompt_tokens=ending.prompt_tokens,
+            completion_tokens=ending.completion_tokens, keep_estimate=ending.keep_estimate,
+        )
+    except Exception as fault:  # noqa: BLE001 - limits_settle never raises; a replacement must not break the call
+        _log_fault(call, fault, stage="settle")
+
+
+def _record_attempts(call: AdmittedCall, attempts: tuple[azure.Attempt, ...]) -> None:
+    try:
+        with transaction.atomic():
+            for attempt in attempts:
+                deployment_health_record(
+                    name=attempt.deployment, ok=attempt.outcome == "ok", latency_ms=attempt.latency_ms,
+                    failure_code="" if attempt.outcome == "ok" else attempt.outcome,
+                )
+    except Exception as fault:  # noqa: BLE001 - health is best effort: the call stands
+        _log_fault(call, fault, stage="health")
+
+
+def _log_fault(call: AdmittedCall, fault: BaseException, *, stage: str) -> None:
+    """Log an unexpected fault with its type and code location only: an exception's message
+    may quote ticket or model text, which never reaches a log."""
+    logger.error(
+        "copilot call fault tenant=%s user=%s feature=%s request_id=%s stage=%s error=%s\n%s",
+        call.membership.tenant.slug, call.membership.user_id, call.feature, call.request_id, stage,
+        type(fault).__name__, "".join(traceback.format_tb(fault.__traceback__)).rstrip(),
+    )
+
+
+def _latency_ms(call: AdmittedCall) -> int:
+    return int((time.perf_counter() - call.started) * 1000)
+
+
+def copilot_complete(call: AdmittedCall, result: azure.CallResult) -> CopilotAnswer:
+    """Record a successful call (health, limits, usage, audit) and return its answer.
+
+    Raises `CopilotError` (502) when recording it failed (then it is recorded as an error).
+    """
+    ending = _conclude(call, lambda: _answered(call, result))
+    if ending.answer is None:
+        raise ending.error or _broken(call, sent=True).error
+    return ending.answer
+
+
+def copilot_fail(call: AdmittedCall, failure: BaseException, *, sent: bool = True) -> CopilotError:
+    """Record a failed call and return the error the caller should raise.
+
+    An `UpstreamFailure` is answered as the contract maps it; any other exception is an
+    unexpected fault: 502 `upstream_error`, recorded as outcome `error`. `sent`: whether it
+    may have reached Azure (False: the reservation is released; True: the estimate is kept).
+    """
+
+    def describe() -> _Ending:
+        if isinstance(failure, azure.UpstreamFailure):
+            return _failed(call, failure)
+        _log_fault(call, failure, stage="call")
+        return _broken(call, sent=sent)
+
+    ending = _conclude(call, describe, sent_if_faulty=sent)
+    return ending.error or _broken(call, sent=sent).error
 
 
 def copilot_abandon(call: AdmittedCall) -> None:
-    """The caller went away while the upstream call was in flight: settle and record it."""
-    usage.limits_settle(reservation=call.reservation, sent=True)
-    _finish(
-        call, outcome=UsageOutcome.FAILED, error_code="client_disconnected", deployment="", attempts=0,
-        prompt_tokens=0, completion_tokens=0, latency_ms=int((time.perf_counter() - call.started) * 1000),
-        upstream_request_id="",
-    )
+    """The caller went away while the call was in flight: keep the estimate, record it cancelled."""
+    _conclude(call, lambda: _abandoned(call))
 
 
 _UPSTREAM_MESSAGES = {
@@ -406,7 +554,9 @@ def upstream_error(failure: azure.UpstreamFailure, *, request_id: str) -> Copilo
             extra=extra,
         )
     if isinstance(failure, azure.RateLimited):
-        retry_after = max(1, int(-(-(failure.retry_after or 1) // 1)))
+        hint = failure.retry_after
+        seconds = hint if isinstance(hint, (int, float)) and math.isfinite(hint) else 1
+        retry_after = max(1, min(math.ceil(seconds), int(azure.MAX_RETRY_AFTER_SECONDS)))
         return CopilotError(
             _UPSTREAM_MESSAGES["rate_limited"], code="rate_limited", status_code=429, extra=extra,
             retry_after=retry_after,
@@ -421,7 +571,15 @@ def upstream_error(failure: azure.UpstreamFailure, *, request_id: str) -> Copilo
 def _refused(
     *, membership: Membership, spec: FeatureSpec, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
 ) -> None:
-    """A call refused after the access checks: usage (nothing sent) and audit."""
+    """A call refused after the access checks: usage (nothing sent) and audit, in one transaction."""
+    with transaction.atomic():
+        _refused_record(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
+    _log(membership=membership, feature=spec.feature.value, zone=zone, request_id=request_id, code=error.code)
+
+
+def _refused_record(
+    *, membership: Membership, spec: FeatureSpec, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
+) -> None:
     usage.usage_record_create(
         membership=membership, feature=spec.feature.value, zone=zone, outcome=UsageOutcome.REFUSED,
         request_id=request_id, error_code=error.code, template_version=spec.prompt_version,
@@ -431,44 +589,43 @@ def _refused(
         metadata["retry_after"] = error.retry_after
     _audit(membership=membership, feature=spec.feature.value, outcome="denied", error_code=error.code,
            origin=origin, metadata=metadata)
-    _log(membership=membership, feature=spec.feature.value, zone=zone, request_id=request_id, code=error.code)
 
 
-def _finish(
-    call: AdmittedCall,
-    *,
-    outcome: str,
-    error_code: str,
-    deployment: str,
-    attempts: int,
-    prompt_tokens: int,
-    completion_tokens: int,
-    latency_ms: int,
-    upstream_request_id: str,
-    error: CopilotError | None = None,
-) -> None:
-    usage.usage_record_create(
-        membership=call.membership, feature=call.feature, zone=call.zone, outcome=outcome,
-        request_id=call.request_id, deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
-        upstream_request_id=upstream_request_id, template_version=call.spec.prompt_version,
-    )
-    metadata = {
-        "zone": call.zone, "deployment": deployment, "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens, "latency_ms": latency_ms, "request_id": call.request_id,
-        "template_version": call.spec.prompt_version, "attempts": attempts,
-        "upstream_request_id": upstream_request_id,
-    }
-    if error is not None:
-        metadata.update({key: error.extra[key] for key in ("stage", "categories") if key in error.extra})
-        if error.retry_after is not None:
-            metadata["retry_after"] = error.retry_after
-    _audit(membership=call.membership, feature=call.feature, outcome="success" if outcome == UsageOutcome.OK else "failure",
-           error_code=error_code, origin=call.origin, metadata=metadata)
+def _finish(call: AdmittedCall, ending: _Ending) -> None:
+    """The call's bookkeeping as one unit: usage record, roll-ups, any strike and the audit
+    entry commit together or not at all."""
+    latency_ms = ending.answer.latency_ms if ending.answer is not None else _latency_ms(call)
+    attempts = len(ending.attempts)
+    with transaction.atomic():
+        usage.usage_record_create(
+            membership=call.membership, feature=call.feature, zone=call.zone, outcome=ending.outcome,
+            request_id=call.request_id, deployment=ending.deployment, attempts=attempts,
+            prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens, latency_ms=latency_ms,
+            error_code=ending.error_code, upstream_request_id=ending.upstream_request_id,
+            template_version=call.spec.prompt_version,
+        )
+        metadata = {
+            "zone": call.zone, "deployment": ending.deployment, "prompt_tokens": ending.prompt_tokens,
+            "completion_tokens": ending.completion_tokens, "latency_ms": latency_ms, "request_id": call.request_id,
+            "template_version": call.spec.prompt_version, "attempts": attempts,
+            "upstream_request_id": ending.upstream_request_id,
+        }
+        if ending.keep_estimate:
+            metadata["estimated_tokens"] = call.reservation.estimated_tokens
+        error = ending.error
+        if error is not None:
+            metadata.update({key: error.extra[key] for key in ("stage", "categories") if key in error.extra})
+            if error.retry_after is not None:
+                metadata["retry_after"] = error.retry_after
+        _audit(
+            membership=call.membership, feature=call.feature,
+            outcome="success" if ending.outcome == UsageOutcome.OK else "failure",
+            error_code=ending.error_code, origin=call.origin, metadata=metadata,
+        )
     _log(
         membership=call.membership, feature=call.feature, zone=call.zone, request_id=call.request_id,
-        code=error_code or "ok", deployment=deployment, latency_ms=latency_ms, prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
+        code=ending.error_code or "ok", deployment=ending.deployment, latency_ms=latency_ms,
+        prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens,
     )
 
 
@@ -485,6 +642,7 @@ def _audit(
         metadata={"feature": feature, "outcome": error_code or "ok", **metadata},
         remote_addr=origin.remote_addr or None,
         correlation_id=origin.correlation_id or None,
+        client_request_id=origin.client_request_id or None,
     )
 
 
@@ -523,8 +681,11 @@ def copilot_invoke(
             targets=call.targets, messages=call.messages, feature=call.spec.feature, credential=credential,
             deadline_seconds=settings.COPILOT_CALL_DEADLINE_SECONDS,
         )
-    except azure.UpstreamFailure as failure:
+    except Exception as failure:  # noqa: BLE001 - an UpstreamFailure as mapped; anything else is a 502
         raise copilot_fail(call, failure) from None
+    except BaseException:
+        copilot_abandon(call)  # interrupted (the process is stopping): the estimate is kept
+        raise
     return copilot_complete(call, result)
 
 
@@ -542,24 +703,50 @@ async def acopilot_invoke(
 ) -> CopilotAnswer:
     """`copilot_invoke` for the event loop: the upstream wait holds no thread and no connection.
 
-    `caller_thread`: see `run_orm`.
+    `caller_thread`: see `run_orm`. When the task is cancelled (the client disconnected), the
+    call is recorded as `cancelled` with its estimate kept; bookkeeping already under way runs
+    to its end before the cancellation is passed on.
     """
-    call = await run_orm(
+    admitting, cancelled = await _run_to_end(run_orm(
         copilot_admit, user=user, feature=feature, body=body, tenant_slug=tenant_slug, membership=membership,
         today=today, origin=origin, caller_thread=caller_thread,
-    )
+    ))
+    if cancelled:
+        if admitting.exception() is None:
+            await _run_to_end(run_orm(copilot_abandon, admitting.result(), caller_thread=caller_thread))
+        raise asyncio.CancelledError
+    call = admitting.result()
     try:
         result = await azure.acall_with_failover(
             targets=call.targets, messages=call.messages, feature=call.spec.feature, credential=credential,
             deadline_seconds=settings.COPILOT_CALL_DEADLINE_SECONDS,
         )
-    except azure.UpstreamFailure as failure:
-        error = await run_orm(copilot_fail, call, failure, caller_thread=caller_thread)
-        raise error from None
     except asyncio.CancelledError:
-        await asyncio.shield(run_orm(copilot_abandon, call, caller_thread=caller_thread))
+        await _run_to_end(run_orm(copilot_abandon, call, caller_thread=caller_thread))
         raise
-    return await run_orm(copilot_complete, call, result, caller_thread=caller_thread)
+    except Exception as failure:  # noqa: BLE001 - an UpstreamFailure as mapped; anything else is a 502
+        failing, cancelled = await _run_to_end(run_orm(copilot_fail, call, failure, caller_thread=caller_thread))
+        if cancelled:
+            raise asyncio.CancelledError from None
+        raise failing.result() from None
+    completing, cancelled = await _run_to_end(run_orm(copilot_complete, call, result, caller_thread=caller_thread))
+    if cancelled:
+        raise asyncio.CancelledError
+    return completing.result()
+
+
+async def _run_to_end(awaitable: Awaitable[T]) -> tuple[asyncio.Future[T], bool]:
+    """Await `awaitable` to its end even when this task is cancelled meanwhile: the call's
+    admission and bookkeeping must not be cut in half. Returns the finished future and whether
+    a cancellation arrived (the caller passes it on once its own bookkeeping is done)."""
+    future = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    return future, cancelled
 
 
 # --- database work from the event loop ------------------------------------------------------

@@ -28,6 +28,12 @@ secrets removed from the headers (`auth` keeps the scheme and a SHA-256 prefix o
 `GET /_sim/requests` lists them, `DELETE /_sim/requests` forgets them. Only the latest
 `max_recorded` are kept.
 
+Who may drive it: the request log holds every prompt sent to it, so the control endpoints
+(`/_sim/requests`, `/_sim/behaviour`) answer only a request carrying the state's
+`control_token` in the `X-Simulator-Token` header (compared in constant time); a wrong or
+missing token is 403, and a simulator given no token serves no control endpoint at all (404).
+`/_sim/health` is open; the completion endpoint checks the api-key like Azure does.
+
 Use `run_simulator_in_thread()` in tests (yields the base URL) and `python manage.py
 run_simulator` for standalone and load use. `SimulatorControl` drives the control endpoints.
 """
@@ -38,6 +44,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import json
 import re
 import socket
@@ -72,7 +79,10 @@ MODES: tuple[str, ...] = (
     "schema_mismatch",
 )
 FILTER_CATEGORIES: tuple[str, ...] = ("hate", "self_harm", "sexual", "violence")
-SECRET_HEADERS = frozenset({"api-key", "authorization", "cookie", "ocp-apim-subscription-key", "x-api-key"})
+CONTROL_TOKEN_HEADER = "x-simulator-token"
+SECRET_HEADERS = frozenset(
+    {"api-key", "authorization", "cookie", "ocp-apim-subscription-key", "x-api-key", CONTROL_TOKEN_HEADER}
+)
 MODEL_NAME = "gpt-4o-2024-08-06"
 DEFAULT_SLOW_MS = 1000
 DEFAULT_TIMEOUT_MS = 120_000
@@ -93,7 +103,7 @@ class Behaviour:
 
     mode: str = "ok"
     delay_ms: int = 0
-    retry_after: float = 1.0
+    retry_after: float | str = 1.0  # a string is sent as the Retry-After header verbatim ("soon")
     categories: tuple[str, ...] = ("violence",)
     echo: bool = False
 
@@ -108,8 +118,11 @@ class Behaviour:
         if not isinstance(delay_ms, int) or isinstance(delay_ms, bool) or delay_ms < 0:
             raise ValueError("delay_ms must be a non-negative integer")
         retry_after = data.get("retry_after", 1.0)
-        if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool) or retry_after < 0:
-            raise ValueError("retry_after must be a non-negative number")
+        if isinstance(retry_after, str):
+            if not retry_after.strip() or len(retry_after) > 64 or not retry_after.isascii() or not retry_after.isprintable():
+                raise ValueError("retry_after as a header value must be 1 to 64 printable ASCII characters")
+        elif not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool) or retry_after < 0:
+            raise ValueError("retry_after must be a non-negative number, or a header value")
         categories = data.get("categories", ["violence"])
         if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
             raise ValueError("categories must be a list of strings")
@@ -117,7 +130,8 @@ class Behaviour:
         if not isinstance(echo, bool):
             raise ValueError("echo must be true or false")
         return cls(
-            mode=mode, delay_ms=delay_ms, retry_after=float(retry_after), categories=tuple(categories), echo=echo
+            mode=mode, delay_ms=delay_ms, retry_after=retry_after if isinstance(retry_after, str) else float(retry_after),
+            categories=tuple(categories), echo=echo,
         )
 
 
@@ -128,7 +142,11 @@ class _Rule:
 
 
 class SimulatorState:
-    """Behaviours, expected credentials and the request log of one simulator."""
+    """Behaviours, expected credentials and the request log of one simulator.
+
+    `control_token`: the secret the control endpoints require (None or empty: no control
+    endpoint is served).
+    """
 
     def __init__(
         self,
@@ -137,7 +155,9 @@ class SimulatorState:
         api_keys: Iterable[str] | None = None,
         bearer_tokens: Iterable[str] | None = None,
         deployments: Iterable[str] | None = None,
+        control_token: str | None = None,
     ) -> None:
+        self.control_token = control_token or None
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.bearer_tokens = frozenset(bearer_tokens) if bearer_tokens is not None else None
         self.deployments = frozenset(deployments) if deployments is not None else None
@@ -345,7 +365,12 @@ class SimulatorApp:
         if body is None:
             return  # the client went away
         if match := _CONTROL_PATH.search(path):
-            await self._control(match.group(1), method, body, send)
+            resource = match.group(1)
+            refusal = None if resource == "health" else _control_refusal(self.state, scope)
+            if refusal is not None:
+                await _respond(send, *refusal)
+                return
+            await self._control(resource, method, body, send)
             return
         if (match := _COMPLETIONS_PATH.search(path)) and method == "POST":
             await self._chat_completion(scope, receive, send, urllib.parse.unquote(match.group(1)), body)
@@ -466,20 +491,19 @@ class SimulatorApp:
         mode = behaviour.mode
         if mode == "429":
             retry_after = behaviour.retry_after
+            if isinstance(retry_after, str):
+                hint = {"retry-after": retry_after}
+            else:
+                hint = {"retry-after": str(max(1, int(retry_after + 0.999))), "retry-after-ms": str(int(retry_after * 1000))}
             await _respond(
                 send,
                 429,
                 _error_body(
                     "429",
                     "Requests to the ChatCompletions_Create Operation have exceeded the rate limit of "
-                    f"your current pricing tier. Please retry after {retry_after:g} seconds.",
+                    f"your current pricing tier. Please retry after {retry_after} seconds.",
                 ),
-                {
-                    **headers,
-                    "retry-after": str(max(1, int(retry_after + 0.999))),
-                    "retry-after-ms": str(int(retry_after * 1000)),
-                    "x-ratelimit-remaining-requests": "0",
-                },
+                {**headers, **hint, "x-ratelimit-remaining-requests": "0"},
             )
         elif mode == "500":
             await _respond(
@@ -531,6 +555,19 @@ def _auth(headers: Mapping[str, str]) -> tuple[str | None, str]:
     if scheme.lower() == "bearer" and token.strip():
         return "bearer", token.strip()
     return None, ""
+
+
+def _control_refusal(state: SimulatorState, scope: Scope) -> tuple[int, dict[str, Any]] | None:
+    """Why a control request is refused (status, body), or None when its token matches."""
+    if not state.control_token:
+        return 404, _error_body("404", "Resource not found")
+    supplied = b""
+    for name, value in scope.get("headers", []):
+        if name.lower() == CONTROL_TOKEN_HEADER.encode():
+            supplied = value
+    if not supplied or not hmac.compare_digest(supplied, state.control_token.encode()):
+        return 403, _error_body("forbidden", f"The control endpoints need the {CONTROL_TOKEN_HEADER} header.")
+    return None
 
 
 def _authorized(state: SimulatorState, scheme: str | None, secret: str) -> bool:
@@ -605,15 +642,22 @@ def uvicorn_config(app: SimulatorApp, **overrides: Any) -> Any:
 
 @contextlib.contextmanager
 def run_simulator_in_thread(
-    *, host: str = "127.0.0.1", state: SimulatorState | None = None, startup_timeout: float = 10.0
+    *,
+    host: str = "127.0.0.1",
+    state: SimulatorState | None = None,
+    control_token: str | None = None,
+    startup_timeout: float = 10.0,
 ) -> Iterator[str]:
     """Serve a simulator on a free loopback port in a background thread; yield its base URL.
 
     The base URL is what a deployment's `endpoint` should be. The server stops on exit.
+    `control_token` (for a new state; or give `state` with its own) opens the control endpoints.
     """
     import uvicorn
 
-    app = SimulatorApp(state)
+    if state is not None and control_token is not None:
+        raise ValueError("give the control token to the state, or no state")
+    app = SimulatorApp(state or SimulatorState(control_token=control_token))
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and
     # without it every keep-alive response waits ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -642,17 +686,19 @@ def run_simulator_in_thread(
 
 
 class SimulatorControl:
-    """A small client for the control endpoints (stdlib only)."""
+    """A small client for the control endpoints (stdlib only), holding the simulator's control token."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
         self.timeout = timeout
 
     def _call(self, method: str, path: str, payload: object | None = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(
-            f"{self.base_url}{path}", data=data, method=method, headers={"content-type": "application/json"}
-        )
+        headers = {"content-type": "application/json"}
+        if self.token:
+            headers[CONTROL_TOKEN_HEADER] = self.token
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - loopback only
             return json.loads(response.read())
 
@@ -662,7 +708,7 @@ class SimulatorControl:
         *,
         deployment: str | None = None,
         delay_ms: int | None = None,
-        retry_after: float | None = None,
+        retry_after: float | str | None = None,
         categories: list[str] | None = None,
         echo: bool | None = None,
         times: int | None = None,

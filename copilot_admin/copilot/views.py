@@ -1,10 +1,13 @@
-"""Copilot pages: the playground, and (development only) the built-in simulator mounted at /_simulator/."""
+"""Copilot pages: the playground, and (development only, `COPILOT_SIMULATOR`) the built-in
+simulator mounted at /_simulator/."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 
 from django import forms
+from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -15,10 +18,10 @@ from copilot_admin.access.client_ip import client_ip
 from copilot_admin.access.errors import ApplicationError
 from copilot_admin.access.forms import StyledFormMixin
 from copilot_admin.access.permissions import ANY_MEMBER
-from copilot_admin.audit.context import request_correlation_id
+from copilot_admin.audit.context import request_ids
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
-from copilot_admin.copilot.simulator import SimulatorApp
+from copilot_admin.copilot.simulator import SimulatorApp, SimulatorState
 from tenants.selectors import companies_in_scope
 
 
@@ -88,9 +91,7 @@ class PlaygroundView(TenantPageMixin, TemplateView):
             try:
                 answer = services.copilot_invoke(
                     user=request.user, membership=self.membership, feature=feature, body=form.body(),
-                    origin=services.CallOrigin(
-                        remote_addr=client_ip(request) or "", correlation_id=request_correlation_id(request)
-                    ),
+                    origin=services.CallOrigin(remote_addr=client_ip(request) or "", **request_ids(request)),
                 )
                 context["answer"] = answer
             except services.CopilotError as error:
@@ -106,7 +107,12 @@ class PlaygroundView(TenantPageMixin, TemplateView):
 
 # --- the simulator, mounted for `make run` ---------------------------------------------------
 
-_simulator = SimulatorApp()
+
+@lru_cache(maxsize=2)
+def _simulator(control_token: str) -> SimulatorApp:
+    """The mounted simulator; its control endpoints (request log, behaviours) need
+    `COPILOT_SIMULATOR_TOKEN`, and without one they are not served."""
+    return SimulatorApp(SimulatorState(max_recorded=1000, control_token=control_token or None))
 
 
 @csrf_exempt
@@ -114,7 +120,9 @@ async def simulator_view(request, path: str = ""):
     """Serve the Azure OpenAI simulator inside the project (settings.COPILOT_SIMULATOR only).
 
     Translates the Django request into one ASGI call of the simulator app, so it works under
-    runserver (WSGI) and uvicorn alike. The demo deployments point here.
+    runserver (WSGI) and uvicorn alike. The demo deployments point here. The completion endpoint
+    checks the api-key like Azure; the control endpoints need the `X-Simulator-Token` header
+    holding `COPILOT_SIMULATOR_TOKEN` (403 without it; 404 when no token is configured).
     """
     sent_body = False
 
@@ -148,7 +156,7 @@ async def simulator_view(request, path: str = ""):
         "client": (request.META.get("REMOTE_ADDR", "127.0.0.1"), 0),
         "server": ("127.0.0.1", 0),
     }
-    await _simulator(scope, receive, send)
+    await _simulator(settings.COPILOT_SIMULATOR_TOKEN)(scope, receive, send)
     response = HttpResponse(b"".join(reply["body"]), status=reply["status"])
     for name, value in reply["headers"]:
         if name.lower() not in (b"content-length",):

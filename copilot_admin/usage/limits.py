@@ -12,8 +12,9 @@ Per call (through the hooks in `services.py`):
   `RateLimitExceeded` (429 `rate_limited`, Retry-After, the limit's name) and counts as a
   strike; unavailable counters raise `LimitsUnavailable` (503) unless
   `USAGE_LIMITS_FAIL_OPEN` admits the call uncounted. Both are logged.
-- `call_settle` corrects the token windows to what the call really used, or releases the
-  reservation when nothing was sent. It never raises.
+- `call_settle` corrects the token windows to what the call really used, releases the
+  reservation when nothing was sent, or keeps the estimate when the tokens used are unknown
+  (the caller went away mid-call). It never raises.
 - Whenever a reservation or a correction moves a window across the warning threshold, a
   `LimitWarning` row is written; its unique constraint (limit, subject, window) makes the
   warning e-mails go out once per limit and window, whatever the concurrency.
@@ -350,11 +351,21 @@ def call_admit(*, membership: Membership, feature: str, estimated_tokens: int) -
     return Admission(membership=membership, limits=limits, reservation=result)
 
 
-def call_settle(*, admission: Admission | None, sent: bool, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
-    """After the call: the token windows to the tokens used, or the whole reservation given
-    back when nothing was sent. Never raises (the counter engine logs its own failures)."""
+def call_settle(
+    *,
+    admission: Admission | None,
+    sent: bool,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    keep_estimate: bool = False,
+) -> None:
+    """After the call: the token windows to the tokens used, the whole reservation given back
+    when nothing was sent, or (`keep_estimate`: tokens unknown) the estimate left counted.
+    Never raises (the counter engine logs its own failures)."""
     if admission is None or admission.reservation is None:
         return
+    if keep_estimate and sent:
+        return  # the reservation already counts the request and the estimated tokens
     try:
         backend = get_counter_backend()
         reservation = admission.reservation

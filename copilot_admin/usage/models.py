@@ -36,6 +36,8 @@ class UsageOutcome(models.TextChoices):
     OK = "ok", "Answered"
     REFUSED = "refused", "Refused before the upstream (limits, payload, no deployment)"
     FAILED = "failed", "Upstream failed or filtered"
+    ERROR = "error", "Failed inside the portal after admission"
+    CANCELLED = "cancelled", "The caller went away mid-call"
 
 
 class UsageRecord(TenantOwned):

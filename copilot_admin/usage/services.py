@@ -10,7 +10,8 @@ contract's access chain:
   naming the limit; the refusal is a strike) or `LimitsUnavailable` (503, unless
   `USAGE_LIMITS_FAIL_OPEN`), and records threshold warnings.
 - `limits_settle(...)`: after the call, correct the reservation to the tokens really used,
-  or give it back when nothing was sent upstream.
+  give it back when nothing was sent upstream, or keep the estimate when the tokens used
+  cannot be known.
 - `usage_record_create(...)`: one `UsageRecord` per call that passed the access checks, and
   the call's daily and hourly roll-ups; a content-filter refusal is a strike.
   Metadata only, never content.
@@ -65,13 +66,23 @@ def limits_reserve(*, membership: Membership, feature: str, estimated_tokens: in
     )
 
 
-def limits_settle(*, reservation: LimitReservation, sent: bool, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+def limits_settle(
+    *,
+    reservation: LimitReservation,
+    sent: bool,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    keep_estimate: bool = False,
+) -> None:
     """Correct the reservation: to the tokens used when the call was sent, released when it was not.
 
-    Never raises: a failure to settle must not turn an answered call into an error.
+    `keep_estimate`: the call may have been sent but its tokens are unknown (the caller went
+    away mid-call, or the call failed in an unexpected way): the estimate stays counted, never
+    refunded. Never raises: a failure to settle must not turn an answered call into an error.
     """
     limits.call_settle(
-        admission=reservation.handle, sent=sent, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        admission=reservation.handle, sent=sent, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        keep_estimate=keep_estimate,
     )
 
 
@@ -110,6 +121,7 @@ def usage_record_create(
 
 
 CONTENT_FILTERED = "content_filtered"
+_FAILED_OUTCOMES = frozenset({UsageOutcome.FAILED, UsageOutcome.ERROR, UsageOutcome.CANCELLED})
 
 
 def _rollup_numbers(*, outcome: str, error_code: str, prompt_tokens: int, completion_tokens: int) -> dict:
@@ -119,7 +131,7 @@ def _rollup_numbers(*, outcome: str, error_code: str, prompt_tokens: int, comple
         return {"rate_limited": 1} if error_code == RateLimitExceeded.code else {}
     return {
         "requests": 1,
-        "failed": int(outcome == UsageOutcome.FAILED),
+        "failed": int(outcome in _FAILED_OUTCOMES),
         "filtered": int(error_code == CONTENT_FILTERED),
         "prompt_tokens": max(0, prompt_tokens),
         "completion_tokens": max(0, completion_tokens),

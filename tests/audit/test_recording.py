@@ -79,7 +79,8 @@ def test_token_change_is_recorded_with_actor(tenant_a):
                                                HTTP_X_REQUEST_ID="req-abc-123")
     entry = entries(tenant_a, action="company.create", object_id=str(response.json()["id"])).get()
     assert entry.actor_id == admin.user.pk and entry.remote_addr == "192.0.2.20"
-    assert entry.metadata["via"] == "api" and entry.correlation_id == "req-abc-123"
+    assert entry.metadata["via"] == "api" and entry.metadata["client_request_id"] == "req-abc-123"
+    assert entry.correlation_id and entry.correlation_id != "req-abc-123"  # ours, never the client's
     assert entry.object_repr == "Token Co" and entry.changes["name"] == ["None", "Token Co"]
 
 

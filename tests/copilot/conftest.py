@@ -17,17 +17,18 @@ from copilot_admin.copilot.simulator import SimulatorControl, run_simulator_in_t
 API_KEY_ENV = "AZURE_OPENAI_KEY_TEST"
 API_KEY = "test-key-not-a-secret"
 API_VERSION = "2024-10-21"
+SIM_TOKEN = "sim-control-token-for-tests"  # the control endpoints (request log, behaviours) need it
 
 
 @pytest.fixture(scope="session")
 def simulator_url() -> Iterator[str]:
-    with run_simulator_in_thread() as url:
+    with run_simulator_in_thread(control_token=SIM_TOKEN) as url:
         yield url
 
 
 @pytest.fixture
 def sim(simulator_url: str) -> Iterator[SimulatorControl]:
-    control = SimulatorControl(simulator_url)
+    control = SimulatorControl(simulator_url, token=SIM_TOKEN)
     control.reset()
     yield control
     control.reset()

@@ -265,6 +265,54 @@ def test_rate_limit_reads_retry_after_from_the_headers(call, sim, make_target):
     assert caught.value.status_code == 429
 
 
+def test_rate_limit_with_a_retry_after_that_is_no_number_nor_date_gives_no_hint(call, sim, make_target):
+    """`Retry-After: soon` used to raise ValueError out of the failover loop (a 500 upstream)."""
+    sim.set_behaviour("429", retry_after="soon")
+    second = make_target("gpt-4o-b")
+    with pytest.raises(RateLimited) as caught:
+        call(targets=[make_target(), second], messages=messages_for(), feature="summarize")
+    assert caught.value.retry_after is None and caught.value.status_code == 429
+    assert [attempt.outcome for attempt in caught.value.attempts] == ["rate_limited", "rate_limited"]
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"retry-after": "7"}, 7.0),
+    ({"retry-after": " 2.5 "}, 2.5),
+    ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+    ({"retry-after-ms": "nan", "retry-after": "3"}, 3.0),
+    ({"retry-after": "-4"}, 0.0),
+    ({"retry-after": "1e400"}, None),
+    ({"retry-after": "inf"}, None),
+    ({"retry-after": "nan"}, None),
+    ({"retry-after": "soon"}, None),
+    ({"retry-after": ""}, None),
+    ({"retry-after": "Mon, 99 Foo 2026 25:61:61 GMT"}, None),
+    ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past: retry now
+    ({"retry-after": "99999999999"}, azure.MAX_RETRY_AFTER_SECONDS),
+    ({}, None),
+])
+def test_retry_after_is_parsed_robustly(headers, expected):
+    assert azure._retry_after(headers) == expected
+
+
+def test_retry_after_as_a_future_http_date():
+    import email.utils
+
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 50 <= azure._retry_after({"retry-after": in_a_minute}) <= 60
+
+
+def test_a_fault_while_mapping_an_error_is_a_failure_of_the_target(call, sim, make_target, monkeypatch):
+    def broken(exc, target):
+        raise KeyError("mapping")
+
+    monkeypatch.setattr(azure, "_map_exception", broken)
+    sim.set_behaviour("500")
+    with pytest.raises(UpstreamError) as caught:
+        call(targets=[make_target()], messages=messages_for(), feature="summarize")
+    assert caught.value.reason.startswith("client_error:") and caught.value.http_status == 502
+
+
 def test_timeout_is_bounded_by_the_target_timeout(call, sim, make_target):
     sim.set_behaviour("slow", delay_ms=3000)
     started = time.perf_counter()

@@ -287,8 +287,10 @@ def test_calls_never_leave_the_zone(tenant_a, tenant_b, deployment_factory):
     """Two simulators, one per zone, each recording what it received."""
     from copilot_admin.copilot.simulator import SimulatorControl, run_simulator_in_thread
 
-    with run_simulator_in_thread() as us_url, run_simulator_in_thread() as eu_url:
-        us_sim, eu_sim = SimulatorControl(us_url), SimulatorControl(eu_url)
+    from tests.copilot.conftest import SIM_TOKEN
+
+    with run_simulator_in_thread(control_token=SIM_TOKEN) as us_url, run_simulator_in_thread(control_token=SIM_TOKEN) as eu_url:
+        us_sim, eu_sim = SimulatorControl(us_url, token=SIM_TOKEN), SimulatorControl(eu_url, token=SIM_TOKEN)
         deployment_factory(zone="us", name="us-a", endpoint=us_url, deployment="us-a", priority=1)
         deployment_factory(zone="us", name="us-b", endpoint=us_url, deployment="us-b", priority=2)
         deployment_factory(zone="eu", name="eu-a", endpoint=eu_url, deployment="eu-a", priority=0)

@@ -20,7 +20,7 @@ from copilot_admin.copilot.simulator import (
     run_simulator_in_thread,
 )
 
-from .conftest import API_VERSION
+from .conftest import API_VERSION, SIM_TOKEN
 
 COMPLETIONS = "/openai/deployments/gpt-4o/chat/completions"
 
@@ -182,11 +182,11 @@ def test_request_log_keeps_no_secret(simulator_url, sim):
 
 
 def test_request_log_is_bounded():
-    state = SimulatorState(max_recorded=3)
+    state = SimulatorState(max_recorded=3, control_token=SIM_TOKEN)
     with run_simulator_in_thread(state=state) as url:
         for n in range(5):
             post(url, COMPLETIONS, chat_body(text=f"ticket {n}"))
-        assert [r["body"]["messages"][1]["content"] for r in SimulatorControl(url).requests()] == [
+        assert [r["body"]["messages"][1]["content"] for r in SimulatorControl(url, token=SIM_TOKEN).requests()] == [
             "ticket 2", "ticket 3", "ticket 4"
         ]
 

@@ -12,6 +12,9 @@ from copilot_admin.access.permissions import ANY_MEMBER, Perm
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
 OPERATOR = "operator"
+# The simulator: its completion endpoint checks an api-key like Azure; its control endpoints
+# (request log, behaviours) need COPILOT_SIMULATOR_TOKEN (tests/copilot/test_simulator_access.py).
+SIMULATOR_TOKEN = "simulator token"
 
 # Routes outside any tenant: name -> who may use them.
 GLOBAL_ROUTES = {
@@ -44,8 +47,9 @@ GLOBAL_ROUTES = {
     "api:platform-abuse-cases-reinstate": OPERATOR,
 }
 if settings.COPILOT_SIMULATOR:
-    # Development only: the built-in Azure OpenAI simulator behind the demo deployments.
-    GLOBAL_ROUTES["copilot-simulator"] = PUBLIC
+    # Development only, mounted when COPILOT_SIMULATOR is set (never by DEBUG alone): the
+    # built-in Azure OpenAI simulator behind the demo deployments.
+    GLOBAL_ROUTES["copilot-simulator"] = SIMULATOR_TOKEN
 
 # Tenant pages (GET): name -> permission.
 TENANT_PAGES = {

@@ -1,10 +1,12 @@
 """`python manage.py run_simulator`: serve the Azure OpenAI simulator in the foreground.
 
 For development and load tests: point deployments' endpoints at http://HOST:PORT. It binds the
-loopback address by default; the control endpoints (`/_sim/...`) have no authentication, so
-never expose it beyond this machine.
+loopback address by default. The control endpoints (`/_sim/requests`, `/_sim/behaviour`) need the
+`X-Simulator-Token` header holding `COPILOT_SIMULATOR_TOKEN` from the environment; without that
+variable they are not served. Never expose it beyond this machine.
 """
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from copilot_admin.copilot.simulator import SimulatorApp, SimulatorState, uvicorn_config
@@ -31,7 +33,12 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, max_recorded: int, deployments, log_level: str, **options):
         import uvicorn
 
-        state = SimulatorState(max_recorded=max_recorded, deployments=deployments)
-        self.stdout.write(f"Azure OpenAI simulator on http://{host}:{port} (control: /_sim/behaviour, /_sim/requests)")
+        token = settings.COPILOT_SIMULATOR_TOKEN
+        state = SimulatorState(max_recorded=max_recorded, deployments=deployments, control_token=token or None)
+        control = (
+            "control: /_sim/behaviour, /_sim/requests with X-Simulator-Token" if token
+            else "control endpoints off: set COPILOT_SIMULATOR_TOKEN"
+        )
+        self.stdout.write(f"Azure OpenAI simulator on http://{host}:{port} ({control})")
         server = uvicorn.Server(uvicorn_config(SimulatorApp(state), host=host, port=port, log_level=log_level))
         server.run()
