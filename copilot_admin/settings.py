@@ -113,6 +113,7 @@ else:
 AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    "copilot_admin.access.login_guard.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -131,16 +132,26 @@ SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
-# Failed logins: AXES_FAILURE_LIMIT failures lock the account, and separately the address,
-# for AXES_COOLOFF_MINUTES.
+# Failed logins (copilot_admin/access/login_guard.py): AXES_FAILURE_LIMIT failures of one account
+# from one address lock that (account, address) pair for AXES_COOLOFF_MINUTES; other addresses of
+# the account and other accounts of the address are not affected.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "email"
-AXES_USERNAME_CALLABLE = "copilot_admin.access.client_ip.login_username"
+AXES_USERNAME_CALLABLE = "copilot_admin.access.login_guard.login_username"
 AXES_CLIENT_IP_CALLABLE = "copilot_admin.access.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "copilot_admin.access.client_ip.lockout_response"
+# An attempt refused while locked out checked no password: it neither counts nor renews the lockout.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "copilot_admin.access.login_guard.lockout_response"
+# An account attacked from many addresses is slowed, never locked: after
+# LOGIN_THROTTLE_AFTER_FAILURES failures (all addresses) within LOGIN_THROTTLE_WINDOW_MINUTES of
+# each other, each attempt waits 1 s after the last failure, doubling up to LOGIN_THROTTLE_MAX_SECONDS.
+LOGIN_THROTTLE_AFTER_FAILURES = env_int("LOGIN_THROTTLE_AFTER_FAILURES", 2 * AXES_FAILURE_LIMIT)
+LOGIN_THROTTLE_MAX_SECONDS = env_int("LOGIN_THROTTLE_MAX_SECONDS", 60)
+LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_MINUTES", 15) * 60
+LOGIN_THROTTLE_KEY_PREFIX = "login-throttle:"
 AXES_ENABLE_ADMIN = False
 AXES_VERBOSE = False
 
