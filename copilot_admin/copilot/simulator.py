@@ -26,7 +26,8 @@ How to make it misbehave:
 What it remembers: every request, as `{method, path, query, deployment, headers, auth, body}`,
 secrets removed from the headers (`auth` keeps the scheme and a SHA-256 prefix of the secret);
 `GET /_sim/requests` lists them, `DELETE /_sim/requests` forgets them. Only the latest
-`max_recorded` are kept.
+`max_recorded` are kept. `GET /_sim/stats` counts the load since then: completions in flight
+now, the most in flight at once, and how many clients went away before their answer.
 
 Use `run_simulator_in_thread()` in tests (yields the base URL) and `python manage.py
 run_simulator` for standalone and load use. `SimulatorControl` drives the control endpoints.
@@ -78,7 +79,7 @@ DEFAULT_SLOW_MS = 1000
 DEFAULT_TIMEOUT_MS = 120_000
 
 _COMPLETIONS_PATH = re.compile(r"/openai/deployments/([^/]+)/chat/completions/?$")
-_CONTROL_PATH = re.compile(r"/_sim/(requests|behaviour|health)/?$")
+_CONTROL_PATH = re.compile(r"/_sim/(requests|behaviour|health|stats)/?$")
 _MARKER = re.compile(r"\[\[sim:([a-z0-9_]+)\]\]")
 
 Scope = MutableMapping[str, Any]
@@ -145,6 +146,9 @@ class SimulatorState:
         self._default: _Rule = _Rule(Behaviour(), None)
         self._per_deployment: dict[str, _Rule] = {}
         self._lock = threading.Lock()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._abandoned = 0
 
     def set_behaviour(self, behaviour: Behaviour, *, deployment: str | None = None, times: int | None = None) -> None:
         with self._lock:
@@ -191,8 +195,33 @@ class SimulatorState:
             return list(self.requests)
 
     def clear_recorded(self) -> None:
+        """Empty the request log and restart the load counters of `stats()`."""
         with self._lock:
             self.requests.clear()
+            self._peak_in_flight = self._in_flight
+            self._abandoned = 0
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts one completion request from its arrival to its answer (or abandonment)."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def count_abandoned(self) -> None:
+        with self._lock:
+            self._abandoned += 1
+
+    def stats(self) -> dict[str, int]:
+        """Load since the log was last cleared, counted rather than timed: requests being served
+        now, the most served at once, and how many clients went away before their answer."""
+        with self._lock:
+            return {"in_flight": self._in_flight, "peak_in_flight": self._peak_in_flight, "abandoned": self._abandoned}
 
 
 # --- answers ------------------------------------------------------------------------------
@@ -367,6 +396,8 @@ class SimulatorApp:
             await _respond(send, 200, {"ok": True})
         elif resource == "requests" and method == "GET":
             await _respond(send, 200, {"requests": state.recorded()})
+        elif resource == "stats" and method == "GET":
+            await _respond(send, 200, state.stats())
         elif resource == "requests" and method == "DELETE":
             state.clear_recorded()
             await _respond(send, 200, {"ok": True})
@@ -450,9 +481,11 @@ class SimulatorApp:
             return
 
         behaviour = _marker_behaviour(body) or state.behaviour_for(deployment)
-        if behaviour.delay_ms and not await _sleep_unless_disconnected(receive, behaviour.delay_ms / 1000):
-            return
-        await self._answer(send, body, deployment, behaviour, request_id, reply_headers)
+        with state.serving():
+            if behaviour.delay_ms and not await _sleep_unless_disconnected(receive, behaviour.delay_ms / 1000):
+                state.count_abandoned()
+                return
+            await self._answer(send, body, deployment, behaviour, request_id, reply_headers)
 
     async def _answer(
         self,
@@ -690,3 +723,7 @@ class SimulatorControl:
 
     def clear_requests(self) -> None:
         self._call("DELETE", "/_sim/requests")
+
+    def stats(self) -> dict[str, int]:
+        """`in_flight`, `peak_in_flight`, `abandoned` since the request log was last cleared."""
+        return self._call("GET", "/_sim/stats")
