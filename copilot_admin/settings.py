@@ -94,6 +94,22 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # PostgreSQL: a bounded pool per process (psycopg 3), not a connection per thread. Under
+    # ASGI every request runs on a thread of its own, and persistent per-thread connections
+    # (CONN_MAX_AGE) piled up until the server refused clients. A connection goes back to the
+    # pool when its request or task ends; DATABASE_POOL_MAX_SIZE bounds what one process holds
+    # (it must cover COPILOT_ORM_THREADS plus the requests served at once; more wait up to
+    # DATABASE_POOL_TIMEOUT_SECONDS for a free one).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with a pool
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    _pool_min = env_int("DATABASE_POOL_MIN_SIZE", 2)
+    _pool_max = env_int("DATABASE_POOL_MAX_SIZE", env_int("COPILOT_ORM_THREADS", 8) + 12)
+    if not 0 <= _pool_min <= _pool_max or _pool_max < 1:
+        raise ImproperlyConfigured("DATABASE_POOL_MAX_SIZE must be at least 1 and DATABASE_POOL_MIN_SIZE within 0..max.")
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": _pool_min, "max_size": _pool_max, "timeout": env_int("DATABASE_POOL_TIMEOUT_SECONDS", 10),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded database of `make run`: WAL and immediate transactions let threads write
     # without "database is locked" errors.
