@@ -83,7 +83,7 @@ class ConnectionSampler(threading.Thread):
 
 
 @pytest.fixture
-def web_process(transactional_db):
+def web_process(db):
     """The Procfile's `web` line on a free port against the test database, with a small pool."""
     require_service("PostgreSQL", connection.vendor == "postgresql",
                     "the web process needs the test's database on a server (DATABASE_URL=postgres://...)")
@@ -126,7 +126,7 @@ def web_process(transactional_db):
 
 
 @pytest.mark.services
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_many_asgi_requests_hold_a_bounded_number_of_connections(tenant_a, web_process):
     base_url, application_name, settings_dict = web_process
     _, token = AuthToken.objects.create(user=tenant_a.members["admin"].user)
