@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import socket
 import urllib.error
 import urllib.request
 
@@ -19,8 +20,8 @@ from copilot_admin.copilot.simulator import (
     run_simulator_in_thread,
 )
 
-from .conftest import API_VERSION
-from .simstats import wait_until_idle
+from .conftest import API_KEY, API_VERSION
+from .simstats import wait_until, wait_until_idle
 
 COMPLETIONS = "/openai/deployments/gpt-4o/chat/completions"
 
@@ -217,7 +218,7 @@ def test_serves_hundreds_of_concurrent_slow_requests(sim, make_target):
     assert stats["in_flight"] == 0 and stats["abandoned"] == 0
 
 
-def test_counts_requests_in_flight_and_abandoned(sim, make_target):
+def test_counts_requests_in_flight_and_abandoned(simulator_url, sim, make_target):
     """The load counters themselves: requests held together, and one whose client went away."""
     sim.set_behaviour("slow", delay_ms=300)
     target = make_target(timeout_seconds=5)
@@ -231,11 +232,19 @@ def test_counts_requests_in_flight_and_abandoned(sim, make_target):
     asyncio.run(three())
     stats = sim.stats()
     assert stats["peak_in_flight"] >= 3 and stats["in_flight"] == 0 and stats["abandoned"] == 0
+
+    # A client that goes away while its request is held: sent whole, seen in flight, then closed.
     sim.clear_requests()
-    sim.set_behaviour("slow", delay_ms=3000)
-    with pytest.raises(azure.UpstreamTimeout):
-        azure.call_with_failover(targets=[make_target(timeout_seconds=0.2)], messages=messages, feature="prioritize")
-    assert wait_until_idle(sim)["abandoned"] == 1
+    sim.set_behaviour("slow", delay_ms=30_000)
+    host, port = simulator_url.removeprefix("http://").split(":")
+    body = json.dumps(chat_body()).encode()
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(
+            f"POST {COMPLETIONS}?api-version={API_VERSION} HTTP/1.1\r\nHost: {host}\r\napi-key: {API_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        assert wait_until(lambda: sim.stats()["in_flight"] == 1)
+    assert wait_until_idle(sim) == {"in_flight": 0, "peak_in_flight": 1, "abandoned": 1}
 
 
 def test_management_command_serves_the_simulator(monkeypatch):
