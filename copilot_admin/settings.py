@@ -96,6 +96,22 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # PostgreSQL: a bounded pool per process (psycopg 3), not a connection per thread. Under
+    # ASGI every request runs on a thread of its own, and persistent per-thread connections
+    # (CONN_MAX_AGE) piled up until the server refused clients. A connection goes back to the
+    # pool when its request or task ends; DATABASE_POOL_MAX_SIZE bounds what one process holds
+    # (it must cover COPILOT_ORM_THREADS plus the requests served at once; more wait up to
+    # DATABASE_POOL_TIMEOUT_SECONDS for a free one).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with a pool
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    _pool_min = env_int("DATABASE_POOL_MIN_SIZE", 2)
+    _pool_max = env_int("DATABASE_POOL_MAX_SIZE", env_int("COPILOT_ORM_THREADS", 8) + 12)
+    if not 0 <= _pool_min <= _pool_max or _pool_max < 1:
+        raise ImproperlyConfigured("DATABASE_POOL_MAX_SIZE must be at least 1 and DATABASE_POOL_MIN_SIZE within 0..max.")
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": _pool_min, "max_size": _pool_max, "timeout": env_int("DATABASE_POOL_TIMEOUT_SECONDS", 10),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded database of `make run`: WAL and immediate transactions let threads write
     # without "database is locked" errors.
@@ -115,6 +131,7 @@ else:
 AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    "copilot_admin.access.login_guard.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -133,16 +150,26 @@ SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
-# Failed logins: AXES_FAILURE_LIMIT failures lock the account, and separately the address,
-# for AXES_COOLOFF_MINUTES.
+# Failed logins (copilot_admin/access/login_guard.py): AXES_FAILURE_LIMIT failures of one account
+# from one address lock that (account, address) pair for AXES_COOLOFF_MINUTES; other addresses of
+# the account and other accounts of the address are not affected.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "email"
-AXES_USERNAME_CALLABLE = "copilot_admin.access.client_ip.login_username"
+AXES_USERNAME_CALLABLE = "copilot_admin.access.login_guard.login_username"
 AXES_CLIENT_IP_CALLABLE = "copilot_admin.access.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "copilot_admin.access.client_ip.lockout_response"
+# An attempt refused while locked out checked no password: it neither counts nor renews the lockout.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "copilot_admin.access.login_guard.lockout_response"
+# An account attacked from many addresses is slowed, never locked: after
+# LOGIN_THROTTLE_AFTER_FAILURES failures (all addresses) within LOGIN_THROTTLE_WINDOW_MINUTES of
+# each other, each attempt waits 1 s after the last failure, doubling up to LOGIN_THROTTLE_MAX_SECONDS.
+LOGIN_THROTTLE_AFTER_FAILURES = env_int("LOGIN_THROTTLE_AFTER_FAILURES", 2 * AXES_FAILURE_LIMIT)
+LOGIN_THROTTLE_MAX_SECONDS = env_int("LOGIN_THROTTLE_MAX_SECONDS", 60)
+LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_MINUTES", 15) * 60
+LOGIN_THROTTLE_KEY_PREFIX = "login-throttle:"
 AXES_ENABLE_ADMIN = False
 AXES_VERBOSE = False
 
@@ -176,11 +203,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # Text holding NUL or a lone surrogate, anywhere in a body: 400 invalid (access/text_parsers.py).
+    # JSON nested deeper than 64 levels: 400 too_deep; text holding NUL or a lone surrogate,
+    # anywhere in a body: 400 invalid (copilot_admin/access/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
-        "copilot_admin.access.text_parsers.StorableTextJSONParser",
-        "copilot_admin.access.text_parsers.StorableTextFormParser",
-        "copilot_admin.access.text_parsers.StorableTextMultiPartParser",
+        "copilot_admin.access.parsers.APIJSONParser",
+        "copilot_admin.access.parsers.StorableTextFormParser",
+        "copilot_admin.access.parsers.StorableTextMultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

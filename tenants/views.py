@@ -18,6 +18,7 @@ from django.views.generic import FormView, TemplateView
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
 from copilot_admin.access.errors import ApplicationError
 from copilot_admin.access.forms import ServiceFormMixin
+from copilot_admin.access.login_guard import login_throttle_reset
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ANY_MEMBER, FEATURE_GRANTS, Perm
 from tenants import services
@@ -258,10 +259,14 @@ class LoginSecurityView(TenantPageMixin, TemplateView):
                       last_attempt=Max("attempt_time"))
             .order_by("-last_attempt")[:200]
         )
+        # A lockout is per (account, address): the account shows as locked while any of its addresses is.
+        locked_accounts = set(
+            self._attempts()
+            .filter(failures_since_start__gte=settings.AXES_FAILURE_LIMIT, attempt_time__gt=locked_since)
+            .values_list("username", flat=True)
+        )
         for account in accounts:
-            account["locked"] = (
-                account["failures"] >= settings.AXES_FAILURE_LIMIT and account["last_attempt"] > locked_since
-            )
+            account["locked"] = account["username"] in locked_accounts
         return super().get_context_data(accounts=accounts, failure_limit=settings.AXES_FAILURE_LIMIT, **kwargs)
 
     def post(self, request, *args, **kwargs):
@@ -270,6 +275,7 @@ class LoginSecurityView(TenantPageMixin, TemplateView):
             raise Http404("Not found.")
         if self._attempts().filter(username=email).exists():
             axes_reset(username=email)
+            login_throttle_reset(email)
             messages.success(request, f"The lockout of {email} was lifted.")
         return redirect(reverse("tenants:login_security", kwargs={"tenant_slug": self.tenant.slug}))
 

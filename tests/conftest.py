@@ -96,6 +96,7 @@ def _test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Limit counters in Redis outlive a test's transaction: give each test its own keys.
     settings.USAGE_LIMITS_KEY_PREFIX = f"copilot-admin-test:{uuid.uuid4().hex}:"
+    settings.LOGIN_THROTTLE_KEY_PREFIX = f"login-throttle-test:{uuid.uuid4().hex}:"
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_admin.access.errors import ApplicationError
+from copilot_admin.access.login_guard import lockout_response
 from copilot_admin.audit.services import audit_event_record_for_user_tenants
 
 
@@ -28,9 +29,9 @@ class TokenResponseSerializer(serializers.Serializer):
 
 
 class AuthTokenView(APIView):
-    """POST: a new token for valid credentials (failed attempts are throttled per account and
-    per address); beyond the per-user token limit the oldest live token is revoked. DELETE:
-    revoke the token used for the request."""
+    """POST: a new token for valid credentials (failed attempts lock the account from that address
+    and slow the account down from every address: see login_guard); beyond the per-user token
+    limit the oldest live token is revoked. DELETE: revoke the token used for the request."""
 
     authentication_classes = [TokenAuthentication]
     permission_required = "authenticated"
@@ -54,9 +55,8 @@ class AuthTokenView(APIView):
         except AxesBackendPermissionDenied:
             user = None
         if getattr(request._request, "axes_locked_out", False):
-            raise ApplicationError(
-                "Too many failed logins; try again later.", code="locked_out", status_code=status.HTTP_429_TOO_MANY_REQUESTS
-            )
+            # 429 locked_out (this account from this address) or login_throttled (this account), with Retry-After.
+            return lockout_response(request._request)
         if user is None or not user.is_active:
             raise ApplicationError(
                 "Invalid e-mail or password.", code="invalid_credentials", status_code=status.HTTP_401_UNAUTHORIZED

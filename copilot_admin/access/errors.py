@@ -13,6 +13,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from copilot_admin.access.parsers import JSONTooDeep
+
 
 class ApplicationError(Exception):
     """A refusal or failure a client can act on: a stable code, a message, an HTTP status."""
@@ -46,6 +48,7 @@ class Conflict(ApplicationError):
 
 
 _DRF_CODES = {
+    JSONTooDeep: "too_deep",
     exceptions.NotAuthenticated: "not_authenticated",
     exceptions.AuthenticationFailed: "authentication_failed",
     exceptions.PermissionDenied: "permission_denied",

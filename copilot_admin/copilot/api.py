@@ -19,11 +19,11 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions as drf_permissions
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_admin.access.client_ip import client_ip
+from copilot_admin.access.parsers import DepthLimitedJSONParser
 from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.audit.context import Channel, request_ids, scope_enter, scope_exit
 from copilot_admin.copilot import services
@@ -33,7 +33,7 @@ from tenants.selectors import membership_resolve
 from tenants.sessions import credential_issued_at
 
 _ERRORS = {
-    400: "`invalid_payload` (or `parse_error`): the body is malformed; nothing was sent.",
+    400: "`invalid_payload` (or `parse_error`, `too_deep`): the body is malformed; nothing was sent.",
     401: "`not_authenticated` / `authentication_failed`.",
     403: "`tenant_suspended`, `not_entitled`, `copilot_disabled`, `feature_disabled`, `permission_denied`, "
     "`access_suspended`, `access_terminated`, `company_out_of_scope` (checked in this order).",
@@ -54,7 +54,7 @@ class CopilotCallView(APIView):
     feature: Feature
     permissions: dict = {}
     permission_classes = [drf_permissions.IsAuthenticated]
-    parser_classes = [JSONParser]
+    parser_classes = [DepthLimitedJSONParser]
     http_method_names = ["post", "options"]
 
     def __init_subclass__(cls, **kwargs):

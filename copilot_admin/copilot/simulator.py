@@ -26,10 +26,11 @@ How to make it misbehave:
 What it remembers: every request, as `{method, path, query, deployment, headers, auth, body}`,
 secrets removed from the headers (`auth` keeps the scheme and a SHA-256 prefix of the secret);
 `GET /_sim/requests` lists them, `DELETE /_sim/requests` forgets them. Only the latest
-`max_recorded` are kept.
+`max_recorded` are kept. `GET /_sim/stats` counts the load since then: completions in flight
+now, the most in flight at once, and how many clients went away before their answer.
 
 Who may drive it: the request log holds every prompt sent to it, so the control endpoints
-(`/_sim/requests`, `/_sim/behaviour`) answer only a request carrying the state's
+(`/_sim/requests`, `/_sim/stats`, `/_sim/behaviour`) answer only a request carrying the state's
 `control_token` in the `X-Simulator-Token` header (compared in constant time); a wrong or
 missing token is 403, and a simulator given no token serves no control endpoint at all (404).
 `/_sim/health` is open; the completion endpoint checks the api-key like Azure does.
@@ -88,7 +89,7 @@ DEFAULT_SLOW_MS = 1000
 DEFAULT_TIMEOUT_MS = 120_000
 
 _COMPLETIONS_PATH = re.compile(r"/openai/deployments/([^/]+)/chat/completions/?$")
-_CONTROL_PATH = re.compile(r"/_sim/(requests|behaviour|health)/?$")
+_CONTROL_PATH = re.compile(r"/_sim/(requests|behaviour|health|stats)/?$")
 _MARKER = re.compile(r"\[\[sim:([a-z0-9_]+)\]\]")
 
 Scope = MutableMapping[str, Any]
@@ -165,6 +166,9 @@ class SimulatorState:
         self._default: _Rule = _Rule(Behaviour(), None)
         self._per_deployment: dict[str, _Rule] = {}
         self._lock = threading.Lock()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._abandoned = 0
 
     def set_behaviour(self, behaviour: Behaviour, *, deployment: str | None = None, times: int | None = None) -> None:
         with self._lock:
@@ -211,8 +215,33 @@ class SimulatorState:
             return list(self.requests)
 
     def clear_recorded(self) -> None:
+        """Empty the request log and restart the load counters of `stats()`."""
         with self._lock:
             self.requests.clear()
+            self._peak_in_flight = self._in_flight
+            self._abandoned = 0
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts one completion request from its arrival to its answer (or abandonment)."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def count_abandoned(self) -> None:
+        with self._lock:
+            self._abandoned += 1
+
+    def stats(self) -> dict[str, int]:
+        """Load since the log was last cleared, counted rather than timed: requests being served
+        now, the most served at once, and how many clients went away before their answer."""
+        with self._lock:
+            return {"in_flight": self._in_flight, "peak_in_flight": self._peak_in_flight, "abandoned": self._abandoned}
 
 
 # --- answers ------------------------------------------------------------------------------
@@ -392,6 +421,8 @@ class SimulatorApp:
             await _respond(send, 200, {"ok": True})
         elif resource == "requests" and method == "GET":
             await _respond(send, 200, {"requests": state.recorded()})
+        elif resource == "stats" and method == "GET":
+            await _respond(send, 200, state.stats())
         elif resource == "requests" and method == "DELETE":
             state.clear_recorded()
             await _respond(send, 200, {"ok": True})
@@ -475,9 +506,11 @@ class SimulatorApp:
             return
 
         behaviour = _marker_behaviour(body) or state.behaviour_for(deployment)
-        if behaviour.delay_ms and not await _sleep_unless_disconnected(receive, behaviour.delay_ms / 1000):
-            return
-        await self._answer(send, body, deployment, behaviour, request_id, reply_headers)
+        with state.serving():
+            if behaviour.delay_ms and not await _sleep_unless_disconnected(receive, behaviour.delay_ms / 1000):
+                state.count_abandoned()
+                return
+            await self._answer(send, body, deployment, behaviour, request_id, reply_headers)
 
     async def _answer(
         self,
@@ -736,3 +769,7 @@ class SimulatorControl:
 
     def clear_requests(self) -> None:
         self._call("DELETE", "/_sim/requests")
+
+    def stats(self) -> dict[str, int]:
+        """`in_flight`, `peak_in_flight`, `abandoned` since the request log was last cleared."""
+        return self._call("GET", "/_sim/stats")

@@ -314,11 +314,11 @@ def test_a_fault_while_mapping_an_error_is_a_failure_of_the_target(call, sim, ma
 
 
 def test_timeout_is_bounded_by_the_target_timeout(call, sim, make_target):
+    """The simulator would answer after 3 s, well inside the target's default timeouts: a timeout
+    proves the target's 0.3 s bound was applied (the time it takes is measured in `make bench`)."""
     sim.set_behaviour("slow", delay_ms=3000)
-    started = time.perf_counter()
     with pytest.raises(UpstreamTimeout):
         call(targets=[make_target(timeout_seconds=0.3)], messages=messages_for(), feature="summarize")
-    assert time.perf_counter() - started < 2
 
 
 def test_connection_refused_is_unavailable(call, make_target, closed_port):
@@ -416,8 +416,9 @@ def test_a_failure_limited_in_times_recovers(call, sim, make_target):
 
 
 def test_the_deadline_bounds_the_whole_call(call, sim, make_target):
+    """dep-a would answer after 2 s, inside its 5 s timeout, and dep-b at once: the call ends with
+    a timeout, without trying dep-b, only because the 0.4 s deadline cut it (timings: make bench)."""
     sim.set_behaviour("slow", delay_ms=2000, deployment="dep-a")
-    started = time.perf_counter()
     with pytest.raises(UpstreamTimeout):
         call(
             targets=[make_target("dep-a"), make_target("dep-b")],
@@ -425,7 +426,6 @@ def test_the_deadline_bounds_the_whole_call(call, sim, make_target):
             feature="summarize",
             deadline_seconds=0.4,
         )
-    assert time.perf_counter() - started < 1.5
     assert deployments_called(sim) == ["dep-a"]
 
 

@@ -371,12 +371,12 @@ def orm_pool():
                     reason="concurrent writers on SQLite's shared in-memory test database lock each other's tables")
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_async_invoke_on_the_orm_pool_holds_no_thread_while_waiting(tenant_a, us_deployment, sim, orm_pool, settings):
-    """The pool path (ASGI): ten concurrent calls to a 500 ms upstream overlap on a pool of two threads."""
-    import time
-
+    """The pool path (ASGI): ten concurrent calls to a slow upstream overlap on a pool of two
+    threads. Counted, not timed: the upstream saw more calls in flight at once than the pool has
+    threads, so no thread was held while a call waited (the wall time is in `make bench`)."""
     settings.COPILOT_ORM_THREADS = 2
     services.orm_pool_shutdown()
-    sim.set_behaviour("slow", delay_ms=500)
+    sim.set_behaviour("slow", delay_ms=1000)
     tech = tenant_a.members["tech"]
 
     async def many():
@@ -386,9 +386,7 @@ def test_async_invoke_on_the_orm_pool_holds_no_thread_while_waiting(tenant_a, us
             for _ in range(10)
         ])
 
-    started = time.perf_counter()
     answers = asyncio.run(many())
-    elapsed = time.perf_counter() - started
     assert len({a.request_id for a in answers}) == 10
-    assert elapsed < 2.0, elapsed  # holding a thread per call, two threads would need 2.5 s of upstream wait alone
+    assert sim.stats()["peak_in_flight"] > settings.COPILOT_ORM_THREADS
     assert UsageRecord.objects.for_tenant(tenant_a.tenant).filter(outcome="ok").count() == 10

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from copilot_admin.access.text_parsers import unstorable_text_at
+from copilot_admin.access.parsers import unstorable_text_at
 from tests.conftest import api_client_for
 from tests.cross.routes import OBJECT_KIND, all_routes, api_methods, object_pk
 from tests.cross.test_api_errors import caller, concrete

@@ -2,6 +2,7 @@
 and tenant suspension ending sessions and tokens."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -43,45 +44,145 @@ def test_wrong_password_shows_error(tenant_a):
     assert response.status_code == 200 and "correct" in response.content.decode()
 
 
-def test_failed_logins_lock_the_account_from_any_address(tenant_a):
-    for i in range(settings.AXES_FAILURE_LIMIT):
-        login(Client(), "tech@alpha.test", "wrong", ip=f"10.1.0.{i}")
-    # Right password, fresh address: the account is locked.
-    locked = login(Client(), "tech@alpha.test", ip="10.9.9.9")
-    assert locked.status_code == 429 and "Too many failed logins" in locked.content.decode()
-    # Another account is not affected.
-    assert login(Client(), "admin@alpha.test", ip="10.9.9.8").status_code == 302
+TOKEN = "/api/v1/auth/token/"
 
 
-def test_failed_logins_lock_the_address_for_any_account(tenant_a):
-    for i in range(settings.AXES_FAILURE_LIMIT):
-        login(Client(), f"nobody{i}@alpha.test", "wrong", ip="10.2.0.1")
-    assert login(Client(), "admin@alpha.test", ip="10.2.0.1").status_code == 429
-    assert login(Client(), "admin@alpha.test", ip="10.2.0.2").status_code == 302
+def token_login(email, password=PASSWORD, ip="10.0.0.1"):
+    return APIClient().post(TOKEN, {"email": email, "password": password}, format="json", REMOTE_ADDR=ip)
 
 
-def test_api_token_login_is_throttled_too(tenant_a):
-    api = APIClient()
+class Clock:
+    """The login throttle's clock, moved by hand: no test waits for real time."""
+
+    def __init__(self):
+        self.now = 1_900_000_000.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    clock = Clock()
+    with mock.patch("copilot_admin.access.login_guard._now", lambda: clock.now):
+        yield clock
+
+
+def fail_from_many_addresses(email, count, prefix="10.7"):
+    """`count` failures of `email`, each from its own address (no pair gets locked)."""
+    for i in range(count):
+        assert token_login(email, "wrong", ip=f"{prefix}.{i // 250}.{i % 250 + 1}").status_code == 401
+
+
+def test_failed_logins_lock_the_account_only_from_that_address(tenant_a):
     for _ in range(settings.AXES_FAILURE_LIMIT):
-        api.post("/api/v1/auth/token/", {"email": "tech@alpha.test", "password": "nope"}, format="json", REMOTE_ADDR="10.3.0.1")
-    response = api.post("/api/v1/auth/token/", {"email": "tech@alpha.test", "password": PASSWORD}, format="json", REMOTE_ADDR="10.3.0.2")
-    assert response.status_code == 429 and response.json()["error"]["code"] == "locked_out"
+        login(Client(), "tech@alpha.test", "wrong", ip="10.1.0.1")
+    # Right password, same address: that pair is locked, and says for how long.
+    locked = login(Client(), "tech@alpha.test", ip="10.1.0.1")
+    assert locked.status_code == 429 and "Too many failed logins" in locked.content.decode()
+    assert 0 < int(locked["Retry-After"]) <= settings.AXES_COOLOFF_TIME.total_seconds()
+    # The owner, from another address, with the right password, gets in.
+    assert login(Client(), "tech@alpha.test", ip="10.9.9.9").status_code == 302
 
 
-def test_lockouts_are_visible_to_the_tenant_admin_and_can_be_lifted(tenant_a, tenant_b):
-    for i in range(settings.AXES_FAILURE_LIMIT):
-        login(Client(), "tech@alpha.test", "wrong", ip=f"10.4.0.{i}")
-        login(Client(), "tech@bravo.test", "wrong", ip=f"10.5.0.{i}")
+def test_api_failed_logins_lock_the_account_only_from_that_address(tenant_a):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        assert token_login("tech@alpha.test", "nope", ip="10.3.0.1").status_code in (401, 429)
+    locked = token_login("tech@alpha.test", ip="10.3.0.1")
+    assert locked.status_code == 429 and locked.json()["error"]["code"] == "locked_out"
+    assert 0 < int(locked["Retry-After"]) <= settings.AXES_COOLOFF_TIME.total_seconds()
+    assert token_login("tech@alpha.test", ip="10.3.0.2").status_code == 201
+
+
+def test_failed_logins_from_an_address_do_not_lock_other_accounts_there(tenant_a):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        login(Client(), "tech@alpha.test", "wrong", ip="10.2.0.1")
+    assert login(Client(), "tech@alpha.test", ip="10.2.0.1").status_code == 429
+    assert login(Client(), "admin@alpha.test", ip="10.2.0.1").status_code == 302
+    assert token_login("admin@alpha.test", ip="10.2.0.1").status_code == 201
+
+
+def test_an_account_attacked_from_many_addresses_is_slowed_then_lets_the_owner_in(tenant_a, clock):
+    fail_from_many_addresses("tech@alpha.test", settings.LOGIN_THROTTLE_AFTER_FAILURES)
+    # Inside the delay even the right password is refused, without being checked, from a new address.
+    throttled = token_login("tech@alpha.test", ip="10.8.0.1")
+    assert throttled.status_code == 429 and throttled.json()["error"]["code"] == "login_throttled"
+    assert throttled["Retry-After"] == "1"
+    # Refused attempts are not failures: they neither lengthen the delay nor lock the owner's address.
+    for _ in range(settings.AXES_FAILURE_LIMIT + 1):
+        assert token_login("tech@alpha.test", "wrong", ip="10.8.0.1")["Retry-After"] == "1"
+    clock.advance(1)
+    assert token_login("tech@alpha.test", ip="10.8.0.1").status_code == 201
+
+
+def test_the_login_delay_grows_and_is_capped(tenant_a, clock, settings):
+    settings.LOGIN_THROTTLE_MAX_SECONDS = 8
+    fail_from_many_addresses("tech@alpha.test", settings.LOGIN_THROTTLE_AFTER_FAILURES)
+    waits = []
+    for attempt in range(5):
+        waits.append(int(token_login("tech@alpha.test", ip=f"10.8.1.{attempt + 1}")["Retry-After"]))
+        clock.advance(waits[-1])
+        assert token_login("tech@alpha.test", "wrong", ip=f"10.8.2.{attempt + 1}").status_code == 401
+    assert waits == [1, 2, 4, 8, 8]
+    clock.advance(8)
+    assert token_login("tech@alpha.test", ip="10.8.3.1").status_code == 201
+
+
+def test_one_password_check_per_delay(tenant_a, clock):
+    """Once the delay is over, the first attempt is checked; the others that arrive before its
+    outcome are refused (a distributed guesser gets one guess per delay)."""
+    fail_from_many_addresses("tech@alpha.test", settings.LOGIN_THROTTLE_AFTER_FAILURES)
+    clock.advance(1)
+    from copilot_admin.access.login_guard import login_throttle_admit
+
+    assert login_throttle_admit("tech@alpha.test") == 0
+    assert login_throttle_admit("tech@alpha.test") == 1
+
+
+def test_the_login_page_says_how_long_to_wait(tenant_a, clock):
+    fail_from_many_addresses("tech@alpha.test", settings.LOGIN_THROTTLE_AFTER_FAILURES)
+    page = login(Client(), "tech@alpha.test", ip="10.8.0.1")
+    assert page.status_code == 429 and page["Retry-After"] == "1"
+    assert "Wait 1 second," in page.content.decode()
+    clock.advance(1)
+    assert login(Client(), "tech@alpha.test", ip="10.8.0.1").status_code == 302
+
+
+def test_lockouts_are_visible_to_the_tenant_admin_and_can_be_lifted(tenant_a, tenant_b, clock):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        login(Client(), "tech@alpha.test", "wrong", ip="10.4.0.1")
+        login(Client(), "tech@bravo.test", "wrong", ip="10.5.0.1")
+    fail_from_many_addresses(
+        "tech@alpha.test", settings.LOGIN_THROTTLE_AFTER_FAILURES - settings.AXES_FAILURE_LIMIT, prefix="10.6"
+    )
+    assert login(Client(), "tech@alpha.test", ip="10.4.9.9").status_code == 429  # delayed
     admin = Client()
     admin.force_login(tenant_a.members["admin"].user)
     page = admin.get("/t/alpha/security/").content.decode()
     assert "tech@alpha.test" in page and "locked out" in page
     assert "tech@bravo.test" not in page
     admin.post("/t/alpha/security/", {"username": "tech@alpha.test"})
-    assert login(Client(), "tech@alpha.test", ip="10.4.9.9").status_code == 302
+    # Lifting ends the pair lockout and the account's delay.
+    assert login(Client(), "tech@alpha.test", ip="10.4.0.1").status_code == 302
     # A foreign tenant's account cannot be unlocked from here.
     admin.post("/t/alpha/security/", {"username": "tech@bravo.test"})
-    assert login(Client(), "tech@bravo.test", ip="10.5.9.9").status_code == 429
+    assert login(Client(), "tech@bravo.test", ip="10.5.0.1").status_code == 429
+
+
+def test_a_client_address_that_is_not_an_ip_falls_back_to_the_socket_address(tenant_a, settings):
+    """Behind a proxy count that lets the client write the hop, a non-IP value is not used:
+    failures count against the socket address, and nothing crashes (page and API)."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    bad = {"HTTP_X_FORWARDED_FOR": '=HYPERLINK("http://evil.example","x")', "REMOTE_ADDR": "10.10.0.1"}
+    page = Client().post(LOGIN, {"username": "tech@alpha.test", "password": "wrong"}, **bad)
+    assert page.status_code == 200
+    api = APIClient().post(TOKEN, {"email": "tech@alpha.test", "password": "wrong"}, format="json", **bad)
+    assert api.status_code == 401 and api.json()["error"]["code"] == "invalid_credentials"
+    from axes.models import AccessAttempt
+
+    assert list(AccessAttempt.objects.values_list("ip_address", "failures_since_start")) == [("10.10.0.1", 2)]
+    assert Client().post(LOGIN, {"username": "tech@alpha.test", "password": PASSWORD}, **bad).status_code == 302
+    assert APIClient().post(TOKEN, {"email": "tech@alpha.test", "password": PASSWORD}, format="json", **bad).status_code == 201
 
 
 def test_sessions_expire_after_inactivity(tenant_a):

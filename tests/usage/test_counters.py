@@ -3,10 +3,10 @@
 import logging
 import socket
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis.connection
 from django.db import OperationalError, connections
 
 from copilot_admin.usage.counters import (
@@ -365,17 +365,28 @@ class TestRedisBackend:
         redis_backend.current(windows=limits.windows)
         assert commands == ["EVALSHA", "MGET"]
 
-    def test_redis_down_raises_limits_unavailable_and_logs_without_secrets(self, clock, caplog):
+    def test_redis_down_raises_limits_unavailable_and_logs_without_secrets(self, clock, caplog, monkeypatch):
         backend = RedisCounterBackend(
             url=f"redis://:s3cret-pass@127.0.0.1:{closed_port()}/0", key_prefix="test-limits:down:", clock=clock
         )
-        started = time.monotonic()
+        # Failing fast is configured, not timed: each attempt waits at most the socket timeouts,
+        # and a refused connection is retried once.
+        connection = backend.client.connection_pool.connection_kwargs
+        assert connection["socket_connect_timeout"] == connection["socket_timeout"] == 1.0
+        attempts = []
+        original_connect = redis.connection.AbstractConnection.connect
+
+        def counting_connect(self, *args, **kwargs):
+            attempts.append(1)
+            return original_connect(self, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "connect", counting_connect)
         with caplog.at_level(logging.ERROR, logger="copilot_admin.usage.counters"):
             with pytest.raises(LimitsUnavailable) as raised:
                 backend.reserve(check=check(requests_per(Window.MINUTE, 5)))
             with pytest.raises(LimitsUnavailable):
                 backend.current(windows=[requests_per(Window.MINUTE, 5)])
-        assert time.monotonic() - started < 5
+        assert 2 <= len(attempts) <= 4  # one attempt and one retry per operation, no more
         assert raised.value.code == "limits_unavailable" and raised.value.status_code == 503
         assert "Redis at 127.0.0.1:" in caplog.text
         assert "s3cret-pass" not in caplog.text

@@ -1,14 +1,57 @@
-"""The API's body parsers: DRF's, refusing text that cannot be stored or echoed.
+"""The API's body parsers: DRF's, with a bound on nesting and refusing unstorable text.
 
-A string (a key or a value, at any depth) holding a NUL character or a lone UTF-16 surrogate
-(`"\\ud800"`) is refused with 400 `invalid` before any serializer, service or database sees it:
-PostgreSQL refuses NUL in text, UTF-8 cannot encode a lone surrogate, and an error message
-echoing such a value could not be rendered. `fields` names where it was found.
+- A JSON body nested deeper than JSON_MAX_DEPTH (arrays and objects) is refused with 400
+  `too_deep` before any view, serializer or service walks it; a body so deep that the decoder
+  itself runs out of stack (RecursionError) is refused the same way instead of crashing.
+- A string (a key or a value, at any depth) holding a NUL character or a lone UTF-16 surrogate
+  (`"\\ud800"`) is refused with 400 `invalid` before any serializer, service or database sees
+  it: PostgreSQL refuses NUL in text, UTF-8 cannot encode a lone surrogate, and an error message
+  echoing such a value could not be rendered. `fields` names where it was found.
 """
 
 import re
 
 from rest_framework import exceptions, parsers
+
+JSON_MAX_DEPTH = 64
+
+
+class JSONTooDeep(exceptions.ParseError):
+    """400 `too_deep` (the API error handler names the code)."""
+
+    default_detail = f"The JSON body is nested deeper than {JSON_MAX_DEPTH} levels."
+    default_code = "too_deep"
+
+
+def json_depth_exceeds(value, limit: int) -> bool:
+    """Whether `value` nests arrays/objects more than `limit` levels (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+class DepthLimitedJSONParser(parsers.JSONParser):
+    """The copilot call's JSON parser (its payload validation names unstorable text itself)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise JSONTooDeep() from None
+        if json_depth_exceeds(data, JSON_MAX_DEPTH):
+            raise JSONTooDeep()
+        return data
+
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MESSAGE = "Text must not contain NUL characters or unpaired surrogates."
@@ -49,7 +92,9 @@ def refuse_unstorable_text(data):
     return data
 
 
-class StorableTextJSONParser(parsers.JSONParser):
+class APIJSONParser(DepthLimitedJSONParser):
+    """REST_FRAMEWORK's default JSON parser: bounded nesting, storable text."""
+
     def parse(self, stream, media_type=None, parser_context=None):
         return refuse_unstorable_text(super().parse(stream, media_type, parser_context))
 
