@@ -28,7 +28,7 @@ from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.audit.context import Channel, request_correlation_id, scope_enter, scope_exit
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
-from copilot_admin.copilot.serializers import RESULT_SERIALIZERS, CopilotRequestSerializer, ErrorSerializer
+from copilot_admin.copilot.serializers import RESULT_SERIALIZERS, CopilotErrorSerializer, CopilotRequestSerializer
 
 _ERRORS = {
     400: "`invalid_payload` (or `parse_error`): the body is malformed; nothing was sent.",
@@ -118,7 +118,7 @@ def _schema(feature: Feature):
         request=CopilotRequestSerializer,
         responses={
             200: RESULT_SERIALIZERS[feature],
-            **{status: OpenApiResponse(ErrorSerializer, description=text) for status, text in _ERRORS.items()},
+            **{status: OpenApiResponse(CopilotErrorSerializer, description=text) for status, text in _ERRORS.items()},
         },
     )
 
