@@ -179,6 +179,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "copilot_admin.access.schema.ErrorAwareAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["copilot_admin.access.filters.StrictFilterBackend"],
+    # The API speaks JSON (the contract): a form or multipart body is refused with 415, not read
+    # leniently (a malformed multipart body would parse as "no fields" and be accepted).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "copilot_admin.access.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "copilot_admin.access.errors.api_exception_handler",

@@ -7,6 +7,7 @@ django-filter's REST BooleanFilter reads anything but `true`/`false` as "no filt
 from django import forms
 from django.db import models
 from django_filters import rest_framework as filters
+from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.utils import extend_schema_field
 
 
@@ -56,3 +57,19 @@ class IdFilter(filters.NumberFilter):
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", 2**63 - 1)
         super().__init__(*args, **kwargs)
+
+
+class StrictFilterSchema(DjangoFilterExtension):
+    """The schema of StrictFilterBackend's parameters: as django-filter's, and a choice filter
+    also lists the empty value, which django-filter reads as "no filter"."""
+
+    target_class = "copilot_admin.access.filters.StrictFilterBackend"
+    priority = 1
+
+    def get_schema_operation_parameters(self, auto_schema, *args, **kwargs):
+        parameters = super().get_schema_operation_parameters(auto_schema, *args, **kwargs)
+        for parameter in parameters:
+            enum = parameter.get("schema", {}).get("enum")
+            if enum is not None and "" not in enum:
+                enum.append("")
+        return parameters

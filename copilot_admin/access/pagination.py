@@ -4,7 +4,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework import pagination
 
 
-def _query_int(request, name: str, *, minimum: int) -> int | None:
+def query_int(request, name: str, *, minimum: int, maximum: int | None = None) -> int | None:
+    """The integer query parameter `name` (None when absent); malformed or out of range: 400."""
     raw = request.query_params.get(name)
     if raw is None:
         return None
@@ -12,8 +13,9 @@ def _query_int(request, name: str, *, minimum: int) -> int | None:
         value = int(raw) if raw.isascii() else None
     except ValueError:
         value = None
-    if value is None or value < minimum:
-        raise ValidationError({name: [f"An integer of at least {minimum}."]})
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise ValidationError({name: [f"An integer {bounds}."]})
     return value
 
 
@@ -23,11 +25,11 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
     should know."""
 
     def get_limit(self, request):
-        _query_int(request, self.limit_query_param, minimum=1)
+        query_int(request, self.limit_query_param, minimum=1)
         return super().get_limit(request)
 
     def get_offset(self, request):
-        _query_int(request, self.offset_query_param, minimum=0)
+        query_int(request, self.offset_query_param, minimum=0)
         return super().get_offset(request)
 
     def get_schema_operation_parameters(self, view):

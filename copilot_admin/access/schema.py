@@ -13,7 +13,7 @@ error statuses the base classes and DRF can give it, all with the contract's err
   and creations in a collection: a name already taken, a system role, a resolved case);
 - 415 where it takes a body.
 
-An operation documents anything else itself (`@extend_schema(responses={429: ...})`), and what
+A 429 documents its `Retry-After` header. An operation documents anything else itself (`@extend_schema(responses={429: ...})`), and what
 an operation declares itself wins over these defaults.
 """
 
@@ -48,6 +48,12 @@ ERROR_DESCRIPTIONS = {
     409: "The object's state does not allow it (for example `role_in_use`, `system_role_read_only`, "
     "`case_resolved`); `code` says why.",
     415: "`unsupported_media_type`: send application/json.",
+}
+
+
+RETRY_AFTER_HEADER = {
+    "description": "When to try again: seconds, or an HTTP date.",
+    "schema": {"type": "string"},
 }
 
 
@@ -90,4 +96,6 @@ class ErrorAwareAutoSchema(AutoSchema):
         for status in sorted(self.error_statuses()):
             if str(status) not in responses:
                 responses[str(status)] = self._get_response_for_code(error_response(status), str(status))
+        if "429" in responses:
+            responses["429"].setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER_HEADER)
         return responses

@@ -10,6 +10,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 
 from copilot_admin.access.base_api import TenantViewSet
+from copilot_admin.access.pagination import query_int
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.schema import error_response
 from copilot_admin.audit import services
@@ -45,6 +46,17 @@ class AuditCursorPagination(CursorPagination):
     page_size = PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request):
+        query_int(request, self.page_size_query_param, minimum=1, maximum=self.max_page_size)
+        return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
 
     def decode_cursor(self, request):
         cursor = super().decode_cursor(request)

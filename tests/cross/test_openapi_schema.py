@@ -59,6 +59,7 @@ def test_writes_that_a_state_can_refuse_declare_409_and_logins_declare_429(schem
     assert {"201", "400", "401", "429"} <= set(token) and "403" not in token
     copilot = paths["/api/v1/tenants/{tenant_slug}/copilot/summarize/"]["post"]["responses"]
     assert {"400", "401", "403", "404", "422", "429", "502", "503", "504"} <= set(copilot)
+    assert "Retry-After" in token["429"]["headers"] and "Retry-After" in copilot["429"]["headers"]
 
 
 def test_error_component_is_the_contract_shape(schema):
@@ -132,3 +133,34 @@ def test_platform_case_filter_is_validated(tenant_a, operator, api_for):
     assert api.get("/api/v1/platform/abuse-cases/?status=resolved").status_code == 200
     deployments = api.get("/api/v1/platform/deployments/?active=%F2%AB%91%9A")
     assert deployments.status_code == 400 and "active" in deployments.json()["error"]["fields"]
+
+
+def test_the_api_reads_json_bodies_only(tenant_a, operator, api_for, schema):
+    """A malformed multipart body used to parse as "no fields" and pass as an empty PATCH."""
+    body = "--b\r\n3.29e252--b--\r\n"
+    response = api_for(operator).generic(
+        "PATCH", f"/api/v1/platform/tenants/{tenant_a.tenant.pk}/", body, content_type="multipart/form-data; boundary=b"
+    )
+    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
+    form = api_for(tenant_a.members["admin"].user).post(
+        "/api/v1/tenants/alpha/companies/", "name=Form+Co", content_type="application/x-www-form-urlencoded"
+    )
+    assert form.status_code == 415
+    for method, path, operation in _operations(schema):
+        if "requestBody" in operation:
+            assert set(operation["requestBody"]["content"]) == {"application/json"}, (method, path)
+
+
+@pytest.mark.parametrize("page_size", ["false", "0", "501"])
+def test_malformed_audit_page_size_is_refused(tenant_a, api_for, page_size):
+    response = api_for(tenant_a.members["auditor"].user).get(f"/api/v1/tenants/alpha/audit/?page_size={page_size}")
+    assert response.status_code == 400 and "page_size" in response.json()["error"]["fields"]
+
+
+def test_an_empty_choice_filter_is_documented_as_no_filter(schema, tenant_a, api_for):
+    parameters = schema["paths"]["/api/v1/tenants/{tenant_slug}/users/"]["get"]["parameters"]
+    user_type = next(p for p in parameters if p["name"] == "user_type")
+    assert "" in user_type["schema"]["enum"]
+    assert "" not in schema["components"]["schemas"]["UserTypeEnum"]["enum"]
+    response = api_for(tenant_a.members["admin"].user).get("/api/v1/tenants/alpha/users/?user_type=")
+    assert response.status_code == 200 and response.json()["count"] == 4
