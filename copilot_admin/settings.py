@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "auditlog",
     "axes",
     "tenants",
@@ -58,7 +59,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Every error under /api/ in the contract's JSON shape (404s of unknown paths included).
     "copilot_admin.access.api_errors.APIErrorMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "copilot_admin.access.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -203,15 +206,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # JSON nested deeper than 64 levels: 400 too_deep; text holding NUL or a lone surrogate,
-    # anywhere in a body: 400 invalid (copilot_admin/access/parsers.py).
-    "DEFAULT_PARSER_CLASSES": [
-        "copilot_admin.access.parsers.APIJSONParser",
-        "copilot_admin.access.parsers.StorableTextFormParser",
-        "copilot_admin.access.parsers.StorableTextMultiPartParser",
-    ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "copilot_admin.access.schema.ErrorAwareAutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["copilot_admin.access.filters.StrictFilterBackend"],
+    # The API speaks JSON (the contract): a form or multipart body is refused with 415, not read
+    # leniently (a malformed multipart body would parse as "no fields" and be accepted). JSON
+    # nested deeper than 64 levels is 400 too_deep; text holding NUL or a lone surrogate,
+    # anywhere in a body, is 400 invalid (copilot_admin/access/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["copilot_admin.access.parsers.APIJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "copilot_admin.access.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "copilot_admin.access.errors.api_exception_handler",
@@ -266,6 +268,23 @@ SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "copilot-admin <no-reply@copilot-admin.localhost>")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Content-Security-Policy (django-csp) on every response: scripts and styles only from our own
+# static files (no inline script or style attribute anywhere; configuration travels in data-
+# attributes and JSON data blocks), no framing, forms and requests only to this origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "object-src": ["'none'"],
+    },
+}
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from tenants.forms import EmailAuthenticationForm
 from tenants.views import HomeView, InvitationAcceptView, PasswordSetView, ProfileView
@@ -27,7 +27,12 @@ urlpatterns = [
     path("audit/", include("copilot_admin.audit.platform_urls")),
     path("api/v1/", include("copilot_admin.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's init script as a file of its own (`?script`): no inline script.
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="api/swagger_ui.html"),
+        name="api-docs",
+    ),
 ]
 
 if settings.COPILOT_SIMULATOR:

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission, TenantViewSet
+from copilot_admin.access.filters import IdFilter, StrictBooleanFilter, StrictFilterSet
 from copilot_admin.access.permissions import ANY_MEMBER, Perm
 from tenants import services
 from tenants.models import ClientCompany, Membership, UserType
@@ -19,10 +20,10 @@ from tenants.serializers import (
 )
 
 
-class MembershipFilter(filters.FilterSet):
+class MembershipFilter(StrictFilterSet):
     user_type = filters.ChoiceFilter(choices=UserType.choices)
-    role = filters.NumberFilter(field_name="role_id")
-    is_active = filters.BooleanFilter()
+    role = IdFilter(field_name="role_id")
+    is_active = StrictBooleanFilter()
     email = filters.CharFilter(field_name="user__email", lookup_expr="icontains")
 
     class Meta:

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from copilot_admin.access.errors import ApplicationError
 from copilot_admin.access.login_guard import lockout_response
+from copilot_admin.access.schema import error_response
 from copilot_admin.audit.services import audit_event_record_for_user_tenants
 
 
@@ -44,7 +45,15 @@ class AuthTokenView(APIView):
     def get_permissions(self):
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
 
-    @extend_schema(request=TokenRequestSerializer, responses={201: TokenResponseSerializer}, auth=[])
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={
+            201: TokenResponseSerializer,
+            401: error_response(401, "`invalid_credentials`: wrong e-mail or password, or an inactive account."),
+            429: error_response(429, "`locked_out`: too many failed logins; try again later (see Retry-After)."),
+        },
+        auth=[],
+    )
     def post(self, request):
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -131,6 +131,8 @@ class TenantViewSet(TenantAPIMixin, viewsets.GenericViewSet):
 class IsPlatformOperator(drf_permissions.BasePermission):
     """Platform API: operators only; others get 404 (the platform API is not advertised)."""
 
+    denies_with_not_found = True  # the schema (access/schema.py) documents the 404
+
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False

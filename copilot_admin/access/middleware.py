@@ -1,6 +1,8 @@
-"""Attributes every model change made during a browser request to the logged-in user."""
+"""Request-wide middleware: the audit actor of browser requests, and no caching of answers."""
 
 from auditlog.context import set_actor
+from django.utils.cache import patch_cache_control
+from django.utils.deprecation import MiddlewareMixin
 
 from copilot_admin.access.client_ip import client_ip
 
@@ -18,3 +20,14 @@ class AuditActorMiddleware:
         user = request.user if request.user.is_authenticated else None
         with set_actor(actor=user, remote_addr=client_ip(request)):
             return self.get_response(request)
+
+
+class NoStoreMiddleware(MiddlewareMixin):
+    """`Cache-Control: no-store` on every answer Django produces: pages (a member's data, CSRF
+    tokens) and API responses (bearer-authenticated data) must stay out of browser and proxy
+    caches. Static files are served by WhiteNoise before this middleware and keep their own
+    caching headers."""
+
+    def process_response(self, request, response):
+        patch_cache_control(response, no_store=True, private=True)
+        return response

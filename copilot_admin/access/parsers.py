@@ -97,15 +97,3 @@ class APIJSONParser(DepthLimitedJSONParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         return refuse_unstorable_text(super().parse(stream, media_type, parser_context))
-
-
-class StorableTextFormParser(parsers.FormParser):
-    def parse(self, stream, media_type=None, parser_context=None):
-        return refuse_unstorable_text(super().parse(stream, media_type, parser_context))
-
-
-class StorableTextMultiPartParser(parsers.MultiPartParser):
-    def parse(self, stream, media_type=None, parser_context=None):
-        result = super().parse(stream, media_type, parser_context)
-        refuse_unstorable_text(result.data)
-        return result

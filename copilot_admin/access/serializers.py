@@ -12,11 +12,16 @@ class RoleSerializer(serializers.ModelSerializer):
     permissions = serializers.ListField(child=serializers.ChoiceField(choices=Perm.choices), required=False)
     clone_from = serializers.IntegerField(write_only=True, required=False, min_value=1, max_value=2**63 - 1)
     is_system = serializers.BooleanField(read_only=True)
-    users = serializers.IntegerField(source="user_count", read_only=True, default=0)
+    users = serializers.SerializerMethodField(help_text="How many members hold the role.")
 
     class Meta:
         model = SecurityRole
         fields = ["id", "name", "description", "user_type", "permissions", "is_system", "is_active", "clone_from", "users"]
+
+    def get_users(self, role) -> int:
+        # Lists annotate the count; a role just created or changed is counted here (one query).
+        count = getattr(role, "user_count", None)
+        return count if count is not None else role.memberships.count()
 
     def validate(self, attrs):
         if self.instance is None and "clone_from" not in attrs and "user_type" not in attrs:

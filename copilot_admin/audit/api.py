@@ -2,15 +2,17 @@
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import mixins, serializers
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 
 from copilot_admin.access.base_api import TenantViewSet
+from copilot_admin.access.pagination import query_int
 from copilot_admin.access.permissions import Perm
+from copilot_admin.access.schema import error_response
 from copilot_admin.audit import services
 from copilot_admin.audit.export import ExportFormat
 from copilot_admin.audit.forms import AuditFilterForm
@@ -29,18 +31,11 @@ FILTER_PARAMETERS = [
     OpenApiParameter("q", OpenApiTypes.STR, description="Free text over non-content fields."),
 ]
 
-_ERROR = inline_serializer(
-    name="AuditError",
-    fields={"error": inline_serializer(name="AuditErrorDetail", fields={
-        "code": serializers.CharField(), "message": serializers.CharField(),
-        "fields": serializers.DictField(required=False),
-    })},
-)
 ERROR_RESPONSES = {
-    400: OpenApiResponse(_ERROR, description="A filter (or the format) is malformed: `fields` says which."),
-    401: OpenApiResponse(_ERROR, description="Not authenticated."),
-    403: OpenApiResponse(_ERROR, description="The security role does not allow it (recorded), or the tenant is suspended."),
-    404: OpenApiResponse(_ERROR, description="No such tenant for the caller, or a stale cursor."),
+    400: error_response(400, "A filter (or the format) is malformed: `fields` says which."),
+    401: error_response(401),
+    403: error_response(403, "The security role does not allow it (recorded), or the tenant is suspended."),
+    404: error_response(404, "No such tenant for the caller, or a stale cursor."),
 }
 
 
@@ -51,6 +46,17 @@ class AuditCursorPagination(CursorPagination):
     page_size = PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request):
+        query_int(request, self.page_size_query_param, minimum=1, maximum=self.max_page_size)
+        return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
 
     def decode_cursor(self, request):
         cursor = super().decode_cursor(request)

@@ -28,7 +28,7 @@ from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.audit.context import Channel, request_ids, scope_enter, scope_exit
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
-from copilot_admin.copilot.serializers import RESULT_SERIALIZERS, CopilotRequestSerializer, ErrorSerializer
+from copilot_admin.copilot.serializers import RESULT_SERIALIZERS, CopilotErrorSerializer, CopilotRequestSerializer
 from tenants.selectors import membership_resolve
 from tenants.sessions import credential_issued_at
 
@@ -127,7 +127,7 @@ def _schema(feature: Feature):
         request=CopilotRequestSerializer,
         responses={
             200: RESULT_SERIALIZERS[feature],
-            **{status: OpenApiResponse(ErrorSerializer, description=text) for status, text in _ERRORS.items()},
+            **{status: OpenApiResponse(CopilotErrorSerializer, description=text) for status, text in _ERRORS.items()},
         },
     )
 

@@ -4,6 +4,7 @@ document the request and the answers."""
 
 from rest_framework import serializers
 
+from copilot_admin.access.schema import ErrorDetailSerializer
 from copilot_admin.copilot.features import PRIORITIES, Feature
 from copilot_admin.copilot.minimize import DEFAULT_LIMITS
 
@@ -73,14 +74,13 @@ RESULT_SERIALIZERS = {
 }
 
 
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(required=False)
+class CopilotErrorDetailSerializer(ErrorDetailSerializer):
     request_id = serializers.CharField(required=False, help_text="Set once the call was admitted.")
     stage = serializers.ChoiceField(choices=["prompt", "completion"], required=False, help_text="content_filtered only.")
     categories = serializers.ListField(child=serializers.CharField(), required=False, help_text="content_filtered only.")
 
 
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorDetailSerializer()
+class CopilotErrorSerializer(serializers.Serializer):
+    """The contract's error shape, with what a refused or failed copilot call adds."""
+
+    error = CopilotErrorDetailSerializer()

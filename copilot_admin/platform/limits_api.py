@@ -1,6 +1,6 @@
 """Platform API (operators only): the platform limit policy and terminated copilot access."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -9,10 +9,10 @@ from rest_framework.views import APIView
 
 from copilot_admin.access.base_api import AuditedAPIMixin, IsPlatformOperator, OperatorViewSet
 from copilot_admin.usage import abuse, limits, selectors
-from copilot_admin.usage.models import CaseStatus
 from copilot_admin.usage.serializers import (
     CaseDecisionSerializer,
     PlatformAbuseCaseSerializer,
+    PlatformCaseFilterSerializer,
     PlatformLimitsSerializer,
 )
 
@@ -42,10 +42,14 @@ class PlatformAbuseCaseViewSet(mixins.ListModelMixin, OperatorViewSet):
     filter_backends: list = []
 
     def get_queryset(self):
-        status = self.request.query_params.get("status", CaseStatus.OPEN) if self.action == "list" else None
-        return selectors.operator_termination_cases(status=status if status in CaseStatus.values else None)
+        status = None
+        if self.action == "list":
+            filters = PlatformCaseFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            status = filters.validated_data["status"] or None
+        return selectors.operator_termination_cases(status=status)
 
-    @extend_schema(parameters=[OpenApiParameter("status", str, enum=[*CaseStatus.values, ""])])
+    @extend_schema(parameters=[PlatformCaseFilterSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 

@@ -2,7 +2,7 @@
 detail and decisions). Thin adapters over `selectors` and the services in `limits` / `abuse`."""
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -12,10 +12,11 @@ from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission, Ten
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import has_permission
 from copilot_admin.usage import abuse, limits, selectors
-from copilot_admin.usage.models import AbuseCase, CaseKind, CaseStatus
+from copilot_admin.usage.models import AbuseCase
 from copilot_admin.usage.serializers import (
     AbuseCaseSerializer,
     CaseDecisionSerializer,
+    CaseFilterSerializer,
     LimitsSerializer,
     LimitsUpdateSerializer,
     UsageQuerySerializer,
@@ -87,13 +88,6 @@ class UsageView(_MethodPermissions, AuditedAPIMixin, APIView):
         return Response(UsageSummarySerializer(summary).data)
 
 
-_CASE_FILTERS = [
-    OpenApiParameter("status", str, enum=CaseStatus.values),
-    OpenApiParameter("kind", str, enum=CaseKind.values),
-    OpenApiParameter("user", int, description="A user (membership) id."),
-]
-
-
 class AbuseCaseViewSet(AlternativePermissionMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     """Abuse cases: suspensions and terminations by the strike rules, reviews opened by the
     pattern review. Decisions: `reinstate/`, `terminate/`, `dismiss/` with a `reason`."""
@@ -111,17 +105,18 @@ class AbuseCaseViewSet(AlternativePermissionMixin, mixins.ListModelMixin, mixins
     filter_backends: list = []
 
     def narrow_queryset(self, queryset):
-        params = self.request.query_params if self.action == "list" else {}
-        if params.get("status") in CaseStatus.values:
-            queryset = queryset.filter(status=params["status"])
-        if params.get("kind") in CaseKind.values:
-            queryset = queryset.filter(kind=params["kind"])
-        user = params.get("user", "")
-        if user.isascii() and user.isdigit() and len(user) <= 18:
-            queryset = queryset.filter(membership_id=int(user))
+        if self.action == "list":
+            filters = CaseFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            if "status" in filters.validated_data:
+                queryset = queryset.filter(status=filters.validated_data["status"])
+            if "kind" in filters.validated_data:
+                queryset = queryset.filter(kind=filters.validated_data["kind"])
+            if "user" in filters.validated_data:
+                queryset = queryset.filter(membership_id=filters.validated_data["user"])
         return selectors.narrow_cases(queryset, tenant=self.tenant)
 
-    @extend_schema(parameters=_CASE_FILTERS)
+    @extend_schema(parameters=[CaseFilterSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 

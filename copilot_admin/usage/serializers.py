@@ -13,7 +13,7 @@ from copilot_admin.usage.limits import (
     POLICY_FIELDS,
     column_maximum,
 )
-from copilot_admin.usage.models import AbuseCase
+from copilot_admin.usage.models import AbuseCase, CaseKind, CaseResolution, CaseStatus
 from copilot_admin.usage.selectors import MAX_RANGE_DAYS, default_range
 
 
@@ -138,8 +138,24 @@ class UsageSummarySerializer(serializers.Serializer):
     near_limit = NearLimitSerializer(many=True, help_text="At or above the warning threshold now.")
 
 
+class CaseFilterSerializer(serializers.Serializer):
+    """The filters of the tenant's abuse case list (query parameters): an unknown value is a 400."""
+
+    status = serializers.ChoiceField(choices=CaseStatus.choices, required=False)
+    kind = serializers.ChoiceField(choices=CaseKind.choices, required=False)
+    user = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1, help_text="A user (membership) id.")
+
+
+class PlatformCaseFilterSerializer(serializers.Serializer):
+    """The filter of the operators' termination case list: `open` by default, `status=` for all."""
+
+    status = serializers.ChoiceField(choices=CaseStatus.choices, required=False, allow_blank=True, default=CaseStatus.OPEN)
+
+
 class AbuseCaseSerializer(serializers.ModelSerializer):
     user = serializers.IntegerField(source="membership_id", read_only=True, help_text="Membership id.")
+    # Read-only model fields lose their blank choice; an open case has no resolution yet.
+    resolution = serializers.ChoiceField(choices=CaseResolution.choices, allow_blank=True, read_only=True)
     email = serializers.EmailField(source="membership.user.email", read_only=True)
     opened_by = serializers.SerializerMethodField(help_text="E-mail of who opened it; null: the system.")
     resolved_by = serializers.SerializerMethodField(help_text="E-mail of who resolved it; null: the system or open.")

@@ -14,7 +14,9 @@ import pytest
 from tenants import services
 from tenants.models import Membership, User
 from tests.conftest import require_service
+from tests.copilot.conftest import sim, simulator_url  # noqa: F401
 from tests.factories import PASSWORD
+from tests.regions.fixtures import deployment_factory  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,8 +43,9 @@ pytestmark = [
 
 @pytest.fixture
 def browser_page(live_server, monkeypatch):
-    """A fresh chromium page pointed at the live server; fails the test on any script error or
-    any failed request (a missing vendored asset shows up here)."""
+    """A fresh chromium page pointed at the live server; fails the test on any script error,
+    any Content-Security-Policy violation or any failed request (a missing vendored asset
+    shows up here)."""
     require_service("chromium", os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (apt-get install -y chromium)")
     from playwright.sync_api import expect, sync_playwright
 
@@ -57,6 +60,14 @@ def browser_page(live_server, monkeypatch):
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        # The Content-Security-Policy (settings.CONTENT_SECURITY_POLICY): chromium reports a
+        # blocked inline script, style or foreign resource on the console.
+        page.on(
+            "console",
+            lambda message: problems.append(f"CSP violation: {message.text}")
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None,
+        )
         page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url} {request.failure}"))
         page.on(
             "response",
@@ -178,3 +189,29 @@ def test_technician_has_no_user_administration(browser_page, tenant_a):
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     expect(page.get_by_test_id("user-table")).to_have_count(0)
     expect(page.get_by_text("tech@alpha.test", exact=True)).to_be_visible()  # still logged in
+
+
+@pytest.fixture
+def us_simulated_deployment(deployment_factory, simulator_url, sim):  # noqa: F811
+    return deployment_factory(zone="us", name="us-primary", endpoint=simulator_url, deployment="dep-us", priority=1)
+
+
+def test_pages_with_scripts_run_under_the_content_security_policy(browser_page, tenant_a, us_simulated_deployment):
+    """The pages that run more than Bootstrap (Chart.js on the usage dashboard, htmx in the
+    playground, Swagger UI) work with the strict policy: no violation, and they do their job."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    log_in(page, "admin@alpha.test")
+    nav_link(page, "Copilot playground").click()
+    page.get_by_label("Summary").fill("Mail is down")
+    page.locator('button[name="feature"][value="prioritize"]').click()
+    expect(page.get_by_test_id("copilot-answer")).to_be_visible()
+
+    nav_link(page, "Usage").click()
+    expect(page.locator("canvas#chart-days")).to_be_visible()
+    assert page.evaluate("Chart.getChart(document.getElementById('chart-days')) !== undefined")
+
+    page.goto("/api/docs/")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("copilot-admin API")
+    expect(page.locator(".opblock").first).to_be_visible()
