@@ -4,8 +4,9 @@ DRF answers the errors of its own views through the API error handler; this midd
 what does not reach one or escapes it: no route matches (an unknown path, a non-numeric id:
 Django's HTML 404), a disallowed host or an oversized body (400), a server error (500, the
 debug page included), and errors rendered by a view with another renderer (the schema view's
-YAML). Such a response is replaced by `{"error": {"code", "message"}}` with the same status;
-headers a client acts on (`Allow`, `Retry-After`) are kept.
+YAML). Such a response is replaced by `{"error": {"code", "message"}}` with the same status
+and the same headers (`Allow`, `Retry-After`, and those the middleware below this one added:
+Content-Security-Policy, `Cache-Control: no-store`, X-Frame-Options), but for its content's.
 """
 
 import json
@@ -16,7 +17,7 @@ from django.http import HttpResponse
 from copilot_admin.access.errors import error_body
 
 API_PREFIX = "/api/"
-_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+_CONTENT_HEADERS = frozenset({"content-type", "content-length", "content-language", "content-disposition"})
 _CODES = {
     400: ("bad_request", "Bad request."),
     401: ("not_authenticated", "Authentication credentials were not provided."),
@@ -53,9 +54,9 @@ def api_error_response(request, response):
     replacement = HttpResponse(
         json.dumps(error_body(code, message)), status=status, content_type="application/json"
     )
-    for header in _KEPT_HEADERS:
-        if response.has_header(header):
-            replacement[header] = response[header]
+    for header, value in response.items():
+        if header.lower() not in _CONTENT_HEADERS:
+            replacement[header] = value
     return replacement
 
 

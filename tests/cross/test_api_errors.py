@@ -28,6 +28,9 @@ def caller(name: str, tenant_a, operator):
 def assert_json_error(response, status: int, code: str | None = None):
     assert response.status_code == status, (response.status_code, response.content[:200])
     assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    # The replaced answer keeps the headers every answer carries (the replacement used to drop them).
+    assert "no-store" in response.get("Cache-Control", ""), dict(response.items())
+    assert response.has_header("Content-Security-Policy"), dict(response.items())
     error = response.json()["error"]
     assert isinstance(error["message"], str) and error["code"]
     if code:
