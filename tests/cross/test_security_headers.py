@@ -34,6 +34,8 @@ def _url(name: str, route: str, world, operator_world) -> str:
         kwargs["tenant_slug"] = world.tenant.slug
     if "<uidb64>" in route:
         kwargs.update(uidb64="MQ", token="set-password")
+    if "token>" in route:
+        kwargs.setdefault("token", "not-an-invitation")
     if "<path>" in route:
         kwargs["path"] = "openai/deployments/x/chat/completions"
     if "pk>" in route or "<int:pk>" in route:

@@ -9,6 +9,7 @@ from copilot_admin.access.parsers import unstorable_text_at
 from tests.conftest import api_client_for
 from tests.cross.routes import OBJECT_KIND, all_routes, api_methods, object_pk
 from tests.cross.test_api_errors import caller, concrete
+from tenants.models import Tenant
 
 BAD_VALUES = {"surrogate": "\ud800", "nul": "us\x00", "surrogate-in-text": "ok \udfff ok", "nul-alone": "\x00"}
 
@@ -119,7 +120,9 @@ def test_the_reported_cases(tenant_a, operator, field, value):
     assert response.status_code == 400
 
 
-def test_form_encoded_bodies_are_checked_too(operator):
+def test_form_encoded_bodies_are_refused_unread(operator):
+    """The API reads JSON only: a form body, unstorable text or not, is 415 and nothing is written."""
     response = api_client_for(operator).post("/api/v1/platform/tenants/", "name=x&slug=x&plan=ITSM&zone=us%00",
                                              content_type="application/x-www-form-urlencoded")
-    assert response.status_code == 400 and set(response.json()["error"]["fields"]) == {"zone"}
+    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
+    assert not Tenant.objects.filter(slug="x").exists()
