@@ -5,6 +5,7 @@ from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from copilot_admin.access.fields import APIModelSerializer, JSONBooleanField
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.regions.models import DataZone
@@ -25,7 +26,7 @@ class TenantScopedRelatedField(serializers.PrimaryKeyRelatedField):
         return self.related_model.objects.for_tenant(membership.tenant)
 
 
-class CompanySerializer(serializers.ModelSerializer):
+class CompanySerializer(APIModelSerializer):
     class Meta:
         model = ClientCompany
         fields = ["id", "name", "co_managed"]
@@ -43,7 +44,7 @@ def membership_status(membership: Membership) -> str:
     return MembershipStatus.ACTIVE if membership.is_active else MembershipStatus.INACTIVE
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(APIModelSerializer):
     """A user of the tenant. `id` is the membership id. `status` is `invited` until the
     account's owner accepts. `full_name` is the account's own name, shown only once the owner
     accepted (on create it names only an account the invitation creates): an invitation's
@@ -54,7 +55,7 @@ class MembershipSerializer(serializers.ModelSerializer):
     user_type = serializers.ChoiceField(choices=UserType.choices)
     role = TenantScopedRelatedField(model=SecurityRole)
     companies = TenantScopedRelatedField(model=ClientCompany, many=True, required=False)
-    is_active = serializers.BooleanField(required=False)
+    is_active = JSONBooleanField(required=False)
     status = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField(read_only=True)
 
@@ -85,8 +86,8 @@ class MembershipUpdateSerializer(MembershipSerializer):
 
 
 class CopilotSettingsSerializer(serializers.Serializer):
-    copilot_enabled = serializers.BooleanField(required=False)
-    features = serializers.DictField(child=serializers.BooleanField(), required=False)
+    copilot_enabled = JSONBooleanField(required=False)
+    features = serializers.DictField(child=JSONBooleanField(), required=False)
     plan = serializers.CharField(read_only=True)
     plan_includes_copilot = serializers.BooleanField(read_only=True)
     zone = serializers.CharField(source="zone.code", read_only=True)
@@ -108,7 +109,7 @@ class ZoneField(serializers.SlugRelatedField):
         return DataZone.objects.all()
 
 
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(APIModelSerializer):
     """Platform view of a tenant."""
 
     zone = ZoneField(slug_field="code")

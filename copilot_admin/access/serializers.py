@@ -1,11 +1,12 @@
 from rest_framework import serializers
 
+from copilot_admin.access.fields import APIModelSerializer
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
 from tenants.models import UserType
 
 
-class RoleSerializer(serializers.ModelSerializer):
+class RoleSerializer(APIModelSerializer):
     """A security role. Create from scratch, or with `clone_from` (a role id of this tenant)."""
 
     user_type = serializers.ChoiceField(choices=UserType.choices, required=False)

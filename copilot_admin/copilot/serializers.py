@@ -4,6 +4,7 @@ document the request and the answers."""
 
 from rest_framework import serializers
 
+from copilot_admin.access.fields import JSONBooleanField
 from copilot_admin.access.schema import ErrorDetailSerializer
 from copilot_admin.copilot.features import PRIORITIES, Feature
 from copilot_admin.copilot.minimize import DEFAULT_LIMITS
@@ -19,7 +20,7 @@ class ConversationEntrySerializer(serializers.Serializer):
     author = serializers.CharField(required=False, allow_blank=True, max_length=DEFAULT_LIMITS.max_author_chars)
     body = serializers.CharField(required=False, allow_blank=True, max_length=DEFAULT_LIMITS.max_entry_chars)
     at = serializers.DateTimeField(required=False)
-    internal = serializers.BooleanField(help_text="Internal notes never reach the model.")
+    internal = JSONBooleanField(help_text="Internal notes never reach the model.")
 
 
 class IssueSerializer(serializers.Serializer):

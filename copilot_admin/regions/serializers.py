@@ -6,6 +6,7 @@ import os
 
 from rest_framework import serializers
 
+from copilot_admin.access.fields import APIModelSerializer
 from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 
 
@@ -17,7 +18,7 @@ class ZoneCodeField(serializers.SlugRelatedField):
         return DataZone.objects.all()
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
+class DeploymentSerializer(APIModelSerializer):
     zone = ZoneCodeField()
     auth_mode = serializers.ChoiceField(choices=AuthMode.choices, default=AuthMode.API_KEY)
     api_key_env = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")

@@ -338,7 +338,7 @@ def _schemathesis_run(schema, feature, tenant_a, token):
     in_scope = str(tenant_a.companies[1].pk)
     seen = set()
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
     @given(case=operation.as_strategy())
     def run(case):
         case.path_parameters = {"tenant_slug": "alpha"}
