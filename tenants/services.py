@@ -5,18 +5,16 @@ writes the change with its actor in the same transaction), and enqueues e-mails 
 only after commit.
 """
 
-from contextlib import contextmanager
-
 from auditlog.context import disable_auditlog
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import default_token_generator
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from knox.models import AuthToken
 
-from copilot_admin.access.errors import ApplicationError, Conflict, NotFound, PermissionRefused, is_unique_violation
+from copilot_admin.access.errors import ApplicationError, Conflict, NotFound, PermissionRefused, refusing_duplicates
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import FEATURE_GRANTS, Perm
 from copilot_admin.access.policy import has_permission
@@ -105,24 +103,11 @@ def _company_name_taken(name: str) -> ApplicationError:
     return ApplicationError(f"A company named {name!r} exists.", code="duplicate", fields={"name": ["taken"]})
 
 
-@contextmanager
-def _company_name_write(name: str):
-    """The write of a company's name: a concurrent writer of the same name answers `duplicate`
-    (never a 500), and the savepoint keeps the caller's transaction usable."""
-    try:
-        with transaction.atomic():
-            yield
-    except IntegrityError as error:
-        if not is_unique_violation(error, COMPANY_NAME_CONSTRAINT):
-            raise
-        raise _company_name_taken(name) from None
-
-
 @transaction.atomic
 def company_create(*, actor: Membership, name: str, co_managed: bool = False) -> ClientCompany:
     if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=name).exists():
         raise _company_name_taken(name)
-    with _company_name_write(name):
+    with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(name)):
         return ClientCompany.objects.for_tenant(actor.tenant).create(
             tenant=actor.tenant, name=name, co_managed=co_managed
         )
@@ -137,7 +122,7 @@ def company_update(*, actor: Membership, company: ClientCompany, **changes) -> C
         company.name = changes["name"]
     if "co_managed" in changes:
         company.co_managed = bool(changes["co_managed"])
-    with _company_name_write(company.name):
+    with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(company.name)):
         company.save()
     return company
 

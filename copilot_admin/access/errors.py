@@ -5,9 +5,11 @@ Services raise `ApplicationError` (or a subclass) with a stable code; the API an
 show the message.
 """
 
+from contextlib import contextmanager
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -71,6 +73,20 @@ def is_unique_violation(error: IntegrityError, constraint: str) -> bool:
     if diag is not None and getattr(diag, "constraint_name", None):
         return diag.constraint_name == constraint
     return "UNIQUE constraint failed" in str(error) or "unique" in str(error).lower()
+
+
+@contextmanager
+def refusing_duplicates(*, constraint: str, error: ApplicationError):
+    """A write in a savepoint: when a concurrent writer got past the caller's own check too and
+    the database refuses the write on the unique `constraint`, `error` is raised instead of a
+    500, and the caller's transaction stays usable."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        if not is_unique_violation(exc, constraint):
+            raise
+        raise error from None
 
 
 def error_body(code: str, message: str, fields=None) -> dict:

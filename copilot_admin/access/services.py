@@ -8,11 +8,9 @@
 - role names are unique per tenant, also under concurrent writes (`duplicate`, never a 500).
 """
 
-from contextlib import contextmanager
+from django.db import transaction
 
-from django.db import IntegrityError, transaction
-
-from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused, is_unique_violation
+from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused, refusing_duplicates
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ALL_PERMISSIONS, COPILOT_GRANTS, Perm
 from copilot_admin.access.policy import permissions_of
@@ -91,20 +89,6 @@ def _ensure_unique_name(*, tenant: Tenant, name: str, exclude_pk=None) -> None:
         raise _name_taken(name)
 
 
-@contextmanager
-def _unique_name_write(name: str):
-    """The write of a role's name. A concurrent writer of the same name that passed the check
-    above too makes the database refuse one of them: that one answers `duplicate`. The write
-    runs in a savepoint, so the caller's transaction is not left broken."""
-    try:
-        with transaction.atomic():
-            yield
-    except IntegrityError as error:
-        if not is_unique_violation(error, ROLE_NAME_CONSTRAINT):
-            raise
-        raise _name_taken(name) from None
-
-
 def roles_seed_system(*, tenant: Tenant) -> list[SecurityRole]:
     """Create (or bring up to date) the tenant's system roles. Idempotent."""
     roles = []
@@ -130,7 +114,7 @@ def role_create(
     permissions = _clean_permissions(permissions=permissions, user_type=user_type)
     ensure_can_grant(actor=actor, permissions=permissions)
     _ensure_unique_name(tenant=actor.tenant, name=name)
-    with _unique_name_write(name):
+    with refusing_duplicates(constraint=ROLE_NAME_CONSTRAINT, error=_name_taken(name)):
         return SecurityRole.objects.for_tenant(actor.tenant).create(
             tenant=actor.tenant, name=name, user_type=user_type, permissions=permissions, description=description,
             is_active=bool(is_active),
@@ -182,7 +166,7 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
             if actor.role_id == role.pk:
                 raise Conflict("You cannot deactivate the role you hold yourself.", code="own_role")
         role.is_active = changes["is_active"]
-    with _unique_name_write(role.name):
+    with refusing_duplicates(constraint=ROLE_NAME_CONSTRAINT, error=_name_taken(role.name)):
         role.save()
     return role
 
