@@ -3,8 +3,9 @@
 A tenant page declares `permission_required` (a `Perm` or `ANY_MEMBER`). Before the handler
 runs, the base class resolves the tenant from the URL, the user's accepted, active membership
 (missing, foreign, pending, or a session older than the membership's last deactivation: 404),
-refuses suspended tenants, and checks the permission with the one policy function. List and object pages get their queryset from the base class, already narrowed to
-the tenant: subclasses may not override `get_queryset`, only `narrow_queryset`.
+refuses suspended tenants, and checks the permission with the one policy function. List and
+object pages get their queryset from the base class, already narrowed to the tenant:
+subclasses may not override `get_queryset`, only `narrow_queryset`.
 """
 
 from django.contrib.auth.mixins import AccessMixin

@@ -140,16 +140,6 @@ def test_concurrent_creations_with_one_name_give_one_201(kind):
 
 
 @pytest.fixture
-def role_manager(tenant_a):
-    """Manages roles and users, holds no audit permission."""
-    role = SecurityRole.objects.for_tenant(tenant_a.tenant).create(
-        tenant=tenant_a.tenant, name="Role Manager", user_type="internal",
-        permissions=[Perm.USERS, Perm.ROLES, Perm.COPILOT_SUMMARIZE],
-    )
-    return add_member(tenant_a.tenant, role.name, email="rolemanager@alpha.test")
-
-
-@pytest.fixture
 def auditors(tenant_a):
     """A custom role holding audit permissions the role manager lacks, held by a user."""
     role = services.role_create(
@@ -173,8 +163,8 @@ def _unchanged(role, *, name="Auditors", is_active=True):
     {"description": "anything"},
     {"is_active": False},
 ])
-def test_api_refuses_changes_to_a_role_above_the_actor(tenant_a, role_manager, auditors, change):
-    api = api_client_for(role_manager.user)
+def test_api_refuses_changes_to_a_role_above_the_actor(tenant_a, user_admin, auditors, change):
+    api = api_client_for(user_admin.user)
     response = api.patch(role_url(auditors.pk), change, format="json")
     assert response.status_code == 403 and response.json()["error"]["code"] == "escalation_refused"
     _unchanged(auditors)
@@ -183,23 +173,23 @@ def test_api_refuses_changes_to_a_role_above_the_actor(tenant_a, role_manager, a
     _unchanged(auditors)
 
 
-def test_api_refuses_reactivating_a_role_above_the_actor(tenant_a, role_manager, auditors):
+def test_api_refuses_reactivating_a_role_above_the_actor(tenant_a, user_admin, auditors):
     services.role_update(actor=tenant_a.members["admin"], role=auditors, is_active=False)
-    api = api_client_for(role_manager.user)
+    api = api_client_for(user_admin.user)
     response = api.patch(role_url(auditors.pk), {"is_active": True}, format="json")
     assert response.status_code == 403 and response.json()["error"]["code"] == "escalation_refused"
     _unchanged(auditors, is_active=False)
     # The tenant administrator, who holds all of it, may.
     with pytest.raises(PermissionRefused):
-        services.role_update(actor=role_manager, role=auditors, is_active=True)
+        services.role_update(actor=user_admin, role=auditors, is_active=True)
     services.role_update(actor=tenant_a.members["admin"], role=auditors, is_active=True)
     _unchanged(auditors)
 
 
-def test_a_role_within_the_actor_can_still_be_changed(tenant_a, role_manager):
-    role = services.role_create(actor=role_manager, name="Summarizers", user_type="internal",
+def test_a_role_within_the_actor_can_still_be_changed(tenant_a, user_admin):
+    role = services.role_create(actor=user_admin, name="Summarizers", user_type="internal",
                                 permissions=[Perm.COPILOT_SUMMARIZE])
-    api = api_client_for(role_manager.user)
+    api = api_client_for(user_admin.user)
     response = api.patch(role_url(role.pk), {"name": "Writers", "permissions": [], "is_active": False}, format="json")
     assert response.status_code == 200, response.content
     assert api.patch(role_url(role.pk), {"is_active": True}, format="json").status_code == 200
@@ -213,16 +203,16 @@ def test_a_role_within_the_actor_can_still_be_changed(tenant_a, role_manager):
     {"action": "deactivate"},
     {"action": "delete"},
 ])
-def test_page_refuses_changes_to_a_role_above_the_actor(client, tenant_a, role_manager, auditors, post):
-    client.force_login(role_manager.user)
+def test_page_refuses_changes_to_a_role_above_the_actor(client, tenant_a, user_admin, auditors, post):
+    client.force_login(user_admin.user)
     response = client.post(role_page(auditors.pk), post)
     assert response.status_code == 200 and "You cannot grant permissions you do not hold" in response.content.decode()
     _unchanged(auditors)
 
 
-def test_page_refuses_reactivating_a_role_above_the_actor(client, tenant_a, role_manager, auditors):
+def test_page_refuses_reactivating_a_role_above_the_actor(client, tenant_a, user_admin, auditors):
     services.role_update(actor=tenant_a.members["admin"], role=auditors, is_active=False)
-    client.force_login(role_manager.user)
+    client.force_login(user_admin.user)
     response = client.post(role_page(auditors.pk), {"action": "activate"})
     assert response.status_code == 200 and "You cannot grant permissions you do not hold" in response.content.decode()
     _unchanged(auditors, is_active=False)

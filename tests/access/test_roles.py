@@ -12,16 +12,6 @@ from tests.conftest import api_client_for
 from tests.factories import add_member, role_named
 
 
-@pytest.fixture
-def user_admin(tenant_a):
-    """An administrator who may manage users and roles but holds no audit permissions."""
-    role = SecurityRole.objects.for_tenant(tenant_a.tenant).create(
-        tenant=tenant_a.tenant, name="User Admin", user_type="internal",
-        permissions=[Perm.USERS, Perm.ROLES, Perm.COPILOT_SUMMARIZE],
-    )
-    return add_member(tenant_a.tenant, role.name, email="useradmin@alpha.test")
-
-
 def roles_url(**kw):
     return reverse("api:roles-list", kwargs={"tenant_slug": "alpha", **kw})
 
