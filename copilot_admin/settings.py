@@ -310,9 +310,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # HTTP client libraries log request bodies at DEBUG; ticket text must never reach a log.
-        "openai": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
+        # (The openai SDK sends through httpx2 and httpcore2, the async path through aiohttp.)
+        **{name: {"level": "WARNING"} for name in ("openai", "httpx", "httpcore", "httpx2", "httpcore2", "aiohttp")},
     },
 }
 
@@ -326,6 +325,11 @@ REQUIRE_SERVICES = env_bool("REQUIRE_SERVICES", False)
 COPILOT_UPSTREAM_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_TIMEOUT_SECONDS", 30)
 COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5)
 COPILOT_CALL_DEADLINE_SECONDS = env_int("COPILOT_CALL_DEADLINE_SECONDS", 60)
+# Connections each web process opens to one deployment at most (one per upstream request in
+# flight): sized for 500 calls in flight per process; more wait for a free one.
+COPILOT_UPSTREAM_MAX_CONNECTIONS = env_int("COPILOT_UPSTREAM_MAX_CONNECTIONS", 500)
+if COPILOT_UPSTREAM_MAX_CONNECTIONS < 1:
+    raise ImproperlyConfigured("COPILOT_UPSTREAM_MAX_CONNECTIONS must be at least 1.")
 # Threads per process for the database work of async copilot calls (bounds their connections).
 COPILOT_ORM_THREADS = env_int("COPILOT_ORM_THREADS", 8)
 # The built-in Azure OpenAI simulator, mounted at /_simulator/ only when COPILOT_SIMULATOR is

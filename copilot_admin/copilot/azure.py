@@ -5,6 +5,14 @@ the official `openai` SDK (`AzureOpenAI` for sync callers, `AsyncAzureOpenAI` fo
 path), and turns every outcome into a `CallResult` or one typed `UpstreamFailure`. It knows
 nothing of tenants, zones or users: the caller chooses the targets.
 
+Clients: one per deployment per process, cached and reused across calls. The async ones send
+over aiohttp (`openai.DefaultAioHttpClient`, the `openai[aiohttp]` extra), which holds hundreds
+of requests in flight on one event loop where the SDK's default httpx pool does not; each keeps
+at most the target's `max_connections` connections open. An async client's connections belong
+to one event loop, so async clients are cached per loop (under uvicorn, one loop per process)
+and closed when that loop shuts down (`asyncio.run`, asgiref and uvicorn all finalize a loop's
+async generators before closing it) or by `aclose_clients()`.
+
 Sync and async: `call_with_failover` and `acall_with_failover` are two native variants of
 the same steps (request building, response reading and error mapping are shared functions);
 neither wraps the other, so a sync caller never starts an event loop and an async caller never
@@ -17,6 +25,9 @@ Guarantees:
   most once, and never a target outside the given list.
 - Timeouts are explicit on every request: the target's connect and total timeouts, cut to
   what is left of `deadline_seconds` when one is given.
+- Transport errors map alike on both paths: a refused or dropped connection is
+  `UpstreamUnavailable` (`connection_error`, 503), a connect or read timeout `UpstreamTimeout`
+  (504), whether httpx or aiohttp raised it.
 - Credentials: an API key is read from the environment variable the target names, at call
   time, and only from an `AZURE_OPENAI_KEY_*` variable (any other name is never read); a
   missing or refused one is a `ConfigurationError`, never showing a value.
@@ -45,10 +56,12 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import aiohttp
+import httpx2
 import openai
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import get_bearer_token_provider
@@ -67,8 +80,10 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 AuthMode = Literal["api_key", "entra_id"]
 AUTH_MODES: tuple[str, ...] = ("api_key", "entra_id")
 
-
-
+# Idle connections to a deployment are closed after this long (httpx's default, as before):
+# shorter than the idle timeout of the servers in front of Azure OpenAI, so a request never
+# goes out on a connection the server is closing.
+KEEPALIVE_EXPIRY_SECONDS = 5.0
 
 
 # --- what to call -------------------------------------------------------------------------
@@ -81,7 +96,9 @@ class DeploymentTarget:
     `name` is our name for it (it appears in results, logs and usage records); `deployment`
     is the deployment name on the Azure resource at `endpoint`. `timeout_seconds` bounds each
     wait on the deployment (sending, and each read of the answer); `connect_timeout_seconds`
-    bounds opening the connection. `api_version` must support structured outputs and
+    bounds opening the connection. `max_connections` bounds the connections this process
+    opens to the deployment at once (one per request in flight; more requests wait for one,
+    within their timeout). `api_version` must support structured outputs and
     `max_completion_tokens` (2024-10-21 or later).
     """
 
@@ -93,6 +110,7 @@ class DeploymentTarget:
     api_key_env: str = ""
     timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 5.0
+    max_connections: int = 500
 
     def __post_init__(self) -> None:
         if self.auth_mode not in AUTH_MODES:
@@ -101,6 +119,8 @@ class DeploymentTarget:
             raise ValueError("api_key_env is required when auth_mode is api_key")
         if self.timeout_seconds <= 0 or self.connect_timeout_seconds <= 0:
             raise ValueError("timeouts must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
 
 
 # --- outcomes -----------------------------------------------------------------------------
@@ -293,9 +313,6 @@ def read_api_key(target: DeploymentTarget) -> str:
 _default_credential: Any = None
 _clients_lock = threading.Lock()
 _sync_clients: dict[tuple[Any, ...], AzureOpenAI] = {}
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], AsyncAzureOpenAI]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def default_credential() -> Any:
@@ -316,10 +333,22 @@ def _credential_for(target: DeploymentTarget, credential: Any) -> Any:
 
 
 def _client_key(target: DeploymentTarget, credential: Any) -> tuple[Any, ...]:
-    # The deployment goes in each request (`model`), so one client serves every deployment
-    # of a resource. The credential object itself is part of the key: its token cache lives
-    # in the token provider built for that client.
-    return (target.endpoint, target.api_version, target.auth_mode, target.api_key_env, credential)
+    # One client per deployment: its own connection pool, so one deployment's load never takes
+    # the connections another (its failover) needs. Everything the client is built from is in
+    # the key, so an edited deployment gets a new client. The credential object itself is part
+    # of the key: its token cache lives in the token provider built for that client.
+    return (
+        target.name, target.endpoint, target.deployment, target.api_version, target.auth_mode, target.api_key_env,
+        target.max_connections, credential,
+    )
+
+
+def _limits(target: DeploymentTarget) -> httpx2.Limits:
+    return httpx2.Limits(
+        max_connections=target.max_connections,
+        max_keepalive_connections=target.max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+    )
 
 
 def _sync_client(target: DeploymentTarget, credential: Any) -> AzureOpenAI:
@@ -333,7 +362,8 @@ def _sync_client(target: DeploymentTarget, credential: Any) -> AzureOpenAI:
             else:
                 auth = {"api_key": lambda: read_api_key(target)}
             client = AzureOpenAI(
-                azure_endpoint=target.endpoint, api_version=target.api_version, max_retries=0, **auth
+                azure_endpoint=target.endpoint, api_version=target.api_version, max_retries=0,
+                http_client=openai.DefaultHttpxClient(limits=_limits(target)), **auth,
             )
             _sync_clients[key] = client
         return client
@@ -351,32 +381,73 @@ def _async_token_provider(credential: Any) -> Callable[[], Awaitable[str]]:
     return provider
 
 
-def _async_client(target: DeploymentTarget, credential: Any) -> AsyncAzureOpenAI:
-    # An async HTTP client's connections belong to one event loop, hence one cache per loop.
+def _new_async_client(target: DeploymentTarget, credential: Any) -> AsyncAzureOpenAI:
+    auth: dict[str, Any]
+    if target.auth_mode == "entra_id":
+        auth = {"azure_ad_token_provider": _async_token_provider(credential)}
+    else:
+
+        async def api_key() -> str:
+            return read_api_key(target)
+
+        auth = {"api_key": api_key}
+    return AsyncAzureOpenAI(
+        azure_endpoint=target.endpoint, api_version=target.api_version, max_retries=0,
+        http_client=openai.DefaultAioHttpClient(limits=_limits(target)), **auth,
+    )
+
+
+class _LoopClients:
+    """The async clients of one event loop, one per deployment, and the guard that closes them.
+
+    The guard is an async generator started on the loop and parked at its `yield`: when the
+    loop shuts down (`loop.shutdown_asyncgens()`, which `asyncio.run`, asgiref's
+    `async_to_sync` and uvicorn all call before closing a loop) its `finally` forgets and
+    closes every client, so no aiohttp session outlives its loop.
+    """
+
+    def __init__(self) -> None:
+        self.clients: dict[tuple[Any, ...], AsyncAzureOpenAI] = {}
+        self.guard = self._close_at_loop_shutdown()
+
+    async def _close_at_loop_shutdown(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            loop = asyncio.get_running_loop()
+            with _clients_lock:
+                if _async_clients.get(loop) is self:
+                    del _async_clients[loop]
+                clients, self.clients = list(self.clients.values()), {}
+            for client in clients:
+                await client.close()
+
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = weakref.WeakKeyDictionary()
+
+
+async def _async_client(target: DeploymentTarget, credential: Any) -> AsyncAzureOpenAI:
+    """The deployment's client on the running loop, created on its first call there."""
     loop = asyncio.get_running_loop()
     key = _client_key(target, credential)
     with _clients_lock:
-        clients = _async_clients.setdefault(loop, {})
-        client = clients.get(key)
+        pool = _async_clients.get(loop)
+        new_pool = pool is None
+        if pool is None:
+            pool = _async_clients[loop] = _LoopClients()
+        client = pool.clients.get(key)
         if client is None:
-            auth: dict[str, Any]
-            if target.auth_mode == "entra_id":
-                auth = {"azure_ad_token_provider": _async_token_provider(credential)}
-            else:
-
-                async def api_key() -> str:
-                    return read_api_key(target)
-
-                auth = {"api_key": api_key}
-            client = AsyncAzureOpenAI(
-                azure_endpoint=target.endpoint, api_version=target.api_version, max_retries=0, **auth
-            )
-            clients[key] = client
-        return client
+            client = pool.clients[key] = _new_async_client(target, credential)
+    if new_pool:
+        await anext(pool.guard)  # runs to its `yield` at once: the loop now tracks it
+    return client
 
 
 def close_clients() -> None:
-    """Close the cached sync clients and forget all clients (tests, shutdown)."""
+    """Close the cached sync clients and forget all clients (tests, shutdown).
+
+    A forgotten loop's async clients are still closed on that loop: when their guard is
+    collected (the loop finalizes it) or when the loop shuts down."""
     with _clients_lock:
         for client in _sync_clients.values():
             client.close()
@@ -385,11 +456,11 @@ def close_clients() -> None:
 
 
 async def aclose_clients() -> None:
-    """Close the async clients of the running event loop (ASGI lifespan shutdown)."""
+    """Close the async clients of the running event loop now; the next call opens new ones."""
     with _clients_lock:
-        clients = list(_async_clients.pop(asyncio.get_running_loop(), {}).values())
-    for client in clients:
-        await client.close()
+        pool = _async_clients.get(asyncio.get_running_loop())
+    if pool is not None:
+        await pool.guard.aclose()  # runs its `finally`
 
 
 # --- the request and its answer -----------------------------------------------------------
@@ -492,6 +563,16 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+def _aiohttp_cause(exc: BaseException) -> aiohttp.ClientError | None:
+    """The aiohttp exception an SDK exception was raised from (through httpx's), if any."""
+    cause = exc.__cause__
+    for _ in range(4):
+        if cause is None or isinstance(cause, aiohttp.ClientError):
+            return cause
+        cause = cause.__cause__
+    return None
+
+
 def _map_exception(exc: BaseException, target: DeploymentTarget) -> UpstreamFailure:
     """The typed failure for an exception raised while calling `target`. Reads no message text."""
     name = target.name
@@ -499,6 +580,14 @@ def _map_exception(exc: BaseException, target: DeploymentTarget) -> UpstreamFail
         # Drop the chain: an inner exception (e.g. a JSON decode error) may hold response text.
         exc.__cause__ = exc.__context__ = None
         return exc.with_traceback(None)
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
+        cause = _aiohttp_cause(exc)
+        if isinstance(cause, TimeoutError):  # aiohttp's connect and read timeouts
+            return UpstreamTimeout(deployment=name)
+        if isinstance(cause, aiohttp.ClientConnectionError):
+            # The aiohttp adapter reports a refused or dropped connection as a connect timeout:
+            # it is unavailability, as httpx reported it.
+            return UpstreamUnavailable(deployment=name, reason="connection_error")
     if isinstance(exc, openai.APITimeoutError):
         return UpstreamTimeout(deployment=name)
     if isinstance(exc, openai.APIConnectionError):
@@ -783,7 +872,7 @@ async def acall_with_failover(
         try:
             if target.auth_mode == "api_key":
                 read_api_key(target)
-            client = _async_client(target, _credential_for(target, credential))
+            client = await _async_client(target, _credential_for(target, credential))
             raw = await client.chat.completions.with_raw_response.create(
                 **_request_kwargs(target=target, messages=messages, spec=spec, remaining=run.remaining())
             )

@@ -9,7 +9,8 @@ from copilot_admin.regions.selectors import deployments_serving
 
 
 def deployment_target(deployment: AzureDeployment) -> DeploymentTarget:
-    """The tenant-agnostic call target for one deployment, with the configured timeouts."""
+    """The tenant-agnostic call target for one deployment, with the configured timeouts and
+    connection limit."""
     return DeploymentTarget(
         name=deployment.name,
         endpoint=deployment.endpoint,
@@ -19,6 +20,7 @@ def deployment_target(deployment: AzureDeployment) -> DeploymentTarget:
         api_key_env=deployment.api_key_env,
         timeout_seconds=settings.COPILOT_UPSTREAM_TIMEOUT_SECONDS,
         connect_timeout_seconds=settings.COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS,
+        max_connections=settings.COPILOT_UPSTREAM_MAX_CONNECTIONS,
     )
 
 

@@ -536,6 +536,9 @@ def test_target_validation():
     with pytest.raises(ValueError):
         DeploymentTarget(name="x", endpoint="http://x", deployment="d", api_version="v", api_key_env="K",
                          timeout_seconds=0)
+    with pytest.raises(ValueError):
+        DeploymentTarget(name="x", endpoint="http://x", deployment="d", api_version="v", api_key_env="K",
+                         max_connections=0)
 
 
 # --- privacy --------------------------------------------------------------------------------
