@@ -1,9 +1,10 @@
 """`python -m bench` (`make bench`): run every bench/bench_*.py, each in its own process, and
 print their results as one JSON object {bench name: result}.
 
-Each benchmark is a standalone script that prints one JSON object on its last lines. Pass
-names to run only some (`python -m bench copilot limits`). The exit status is non-zero when a
-benchmark failed; its error output is kept in the result.
+Each benchmark is a standalone script that prints one JSON object on its last lines; a result
+holding a `table` (Markdown) has it printed to stderr as well, for people. Pass names to run
+only some (`python -m bench copilot limits`), and `--json PATH` to write the JSON to a file too.
+The exit status is non-zero when a benchmark failed; its error output is kept in the result.
 """
 
 import json
@@ -29,6 +30,14 @@ def _parse(stdout: str):
 
 
 def main(argv: list[str]) -> int:
+    json_path = None
+    if "--json" in argv:
+        at = argv.index("--json")
+        if at + 1 >= len(argv):
+            print("usage: python -m bench [NAME ...] [--json PATH]", file=sys.stderr)
+            return 2
+        json_path = Path(argv[at + 1])
+        argv = argv[:at] + argv[at + 2:]
     scripts = sorted(BENCH_DIR.glob("bench_*.py"))
     if argv:
         wanted = {name.removeprefix("bench_").removesuffix(".py") for name in argv}
@@ -50,7 +59,12 @@ def main(argv: list[str]) -> int:
         except ValueError as exc:
             failed, result = True, {"error": str(exc), "stdout": done.stdout[-3000:]}
         results[name] = {"seconds": round(time.monotonic() - started, 1), "result": result}
-    print(json.dumps(results, indent=2))
+        if isinstance(result.get("table"), str):
+            print(f"\n{result['table']}\n", file=sys.stderr, flush=True)
+    output = json.dumps(results, indent=2)
+    if json_path is not None:
+        json_path.write_text(output + "\n")
+    print(output)
     return 1 if failed else 0
 
 
