@@ -115,12 +115,13 @@ def seed(simulator_url: str) -> tuple[str, str, str]:
     from django.utils import timezone
     from knox.models import AuthToken
 
+    from copilot_admin.access.models import SecurityRole
     from copilot_admin.regions import services as regions
-    from copilot_admin.usage import limits
     from copilot_admin.regions.models import DataZone
+    from copilot_admin.usage import services as usage
+    from copilot_admin.usage.limits import LIMIT_FIELDS
     from tenants import services as tenants
     from tenants.models import ClientCompany, Membership, Plan, User
-    from copilot_admin.access.models import SecurityRole
 
     zone = DataZone.objects.get(code="us")
     tenant = tenants.tenant_create(actor=None, name="Bench MSP", slug=f"bench-{os.getpid()}", plan=Plan.ULTIMATE, zone=zone)
@@ -139,8 +140,8 @@ def seed(simulator_url: str) -> tuple[str, str, str]:
     # A load test is not abuse: an operator lifts the platform's limits for it.
     operator = User.objects.create_user(f"operator-{os.getpid()}@bench.example", is_platform_operator=True)
     high = 1_000_000_000
-    limits.platform_limits_update(actor=operator, changes={
-        **{name: high for name in limits.LIMIT_FIELDS}, **{f"max_{name}": high for name in limits.LIMIT_FIELDS},
+    usage.platform_limits_update(actor=operator, changes={
+        **{name: high for name in LIMIT_FIELDS}, **{f"max_{name}": high for name in LIMIT_FIELDS},
     })
     return tenant.slug, token, str(company.pk)
 

@@ -175,7 +175,7 @@ class AdmittedCall:
     request_id: str
     targets: list[azure.DeploymentTarget]
     messages: list[ChatMessage]
-    reservation: usage.LimitReservation
+    reservation: usage.Reservation
     origin: CallOrigin
     started: float = field(default_factory=time.perf_counter)
     _concluded: bool = field(default=False, repr=False, compare=False)

@@ -1,5 +1,5 @@
 """Usage pages: the dashboard (charts and tables), the tenant's limits, abuse cases and the
-notifications sent. Thin adapters over `selectors` and the services in `limits` / `abuse`."""
+notifications sent. Thin adapters over `selectors` (reads) and `services` (changes)."""
 
 from django.db.models import Prefetch
 from django.urls import reverse
@@ -9,7 +9,7 @@ from django.views.generic import FormView, TemplateView
 from copilot_admin.access.base_views import TenantDetailView, TenantListView, TenantObjectMixin, TenantPageMixin
 from copilot_admin.access.forms import ServiceFormMixin
 from copilot_admin.access.permissions import Perm
-from copilot_admin.usage import abuse, limits, selectors
+from copilot_admin.usage import selectors, services
 from copilot_admin.usage.forms import (
     CaseDecisionForm,
     CaseFilterForm,
@@ -48,7 +48,7 @@ class UsageDashboardView(TenantPageMixin, TemplateView):
         form = UsageRangeForm(self.request.GET or None, initial={"since": default_since, "until": default_until})
         since, until = form.range()
         summary = selectors.usage_summary(tenant=self.tenant, since=since, until=until)
-        effective = limits.effective_limits(self.tenant)
+        effective = selectors.effective_limits(self.tenant)
         now = timezone.now()
         return super().get_context_data(
             form=form,
@@ -70,7 +70,7 @@ class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
     template_name = "usage/limits.html"
 
     def prepare(self) -> None:
-        self.describe = limits.limits_describe(self.tenant)
+        self.describe = selectors.limits_describe(self.tenant)
 
     def get_form(self, form_class=None):
         return TenantLimitsForm(**self.get_form_kwargs(), describe=self.describe)
@@ -88,7 +88,7 @@ class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
         return super().get_context_data(describe=d, rows=rows, **kwargs)
 
     def perform(self, form) -> str:
-        limits.tenant_limits_update(
+        services.tenant_limits_update(
             actor=self.membership, changes={name: form.cleaned_data.get(name) for name in POLICY_FIELDS}
         )
         return "The usage limits were saved."
@@ -164,7 +164,9 @@ class AbuseCaseResolveView(ServiceFormMixin, TenantObjectMixin, FormView):
 
     def perform(self, form) -> str:
         action = form.cleaned_data["action"]
-        service = {"reinstate": abuse.case_reinstate, "terminate": abuse.case_terminate, "dismiss": abuse.case_dismiss}
+        service = {
+            "reinstate": services.case_reinstate, "terminate": services.case_terminate, "dismiss": services.case_dismiss,
+        }
         service[action](actor=self.membership, case=self.object, reason=form.cleaned_data["reason"])
         return {
             "reinstate": "The copilot access was reinstated.",

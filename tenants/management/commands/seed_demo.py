@@ -12,7 +12,7 @@ from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.access.services import roles_seed_system
 from copilot_admin.regions import services as region_services
 from copilot_admin.regions.models import AzureDeployment, DataZone
-from copilot_admin.usage.limits import platform_policy_ensure
+from copilot_admin.usage.services import platform_policy_ensure
 from tenants import services
 from tenants.models import ClientCompany, Membership, Plan, Tenant, User, UserType
 
