@@ -10,7 +10,7 @@ from auditlog.context import set_actor
 from celery.signals import task_postrun, task_prerun
 from django.contrib.auth import get_user_model
 
-from copilot_admin.audit.context import Channel, scope_enter, scope_exit
+from copilot_admin.core.context import Channel, scope_enter, scope_exit
 
 _contexts: dict[str, tuple[object, object]] = {}
 

@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from copilot_admin.access.errors import Conflict, PermissionRefused
+from copilot_admin.core.errors import Conflict, PermissionRefused
 from copilot_admin.usage import alerts
 from copilot_admin.usage.limits import EffectiveLimits
 from copilot_admin.usage.models import (

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from copilot_admin.access.errors import ApplicationError
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.usage.counters import (
     LimitCheck,
     LimitsUnavailable,

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from django.db import IntegrityError, transaction
 
-from copilot_admin.access.errors import ApplicationError
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.usage.counters import Window
 from copilot_admin.usage.models import LimitName, PlatformLimitPolicy, TenantLimitPolicy
 from tenants.models import Tenant

@@ -31,9 +31,9 @@ from typing import Literal
 from django.db import transaction
 from django.utils import timezone
 
-from copilot_admin.access.errors import ApplicationError, PermissionRefused
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import has_permission
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
 from copilot_admin.usage import abuse, admission, alerts, limits, rollups, selectors
 from copilot_admin.usage.admission import RateLimitExceeded, Reservation
 from copilot_admin.usage.models import (
