@@ -76,7 +76,7 @@ django.setup()
 import httpx2  # noqa: E402  (the HTTP client the openai SDK ships with)
 from openai import AsyncAzureOpenAI  # noqa: E402
 
-from copilot_admin.copilot.features import get_feature_spec  # noqa: E402
+from copilot_admin.copilot.features import get_feature  # noqa: E402
 from copilot_admin.copilot.minimize import minimize_payload  # noqa: E402
 from copilot_admin.copilot.prompts import render_messages  # noqa: E402
 
@@ -197,7 +197,7 @@ async def main_async(base_url: str, simulator_url: str, slug: str, token: str, c
     api_url = f"{base_url}/api/v1/tenants/{slug}/copilot/summarize/"
     body = {"company": company, **TICKET}
     headers = {"Authorization": f"Bearer {token}"}
-    spec = get_feature_spec("summarize")
+    spec = get_feature("summarize")
     messages = render_messages(feature="summarize", payload=minimize_payload(body=body))
     limits = httpx2.Limits(max_connections=2000, max_keepalive_connections=2000)
     client = httpx2.AsyncClient(limits=limits, timeout=60)

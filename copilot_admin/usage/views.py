@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantDetailView, TenantListView, TenantObjectMixin, TenantPageMixin
-from copilot_admin.access.permissions import Perm
+from copilot_admin.access.permissions import Perm, feature_choices
 from copilot_admin.core.forms import ServiceFormMixin
 from copilot_admin.usage import selectors, services
 from copilot_admin.usage.forms import (
@@ -21,6 +21,14 @@ from copilot_admin.usage.limits import POLICY_FIELDS
 from copilot_admin.usage.models import AbuseCase, CaseStatus, LimitName, Notification, Strike
 
 
+def _with_feature_labels(summary: dict) -> dict:
+    """The per-feature rows with each feature's label from the permission catalogue (a feature
+    no longer declared keeps its name)."""
+    labels = dict(feature_choices())
+    rows = [{**row, "label": labels.get(row["feature"], row["feature"])} for row in summary["per_feature"]]
+    return {**summary, "per_feature": rows}
+
+
 def _chart_data(summary: dict) -> dict:
     """What the dashboard's charts draw (the tables show the same numbers)."""
     return {
@@ -28,7 +36,7 @@ def _chart_data(summary: dict) -> dict:
         "requests": [row["requests"] for row in summary["per_day"]],
         "tokens": [row["tokens"] for row in summary["per_day"]],
         "rate_limited": [row["rate_limited"] for row in summary["per_day"]],
-        "features": [row["feature"] for row in summary["per_feature"]],
+        "features": [row["label"] for row in summary["per_feature"]],
         "feature_requests": [row["requests"] for row in summary["per_feature"]],
         "feature_tokens": [row["tokens"] for row in summary["per_feature"]],
         "users": [row["email"] for row in summary["per_user"][:15]],
@@ -47,7 +55,7 @@ class UsageDashboardView(TenantPageMixin, TemplateView):
         default_since, default_until = selectors.default_range()
         form = UsageRangeForm(self.request.GET or None, initial={"since": default_since, "until": default_until})
         since, until = form.range()
-        summary = selectors.usage_summary(tenant=self.tenant, since=since, until=until)
+        summary = _with_feature_labels(selectors.usage_summary(tenant=self.tenant, since=since, until=until))
         effective = selectors.effective_limits(self.tenant)
         now = timezone.now()
         return super().get_context_data(
