@@ -172,9 +172,8 @@ class AbuseCaseResolveView(ServiceFormMixin, TenantObjectMixin, FormView):
 
     def perform(self, form) -> str:
         action = form.cleaned_data["action"]
-        service = {
-            "reinstate": services.case_reinstate, "terminate": services.case_terminate, "dismiss": services.case_dismiss,
-        }
+        service = {"reinstate": services.case_reinstate, "terminate": services.case_terminate,
+                   "dismiss": services.case_dismiss}
         service[action](actor=self.membership, case=self.object, reason=form.cleaned_data["reason"])
         return {
             "reinstate": "The copilot access was reinstated.",

@@ -111,7 +111,8 @@ def test_no_function_level_import_hides_a_cycle_inside_usage():
 
 
 def test_the_cycle_check_finds_a_cycle():
-    assert _cycle({"abuse": {"limits"}, "limits": {"alerts"}, "alerts": {"abuse"}}) == ["abuse", "limits", "alerts", "abuse"]
+    edges = {"abuse": {"limits"}, "limits": {"alerts"}, "alerts": {"abuse"}}
+    assert _cycle(edges) == ["abuse", "limits", "alerts", "abuse"]
 
 
 def test_other_rooms_use_services_and_selectors_not_the_internals():
