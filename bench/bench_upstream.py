@@ -34,8 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from copilot_admin.copilot import azure
-from copilot_admin.simulator.server import SimulatorControl
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot_admin.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+import django  # noqa: E402
+
+django.setup()  # the copilot's feature registry holds serializers
+
+from copilot_admin.copilot import azure  # noqa: E402
+from copilot_admin.simulator.server import SimulatorControl  # noqa: E402
 
 API_KEY_ENV = "AZURE_OPENAI_KEY_BENCH"
 os.environ[API_KEY_ENV] = "bench-key-not-a-secret"
