@@ -98,7 +98,7 @@ TENANT_API = {
     ("api:copilot-summarize", "post"): Perm.COPILOT_SUMMARIZE,
     ("api:copilot-time-entry", "post"): Perm.COPILOT_TIME_ENTRY,
     ("api:copilot-prioritize", "post"): Perm.COPILOT_PRIORITIZE,
-    # Reads of limits and abuse cases also allow admin.limits (AlternativePermissionMixin).
+    # Reads of limits and abuse cases also allow admin.limits (the views' `alternatives`).
     ("api:limits", "get"): Perm.USAGE_VIEW,
     ("api:limits", "patch"): Perm.LIMITS,
     ("api:usage", "get"): Perm.USAGE_VIEW,
