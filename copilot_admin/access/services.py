@@ -6,13 +6,15 @@
 - nobody changes (renames, strips, re-activates, deactivates, deletes) a role that holds a
   permission they do not hold themselves;
 - role names are unique per tenant, also under concurrent writes (`duplicate`, never a 500).
+
+Each write first checks that the actor manages roles (`admin.roles`) in the role's tenant.
 """
 
 from django.db import transaction
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ALL_PERMISSIONS, COPILOT_GRANTS, Perm
-from copilot_admin.access.policy import permissions_of
+from copilot_admin.access.policy import permission_require, permissions_of
 from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused, refusing_duplicates
 from tenants.models import Membership, Tenant, UserType
 
@@ -111,6 +113,7 @@ def roles_seed_system(*, tenant: Tenant) -> list[SecurityRole]:
 def role_create(
     *, actor: Membership, name: str, user_type: str, permissions, description: str = "", is_active: bool = True
 ) -> SecurityRole:
+    permission_require(actor=actor, permission=Perm.ROLES)
     permissions = _clean_permissions(permissions=permissions, user_type=user_type)
     ensure_can_grant(actor=actor, permissions=permissions)
     _ensure_unique_name(tenant=actor.tenant, name=name)
@@ -126,6 +129,7 @@ def role_clone(
     *, actor: Membership, source: SecurityRole, name: str, permissions=None, description=None, is_active: bool = True
 ) -> SecurityRole:
     """A new, editable role starting from `source` (system roles included)."""
+    permission_require(actor=actor, permission=Perm.ROLES, tenant=source.tenant_id)
     return role_create(
         actor=actor,
         name=name,
@@ -142,6 +146,7 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
 
     Whoever changes a role must hold every permission it holds: renaming, stripping or
     re-activating a role above oneself would hand its permissions back to its holders."""
+    permission_require(actor=actor, permission=Perm.ROLES, tenant=role.tenant_id)
     role = SecurityRole.objects.for_tenant(actor.tenant).select_for_update().get(pk=role.pk)
     only_deactivation = set(changes) <= {"is_active"}
     if not only_deactivation:
@@ -173,6 +178,7 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
 
 @transaction.atomic
 def role_delete(*, actor: Membership, role: SecurityRole) -> None:
+    permission_require(actor=actor, permission=Perm.ROLES, tenant=role.tenant_id)
     _ensure_editable(role)
     ensure_can_grant(actor=actor, permissions=role.permission_set)
     if role.memberships.exists():

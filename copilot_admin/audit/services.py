@@ -374,7 +374,7 @@ def audit_retention_set(*, actor, tenant, days: int | None) -> int:
 
     from copilot_admin.core.errors import ApplicationError, PermissionRefused
 
-    if actor is not None and not actor.is_platform_operator:
+    if actor is not None and not getattr(actor, "is_platform_operator", False):
         raise PermissionRefused("Only platform operators set audit retention.")
     if days is not None and days < settings.AUDIT_RETENTION_MIN_DAYS:
         raise ApplicationError(
@@ -466,7 +466,7 @@ def platform_auditor_grant(*, actor, user) -> None:
     from copilot_admin.audit.models import PlatformAuditor
     from copilot_admin.core.errors import PermissionRefused
 
-    if actor is not None and not actor.is_platform_operator:
+    if actor is not None and not getattr(actor, "is_platform_operator", False):
         raise PermissionRefused("Only platform operators grant platform audit access.")
     _, created = PlatformAuditor.objects.get_or_create(user=user, defaults={"granted_by": actor})
     if created:
@@ -479,7 +479,7 @@ def platform_auditor_revoke(*, actor, user) -> None:
     from copilot_admin.audit.models import PlatformAuditor
     from copilot_admin.core.errors import PermissionRefused
 
-    if actor is not None and not actor.is_platform_operator:
+    if actor is not None and not getattr(actor, "is_platform_operator", False):
         raise PermissionRefused("Only platform operators revoke platform audit access.")
     deleted, _ = PlatformAuditor.objects.filter(user=user).delete()
     if deleted:

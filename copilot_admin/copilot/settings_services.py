@@ -2,14 +2,17 @@
 
 from django.db import transaction
 
-from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.access.permissions import FEATURE_GRANTS, Perm
+from copilot_admin.access.policy import permission_require
 from copilot_admin.core.errors import ApplicationError
 from tenants.models import Membership, Tenant
 
 
 @transaction.atomic
 def tenant_copilot_settings_update(*, actor: Membership, copilot_enabled=None, features=None) -> Tenant:
-    """The tenant's master switch and per-feature switches (features: {feature: bool})."""
+    """The tenant's master switch and per-feature switches (features: {feature: bool}), for
+    an actor who manages the copilot settings."""
+    permission_require(actor=actor, permission=Perm.COPILOT_SETTINGS)
     tenant = Tenant.objects.select_for_update().get(pk=actor.tenant_id)
     if features is not None:
         unknown = sorted(set(features) - set(FEATURE_GRANTS))

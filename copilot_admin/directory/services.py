@@ -1,6 +1,7 @@
 """Writes of the directory: client companies, memberships and invitations, accounts.
 
-Each function takes the acting user or membership, runs in one transaction (django-auditlog
+Each function takes the acting user or membership, checks first that it may act (the policy
+function: `admin.companies`, `admin.users`; an account only by its owner), runs in one transaction (django-auditlog
 writes the change with its actor in the same transaction), and enqueues e-mails and tasks
 only after commit.
 """
@@ -16,7 +17,7 @@ from knox.models import AuthToken
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
-from copilot_admin.access.policy import has_permission
+from copilot_admin.access.policy import permission_require
 from copilot_admin.access.services import ensure_can_grant
 from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
 from copilot_admin.core.errors import ApplicationError, Conflict, NotFound, PermissionRefused, refusing_duplicates
@@ -35,6 +36,7 @@ def _company_name_taken(name: str) -> ApplicationError:
 
 @transaction.atomic
 def company_create(*, actor: Membership, name: str, co_managed: bool = False) -> ClientCompany:
+    permission_require(actor=actor, permission=Perm.COMPANIES)
     if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=name).exists():
         raise _company_name_taken(name)
     with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(name)):
@@ -45,6 +47,7 @@ def company_create(*, actor: Membership, name: str, co_managed: bool = False) ->
 
 @transaction.atomic
 def company_update(*, actor: Membership, company: ClientCompany, **changes) -> ClientCompany:
+    permission_require(actor=actor, permission=Perm.COMPANIES, tenant=company.tenant_id)
     company = ClientCompany.objects.for_tenant(actor.tenant).select_for_update().get(pk=company.pk)
     if "name" in changes and changes["name"] != company.name:
         if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=changes["name"]).exclude(pk=company.pk).exists():
@@ -58,11 +61,6 @@ def company_update(*, actor: Membership, company: ClientCompany, **changes) -> C
 
 
 # -- memberships (users of a tenant) ----------------------------------------------------
-
-def _ensure_user_manager(actor: Membership) -> None:
-    if not has_permission(actor, Perm.USERS):
-        raise PermissionRefused("Your security role does not allow this action.")
-
 
 def _validate_assignment(*, actor: Membership, user_type: str, role: SecurityRole, companies) -> list[ClientCompany]:
     if role.tenant_id != actor.tenant_id:
@@ -124,7 +122,7 @@ def membership_create(
     """
     email = User.objects.normalize_email(email).lower()
     if actor is not None:
-        _ensure_user_manager(actor)
+        permission_require(actor=actor, permission=Perm.USERS, tenant=tenant)
         companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
     # One row written for a new address (no password hashing: the owner sets it), none for an
     # existing one; django-auditlog stays out so that the inviting tenant's log reads the same
@@ -165,7 +163,7 @@ def invitation_link_parts(*, user: User) -> tuple[str, str]:
 def invitation_resend(*, actor: Membership, membership: Membership) -> Membership:
     """E-mail a pending invitation again (a fresh link). The same answer whatever the address
     is (an operator's gets nothing, as on the first sending)."""
-    _ensure_user_manager(actor)
+    permission_require(actor=actor, permission=Perm.USERS, tenant=membership.tenant_id)
     membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
     if membership.accepted_at is not None:
         raise Conflict("This user accepted the invitation already.", code="already_accepted")
@@ -218,7 +216,7 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
             "Only the role, companies and active flag of a membership can be changed here.",
             code="not_a_membership_field", fields={name: ["not editable"] for name in unknown},
         )
-    _ensure_user_manager(actor)
+    permission_require(actor=actor, permission=Perm.USERS, tenant=membership.tenant_id)
     membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
     if membership.pk == actor.pk and ("role" in changes or changes.get("is_active") is False):
         raise Conflict("You cannot change your own role or deactivate yourself.", code="own_membership")

@@ -4,16 +4,17 @@ each function runs in one transaction and checks its actor."""
 from django.db import transaction
 from knox.models import AuthToken
 
+from copilot_admin.access.permissions import PlatformPerm
+from copilot_admin.access.policy import permission_require
 from copilot_admin.access.services import roles_seed_system
 from copilot_admin.audit.services import audit_event_record
-from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.regions.models import DataZone
 from tenants.models import Membership, Tenant, TenantStatus, User, UserSession
 
 
 def _ensure_operator(actor: User) -> None:
-    if not actor.is_platform_operator:
-        raise PermissionRefused("Only platform operators manage tenants.")
+    permission_require(actor=actor, permission=PlatformPerm.OPERATOR, message="Only platform operators manage tenants.")
 
 
 @transaction.atomic

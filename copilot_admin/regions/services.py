@@ -13,7 +13,9 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.access.permissions import PlatformPerm
+from copilot_admin.access.policy import permission_require
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 from tenants.models import User
 
@@ -25,8 +27,8 @@ _EDITABLE = ("zone", "name", "endpoint", "deployment", "api_version", "auth_mode
 
 
 def _ensure_operator(actor: User) -> None:
-    if not actor.is_platform_operator:
-        raise PermissionRefused("Only platform operators manage Azure deployments.")
+    permission_require(actor=actor, permission=PlatformPerm.OPERATOR,
+                       message="Only platform operators manage Azure deployments.")
 
 
 def _is_loopback(host: str) -> bool:

@@ -29,8 +29,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from copilot_admin.access.permissions import Perm
-from copilot_admin.access.policy import has_permission
+from copilot_admin.access.permissions import Perm, PlatformPerm
+from copilot_admin.access.policy import has_permission, permission_require
 from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused
 from copilot_admin.usage import notifications
 from copilot_admin.usage.limits import EffectiveLimits, effective_limits, platform_policy
@@ -238,18 +238,15 @@ def _actor_user(actor: Membership | User) -> User:
 
 
 def _is_operator(actor: Membership | User) -> bool:
-    return isinstance(actor, User) and actor.is_platform_operator and actor.is_active
+    return has_permission(actor, PlatformPerm.OPERATOR)
 
 
 def _locked_case(actor: Membership | User, case: AbuseCase) -> tuple[AbuseCase, CopilotAccess]:
     """The case and its user's access row, re-read under locks, after checking that the actor
     may decide on it. The access row is locked first, as the strike rules do, so that a
     decision and an automatic transition of the same user queue up instead of deadlocking."""
-    if isinstance(actor, Membership):
-        if actor.tenant_id != case.tenant_id or not has_permission(actor, Perm.LIMITS):
-            raise PermissionRefused("Your security role does not allow deciding abuse cases.")
-    elif not _is_operator(actor):
-        raise PermissionRefused("Only tenant administrators and platform operators decide abuse cases.")
+    permission_require(actor=actor, permission=(Perm.LIMITS, PlatformPerm.OPERATOR), tenant=case.tenant_id,
+                       message="Only tenant administrators and platform operators decide abuse cases.")
     tenant = case.tenant
     membership = Membership.objects.for_tenant(tenant).select_related("user", "tenant").get(pk=case.membership_id)
     access = _access_locked(membership)

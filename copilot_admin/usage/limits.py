@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 
 from django.db import IntegrityError, transaction
 
-from copilot_admin.access.permissions import Perm
-from copilot_admin.access.policy import has_permission
-from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.access.permissions import Perm, PlatformPerm
+from copilot_admin.access.policy import permission_require
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.usage.counters import (
     LimitCheck,
     LimitsUnavailable,
@@ -192,8 +192,8 @@ def tenant_limits_update(*, actor: Membership, changes: Mapping[str, int | None]
     and 100 percent; otherwise nothing changes (400 with the offending fields). The change is
     recorded with its actor by django-auditlog.
     """
-    if not has_permission(actor, Perm.LIMITS):
-        raise PermissionRefused("Your security role does not allow changing usage limits.")
+    permission_require(actor=actor, permission=Perm.LIMITS,
+                       message="Your security role does not allow changing usage limits.")
     _refuse_unknown(changes, POLICY_FIELDS)
     platform = platform_policy()
     errors: dict[str, list[str]] = {}
@@ -235,8 +235,8 @@ def platform_limits_update(*, actor: User, changes: Mapping[str, int]) -> Platfo
     Every value is a whole number of at least 1 (percentages at most 100) and every default
     at most its maximum. Tenants' overrides above a lowered maximum are capped when read.
     """
-    if not getattr(actor, "is_platform_operator", False):
-        raise PermissionRefused("Only platform operators change the platform limit policy.")
+    permission_require(actor=actor, permission=PlatformPerm.OPERATOR,
+                       message="Only platform operators change the platform limit policy.")
     _refuse_unknown(changes, PLATFORM_FIELDS)
     policy, _ = PlatformLimitPolicy.objects.select_for_update().get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
     errors: dict[str, list[str]] = {}
