@@ -57,18 +57,13 @@ def tenant_request_resolve(
     `early_checks=False` only steps 1 and 4 run. Sets `request.tenant`, `request.membership`
     and `request.permissions` (the layout reads them).
     """
-    try:
-        membership = membership_resolve(
-            user=request.user, tenant_slug=tenant_slug, issued_at=credential_issued_at(request)
-        )
-    except NotFound:
-        raise NotFound("Not found.") from None
+    membership = membership_resolve(user=request.user, tenant_slug=tenant_slug, issued_at=credential_issued_at(request))
     tenant = membership.tenant
     access = TenantAccess(tenant=tenant, membership=membership, permissions=permissions_of(membership), channel=channel)
+    if early_checks and not tenant.is_active:
+        raise PermissionRefused("This tenant is suspended.", code="tenant_suspended")
     request.membership, request.tenant, request.permissions = membership, tenant, access.permissions
     if early_checks:
-        if not tenant.is_active:
-            raise PermissionRefused("This tenant is suspended.", code="tenant_suspended")
         allowed = permission is not None and any(has_permission(membership, p) for p in (permission, *alternatives))
         if not allowed:
             audit_access_denied(request=request, membership=membership, permission=permission)

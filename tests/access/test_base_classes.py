@@ -37,7 +37,7 @@ def _handler(self, *args, **kwargs):
     return None
 
 
-# base -> (the body of a valid subclass, the methods the base owns, the permission attribute)
+# base -> (its classes, the body of a well-formed subclass, the methods the base owns)
 BASES = {
     "page": ((TenantPageMixin, TemplateView), {"permission_required": Perm.USERS}, ["dispatch"]),
     "list page": ((TenantListView,), {"permission_required": Perm.USERS, "model": ClientCompany},
@@ -47,7 +47,8 @@ BASES = {
     "detail page": ((TenantDetailView,), {"permission_required": Perm.USERS, "model": ClientCompany},
                     ["dispatch", "get_queryset", "get_object"]),
     "api view": ((TenantAPIView,), {"permissions": {"get": ANY_MEMBER}, "get": _handler}, ["dispatch", "initial"]),
-    "api viewset": ((mixins.ListModelMixin, TenantViewSet), {"permissions": {"list": Perm.USERS}, "model": ClientCompany},
+    "api viewset": ((mixins.ListModelMixin, TenantViewSet),
+                    {"permissions": {"list": Perm.USERS}, "model": ClientCompany},
                     ["dispatch", "initial", "get_queryset", "get_object"]),
     "async api view": ((TenantAsyncAPIView,), {"permissions": {"post": Perm.COPILOT_SUMMARIZE}, "post": _handler},
                        ["dispatch", "initial"]),
@@ -56,6 +57,7 @@ BASES = {
     "operator api view": ((OperatorAPIView,), {"get": _handler}, ["dispatch", "initial"]),
     "operator viewset": ((OperatorViewSet,), {}, ["dispatch", "initial"]),
 }
+OWNED_METHODS = [(base, method) for base, (_, _, methods) in BASES.items() for method in methods]
 HOOKS = {"dispatch": "prepare()", "initial": "prepare()", "get_queryset": "narrow_queryset()",
          "get_object": "narrow_queryset()"}
 
@@ -66,14 +68,14 @@ def test_a_well_formed_subclass_is_accepted(base):
     assert type("Fine", bases, dict(body))
 
 
-@pytest.mark.parametrize("base,method", [(base, method) for base, (_, _, methods) in BASES.items() for method in methods])
+@pytest.mark.parametrize("base,method", OWNED_METHODS)
 def test_overriding_a_method_the_base_owns_is_refused_naming_the_hook(base, method):
     bases, body, _ = BASES[base]
     with pytest.raises(TypeError, match=rf"must not override {method}\(\).*{HOOKS[method].replace('()', '')}"):
         type("Leaky", bases, {**body, method: _handler})
 
 
-@pytest.mark.parametrize("base,method", [(base, method) for base, (_, _, methods) in BASES.items() for method in methods])
+@pytest.mark.parametrize("base,method", OWNED_METHODS)
 def test_a_mixin_placed_before_the_base_cannot_override_it_either(base, method):
     bases, body, _ = BASES[base]
     mixin = type("SneakyMixin", (), {method: _handler})
