@@ -17,7 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.views.generic import DetailView, ListView
 
-from copilot_admin.access.permissions import ALL_PERMISSIONS, ANY_MEMBER, PlatformPerm
+from copilot_admin.access.permissions import ANY_MEMBER, PlatformPerm, all_permissions
 from copilot_admin.access.resolver import platform_request_resolve, tenant_request_resolve
 from copilot_admin.core.context import Channel, audit_scope, request_ids
 from copilot_admin.core.errors import NotFound, PermissionRefused
@@ -32,7 +32,7 @@ SAFE_HOOKS = {
 
 
 def is_tenant_permission(value) -> bool:
-    return value is ANY_MEMBER or (isinstance(value, str) and value in ALL_PERMISSIONS)
+    return value is ANY_MEMBER or (isinstance(value, str) and value in all_permissions())
 
 
 def is_platform_permission(value) -> bool:

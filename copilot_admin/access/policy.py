@@ -6,7 +6,7 @@ permission (a `Perm`, or `ANY_MEMBER`) is held by a membership; a platform permi
 new adapter that calls them cannot skip the check the base classes make early.
 """
 
-from copilot_admin.access.permissions import ANY_MEMBER, COPILOT_GRANTS, PlatformPerm
+from copilot_admin.access.permissions import ANY_MEMBER, PlatformPerm, copilot_grants
 from copilot_admin.audit.selectors import is_platform_auditor
 from copilot_admin.core.errors import NotFound, PermissionRefused
 from tenants.models import Membership, User
@@ -25,7 +25,7 @@ def permissions_of(membership: Membership | None) -> frozenset[str]:
         return frozenset()
     granted = role.permission_set
     if membership.is_co_managed:
-        granted = granted & COPILOT_GRANTS
+        granted = granted & copilot_grants()
     return frozenset(granted)
 
 

@@ -13,45 +13,49 @@ Each write first checks that the actor manages roles (`admin.roles`) in the role
 from django.db import transaction
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import ALL_PERMISSIONS, COPILOT_GRANTS, Perm
+from copilot_admin.access.permissions import Perm, all_permissions, copilot_grants
 from copilot_admin.access.policy import permission_require, permissions_of
 from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused, refusing_duplicates
 from tenants.models import Membership, Tenant, UserType
 
-SYSTEM_ROLES: tuple[dict, ...] = (
-    {
-        "name": "Tenant Administrator",
-        "description": "Manages users, roles, companies, copilot settings and limits; uses every feature.",
-        "user_type": UserType.INTERNAL,
-        "permissions": sorted(ALL_PERMISSIONS),
-    },
-    {
-        "name": "Technician",
-        "description": "Uses the copilot features on tickets.",
-        "user_type": UserType.INTERNAL,
-        "permissions": sorted(COPILOT_GRANTS),
-    },
-    {
-        "name": "Co-managed Help Desk",
-        "description": "A customer's IT staff: uses the copilot on the companies it co-manages.",
-        "user_type": UserType.CO_MANAGED,
-        "permissions": sorted(COPILOT_GRANTS),
-    },
-    {
-        "name": "Compliance Auditor",
-        "description": "Reads the audit log and usage, exports the audit log; changes nothing.",
-        "user_type": UserType.INTERNAL,
-        "permissions": sorted({Perm.USAGE_VIEW, Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT}),
-    },
-)
+
+def system_roles() -> tuple[dict, ...]:
+    """The roles every tenant starts with (read-only, clonable); the copilot grants are every
+    feature's in the catalogue."""
+    return (
+        {
+            "name": "Tenant Administrator",
+            "description": "Manages users, roles, companies, copilot settings and limits; uses every feature.",
+            "user_type": UserType.INTERNAL,
+            "permissions": sorted(all_permissions()),
+        },
+        {
+            "name": "Technician",
+            "description": "Uses the copilot features on tickets.",
+            "user_type": UserType.INTERNAL,
+            "permissions": sorted(copilot_grants()),
+        },
+        {
+            "name": "Co-managed Help Desk",
+            "description": "A customer's IT staff: uses the copilot on the companies it co-manages.",
+            "user_type": UserType.CO_MANAGED,
+            "permissions": sorted(copilot_grants()),
+        },
+        {
+            "name": "Compliance Auditor",
+            "description": "Reads the audit log and usage, exports the audit log; changes nothing.",
+            "user_type": UserType.INTERNAL,
+            "permissions": sorted({Perm.USAGE_VIEW, Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT}),
+        },
+    )
 
 
 def _clean_permissions(*, permissions, user_type: str) -> list[str]:
-    unknown = sorted(set(permissions) - ALL_PERMISSIONS)
+    unknown = sorted(set(permissions) - all_permissions())
     if unknown:
         raise ApplicationError(f"Unknown permission(s): {', '.join(unknown)}.", fields={"permissions": unknown})
     if user_type == UserType.CO_MANAGED:
-        above_ceiling = sorted(set(permissions) - COPILOT_GRANTS)
+        above_ceiling = sorted(set(permissions) - copilot_grants())
         if above_ceiling:
             raise ApplicationError(
                 "A co-managed role can only hold copilot feature grants, not admin permissions.",
@@ -94,7 +98,7 @@ def _ensure_unique_name(*, tenant: Tenant, name: str, exclude_pk=None) -> None:
 def roles_seed_system(*, tenant: Tenant) -> list[SecurityRole]:
     """Create (or bring up to date) the tenant's system roles. Idempotent."""
     roles = []
-    for spec in SYSTEM_ROLES:
+    for spec in system_roles():
         role, _ = SecurityRole.objects.for_tenant(tenant).update_or_create(
             name=spec["name"],
             defaults={

@@ -5,11 +5,12 @@ no worker thread and no database connection; its database work (token authentica
 access chain, recording) runs in short hops on a bounded pool (`services.run_orm`). Under
 WSGI and Django's test client the same hops run in the request's own thread.
 
-Each feature is its own route and view class (`copilot-summarize`, ...), one `CopilotCallView`
-parameterised by its feature, so that each declares its grant in the policy table and
-documents its own answer. The base class (`TenantAsyncAPIView`) resolves the tenant and the
-membership through the resolver the other API views use; the declared grant is enforced by the
-service, at its place in the contract's access chain (after entitlement and the tenant's
+Each feature is its own route and view class (`copilot-summarize`, ...), made from the
+feature's declaration (`feature_view`): one `CopilotCallView` parameterised by its feature, so
+that each declares its grant in the policy table and documents its own answer. The base class
+(`TenantAsyncAPIView`) lets the request in through the resolver the other API views use (the
+tenant and membership: 404; an operator's access recorded); the declared grant is enforced by
+the service, at its place in the contract's access chain (after entitlement and the tenant's
 switches), not up front.
 """
 
@@ -24,7 +25,6 @@ from copilot_admin.access.permissions import ANY_MEMBER, Perm
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
 from copilot_admin.copilot.serializers import (
-    RESULT_SERIALIZERS,
     CopilotErrorSerializer,
     CopilotRequestSerializer,
     CopilotSettingsSerializer,
@@ -93,48 +93,30 @@ class CopilotCallView(TenantAsyncAPIView):
 
 def _schema(feature: Feature):
     return extend_schema(
-        operation_id=f"copilot_{feature.value.replace('-', '_')}",
+        operation_id=f"copilot_{feature.slug.replace('-', '_')}",
         summary=feature.label,
         tags=["copilot"],
         request=CopilotRequestSerializer,
         responses={
-            200: RESULT_SERIALIZERS[feature],
+            200: feature.result_serializer,
             **{status: OpenApiResponse(CopilotErrorSerializer, description=text) for status, text in _ERRORS.items()},
         },
     )
 
 
-class SummarizeView(CopilotCallView):
-    """Summarize a ticket: `summary`, `key_details`, `next_steps`."""
+def feature_view(feature: Feature) -> type[CopilotCallView]:
+    """The endpoint class of one feature (`TimeEntryView` for `time-entry`): it declares the
+    feature's grant and documents the feature's answer; its docstring is the feature's description."""
 
-    feature = Feature.SUMMARIZE
-
-    @_schema(Feature.SUMMARIZE)
+    @_schema(feature)
     async def post(self, request, tenant_slug: str):
-        return await super().post(request, tenant_slug)
+        return await CopilotCallView.post(self, request, tenant_slug)
 
-
-class TimeEntryView(CopilotCallView):
-    """Draft a time entry: `notes`, `hours`, `work_type`."""
-
-    feature = Feature.TIME_ENTRY
-
-    @_schema(Feature.TIME_ENTRY)
-    async def post(self, request, tenant_slug: str):
-        return await super().post(request, tenant_slug)
-
-
-class PrioritizeView(CopilotCallView):
-    """Suggest a priority: `priority` (critical|high|medium|low), `rationale`."""
-
-    feature = Feature.PRIORITIZE
-
-    @_schema(Feature.PRIORITIZE)
-    async def post(self, request, tenant_slug: str):
-        return await super().post(request, tenant_slug)
-
-
-FEATURE_VIEWS = {Feature.SUMMARIZE: SummarizeView, Feature.TIME_ENTRY: TimeEntryView, Feature.PRIORITIZE: PrioritizeView}
+    name = "".join(part.title() for part in feature.slug.split("-")) + "View"
+    return type(name, (CopilotCallView,), {
+        "__doc__": feature.description, "__module__": __name__, "__qualname__": name,
+        "feature": feature, "post": post,
+    })
 
 
 class CopilotSettingsView(TenantAPIView):
@@ -152,3 +134,5 @@ class CopilotSettingsView(TenantAPIView):
         serializer.is_valid(raise_exception=True)
         tenant = tenant_copilot_settings_update(actor=self.membership, **serializer.validated_data)
         return Response(CopilotSettingsSerializer(tenant).data, status=status.HTTP_200_OK)
+
+

@@ -28,7 +28,7 @@ from copilot_admin.access.base_views import (
 )
 from copilot_admin.access.permissions import ANY_MEMBER, Perm, PlatformPerm
 from copilot_admin.copilot.api import CopilotCallView
-from copilot_admin.copilot.features import Feature
+from copilot_admin.copilot.features import get_feature
 from copilot_admin.core.context import AuditScope, current_scope
 from tenants.models import ClientCompany
 
@@ -50,9 +50,9 @@ BASES = {
     "api viewset": ((mixins.ListModelMixin, TenantViewSet),
                     {"permissions": {"list": Perm.USERS}, "model": ClientCompany},
                     ["dispatch", "initial", "get_queryset", "get_object"]),
-    "async api view": ((TenantAsyncAPIView,), {"permissions": {"post": Perm.COPILOT_SUMMARIZE}, "post": _handler},
+    "async api view": ((TenantAsyncAPIView,), {"permissions": {"post": "copilot.summarize"}, "post": _handler},
                        ["dispatch", "initial"]),
-    "copilot call": ((CopilotCallView,), {"feature": Feature.SUMMARIZE}, ["dispatch", "initial"]),
+    "copilot call": ((CopilotCallView,), {"feature": get_feature("summarize")}, ["dispatch", "initial"]),
     "operator page": ((OperatorPageMixin, TemplateView), {}, ["dispatch"]),
     "operator api view": ((OperatorAPIView,), {"get": _handler}, ["dispatch", "initial"]),
     "operator viewset": ((OperatorViewSet,), {}, ["dispatch", "initial"]),
@@ -105,8 +105,8 @@ def test_a_subclass_without_a_valid_permission_is_refused(base, attribute, bad):
 
 
 def test_the_copilot_call_derives_its_permission_from_its_feature():
-    view = type("Translate", (CopilotCallView,), {"feature": Feature.TIME_ENTRY})
-    assert view.permissions == {"post": Perm.COPILOT_TIME_ENTRY}
+    view = type("Translate", (CopilotCallView,), {"feature": get_feature("time-entry")})
+    assert view.permissions == {"post": "copilot.time_entry"}
     with pytest.raises(TypeError, match="must declare permissions"):
         type("NoFeature", (CopilotCallView,), {})
 
@@ -114,7 +114,7 @@ def test_the_copilot_call_derives_its_permission_from_its_feature():
 @pytest.mark.parametrize("base,body,missing", [
     ("api view", {"permissions": {"get": ANY_MEMBER}, "get": _handler, "patch": _handler}, "patch"),
     ("api viewset", {"permissions": {"list": Perm.USERS}, "model": ClientCompany, "destroy": _handler}, "destroy"),
-    ("async api view", {"permissions": {"post": Perm.COPILOT_SUMMARIZE}, "post": _handler, "delete": _handler},
+    ("async api view", {"permissions": {"post": "copilot.summarize"}, "post": _handler, "delete": _handler},
      "delete"),
 ])
 def test_every_served_method_or_action_is_declared(base, body, missing):

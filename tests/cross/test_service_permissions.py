@@ -29,7 +29,7 @@ from copilot_admin.directory import services as directory_services
 from copilot_admin.platform import services as platform_services
 from copilot_admin.regions import services as region_services
 from copilot_admin.regions.models import DataZone
-from copilot_admin.usage import abuse, limits
+from copilot_admin.usage import services as usage_services
 from tests.cross.routes import object_pk
 from tests.factories import add_member, role_named
 
@@ -38,13 +38,10 @@ GRANTS = "every permission it grants"
 
 
 def _services_modules():
-    """copilot_admin's services modules: `<room>/services.py`, `<room>/*_services.py`, and the
-    usage room's service modules until `usage/services.py` is its only entry point."""
+    """copilot_admin's services modules: `<room>/services.py` and `<room>/*_services.py`."""
     for info in pkgutil.walk_packages(copilot_admin.__path__, "copilot_admin."):
         last = info.name.rsplit(".", 1)[-1]
-        if last == "services" or last.endswith("_services") or info.name in (
-            "copilot_admin.usage.limits", "copilot_admin.usage.abuse",
-        ):
+        if last == "services" or last.endswith("_services"):
             yield importlib.import_module(info.name)
 
 
@@ -105,15 +102,15 @@ TABLE = {
         deployment="gpt", api_key_env="AZURE_OPENAI_KEY_US")),
     "regions.deployment_update": Row(PlatformPerm.OPERATOR, lambda w, a: region_services.deployment_update(
         actor=a, azure_deployment=w.deployment, priority=5)),
-    "usage.tenant_limits_update": Row(Perm.LIMITS, lambda w, a: limits.tenant_limits_update(
+    "usage.tenant_limits_update": Row(Perm.LIMITS, lambda w, a: usage_services.tenant_limits_update(
         actor=a, changes={"user_requests_per_minute": 5})),
-    "usage.platform_limits_update": Row(PlatformPerm.OPERATOR, lambda w, a: limits.platform_limits_update(
+    "usage.platform_limits_update": Row(PlatformPerm.OPERATOR, lambda w, a: usage_services.platform_limits_update(
         actor=a, changes={"user_requests_per_minute": 50})),
-    "usage.case_reinstate": Row((Perm.LIMITS, PlatformPerm.OPERATOR), lambda w, a: abuse.case_reinstate(
+    "usage.case_reinstate": Row((Perm.LIMITS, PlatformPerm.OPERATOR), lambda w, a: usage_services.case_reinstate(
         actor=a, case=w.case, reason="Talked to the user")),
-    "usage.case_terminate": Row((Perm.LIMITS, PlatformPerm.OPERATOR), lambda w, a: abuse.case_terminate(
+    "usage.case_terminate": Row((Perm.LIMITS, PlatformPerm.OPERATOR), lambda w, a: usage_services.case_terminate(
         actor=a, case=w.case, reason="Repeated abuse")),
-    "usage.case_dismiss": Row((Perm.LIMITS, PlatformPerm.OPERATOR), lambda w, a: abuse.case_dismiss(
+    "usage.case_dismiss": Row((Perm.LIMITS, PlatformPerm.OPERATOR), lambda w, a: usage_services.case_dismiss(
         actor=a, case=w.case, reason="False alarm")),
     "compliance.audit_export_start": Row(Perm.AUDIT_EXPORT, lambda w, a: compliance_services.audit_export_start(
         actor=a, filters={}, fmt="csv")),
@@ -141,7 +138,7 @@ def world(tenant_a, operator, monkeypatch):
     monkeypatch.setenv("AZURE_OPENAI_KEY_US", "test-key-not-a-secret")
     tenant = tenant_a.tenant
     role = SecurityRole.objects.for_tenant(tenant).create(
-        tenant=tenant, name="Summaries", user_type="internal", permissions=[Perm.COPILOT_SUMMARIZE])
+        tenant=tenant, name="Summaries", user_type="internal", permissions=["copilot.summarize"])
     deployment = region_services.deployment_create(
         actor=None, zone=DataZone.objects.get(code="us"), name="us-primary", endpoint="https://us.example.test",
         deployment="gpt", api_key_env="AZURE_OPENAI_KEY_US")
