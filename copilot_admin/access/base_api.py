@@ -2,23 +2,20 @@
 
 `TenantViewSet` subclasses declare `permissions = {action: Perm | ANY_MEMBER}`; an action
 missing from the map is refused (fail-closed). Before any handler runs the base class
-authenticates, sets the django-auditlog actor (token users are known only after DRF
-authentication), resolves the tenant and the caller's accepted, active membership (missing,
+authenticates, resolves the tenant and the caller's accepted, active membership (missing,
 foreign, pending, or a credential older than the membership's last deactivation: 404),
-refuses suspended tenants, and checks the declared permission. A platform operator's
-access to a tenant is recorded in that tenant's audit log, once per request, as the pages
-do (`operator.tenant_access`, via api). The queryset is owned by the base class and already
-narrowed to the tenant; subclasses narrow further with
-`narrow_queryset`, never by overriding `get_queryset`.
+refuses suspended tenants, checks the declared permission, and narrows the audit scope to
+the API channel and the tenant. A platform operator's access to a tenant is recorded in that
+tenant's audit log, once per request, as the pages do (`operator.tenant_access`, via api).
+The queryset is owned by the base class and already narrowed to the tenant; subclasses
+narrow further with `narrow_queryset`, never by overriding `get_queryset`.
 """
 
-from auditlog.context import set_actor
 from rest_framework import permissions as drf_permissions
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound as DRFNotFound
 
 from copilot_admin.access.base_views import refuse_final_overrides
-from copilot_admin.access.client_ip import client_ip
 from copilot_admin.access.errors import NotFound, PermissionRefused
 from copilot_admin.access.policy import has_permission
 from copilot_admin.audit.context import Channel, request_ids, scope_enter, scope_exit
@@ -31,14 +28,12 @@ _AUDITED_REFUSALS = ("permission_denied", "escalation_refused")
 
 
 class AuditedAPIMixin:
-    """Runs the handler with the authenticated user as django-auditlog actor, and records a
+    """Runs the handler in the API's audit scope (channel api, the tenant), and records a
     platform operator's access to a tenant (after the permission checks passed)."""
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         actor = request.user if request.user.is_authenticated else None
-        self._audit_context = set_actor(actor=actor, remote_addr=client_ip(request))
-        self._audit_context.__enter__()
         tenant = getattr(self, "tenant", None)
         self._audit_scope = scope_enter(tenant=tenant, channel=Channel.API, **request_ids(request))
         if tenant is not None and getattr(actor, "is_platform_operator", False):
@@ -53,10 +48,6 @@ class AuditedAPIMixin:
         return super().handle_exception(exc)
 
     def finalize_response(self, request, response, *args, **kwargs):
-        context = getattr(self, "_audit_context", None)
-        if context is not None:
-            context.__exit__(None, None, None)
-            self._audit_context = None
         scope_exit(getattr(self, "_audit_scope", None))
         self._audit_scope = None
         return super().finalize_response(request, response, *args, **kwargs)

@@ -6,8 +6,12 @@ from copilot_admin.audit.models import AuditEntry
 
 
 def entries(tenant=None, **filters):
-    """A chain's entries (the tenant's, or the platform chain for None), oldest first."""
+    """A chain's entries (the tenant's, or the platform chain for None), oldest first, sealed
+    first (as the periodic sealer would have done by the time anyone reads them)."""
+    from copilot_admin.audit.services import audit_seal
+
     tenant = getattr(tenant, "tenant", tenant)  # a TenantWorld or a Tenant
+    audit_seal(tenant_id=getattr(tenant, "pk", tenant))
     return AuditEntry.objects.for_chain(tenant).filter(**filters).order_by("seq")
 
 
@@ -17,17 +21,18 @@ def audit_entries():
 
 
 def chain_fill(tenant, count: int, *, repr_size: int = 40, action: str = "test.bulk") -> None:
-    """Append `count` well-formed entries to the tenant's chain quickly (one bulk insert),
-    as entry_append would have written them one by one."""
+    """Append `count` well-formed, sealed entries to the tenant's chain quickly (one bulk
+    insert), as entry_append and the sealer would have written them one by one."""
     from datetime import timedelta
 
     from django.db import transaction
     from django.utils import timezone
 
     from copilot_admin.audit.chain import entry_hash
-    from copilot_admin.audit.services import _lock_head
+    from copilot_admin.audit.services import _lock_head, audit_seal
 
     tenant = getattr(tenant, "tenant", tenant)
+    audit_seal(tenant_id=tenant.pk)
     with transaction.atomic():
         head = _lock_head(tenant.pk)
         start, rows, previous = timezone.now(), [], head.hash
