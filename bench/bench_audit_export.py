@@ -76,8 +76,8 @@ from tenants.models import Membership, Plan, Tenant, User  # noqa: E402
 def setup_tenant() -> tuple[Tenant, str]:
     from django.utils import timezone
 
-    from copilot_admin.access.services import roles_seed_system
     from copilot_admin.access.models import SecurityRole
+    from copilot_admin.access.services import roles_seed_system
     from copilot_admin.regions.models import DataZone
 
     call_command("migrate", verbosity=0)

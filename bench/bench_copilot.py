@@ -115,15 +115,15 @@ def seed(simulator_url: str) -> tuple[str, str, str]:
     from django.utils import timezone
     from knox.models import AuthToken
 
-    from copilot_admin.regions import services as regions
-    from copilot_admin.usage import limits
-    from copilot_admin.regions.models import DataZone
-    from tenants import services as tenants
-    from tenants.models import ClientCompany, Membership, Plan, User
     from copilot_admin.access.models import SecurityRole
+    from copilot_admin.platform import services as platform
+    from copilot_admin.regions import services as regions
+    from copilot_admin.regions.models import DataZone
+    from copilot_admin.usage import limits
+    from tenants.models import ClientCompany, Membership, Plan, User
 
     zone = DataZone.objects.get(code="us")
-    tenant = tenants.tenant_create(actor=None, name="Bench MSP", slug=f"bench-{os.getpid()}", plan=Plan.ULTIMATE, zone=zone)
+    tenant = platform.tenant_create(actor=None, name="Bench MSP", slug=f"bench-{os.getpid()}", plan=Plan.ULTIMATE, zone=zone)
     tenant.copilot_enabled = True
     tenant.feature_switches = {"summarize": True, "time-entry": True, "prioritize": True}
     tenant.save()

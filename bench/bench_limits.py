@@ -289,7 +289,7 @@ BENCH_LIMITS = {
 
 def _service_member(tenant, email: str):
     from copilot_admin.access.models import SecurityRole
-    from tenants.services import membership_create
+    from copilot_admin.directory.services import membership_create
 
     role = SecurityRole.objects.for_tenant(tenant).get(name="Technician")
     return membership_create(actor=None, tenant=tenant, email=email, user_type="internal", role=role,
@@ -300,10 +300,10 @@ def _service_world(path: Path):
     """A migrated database with one tenant, one user and limits that never bind; the membership."""
     from django.core.management import call_command
 
+    from copilot_admin.platform.services import tenant_create
     from copilot_admin.regions.models import DataZone
     from copilot_admin.usage.limits import platform_policy_ensure
     from tenants.models import Plan
-    from tenants.services import tenant_create
 
     _use_database(path)
     call_command("migrate", verbosity=0, interactive=False)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from copilot_admin.copilot import azure  # noqa: E402
-from copilot_admin.copilot.simulator import SimulatorControl, run_simulator_in_thread  # noqa: E402
+from copilot_admin.simulator.server import SimulatorControl, run_simulator_in_thread  # noqa: E402
 
 API_KEY_ENV = "AZURE_OPENAI_KEY_BENCH"
 os.environ[API_KEY_ENV] = "bench-key-not-a-secret"

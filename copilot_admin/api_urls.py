@@ -4,13 +4,14 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from copilot_admin.access.api import RoleViewSet
-from copilot_admin.access.auth_api import AuthTokenView
-from copilot_admin.audit.api import AuditEntryViewSet
+from copilot_admin.compliance.api import AuditEntryViewSet
+from copilot_admin.copilot.api import CopilotSettingsView
 from copilot_admin.copilot.urls import api_urlpatterns as copilot_api_urlpatterns
+from copilot_admin.directory.api import CompanyViewSet, UserViewSet
+from copilot_admin.directory.auth_api import AuthTokenView
 from copilot_admin.platform.api import PlatformDeploymentViewSet, PlatformTenantViewSet
 from copilot_admin.platform.limits_api import PlatformAbuseCaseViewSet, PlatformLimitsView
 from copilot_admin.usage.api import AbuseCaseViewSet, LimitsView, UsageView
-from tenants.api import CompanyViewSet, CopilotSettingsView, UserViewSet
 
 tenant_router = SimpleRouter()
 tenant_router.register("users", UserViewSet, basename="users")

@@ -48,27 +48,29 @@ INSTALLED_APPS = [
     "axes",
     "tenants",
     "copilot_admin.access",
+    "copilot_admin.directory",
     "copilot_admin.regions",
     "copilot_admin.copilot",
     "copilot_admin.usage",
     "copilot_admin.audit",
     "copilot_admin.platform",
+    "copilot_admin.simulator",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Every error under /api/ in the contract's JSON shape (404s of unknown paths included).
-    "copilot_admin.access.api_errors.APIErrorMiddleware",
+    "copilot_admin.core.api_errors.APIErrorMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "copilot_admin.access.middleware.NoStoreMiddleware",
+    "copilot_admin.core.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "copilot_admin.audit.context.RequestScopeMiddleware",
+    "copilot_admin.core.context.RequestScopeMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -134,7 +136,7 @@ else:
 AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "copilot_admin.access.login_guard.LoginThrottleBackend",
+    "copilot_admin.directory.login_guard.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -153,19 +155,19 @@ SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
-# Failed logins (copilot_admin/access/login_guard.py): AXES_FAILURE_LIMIT failures of one account
+# Failed logins (copilot_admin/directory/login_guard.py): AXES_FAILURE_LIMIT failures of one account
 # from one address lock that (account, address) pair for AXES_COOLOFF_MINUTES; other addresses of
 # the account and other accounts of the address are not affected.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "email"
-AXES_USERNAME_CALLABLE = "copilot_admin.access.login_guard.login_username"
-AXES_CLIENT_IP_CALLABLE = "copilot_admin.access.client_ip.client_ip"
+AXES_USERNAME_CALLABLE = "copilot_admin.directory.login_guard.login_username"
+AXES_CLIENT_IP_CALLABLE = "copilot_admin.core.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 # An attempt refused while locked out checked no password: it neither counts nor renews the lockout.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "copilot_admin.access.login_guard.lockout_response"
+AXES_LOCKOUT_CALLABLE = "copilot_admin.directory.login_guard.lockout_response"
 # An account attacked from many addresses is slowed, never locked: after
 # LOGIN_THROTTLE_AFTER_FAILURES failures (all addresses) within LOGIN_THROTTLE_WINDOW_MINUTES of
 # each other, each attempt waits 1 s after the last failure, doubling up to LOGIN_THROTTLE_MAX_SECONDS.
@@ -206,17 +208,17 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "copilot_admin.access.schema.ErrorAwareAutoSchema",
-    "DEFAULT_FILTER_BACKENDS": ["copilot_admin.access.filters.StrictFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "copilot_admin.core.schema.ErrorAwareAutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["copilot_admin.core.filters.StrictFilterBackend"],
     # The API speaks JSON (the contract): a form or multipart body is refused with 415, not read
     # leniently (a malformed multipart body would parse as "no fields" and be accepted). JSON
     # nested deeper than 64 levels is 400 too_deep; text holding NUL or a lone surrogate,
-    # anywhere in a body, is 400 invalid (copilot_admin/access/parsers.py).
-    "DEFAULT_PARSER_CLASSES": ["copilot_admin.access.parsers.APIJSONParser"],
+    # anywhere in a body, is 400 invalid (copilot_admin/core/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["copilot_admin.core.parsers.APIJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "DEFAULT_PAGINATION_CLASS": "copilot_admin.access.pagination.BoundedLimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "copilot_admin.core.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "copilot_admin.access.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "copilot_admin.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 REST_KNOX = {
@@ -235,7 +237,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Several components have a `status`; name the membership's apart from the others.
-    "ENUM_NAME_OVERRIDES": {"MembershipStatusEnum": "tenants.serializers.MembershipStatus"},
+    "ENUM_NAME_OVERRIDES": {"MembershipStatusEnum": "copilot_admin.directory.serializers.MembershipStatus"},
 }
 
 # django-auditlog computes field diffs; its log entry model is our chained audit entry, and no

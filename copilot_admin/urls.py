@@ -3,8 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from tenants.forms import EmailAuthenticationForm
-from tenants.views import HomeView, InvitationAcceptView, PasswordSetView, ProfileView
+from copilot_admin.directory.forms import EmailAuthenticationForm
+from copilot_admin.directory.views import HomeView, InvitationAcceptView, PasswordSetView, ProfileView
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),
@@ -17,14 +17,14 @@ urlpatterns = [
     path("password/set/<uidb64>/<token>/", PasswordSetView.as_view(), name="password_reset_confirm"),
     path("account/", ProfileView.as_view(), name="profile"),
     path("invitations/<str:token>/", InvitationAcceptView.as_view(), name="invitation_accept"),
-    path("t/<slug:tenant_slug>/", include("tenants.urls")),
+    path("t/<slug:tenant_slug>/", include("copilot_admin.directory.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.access.urls")),
-    path("t/<slug:tenant_slug>/audit/", include("copilot_admin.audit.urls")),
+    path("t/<slug:tenant_slug>/audit/", include("copilot_admin.compliance.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.regions.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.copilot.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.usage.urls")),
     path("platform/", include("copilot_admin.platform.urls")),
-    path("audit/", include("copilot_admin.audit.platform_urls")),
+    path("audit/", include("copilot_admin.compliance.platform_urls")),
     path("api/v1/", include("copilot_admin.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's init script as a file of its own (`?script`): no inline script.
@@ -36,7 +36,7 @@ urlpatterns = [
 ]
 
 if settings.COPILOT_SIMULATOR:
-    from copilot_admin.copilot.views import simulator_view
+    from copilot_admin.simulator.views import simulator_view
 
     # Development only, when COPILOT_SIMULATOR is set (`make run`): the demo deployments call this.
     urlpatterns.append(re_path(r"^_simulator/(?P<path>.*)$", simulator_view, name="copilot-simulator"))

@@ -1,5 +1,8 @@
 """Tenancy: tenants and their plans, client companies, users and memberships."""
 
+from importlib import import_module
+
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
@@ -209,6 +212,5 @@ class UserSession(AbstractBaseSession):
 
     @classmethod
     def get_session_store_class(cls):
-        from tenants.sessions import SessionStore
-
-        return SessionStore
+        # The configured engine (tenants.sessions), looked up by name: the engine imports this model.
+        return import_module(settings.SESSION_ENGINE).SessionStore

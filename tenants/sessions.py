@@ -8,12 +8,12 @@ from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from tenants.models import UserSession
+
 
 class SessionStore(DBStore):
     @classmethod
     def get_model_class(cls):
-        from tenants.models import UserSession
-
         return UserSession
 
     def create_model_instance(self, data):

@@ -9,8 +9,8 @@ from django.conf import settings
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from tests.factories import PASSWORD, CompanyFactory, TenantFactory, UserFactory, add_member
 from tenants.models import ClientCompany, Membership, Tenant
+from tests.factories import PASSWORD, CompanyFactory, TenantFactory, UserFactory, add_member
 
 ROLES = {
     "admin": "Tenant Administrator",

@@ -5,10 +5,10 @@ from rest_framework import mixins
 
 from copilot_admin.access import services
 from copilot_admin.access.base_api import TenantViewSet
-from copilot_admin.access.errors import ApplicationError
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.serializers import RoleSerializer
+from copilot_admin.core.errors import ApplicationError
 
 
 class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,

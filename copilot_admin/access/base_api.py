@@ -16,10 +16,10 @@ from rest_framework import viewsets
 from rest_framework.exceptions import NotFound as DRFNotFound
 
 from copilot_admin.access.base_views import refuse_final_overrides
-from copilot_admin.access.errors import NotFound, PermissionRefused
 from copilot_admin.access.policy import has_permission
-from copilot_admin.audit.context import Channel, request_ids, scope_enter, scope_exit
 from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
+from copilot_admin.core.context import Channel, request_ids, scope_enter, scope_exit
+from copilot_admin.core.errors import NotFound, PermissionRefused
 from tenants.selectors import membership_resolve
 from tenants.sessions import credential_issued_at
 

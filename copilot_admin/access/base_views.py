@@ -13,10 +13,10 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404
 from django.views.generic import DetailView, ListView
 
-from copilot_admin.access.errors import NotFound
 from copilot_admin.access.policy import has_permission, permissions_of
-from copilot_admin.audit.context import Channel, audit_scope, request_ids
 from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
+from copilot_admin.core.context import Channel, audit_scope, request_ids
+from copilot_admin.core.errors import NotFound
 from tenants.selectors import membership_resolve
 from tenants.sessions import credential_issued_at
 

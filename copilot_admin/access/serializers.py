@@ -1,8 +1,8 @@
 from rest_framework import serializers
 
-from copilot_admin.access.fields import APIModelSerializer
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
+from copilot_admin.core.fields import APIModelSerializer
 from tenants.models import UserType
 
 

@@ -10,10 +10,10 @@
 
 from django.db import transaction
 
-from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused, refusing_duplicates
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ALL_PERMISSIONS, COPILOT_GRANTS, Perm
 from copilot_admin.access.policy import permissions_of
+from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused, refusing_duplicates
 from tenants.models import Membership, Tenant, UserType
 
 SYSTEM_ROLES: tuple[dict, ...] = (

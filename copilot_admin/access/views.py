@@ -8,10 +8,11 @@ from django.views.generic import FormView
 
 from copilot_admin.access import services
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
-from copilot_admin.access.errors import ApplicationError
-from copilot_admin.access.forms import RoleForm, ServiceFormMixin, form_add_service_error
+from copilot_admin.access.forms import RoleForm
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
+from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.forms import ServiceFormMixin, form_add_service_error
 
 
 class RoleListView(TenantListView):

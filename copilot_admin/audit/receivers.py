@@ -53,7 +53,7 @@ def _login_failed(sender, credentials, request=None, **kwargs):
 @receiver(user_locked_out, dispatch_uid="audit_lockout")
 def _locked_out(sender, request, username=None, ip_address=None, **kwargs):
     if getattr(request, "login_throttle_retry_after", None):
-        # A throttled attempt (access.login_guard) is not a lockout; its failures are recorded already.
+        # A throttled attempt (directory.login_guard) is not a lockout; its failures are recorded already.
         return
     user = _known_user(username)
     if user is not None:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from copilot_admin.access.errors import NotFound
 from copilot_admin.audit.models import ActorType, AuditEntry
+from copilot_admin.core.errors import NotFound
 
 PAGE_SIZE = 50
 

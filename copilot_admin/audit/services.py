@@ -7,7 +7,7 @@ django-auditlog's field values), `audit_m2m_change_record` a many-to-many change
 `audit_event_record` an event (security events, copilot calls, exports, purges), and
 `queryset_update_audited` runs a bulk `UPDATE` with one entry. Who acted is the `actor`
 argument, never a context variable; the client address, the correlation id and the channel
-come from the request or task in progress (`copilot_admin.audit.context`).
+come from the request or task in progress (`copilot_admin.core.context`).
 
 Entries are appended unsealed and without any lock. `audit_seal` links the committed entries
 of a chain into its hash chain, in batches, under a lock that only the sealer takes (a
@@ -26,9 +26,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash, json_safe
-from copilot_admin.audit.context import current_scope, request_correlation_id
-from copilot_admin.audit.context import client_request_id as _client_request_id
 from copilot_admin.audit.models import ActorType, AuditChainHead, AuditEntry, Outcome, chain_key
+from copilot_admin.core.client_ip import client_ip
+from copilot_admin.core.context import current_scope, request_correlation_id
+from copilot_admin.core.context import client_request_id as _client_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def audit_event_record(
     `request` when given, else from the request or task in progress. For `copilot.call`,
     `metadata` keeps only metadata keys (never content).
     """
-    from copilot_admin.access.client_ip import client_ip
+    from copilot_admin.core.client_ip import client_ip
 
     actor_id, actor_email, actor_type = _actor_fields(actor, actor_type)
     metadata = dict(metadata or {})
@@ -465,7 +466,7 @@ def audit_retention_set(*, actor, tenant, days: int | None) -> int:
     only; never below the platform minimum. Recorded in the tenant's log."""
     from django.conf import settings
 
-    from copilot_admin.access.errors import ApplicationError, PermissionRefused
+    from copilot_admin.core.errors import ApplicationError, PermissionRefused
 
     if actor is not None and not actor.is_platform_operator:
         raise PermissionRefused("Only platform operators set audit retention.")
@@ -557,8 +558,8 @@ def audit_purge_all_expired(*, now=None) -> dict[str, int]:
 def platform_auditor_grant(*, actor, user) -> None:
     """Let `user` read every tenant's audit log. Platform operators only (None: a command
     run on the server); recorded in the platform chain."""
-    from copilot_admin.access.errors import PermissionRefused
     from copilot_admin.audit.models import PlatformAuditor
+    from copilot_admin.core.errors import PermissionRefused
 
     if actor is not None and not actor.is_platform_operator:
         raise PermissionRefused("Only platform operators grant platform audit access.")
@@ -570,8 +571,8 @@ def platform_auditor_grant(*, actor, user) -> None:
 
 @transaction.atomic
 def platform_auditor_revoke(*, actor, user) -> None:
-    from copilot_admin.access.errors import PermissionRefused
     from copilot_admin.audit.models import PlatformAuditor
+    from copilot_admin.core.errors import PermissionRefused
 
     if actor is not None and not actor.is_platform_operator:
         raise PermissionRefused("Only platform operators revoke platform audit access.")

@@ -4,7 +4,7 @@ task passes to the service it calls."""
 
 from celery.signals import task_postrun, task_prerun
 
-from copilot_admin.audit.context import Channel, scope_enter, scope_exit
+from copilot_admin.core.context import Channel, scope_enter, scope_exit
 
 _scopes: dict[str, object] = {}
 

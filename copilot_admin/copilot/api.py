@@ -19,16 +19,24 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions as drf_permissions
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from copilot_admin.access.client_ip import client_ip
-from copilot_admin.access.parsers import DepthLimitedJSONParser
-from copilot_admin.access.permissions import FEATURE_GRANTS
-from copilot_admin.audit.context import Channel, request_ids, scope_enter, scope_exit
+from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission
+from copilot_admin.access.permissions import ANY_MEMBER, FEATURE_GRANTS, Perm
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
-from copilot_admin.copilot.serializers import RESULT_SERIALIZERS, CopilotErrorSerializer, CopilotRequestSerializer
+from copilot_admin.copilot.serializers import (
+    RESULT_SERIALIZERS,
+    CopilotErrorSerializer,
+    CopilotRequestSerializer,
+    CopilotSettingsSerializer,
+)
+from copilot_admin.copilot.settings_services import tenant_copilot_settings_update
+from copilot_admin.core.client_ip import client_ip
+from copilot_admin.core.context import Channel, request_ids, scope_enter, scope_exit
+from copilot_admin.core.parsers import DepthLimitedJSONParser
 from tenants.selectors import membership_resolve
 from tenants.sessions import credential_issued_at
 
@@ -166,3 +174,26 @@ class PrioritizeView(CopilotCallView):
 
 
 FEATURE_VIEWS = {Feature.SUMMARIZE: SummarizeView, Feature.TIME_ENTRY: TimeEntryView, Feature.PRIORITIZE: PrioritizeView}
+
+
+class CopilotSettingsView(AuditedAPIMixin, APIView):
+    """The tenant's copilot switches with its plan entitlement and data zone (read-only)."""
+
+    permission_classes = [TenantPermission]
+    permissions = {"get": ANY_MEMBER, "patch": Perm.COPILOT_SETTINGS}
+
+    def permission_for_action(self):
+        return self.permissions.get(self.request.method.lower())
+
+    @extend_schema(responses=CopilotSettingsSerializer)
+    def get(self, request, tenant_slug):
+        return Response(CopilotSettingsSerializer(self.tenant).data)
+
+    @extend_schema(request=CopilotSettingsSerializer, responses=CopilotSettingsSerializer)
+    def patch(self, request, tenant_slug):
+        serializer = CopilotSettingsSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        tenant = tenant_copilot_settings_update(actor=self.membership, **serializer.validated_data)
+        return Response(CopilotSettingsSerializer(tenant).data, status=status.HTTP_200_OK)
+
+

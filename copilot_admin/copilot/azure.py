@@ -42,7 +42,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 import weakref
@@ -56,6 +55,8 @@ from azure.identity import get_bearer_token_provider
 from azure.identity.aio import get_bearer_token_provider as get_async_bearer_token_provider
 from openai import AsyncAzureOpenAI, AzureOpenAI
 
+from copilot_admin.core.secrets import API_KEY_ENV_PREFIX, api_key_env_allowed
+
 from .features import Feature, FeatureSpec, InvalidModelOutput, get_feature_spec
 from .prompts import ChatMessage
 
@@ -66,16 +67,8 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 AuthMode = Literal["api_key", "entra_id"]
 AUTH_MODES: tuple[str, ...] = ("api_key", "entra_id")
 
-# The only environment variables an API key is ever read from. Any other name (the secret
-# key, the database URL, ...) is refused, so a deployment cannot send another secret to the
-# endpoint it names.
-API_KEY_ENV_PREFIX = "AZURE_OPENAI_KEY_"
-_API_KEY_ENV = re.compile(r"AZURE_OPENAI_KEY_[A-Z0-9_]+")
 
 
-def api_key_env_allowed(name: str) -> bool:
-    """Whether `name` may hold an Azure OpenAI API key: `AZURE_OPENAI_KEY_` then A-Z, 0-9 or _."""
-    return isinstance(name, str) and len(name) <= 128 and _API_KEY_ENV.fullmatch(name) is not None
 
 
 # --- what to call -------------------------------------------------------------------------

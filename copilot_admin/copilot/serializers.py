@@ -4,10 +4,11 @@ document the request and the answers."""
 
 from rest_framework import serializers
 
-from copilot_admin.access.fields import JSONBooleanField
-from copilot_admin.access.schema import ErrorDetailSerializer
+from copilot_admin.access.permissions import FEATURE_GRANTS
 from copilot_admin.copilot.features import PRIORITIES, Feature
 from copilot_admin.copilot.minimize import DEFAULT_LIMITS
+from copilot_admin.core.fields import JSONBooleanField
+from copilot_admin.core.schema import ErrorDetailSerializer
 
 
 class ContactSerializer(serializers.Serializer):
@@ -85,3 +86,24 @@ class CopilotErrorSerializer(serializers.Serializer):
     """The contract's error shape, with what a refused or failed copilot call adds."""
 
     error = CopilotErrorDetailSerializer()
+
+
+class CopilotSettingsSerializer(serializers.Serializer):
+    copilot_enabled = JSONBooleanField(required=False)
+    features = serializers.DictField(child=JSONBooleanField(), required=False)
+    plan = serializers.CharField(read_only=True)
+    plan_includes_copilot = serializers.BooleanField(read_only=True)
+    zone = serializers.CharField(source="zone.code", read_only=True)
+
+    def validate_features(self, value):
+        unknown = sorted(set(value) - set(FEATURE_GRANTS))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown feature(s): {', '.join(unknown)}.")
+        return value
+
+    def to_representation(self, tenant):
+        data = super().to_representation(tenant)
+        data["features"] = {feature: tenant.feature_enabled(feature) for feature in FEATURE_GRANTS}
+        return data
+
+

@@ -60,14 +60,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
-from copilot_admin.access.errors import ApplicationError, NotFound
 from copilot_admin.access.policy import has_permission
 from copilot_admin.audit.services import audit_event_record
 from copilot_admin.copilot import azure
 from copilot_admin.copilot.features import Feature, FeatureSpec, get_feature_spec
 from copilot_admin.copilot.minimize import PayloadError, minimize_payload
 from copilot_admin.copilot.prompts import ChatMessage, render_messages
-from copilot_admin.regions.selectors import deployments_for_zone
+from copilot_admin.copilot.targets import deployments_for_zone
+from copilot_admin.core.errors import ApplicationError, NotFound
 from copilot_admin.regions.services import deployment_health_record
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import UsageOutcome

@@ -14,4 +14,5 @@ api_urlpatterns = [
 
 urlpatterns = [
     path("copilot/", views.PlaygroundView.as_view(), name="playground"),
+    path("settings/", views.CopilotSettingsPageView.as_view(), name="settings"),
 ]

@@ -1,27 +1,22 @@
-"""Copilot pages: the playground, and (development only, `COPILOT_SIMULATOR`) the built-in
-simulator mounted at /_simulator/."""
+"""Copilot pages: the playground and the tenant's copilot switches."""
 
 from __future__ import annotations
 
-import asyncio
-from functools import lru_cache
-
 from django import forms
-from django.conf import settings
-from django.http import HttpResponse
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
-from django.views.generic import TemplateView
+from django.urls import reverse
+from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantPageMixin
-from copilot_admin.access.client_ip import client_ip
-from copilot_admin.access.errors import ApplicationError
-from copilot_admin.access.forms import StyledFormMixin
-from copilot_admin.access.permissions import ANY_MEMBER
-from copilot_admin.audit.context import request_ids
+from copilot_admin.access.permissions import ANY_MEMBER, FEATURE_GRANTS, Perm
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
-from copilot_admin.copilot.simulator import SimulatorApp, SimulatorState
+from copilot_admin.copilot.forms import CopilotSettingsForm
+from copilot_admin.copilot.settings_services import tenant_copilot_settings_update
+from copilot_admin.core.client_ip import client_ip
+from copilot_admin.core.context import request_ids
+from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.forms import ServiceFormMixin, StyledFormMixin
 from tenants.selectors import companies_in_scope
 
 
@@ -105,60 +100,34 @@ class PlaygroundView(TenantPageMixin, TemplateView):
         return self.render_to_response(self.get_context_data(**context))
 
 
-# --- the simulator, mounted for `make run` ---------------------------------------------------
 
 
-@lru_cache(maxsize=2)
-def _simulator(control_token: str) -> SimulatorApp:
-    """The mounted simulator; its control endpoints (request log, behaviours) need
-    `COPILOT_SIMULATOR_TOKEN`, and without one they are not served."""
-    return SimulatorApp(SimulatorState(max_recorded=1000, control_token=control_token or None))
 
 
-@csrf_exempt
-async def simulator_view(request, path: str = ""):
-    """Serve the Azure OpenAI simulator inside the project (settings.COPILOT_SIMULATOR only).
 
-    Translates the Django request into one ASGI call of the simulator app, so it works under
-    runserver (WSGI) and uvicorn alike. The demo deployments point here. The completion endpoint
-    checks the api-key like Azure; the control endpoints need the `X-Simulator-Token` header
-    holding `COPILOT_SIMULATOR_TOKEN` (403 without it; 404 when no token is configured).
-    """
-    sent_body = False
+class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
+    permission_required = Perm.COPILOT_SETTINGS
+    form_class = CopilotSettingsForm
+    template_name = "tenants/copilot_settings.html"
 
-    async def receive():
-        nonlocal sent_body
-        if not sent_body:
-            sent_body = True
-            return {"type": "http.request", "body": request.body, "more_body": False}
-        await asyncio.Event().wait()  # the client never disconnects mid-request here
-        return {"type": "http.disconnect"}
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "features": list(FEATURE_GRANTS)}
 
-    reply = {"status": 500, "headers": [], "body": []}
+    def get_initial(self):
+        initial = {"copilot_enabled": self.tenant.copilot_enabled}
+        initial.update({f"feature_{f}": self.tenant.feature_enabled(f) for f in FEATURE_GRANTS})
+        return initial
 
-    async def send(message):
-        if message["type"] == "http.response.start":
-            reply["status"] = message["status"]
-            reply["headers"] = message.get("headers", [])
-        elif message["type"] == "http.response.body":
-            reply["body"].append(message.get("body", b""))
+    def perform(self, form) -> str:
+        data = form.cleaned_data
+        tenant_copilot_settings_update(
+            actor=self.membership,
+            copilot_enabled=data["copilot_enabled"],
+            features={f: data[f"feature_{f}"] for f in FEATURE_GRANTS},
+        )
+        return "Copilot settings were saved."
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": request.method,
-        "scheme": request.scheme,
-        "path": "/" + path,
-        "raw_path": ("/" + path).encode(),
-        "query_string": request.META.get("QUERY_STRING", "").encode("latin-1"),
-        "headers": [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.headers.items()],
-        "client": (request.META.get("REMOTE_ADDR", "127.0.0.1"), 0),
-        "server": ("127.0.0.1", 0),
-    }
-    await _simulator(settings.COPILOT_SIMULATOR_TOKEN)(scope, receive, send)
-    response = HttpResponse(b"".join(reply["body"]), status=reply["status"])
-    for name, value in reply["headers"]:
-        if name.lower() not in (b"content-length",):
-            response[name.decode("latin-1")] = value.decode("latin-1")
-    return response
+    def get_success_url(self):
+        return reverse("copilot:settings", kwargs={"tenant_slug": self.tenant.slug})
+
+

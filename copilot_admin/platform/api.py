@@ -3,12 +3,12 @@
 from rest_framework import mixins
 
 from copilot_admin.access.base_api import OperatorViewSet
+from copilot_admin.platform import services
+from copilot_admin.platform.serializers import TenantSerializer, TenantUpdateSerializer
 from copilot_admin.regions import services as deployment_services
 from copilot_admin.regions.selectors import deployment_list
 from copilot_admin.regions.serializers import DeploymentSerializer, DeploymentUpdateSerializer
-from tenants import services
 from tenants.models import Tenant
-from tenants.serializers import TenantSerializer, TenantUpdateSerializer
 
 
 class PlatformTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,

@@ -6,8 +6,8 @@ from django.shortcuts import redirect
 from django.views.generic import FormView, ListView
 
 from copilot_admin.access.base_views import OperatorPageMixin
-from copilot_admin.access.errors import ApplicationError
-from copilot_admin.access.forms import form_add_service_error
+from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.forms import form_add_service_error
 from copilot_admin.usage import abuse, limits, selectors
 from copilot_admin.usage.forms import PlatformLimitsForm, ReasonForm
 from copilot_admin.usage.models import CaseStatus

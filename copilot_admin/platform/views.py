@@ -5,14 +5,14 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import FormView, ListView
 
 from copilot_admin.access.base_views import OperatorPageMixin
-from copilot_admin.access.errors import ApplicationError
-from copilot_admin.access.forms import form_add_service_error
+from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.forms import form_add_service_error
+from copilot_admin.platform import services
+from copilot_admin.platform.forms import TenantCreateForm, TenantEditForm
 from copilot_admin.regions import services as deployment_services
 from copilot_admin.regions.forms import DeploymentForm
 from copilot_admin.regions.models import AzureDeployment
 from copilot_admin.regions.selectors import deployment_list
-from tenants import services
-from tenants.forms import TenantCreateForm, TenantEditForm
 from tenants.models import Tenant
 
 

@@ -1,6 +1,6 @@
 from django import forms
 
-from copilot_admin.access.forms import StyledFormMixin
+from copilot_admin.core.forms import StyledFormMixin
 from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, DataZone, api_key_env_allowed
 
 

@@ -3,7 +3,7 @@
 from django.core.validators import RegexValidator
 from django.db import models
 
-from copilot_admin.copilot.azure import API_KEY_ENV_PREFIX, api_key_env_allowed
+from copilot_admin.core.secrets import API_KEY_ENV_PREFIX, api_key_env_allowed
 
 API_KEY_ENV_HELP = f"must be an environment variable named {API_KEY_ENV_PREFIX}<NAME> (A-Z, 0-9, _)"
 

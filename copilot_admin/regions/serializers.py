@@ -6,7 +6,7 @@ import os
 
 from rest_framework import serializers
 
-from copilot_admin.access.fields import APIModelSerializer
+from copilot_admin.core.fields import APIModelSerializer
 from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 
 

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from copilot_admin.access.errors import ApplicationError, PermissionRefused
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
 from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 from tenants.models import User
 

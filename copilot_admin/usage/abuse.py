@@ -29,9 +29,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from copilot_admin.access.errors import ApplicationError, Conflict, PermissionRefused
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import has_permission
+from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused
 from copilot_admin.usage import notifications
 from copilot_admin.usage.limits import EffectiveLimits, effective_limits, platform_policy
 from copilot_admin.usage.models import (

@@ -46,7 +46,7 @@ from django.db.models import Q
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from copilot_admin.access.errors import ApplicationError
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.usage.models import LimitCounter
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Errors of the usage rules, in the application's one error type."""
 
-from copilot_admin.access.errors import ApplicationError
+from copilot_admin.core.errors import ApplicationError
 
 
 class RateLimitExceeded(ApplicationError):

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django import forms
 
-from copilot_admin.access.forms import StyledFormMixin
+from copilot_admin.core.forms import StyledFormMixin
 from copilot_admin.usage.limits import ABUSE_RULE_FIELDS, LIMIT_FIELDS, PERCENT_FIELDS, POLICY_FIELDS
 from copilot_admin.usage.models import CaseKind, CaseStatus, LimitName, PlatformLimitPolicy
 from copilot_admin.usage.selectors import MAX_RANGE_DAYS, default_range

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 
 from django.db import IntegrityError, transaction
 
-from copilot_admin.access.errors import ApplicationError, PermissionRefused
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import has_permission
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
 from copilot_admin.usage.counters import (
     LimitCheck,
     LimitsUnavailable,

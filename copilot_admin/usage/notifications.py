@@ -196,7 +196,7 @@ def _context(notification: Notification, tenant: Tenant) -> dict:
             .first()
         )
         recipient_may_view_usage = member is not None and Perm.USAGE_VIEW in permissions_of(member)
-    page = "usage:dashboard" if recipient_may_view_usage else "tenants:overview"
+    page = "usage:dashboard" if recipient_may_view_usage else "directory:overview"
     return {
         "notification": notification,
         "tenant": tenant,

@@ -5,6 +5,7 @@ from datetime import timedelta
 from rest_framework import serializers
 
 from copilot_admin.copilot.features import Feature
+from copilot_admin.core.fields import QueryParamsSerializer
 from copilot_admin.usage.limits import (
     ABUSE_RULE_FIELDS,
     LIMIT_FIELDS,
@@ -73,7 +74,7 @@ PlatformLimitsSerializer = _serializer(
 )
 
 
-class UsageQuerySerializer(serializers.Serializer):
+class UsageQuerySerializer(QueryParamsSerializer):
     since = serializers.DateField(
         required=False, help_text="First day (UTC), included; default 29 days before `until`."
     )
@@ -138,7 +139,7 @@ class UsageSummarySerializer(serializers.Serializer):
     near_limit = NearLimitSerializer(many=True, help_text="At or above the warning threshold now.")
 
 
-class CaseFilterSerializer(serializers.Serializer):
+class CaseFilterSerializer(QueryParamsSerializer):
     """The filters of the tenant's abuse case list (query parameters): an unknown value is a 400."""
 
     status = serializers.ChoiceField(choices=CaseStatus.choices, required=False)

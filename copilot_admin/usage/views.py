@@ -7,8 +7,8 @@ from django.utils import timezone
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantDetailView, TenantListView, TenantObjectMixin, TenantPageMixin
-from copilot_admin.access.forms import ServiceFormMixin
 from copilot_admin.access.permissions import Perm
+from copilot_admin.core.forms import ServiceFormMixin
 from copilot_admin.usage import abuse, limits, selectors
 from copilot_admin.usage.forms import (
     CaseDecisionForm,

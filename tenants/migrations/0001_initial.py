@@ -3,9 +3,10 @@
 import django.db.models.deletion
 import django.db.models.manager
 import django.utils.timezone
-import tenants.models
 from django.conf import settings
 from django.db import migrations, models
+
+import tenants.models
 
 
 class Migration(migrations.Migration):

@@ -4,7 +4,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from copilot_admin.access.parsers import JSON_MAX_DEPTH
+from copilot_admin.core.parsers import JSON_MAX_DEPTH
 from tests.conftest import api_client_for
 
 

@@ -8,10 +8,10 @@ from django.db import connection, connections
 from django.urls import reverse
 
 from copilot_admin.access import services
-from copilot_admin.access.errors import ApplicationError, PermissionRefused
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
-from tenants import services as tenant_services
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.directory import services as tenant_services
 from tenants.models import ClientCompany
 from tests.conftest import api_client_for, build_tenant, require_service
 from tests.factories import add_member, role_named

@@ -4,10 +4,10 @@ import pytest
 from django.urls import reverse
 
 from copilot_admin.access import services
-from copilot_admin.access.errors import ApplicationError, PermissionRefused
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ADMIN_PERMISSIONS, ALL_PERMISSIONS, COPILOT_GRANTS, Perm
 from copilot_admin.access.policy import has_permission, permissions_of
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
 from tests.conftest import api_client_for
 from tests.factories import add_member, role_named
 

@@ -1,7 +1,6 @@
 """Every admin change is attributed: django-auditlog records the actor for changes made in a
 browser session, through an API token (known only after DRF authentication) and in a task."""
 
-import pytest
 from auditlog.models import LogEntry
 from celery import shared_task
 from django.contrib.contenttypes.models import ContentType
@@ -19,7 +18,7 @@ def test_session_change_records_actor_and_address(client, tenant_a):
     admin = tenant_a.members["admin"]
     client.force_login(admin.user)
     company = tenant_a.companies[2]
-    client.post(reverse("tenants:company_edit", kwargs={"tenant_slug": "alpha", "pk": company.pk}),
+    client.post(reverse("directory:company_edit", kwargs={"tenant_slug": "alpha", "pk": company.pk}),
                 {"name": company.name, "co_managed": "on"}, REMOTE_ADDR="192.0.2.10")
     entry = entries_for(ClientCompany, company.pk).last()
     assert entry.actor == admin.user and entry.remote_addr == "192.0.2.10"

@@ -52,7 +52,7 @@ def test_the_client_id_is_sanitized_and_length_limited(tenant_a):
 def test_events_recorded_from_the_request_keep_both_ids(client, tenant_a, operator):
     """Event entries (a refusal by the security role; an operator's API access) as well as changes."""
     client.force_login(tenant_a.members["tech"].user)
-    client.get(reverse("tenants:users", kwargs={"tenant_slug": "alpha"}), HTTP_X_REQUEST_ID="page-id")
+    client.get(reverse("directory:users", kwargs={"tenant_slug": "alpha"}), HTTP_X_REQUEST_ID="page-id")
     denied = entries(tenant_a, action="access.denied").get()
     assert SERVER_ID.match(denied.correlation_id) and denied.metadata["client_request_id"] == "page-id"
 

@@ -59,7 +59,7 @@ def test_grant_is_recorded_and_revocation_closes_the_page(client, operator, plat
 
 
 def test_only_operators_grant(tenant_a):
-    from copilot_admin.access.errors import PermissionRefused
+    from copilot_admin.core.errors import PermissionRefused
 
     with pytest.raises(PermissionRefused):
         platform_auditor_grant(actor=tenant_a.members["admin"].user, user=tenant_a.members["auditor"].user)

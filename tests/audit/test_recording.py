@@ -64,7 +64,7 @@ def test_session_change_is_recorded_with_actor_address_changes_and_tenant(client
     admin = tenant_a.members["admin"]
     client.force_login(admin.user)
     company = tenant_a.companies[2]
-    client.post(reverse("tenants:company_edit", kwargs={"tenant_slug": "alpha", "pk": company.pk}),
+    client.post(reverse("directory:company_edit", kwargs={"tenant_slug": "alpha", "pk": company.pk}),
                 {"name": company.name, "co_managed": "on"}, REMOTE_ADDR="192.0.2.10")
     entry = entries(tenant_a, action="company.update", object_id=str(company.pk)).last()
     assert entry.actor_id == admin.user.pk and entry.actor_type == "user" and entry.remote_addr == "192.0.2.10"

@@ -88,11 +88,11 @@ def test_operator_login_goes_to_the_platform_chain(operator):
 def test_page_refused_by_the_security_role_is_recorded(client, tenant_a):
     tech = tenant_a.members["tech"]
     client.force_login(tech.user)
-    response = client.get(reverse("tenants:users", kwargs={"tenant_slug": "alpha"}), REMOTE_ADDR="198.51.100.40")
+    response = client.get(reverse("directory:users", kwargs={"tenant_slug": "alpha"}), REMOTE_ADDR="198.51.100.40")
     assert response.status_code == 403
     denied = entries(tenant_a, action="access.denied").get()
     assert denied.actor_id == tech.user.pk and denied.outcome == "denied" and denied.remote_addr == "198.51.100.40"
-    assert denied.object_id == "tenants:users" and denied.metadata["permission"] == "admin.users"
+    assert denied.object_id == "directory:users" and denied.metadata["permission"] == "admin.users"
 
 
 def test_api_refusal_and_escalation_refusal_are_recorded(tenant_a):
@@ -120,6 +120,6 @@ def test_api_refusal_and_escalation_refusal_are_recorded(tenant_a):
 def test_operator_on_a_tenant_page_is_recorded_in_that_tenant(client, tenant_a, operator):
     add_member(tenant_a.tenant, "Tenant Administrator", email=operator.email)
     client.force_login(operator)
-    assert client.get(reverse("tenants:overview", kwargs={"tenant_slug": "alpha"})).status_code == 200
+    assert client.get(reverse("directory:overview", kwargs={"tenant_slug": "alpha"})).status_code == 200
     access = entries(tenant_a, action="operator.tenant_access").get()
-    assert access.actor_id == operator.pk and access.actor_type == "operator" and access.object_id == "tenants:overview"
+    assert access.actor_id == operator.pk and access.actor_type == "operator" and access.object_id == "directory:overview"

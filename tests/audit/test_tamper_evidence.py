@@ -16,7 +16,6 @@ from copilot_admin.audit.models import AuditChainHead, AuditEntry
 from copilot_admin.audit.selectors import audit_chain_verify
 from copilot_admin.audit.services import (
     PURGE_SETTING,
-    audit_event_record,
     audit_purge_all_expired,
     audit_purge_expired,
     audit_retention_days,
@@ -153,7 +152,7 @@ def test_purge_of_every_chain_respects_each_tenants_period(tenant_a, tenant_b, o
 
 
 def test_retention_period_has_a_platform_minimum_and_only_operators_set_it(tenant_a, operator, settings):
-    from copilot_admin.access.errors import ApplicationError, PermissionRefused
+    from copilot_admin.core.errors import ApplicationError, PermissionRefused
 
     settings.AUDIT_RETENTION_MIN_DAYS, settings.AUDIT_RETENTION_DEFAULT_DAYS = 365, 730
     assert audit_retention_days(tenant_id=tenant_a.tenant.pk) == 730

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tenants import services
+from copilot_admin.directory import services
 from tenants.models import Membership, User
 from tests.conftest import require_service
 from tests.copilot.conftest import sim, simulator_url  # noqa: F401

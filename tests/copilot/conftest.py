@@ -12,7 +12,7 @@ import pytest
 
 from copilot_admin.copilot import azure
 from copilot_admin.copilot.azure import DeploymentTarget
-from copilot_admin.copilot.simulator import SimulatorControl, run_simulator_in_thread
+from copilot_admin.simulator.server import SimulatorControl, run_simulator_in_thread
 
 API_KEY_ENV = "AZURE_OPENAI_KEY_TEST"
 API_KEY = "test-key-not-a-secret"

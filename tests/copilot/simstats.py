@@ -2,7 +2,7 @@
 
 import time
 
-from copilot_admin.copilot.simulator import SimulatorControl
+from copilot_admin.simulator.server import SimulatorControl
 
 
 def wait_until(condition, *, patience_seconds: float = 15.0) -> bool:

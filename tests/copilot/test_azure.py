@@ -27,7 +27,7 @@ from copilot_admin.copilot.azure import (
 from copilot_admin.copilot.features import FEATURES, Feature
 from copilot_admin.copilot.minimize import minimize_payload
 from copilot_admin.copilot.prompts import render_messages
-from copilot_admin.copilot.simulator import SimulatorControl, SimulatorState, run_simulator_in_thread
+from copilot_admin.simulator.server import SimulatorControl, SimulatorState, run_simulator_in_thread
 
 from .conftest import API_KEY, API_KEY_ENV
 

@@ -11,7 +11,7 @@ from copilot_admin.copilot.features import (
     get_feature_spec,
 )
 from copilot_admin.copilot.prompts import PROMPT_TEMPLATES
-from copilot_admin.copilot.simulator import generate_from_schema
+from copilot_admin.simulator.server import generate_from_schema
 
 CANARY = "CANARY-7f3a-model-echo"
 

@@ -7,11 +7,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 
-from copilot_admin.access.errors import NotFound
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.audit.models import AuditEntry
 from copilot_admin.copilot import services
 from copilot_admin.copilot.services import CopilotError, copilot_invoke
+from copilot_admin.core.errors import NotFound
 from copilot_admin.regions.models import AzureDeployment
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import UsageRecord
@@ -285,8 +285,7 @@ def test_failover_to_the_next_deployment_of_the_zone(tenant_a, deployment_factor
 
 def test_calls_never_leave_the_zone(tenant_a, tenant_b, deployment_factory):
     """Two simulators, one per zone, each recording what it received."""
-    from copilot_admin.copilot.simulator import SimulatorControl, run_simulator_in_thread
-
+    from copilot_admin.simulator.server import SimulatorControl, run_simulator_in_thread
     from tests.copilot.conftest import SIM_TOKEN
 
     with run_simulator_in_thread(control_token=SIM_TOKEN) as us_url, run_simulator_in_thread(control_token=SIM_TOKEN) as eu_url:

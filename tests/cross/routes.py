@@ -53,15 +53,15 @@ if settings.COPILOT_SIMULATOR:
 
 # Tenant pages (GET): name -> permission.
 TENANT_PAGES = {
-    "tenants:overview": ANY_MEMBER,
-    "tenants:users": Perm.USERS,
-    "tenants:user_create": Perm.USERS,
-    "tenants:user_edit": Perm.USERS,
-    "tenants:companies": ANY_MEMBER,
-    "tenants:company_create": Perm.COMPANIES,
-    "tenants:company_edit": Perm.COMPANIES,
-    "tenants:settings": Perm.COPILOT_SETTINGS,
-    "tenants:login_security": Perm.USERS,
+    "directory:overview": ANY_MEMBER,
+    "directory:users": Perm.USERS,
+    "directory:user_create": Perm.USERS,
+    "directory:user_edit": Perm.USERS,
+    "directory:companies": ANY_MEMBER,
+    "directory:company_create": Perm.COMPANIES,
+    "directory:company_edit": Perm.COMPANIES,
+    "copilot:settings": Perm.COPILOT_SETTINGS,
+    "directory:login_security": Perm.USERS,
     "access:roles": Perm.ROLES,
     "access:role_create": Perm.ROLES,
     "access:role_edit": Perm.ROLES,
@@ -111,8 +111,8 @@ TENANT_API = {
 
 # Which object of the tenant a route's <pk> names.
 OBJECT_KIND = {
-    "tenants:user_edit": "membership",
-    "tenants:company_edit": "company",
+    "directory:user_edit": "membership",
+    "directory:company_edit": "company",
     "access:role_edit": "role",
     "api:users-detail": "membership",
     "api:companies-detail": "company",

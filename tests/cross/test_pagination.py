@@ -3,7 +3,7 @@ values are a 400 naming the parameter (never a database error, never every row).
 
 import pytest
 
-from copilot_admin.access.pagination import BoundedLimitOffsetPagination
+from copilot_admin.core.pagination import BoundedLimitOffsetPagination
 from tests.conftest import api_client_for
 from tests.cross.routes import all_routes, object_pk
 from tests.cross.test_api_errors import assert_json_error, caller, concrete

@@ -146,7 +146,7 @@ def test_home_requires_login(client):
 @pytest.mark.parametrize("role", list(ROLES))
 def test_navigation_offers_only_permitted_pages(client, tenant_a, role):
     client.force_login(tenant_a.members[role].user)
-    body = client.get(reverse("tenants:overview", kwargs={"tenant_slug": "alpha"})).content.decode()
-    for name in ("tenants:users", "access:roles", "tenants:settings"):
+    body = client.get(reverse("directory:overview", kwargs={"tenant_slug": "alpha"})).content.decode()
+    for name in ("directory:users", "access:roles", "copilot:settings"):
         link = f'href="{reverse(name, kwargs={"tenant_slug": "alpha"})}"'
         assert (link in body) == has_permission(tenant_a.members[role], TENANT_PAGES[name]), (role, name)

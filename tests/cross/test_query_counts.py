@@ -31,7 +31,7 @@ def _count(fn):
     return len(ctx.captured_queries)
 
 
-PAGES = [("users", "tenants:users"), ("companies", "tenants:companies"), ("roles", "access:roles")]
+PAGES = [("users", "directory:users"), ("companies", "directory:companies"), ("roles", "access:roles")]
 ENDPOINTS = [("users", "api:users-list"), ("companies", "api:companies-list"), ("roles", "api:roles-list")]
 
 

@@ -97,7 +97,7 @@ def test_every_route_has_a_strict_csp_and_no_store(client, tenant_a, operator, o
             if response.status_code == 200:
                 checked.append(name)
     if actor == "admin":
-        assert {"tenants:overview", "usage:dashboard", "copilot:playground", "api-docs"} <= set(checked)
+        assert {"directory:overview", "usage:dashboard", "copilot:playground", "api-docs"} <= set(checked)
     if actor == "operator":
         assert {"platform:tenants", "platform:deployment_edit", "platform_audit:list"} <= set(checked)
 

@@ -88,7 +88,7 @@ def test_lists_hold_only_own_tenant(tenant_a, tenant_b, name):
     _assert_no_b_data(response)
 
 
-@pytest.mark.parametrize("name", ["tenants:users", "access:roles", "tenants:companies", "tenants:overview"])
+@pytest.mark.parametrize("name", ["directory:users", "access:roles", "directory:companies", "directory:overview"])
 def test_pages_hold_only_own_tenant(client, tenant_a, tenant_b, name):
     client.force_login(tenant_a.members["admin"].user)
     response = client.get(reverse(name, kwargs={"tenant_slug": "alpha"}))

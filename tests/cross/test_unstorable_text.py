@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from copilot_admin.access.parsers import unstorable_text_at
+from copilot_admin.core.parsers import unstorable_text_at
+from tenants.models import Tenant
 from tests.conftest import api_client_for
 from tests.cross.routes import OBJECT_KIND, all_routes, api_methods, object_pk
 from tests.cross.test_api_errors import caller, concrete
-from tenants.models import Tenant
 
 BAD_VALUES = {"surrogate": "\ud800", "nul": "us\x00", "surrogate-in-text": "ok \udfff ok", "nul-alone": "\x00"}
 

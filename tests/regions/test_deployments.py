@@ -5,10 +5,10 @@ import pytest
 from auditlog.models import LogEntry
 from django.urls import reverse
 
-from copilot_admin.access.errors import ApplicationError, PermissionRefused
+from copilot_admin.copilot.targets import deployments_for_zone
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
 from copilot_admin.regions import services
 from copilot_admin.regions.models import AzureDeployment, DataZone
-from copilot_admin.regions.selectors import deployments_for_zone
 from tests.conftest import ROLES, api_client_for
 from tests.regions.fixtures import deployment_factory  # noqa: F401
 
@@ -116,7 +116,7 @@ def test_configuration_changes_are_audited_health_is_not(operator):
 def test_tenant_zone_change_is_audited(operator, tenant_a):
     from auditlog.context import set_actor
 
-    from tenants.services import tenant_update
+    from copilot_admin.platform.services import tenant_update
 
     with set_actor(operator):
         tenant_update(actor=operator, tenant=tenant_a.tenant, zone=DataZone.objects.get(code="eu"))

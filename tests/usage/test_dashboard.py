@@ -149,3 +149,19 @@ def test_platform_termination_list_query_count_is_flat(client, tenant_a, operato
 def test_usage_records_are_also_kept_per_call(tenant_a, clocked):
     call(tenant_a.members["tech"], tokens=5, used=(5, 0), outcome=UsageOutcome.OK)
     assert UsageRecord.objects.for_tenant(tenant_a.tenant).count() == 1
+
+
+@pytest.mark.parametrize("url,param", [
+    ("/api/v1/tenants/alpha/usage/", "since"),
+    ("/api/v1/tenants/alpha/usage/", "until"),
+    ("/api/v1/tenants/alpha/usage/", "user"),
+    ("/api/v1/tenants/alpha/abuse-cases/", "status"),
+    ("/api/v1/tenants/alpha/abuse-cases/", "user"),
+])
+def test_an_empty_query_parameter_is_refused_not_ignored(tenant_a, url, param):
+    """`?since=` does not match the schema's date: 400 naming it, not the default range."""
+    from tests.conftest import api_client_for
+    from tests.cross.test_api_errors import assert_json_error
+
+    error = assert_json_error(api_client_for(tenant_a.members["admin"].user).get(url, {param: ""}), 400)
+    assert param in error.get("fields", {}), error

@@ -4,8 +4,8 @@ recorded in the tenant's log (actor: system)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from copilot_admin.access.errors import ApplicationError
 from copilot_admin.audit.services import audit_retention_days, audit_retention_set
+from copilot_admin.core.errors import ApplicationError
 from tenants.models import Tenant
 
 

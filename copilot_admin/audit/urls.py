@@ -1,9 +1,0 @@
-from django.urls import path
-
-from copilot_admin.audit import views
-
-app_name = "audit"
-
-urlpatterns = [
-    path("", views.AuditLogView.as_view(), name="list"),
-]

@@ -1,0 +1,11 @@
+"""The audit log across tenants, for platform auditors and operators."""
+
+from django.urls import path
+
+from copilot_admin.compliance import views
+
+app_name = "platform_audit"
+
+urlpatterns = [
+    path("", views.PlatformAuditLogView.as_view(), name="list"),
+]

@@ -1,0 +1,24 @@
+"""The tenant's copilot switches: the master switch and one switch per feature."""
+
+from django.db import transaction
+
+from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.core.errors import ApplicationError
+from tenants.models import Membership, Tenant
+
+
+@transaction.atomic
+def tenant_copilot_settings_update(*, actor: Membership, copilot_enabled=None, features=None) -> Tenant:
+    """The tenant's master switch and per-feature switches (features: {feature: bool})."""
+    tenant = Tenant.objects.select_for_update().get(pk=actor.tenant_id)
+    if features is not None:
+        unknown = sorted(set(features) - set(FEATURE_GRANTS))
+        if unknown:
+            raise ApplicationError(f"Unknown feature(s): {', '.join(unknown)}.", fields={"features": unknown})
+        tenant.feature_switches = {**tenant.feature_switches, **{k: bool(v) for k, v in features.items()}}
+    if copilot_enabled is not None:
+        tenant.copilot_enabled = bool(copilot_enabled)
+    tenant.save()
+    return tenant
+
+

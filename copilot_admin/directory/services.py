@@ -1,0 +1,285 @@
+"""Writes of the directory: client companies, memberships and invitations, accounts.
+
+Each function takes the acting user or membership, runs in one transaction (django-auditlog
+writes the change with its actor in the same transaction), and enqueues e-mails and tasks
+only after commit.
+"""
+
+from auditlog.context import disable_auditlog
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.tokens import default_token_generator
+from django.db import transaction
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from knox.models import AuthToken
+
+from copilot_admin.access.models import SecurityRole
+from copilot_admin.access.permissions import Perm
+from copilot_admin.access.policy import has_permission
+from copilot_admin.access.services import ensure_can_grant
+from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
+from copilot_admin.core.errors import ApplicationError, Conflict, NotFound, PermissionRefused, refusing_duplicates
+from copilot_admin.directory.selectors import invitations_of_created_account
+from tenants.models import ClientCompany, Membership, Tenant, User, UserSession, UserType
+from tenants.selectors import memberships_of_user
+
+# -- client companies -----------------------------------------------------------------
+
+COMPANY_NAME_CONSTRAINT = "company_unique_name_per_tenant"
+
+
+def _company_name_taken(name: str) -> ApplicationError:
+    return ApplicationError(f"A company named {name!r} exists.", code="duplicate", fields={"name": ["taken"]})
+
+
+@transaction.atomic
+def company_create(*, actor: Membership, name: str, co_managed: bool = False) -> ClientCompany:
+    if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=name).exists():
+        raise _company_name_taken(name)
+    with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(name)):
+        return ClientCompany.objects.for_tenant(actor.tenant).create(
+            tenant=actor.tenant, name=name, co_managed=co_managed
+        )
+
+
+@transaction.atomic
+def company_update(*, actor: Membership, company: ClientCompany, **changes) -> ClientCompany:
+    company = ClientCompany.objects.for_tenant(actor.tenant).select_for_update().get(pk=company.pk)
+    if "name" in changes and changes["name"] != company.name:
+        if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=changes["name"]).exclude(pk=company.pk).exists():
+            raise _company_name_taken(changes["name"])
+        company.name = changes["name"]
+    if "co_managed" in changes:
+        company.co_managed = bool(changes["co_managed"])
+    with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(company.name)):
+        company.save()
+    return company
+
+
+# -- memberships (users of a tenant) ----------------------------------------------------
+
+def _ensure_user_manager(actor: Membership) -> None:
+    if not has_permission(actor, Perm.USERS):
+        raise PermissionRefused("Your security role does not allow this action.")
+
+
+def _validate_assignment(*, actor: Membership, user_type: str, role: SecurityRole, companies) -> list[ClientCompany]:
+    if role.tenant_id != actor.tenant_id:
+        raise ApplicationError("Unknown role.", fields={"role": ["not found"]})
+    if role.user_type != user_type:
+        raise ApplicationError(
+            f"The role {role.name!r} is for {role.get_user_type_display().lower()} users.",
+            code="role_user_type_mismatch",
+            fields={"role": ["user type mismatch"]},
+        )
+    if not role.is_active:
+        raise ApplicationError("The role is deactivated.", code="role_inactive", fields={"role": ["inactive"]})
+    ensure_can_grant(actor=actor, permissions=role.permission_set)
+    companies = list(companies or [])
+    if any(company.tenant_id != actor.tenant_id for company in companies):
+        raise ApplicationError("Unknown company.", fields={"companies": ["not found"]})
+    if user_type == UserType.INTERNAL and companies:
+        raise ApplicationError(
+            "Only co-managed users are bound to client companies.", fields={"companies": ["internal user"]}
+        )
+    if user_type == UserType.CO_MANAGED:
+        if not companies:
+            raise ApplicationError(
+                "A co-managed user co-manages at least one client company.", fields={"companies": ["required"]}
+            )
+        not_enabled = [c.name for c in companies if not c.co_managed]
+        if not_enabled:
+            raise ApplicationError(
+                f"Co-management is not enabled for: {', '.join(not_enabled)}.",
+                code="company_not_co_managed",
+                fields={"companies": not_enabled},
+            )
+    return companies
+
+
+@transaction.atomic
+def membership_create(
+    *,
+    actor: Membership | None,
+    tenant: Tenant,
+    email: str,
+    user_type: str,
+    role: SecurityRole,
+    companies=(),
+    full_name: str = "",
+    password: str | None = None,
+    send_invite: bool = True,
+) -> Membership:
+    """Invite an e-mail address to the tenant. The membership grants nothing until the
+    account's owner accepts it (`membership_accept`; for an account this creates, by setting
+    its password through the invitation link).
+
+    The answer does not depend on whether the address already has an account, nor on what
+    that account is: the same work is done and the same invitation e-mail enqueued on every
+    path, an existing account's name and fields are never touched, and a platform operator's
+    account gets an invitation that can never be accepted. `full_name` names only an account
+    this creates. `actor` None only for server-side setup (benchmarks, commands), whose
+    memberships are accepted at once.
+    """
+    email = User.objects.normalize_email(email).lower()
+    if actor is not None:
+        _ensure_user_manager(actor)
+        companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
+    # One row written for a new address (no password hashing: the owner sets it), none for an
+    # existing one; django-auditlog stays out so that the inviting tenant's log reads the same
+    # either way: the account is recorded below, in the platform log, on both paths.
+    with disable_auditlog():
+        user, created = User.objects.get_or_create(
+            email=email, defaults={"full_name": full_name, "password": make_password(password)}
+        )
+    if Membership.objects.for_tenant(tenant).filter(user=user).exists():
+        raise ApplicationError(f"{email} is already a user of this tenant.", code="duplicate", fields={"email": ["taken"]})
+    audit_event_record(
+        tenant=None, actor=actor, action="user.invite", object_type="user", object_id=user.pk, object_repr=user.email,
+        metadata={"tenant": tenant.slug, "account_created": created},
+        changes={"full_name": [None, full_name], "email": [None, email]} if created else None,
+    )
+    membership = Membership.objects.for_tenant(tenant).create(
+        tenant=tenant, user=user, user_type=user_type, role=role, created_account=created,
+        accepted_at=timezone.now() if actor is None and not user.is_platform_operator else None,
+    )
+    membership.companies.set(companies)
+    if send_invite and membership.accepted_at is None:
+        transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=tenant.pk))
+    return membership
+
+
+def _enqueue_invite(*, membership_id: int, tenant_id: int) -> None:
+    from copilot_admin.directory.tasks import send_invitation
+
+    send_invitation.delay(membership_id=membership_id, tenant_id=tenant_id)
+
+
+def invitation_link_parts(*, user: User) -> tuple[str, str]:
+    """The uid and token of the set-password link (Django's password-reset token: single use)."""
+    return urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
+
+
+@transaction.atomic
+def invitation_resend(*, actor: Membership, membership: Membership) -> Membership:
+    """E-mail a pending invitation again (a fresh link). The same answer whatever the address
+    is (an operator's gets nothing, as on the first sending)."""
+    _ensure_user_manager(actor)
+    membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
+    if membership.accepted_at is not None:
+        raise Conflict("This user accepted the invitation already.", code="already_accepted")
+    ensure_can_grant(actor=actor, permissions=membership.role.permission_set)
+    audit_event_record(
+        tenant=actor.tenant, actor=actor, action="membership.invitation_resend", object_type="membership",
+        object_id=membership.pk, object_repr=str(membership),
+    )
+    transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=membership.tenant_id))
+    return membership
+
+
+@transaction.atomic
+def membership_accept(*, user: User, membership: Membership) -> Membership:
+    """The account's owner, signed in as themselves, accepts its pending invitation: from now
+    on the membership grants access. Platform operators cannot be members of tenants."""
+    membership = (
+        Membership.objects.for_tenant(membership.tenant).select_for_update().select_related("tenant").get(pk=membership.pk)
+    )
+    if membership.user_id != user.pk or not user.is_authenticated or not user.is_active:
+        raise NotFound("Not found.")
+    if user.is_platform_operator:
+        raise PermissionRefused("Platform operator accounts cannot be members of tenants.", code="operator_account")
+    if membership.accepted_at is not None:
+        raise Conflict("This invitation was accepted already.", code="already_accepted")
+    membership.accepted_at = timezone.now()
+    membership.save(update_fields=["accepted_at"])
+    return membership
+
+
+@transaction.atomic
+def membership_accept_created_account(*, user: User) -> list[Membership]:
+    """The owner of an account that an invitation created set its password through the
+    invitation link: that invitation (only that one) is accepted."""
+    if user.is_platform_operator:
+        return []
+    return [membership_accept(user=user, membership=m) for m in invitations_of_created_account(user=user)]
+MEMBERSHIP_FIELDS = frozenset({"role", "companies", "is_active"})
+
+
+@transaction.atomic
+def membership_update(*, actor: Membership, membership: Membership, **changes) -> Membership:
+    """Change role, co-managed companies or active flag: the membership only. User type is
+    fixed, and the account's own fields (name, e-mail, password) belong to its owner
+    (`account_update`). Deactivating refuses, in this tenant, every session and API token
+    issued before it, also after a later re-activation."""
+    unknown = sorted(set(changes) - MEMBERSHIP_FIELDS)
+    if unknown:
+        raise ApplicationError(
+            "Only the role, companies and active flag of a membership can be changed here.",
+            code="not_a_membership_field", fields={name: ["not editable"] for name in unknown},
+        )
+    _ensure_user_manager(actor)
+    membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
+    if membership.pk == actor.pk and ("role" in changes or changes.get("is_active") is False):
+        raise Conflict("You cannot change your own role or deactivate yourself.", code="own_membership")
+    # Whoever edits a user must be able to grant that user's current role too: no editing
+    # of users who hold more than the actor.
+    ensure_can_grant(actor=actor, permissions=membership.role.permission_set)
+    role = changes.get("role", membership.role)
+    companies = changes["companies"] if "companies" in changes else list(membership.companies.all())
+    companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies)
+    membership.role = role
+    deactivating = "is_active" in changes and membership.is_active and not changes["is_active"]
+    if "is_active" in changes:
+        membership.is_active = bool(changes["is_active"])
+    if deactivating:
+        membership.access_revoked_at = timezone.now()
+    membership.save()
+    if "companies" in changes:
+        membership.companies.set(companies)
+    if deactivating:
+        user_id, tenant = membership.user_id, membership.tenant
+        transaction.on_commit(lambda: user_end_sessions_if_memberless(user_id=user_id, tenant=tenant))
+    return membership
+
+
+def user_end_sessions_if_memberless(*, user_id: int, tenant: Tenant) -> int:
+    """After a deactivation in `tenant`: a user left without any accepted, active membership
+    (and not a platform operator) has no use for its sessions and API tokens; they end.
+    A user still a member elsewhere keeps them (they no longer reach `tenant`: see
+    `Membership.access_revoked_at`). Returns how many ended."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or user.is_platform_operator or memberships_of_user(user=user).exists():
+        return 0
+    with transaction.atomic():
+        sessions, _ = UserSession.objects.filter(user_id=user_id).delete()
+        tokens, _ = AuthToken.objects.filter(user_id=user_id).delete()
+        audit_event_record(
+            tenant=tenant, actor=None, action="user.sessions_ended", object_type="user", object_id=user_id,
+            object_repr=user.email, metadata={"sessions": sessions, "tokens": tokens, "reason": "membership_deactivated"},
+        )
+    return sessions + tokens
+
+
+@transaction.atomic
+def account_update(*, actor: User, user: User, full_name: str) -> User:
+    """The account's owner changes its own name (nobody else does)."""
+    if actor.pk != user.pk:
+        raise PermissionRefused("Only the account's owner changes its name.")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.full_name != full_name:
+        user.full_name = full_name
+        user.save(update_fields=["full_name"])
+    return user
+
+
+def account_password_changed(*, user: User, request=None) -> None:
+    """After the owner changed its password (the form checked the current one): its API
+    tokens end (the session that changed it stays; Django ends the others), and the change
+    is a security event in the tenants the account belongs to."""
+    with transaction.atomic():
+        tokens, _ = AuthToken.objects.filter(user=user).delete()
+        audit_event_record_for_user_tenants(
+            user=user, actor=user, action="auth.password_change", object_type="user", object_id=user.pk,
+            object_repr=user.email, request=request, metadata={"tokens_ended": tokens},
+        )

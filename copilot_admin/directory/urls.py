@@ -1,0 +1,16 @@
+from django.urls import path
+
+from copilot_admin.directory import views
+
+app_name = "directory"
+
+urlpatterns = [
+    path("", views.OverviewView.as_view(), name="overview"),
+    path("users/", views.UserListView.as_view(), name="users"),
+    path("users/new/", views.UserCreateView.as_view(), name="user_create"),
+    path("users/<int:pk>/", views.UserEditView.as_view(), name="user_edit"),
+    path("companies/", views.CompanyListView.as_view(), name="companies"),
+    path("companies/new/", views.CompanyCreateView.as_view(), name="company_create"),
+    path("companies/<int:pk>/", views.CompanyEditView.as_view(), name="company_edit"),
+    path("security/", views.LoginSecurityView.as_view(), name="login_security"),
+]

@@ -1,0 +1,60 @@
+"""Writes of the operator console: tenants (create, plan, zone, status). Platform operators only;
+each function runs in one transaction and checks its actor."""
+
+from django.db import transaction
+from knox.models import AuthToken
+
+from copilot_admin.access.services import roles_seed_system
+from copilot_admin.audit.services import audit_event_record
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.regions.models import DataZone
+from tenants.models import Membership, Tenant, TenantStatus, User, UserSession
+
+
+def _ensure_operator(actor: User) -> None:
+    if not actor.is_platform_operator:
+        raise PermissionRefused("Only platform operators manage tenants.")
+
+
+@transaction.atomic
+def tenant_create(*, actor: User | None, name: str, slug: str, plan: str, zone: DataZone) -> Tenant:
+    """A new tenant with its system roles. `actor` None only for the demo seed."""
+    if actor is not None:
+        _ensure_operator(actor)
+    if Tenant.objects.filter(slug=slug).exists():
+        raise ApplicationError(f"The slug {slug!r} is taken.", code="duplicate", fields={"slug": ["taken"]})
+    tenant = Tenant.objects.create(name=name, slug=slug, plan=plan, zone=zone)
+    roles_seed_system(tenant=tenant)
+    return tenant
+
+
+@transaction.atomic
+def tenant_update(*, actor: User, tenant: Tenant, **changes) -> Tenant:
+    """Operators change name, plan, data zone and status. Suspending ends the tenant's
+    users' sessions and API tokens after commit."""
+    _ensure_operator(actor)
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    suspending = changes.get("status") == TenantStatus.SUSPENDED and tenant.status != TenantStatus.SUSPENDED
+    for field in ("name", "plan", "zone", "status"):
+        if field in changes:
+            setattr(tenant, field, changes[field])
+    tenant.save()
+    if suspending:
+        transaction.on_commit(lambda: tenant_end_sessions(tenant=tenant))
+    return tenant
+
+
+def tenant_end_sessions(*, tenant: Tenant) -> int:
+    """End the login sessions and API tokens of every accepted, active member of `tenant`.
+    Returns how many ended."""
+    # Sessions and tokens belong to users, not tenants: end those of every member. Only the accounts that are members here: an invitation gives no hold over an account.
+    user_ids = list(Membership.objects.for_tenant(tenant).granting_access().values_list("user_id", flat=True))
+    sessions, _ = UserSession.objects.filter(user_id__in=user_ids).delete()
+    tokens, _ = AuthToken.objects.filter(user_id__in=user_ids).delete()
+    audit_event_record(
+        tenant=tenant, actor=None, action="tenant.sessions_ended", object_type="tenant", object_id=tenant.pk,
+        object_repr=tenant.name, metadata={"sessions": sessions, "tokens": tokens, "users": len(user_ids)},
+    )
+    return sessions + tokens
+
+
