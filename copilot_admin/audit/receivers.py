@@ -8,11 +8,10 @@ from django.dispatch import receiver
 
 from copilot_admin.audit.models import ActorType, Outcome
 from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
+from tenants.models import User
 
 
 def _known_user(identifier):
-    from tenants.models import User
-
     if not isinstance(identifier, str) or not identifier.strip():
         return None
     return User.objects.filter(email=identifier.strip().lower()).first()

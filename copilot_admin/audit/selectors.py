@@ -10,8 +10,17 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from copilot_admin.audit.models import ActorType, AuditEntry
+from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash
+from copilot_admin.audit.models import (
+    GENESIS_HASH,
+    ActorType,
+    AuditChainHead,
+    AuditEntry,
+    PlatformAuditor,
+    chain_key,
+)
 from copilot_admin.core.errors import NotFound
+from tenants.models import Tenant
 
 PAGE_SIZE = 50
 
@@ -138,7 +147,6 @@ def _shown(value) -> str:
 class ChainReport:
     """The verification of one chain: how many sealed entries matched, the first broken
     link, and how many entries are not sealed yet (recorded, not yet chained)."""
-
     chain: str
     checked: int
     broken_seq: int | None = None
@@ -159,9 +167,6 @@ def audit_chain_verify(*, tenant_id: int | None) -> ChainReport:
 
     Reads in chunks (constant memory at any length).
     """
-    from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash
-    from copilot_admin.audit.models import GENESIS_HASH, AuditChainHead, chain_key
-
     key = chain_key(tenant_id)
     head = AuditChainHead.objects.filter(chain=key).first()
     chain = AuditEntry.objects.for_chain(tenant_id)
@@ -192,18 +197,23 @@ def audit_chain_verify(*, tenant_id: int | None) -> ChainReport:
     return ChainReport(key, checked, unsealed=unsealed)
 
 
+def audit_chains_unsealed() -> list[int | None]:
+    """The chains holding entries not sealed yet (None: the platform chain)."""
+    # across_tenants(): the sealer's work list spans every chain (no entry content is read).
+    return list(
+        AuditEntry.objects.across_tenants().filter(seq__isnull=True).order_by()
+        .values_list("tenant_id", flat=True).distinct()
+    )
+
+
 def audit_chains_to_verify(*, tenant=None) -> list[int | None]:
     """The chains `audit_verify` checks: one tenant's, or every tenant's and the platform's
     (including chains of tenants since deleted, and chains not sealed yet)."""
-    from copilot_admin.audit.models import AuditChainHead
-    from tenants.models import Tenant
-
     if tenant is not None:
         return [tenant.pk]
     ids = set(Tenant.objects.values_list("pk", flat=True))
     ids |= set(AuditChainHead.objects.exclude(tenant_id=None).values_list("tenant_id", flat=True))
-    ids |= set(AuditEntry.objects.across_tenants().filter(seq__isnull=True, tenant_id__isnull=False).order_by()
-               .values_list("tenant_id", flat=True).distinct())
+    ids |= {tenant_id for tenant_id in audit_chains_unsealed() if tenant_id is not None}
     return [None, *sorted(ids)]
 
 
@@ -211,8 +221,6 @@ def audit_chains_to_verify(*, tenant=None) -> list[int | None]:
 
 def is_platform_auditor(user) -> bool:
     """Operators and granted platform auditors may read every tenant's log."""
-    from copilot_admin.audit.models import PlatformAuditor
-
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
     return user.is_platform_operator or PlatformAuditor.objects.filter(user=user).exists()
@@ -221,8 +229,6 @@ def is_platform_auditor(user) -> bool:
 def audit_entries_across_tenants(*, tenant_slug: str = "") -> tuple[QuerySet[AuditEntry], object]:
     """Every chain's entries, or one tenant's (`tenant_slug`), or the platform chain's
     (`tenant_slug` = "platform"); with the tenant named, or None. Unknown slug: NotFound."""
-    from tenants.models import Tenant
-
     if not tenant_slug:
         # across_tenants(): the platform auditor's view over every chain (callers check the grant).
         return AuditEntry.objects.across_tenants().select_related("tenant"), None

@@ -17,19 +17,29 @@ per-tenant lock and concurrent writers never fork or reorder a chain.
 
 import copy
 import logging
+from datetime import timedelta
 
 from auditlog.diff import get_field_value
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash, json_safe
-from copilot_admin.audit.models import ActorType, AuditChainHead, AuditEntry, Outcome, chain_key
+from copilot_admin.audit.export import ExportFormat, export_stream
+from copilot_admin.audit.models import ActorType, AuditChainHead, AuditEntry, Outcome, PlatformAuditor, chain_key
+from copilot_admin.audit.selectors import (
+    audit_chains_to_verify,
+    audit_chains_unsealed,
+    audit_entries,
+    audit_entries_filter,
+)
 from copilot_admin.core.client_ip import client_ip
-from copilot_admin.core.context import current_scope, request_correlation_id
 from copilot_admin.core.context import client_request_id as _client_request_id
+from copilot_admin.core.context import current_scope, request_correlation_id
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from tenants.selectors import memberships_of_user
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +131,7 @@ def entry_append(
         outcome=outcome,
         correlation_id=_clip(correlation_id or "", 64),
     )
+    # Without model signals (unscoped_objects: an insert names its chain itself).
     AuditEntry.unscoped_objects.bulk_create([entry])
     if settings.AUDIT_SEAL_ON_COMMIT:
         # Tasks run in-process (no broker, so no beat): seal right after the commit instead.
@@ -154,8 +165,6 @@ def audit_event_record(
     `request` when given, else from the request or task in progress. For `copilot.call`,
     `metadata` keeps only metadata keys (never content).
     """
-    from copilot_admin.core.client_ip import client_ip
-
     actor_id, actor_email, actor_type = _actor_fields(actor, actor_type)
     metadata = dict(metadata or {})
     if action == "copilot.call":
@@ -194,8 +203,6 @@ def audit_event_record_for_user_tenants(*, user, **fields) -> list[AuditEntry]:
     the platform chain and in the chain of every tenant where the account is an accepted,
     active member, so those tenants' auditors see it; never in a tenant that merely invited
     the account or deactivated its membership."""
-    from tenants.selectors import memberships_of_user
-
     tenant_ids = sorted({m.tenant_id for m in memberships_of_user(user=user)}) if user is not None else []
     return [audit_event_record(tenant=tenant_id, **fields) for tenant_id in [None, *tenant_ids]]
 
@@ -382,18 +389,11 @@ def _seal_batch(tenant_id: int | None, batch_size: int) -> int:
             row["seq"], row["prev_hash"] = seq, previous
             previous = entry_hash(row)
             sealed.append(AuditEntry(id=row["id"], seq=seq, prev_hash=row["prev_hash"], hash=previous))
+        # unscoped_objects: rows of this chain, read above through for_chain(), updated by id.
         AuditEntry.unscoped_objects.bulk_update(sealed, ["seq", "prev_hash", "hash"])
         head.seq, head.hash = seq, previous
         head.save(update_fields=["seq", "hash"])
     return len(rows)
-
-
-def audit_chains_unsealed() -> list[int | None]:
-    """The chains holding entries not sealed yet (None: the platform chain)."""
-    return list(
-        AuditEntry.objects.across_tenants().filter(seq__isnull=True).order_by()
-        .values_list("tenant_id", flat=True).distinct()
-    )
 
 
 def audit_seal(*, tenant_id=EVERY_CHAIN, batch_size: int | None = None) -> int:
@@ -428,9 +428,6 @@ def audit_export_open(*, tenant, actor, filters: dict, fmt: str, request=None):
     The export holds the entries sealed before its own entry: it records itself, seals the
     chain (its own entry with everything committed before it) and streams what precedes it.
     """
-    from copilot_admin.audit.export import ExportFormat, export_stream
-    from copilot_admin.audit.selectors import audit_entries, audit_entries_filter
-
     recorded_filters = {name: (value.isoformat() if hasattr(value, "isoformat") else value)
                         for name, value in filters.items()}
     with transaction.atomic():
@@ -454,8 +451,6 @@ PURGE_SETTING = "copilot_admin.audit_purge"  # the PostgreSQL trigger lets DELET
 def audit_retention_days(*, tenant_id: int | None) -> int:
     """How long the chain keeps its entries: its own period or the platform default, never
     below the platform minimum."""
-    from django.conf import settings
-
     own = AuditChainHead.objects.filter(chain=chain_key(tenant_id)).values_list("retention_days", flat=True).first()
     return max(own or settings.AUDIT_RETENTION_DEFAULT_DAYS, settings.AUDIT_RETENTION_MIN_DAYS)
 
@@ -464,9 +459,7 @@ def audit_retention_days(*, tenant_id: int | None) -> int:
 def audit_retention_set(*, actor, tenant, days: int | None) -> int:
     """Set the tenant's retention period (None: the platform default). Platform operators
     only; never below the platform minimum. Recorded in the tenant's log."""
-    from django.conf import settings
 
-    from copilot_admin.core.errors import ApplicationError, PermissionRefused
 
     if actor is not None and not actor.is_platform_operator:
         raise PermissionRefused("Only platform operators set audit retention.")
@@ -487,8 +480,6 @@ def audit_retention_set(*, actor, tenant, days: int | None) -> int:
 
 
 def _purge_allowed(on: bool) -> None:
-    from django.db import connection
-
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config(%s, %s, true)", [PURGE_SETTING, "on" if on else "off"])
@@ -501,16 +492,14 @@ def audit_purge_expired(*, tenant_id: int | None, now=None, batch_size: int | No
     Only a prefix of the chain is ever removed; the chain head keeps the last removed
     entry's seq and hash as checkpoint, so what remains still verifies. Returns how many
     entries were removed; a purge that removed any is itself recorded."""
-    from datetime import timedelta
 
-    from django.conf import settings
 
     batch_size = batch_size or settings.AUDIT_PURGE_BATCH_SIZE
     days = audit_retention_days(tenant_id=tenant_id)
     cutoff = (now or timezone.now()) - timedelta(days=days)
+    audit_seal(tenant_id=tenant_id)  # only sealed entries are removed: the chain's prefix
     if not AuditChainHead.objects.filter(chain=chain_key(tenant_id)).exists():
         return 0
-    audit_seal(tenant_id=tenant_id)  # only sealed entries are removed: the chain's prefix
     removed, through = 0, None
     while True:
         with transaction.atomic():
@@ -545,8 +534,6 @@ def audit_purge_expired(*, tenant_id: int | None, now=None, batch_size: int | No
 
 def audit_purge_all_expired(*, now=None) -> dict[str, int]:
     """Run the retention purge over every chain. Idempotent: a second run removes nothing."""
-    from copilot_admin.audit.selectors import audit_chains_to_verify
-
     return {chain_key(tenant_id): audit_purge_expired(tenant_id=tenant_id, now=now)
             for tenant_id in audit_chains_to_verify()}
 
@@ -558,9 +545,6 @@ def audit_purge_all_expired(*, now=None) -> dict[str, int]:
 def platform_auditor_grant(*, actor, user) -> None:
     """Let `user` read every tenant's audit log. Platform operators only (None: a command
     run on the server); recorded in the platform chain."""
-    from copilot_admin.audit.models import PlatformAuditor
-    from copilot_admin.core.errors import PermissionRefused
-
     if actor is not None and not actor.is_platform_operator:
         raise PermissionRefused("Only platform operators grant platform audit access.")
     _, created = PlatformAuditor.objects.get_or_create(user=user, defaults={"granted_by": actor})
@@ -571,9 +555,6 @@ def platform_auditor_grant(*, actor, user) -> None:
 
 @transaction.atomic
 def platform_auditor_revoke(*, actor, user) -> None:
-    from copilot_admin.audit.models import PlatformAuditor
-    from copilot_admin.core.errors import PermissionRefused
-
     if actor is not None and not actor.is_platform_operator:
         raise PermissionRefused("Only platform operators revoke platform audit access.")
     deleted, _ = PlatformAuditor.objects.filter(user=user).delete()

@@ -11,10 +11,10 @@
 - `usage_patterns_review` (Celery beat) opens review cases for patterns the per-call checks
   miss: sustained near-limit use hour after hour, or day after day.
 
-Every change of a user's access and of a case is written through the models that
-django-auditlog records (`audit_registry.py`) with its actor: the acting user, or nobody
-(the system) for automatic transitions, even when they happen inside a user's own request.
-The user and the tenant's administrators are e-mailed after commit.
+Every change of a user's access and of a case is recorded in the tenant's audit log, in its
+transaction, with its actor: the deciding user, or nobody (the system) for automatic
+transitions, also when they happen inside a user's own request. The user and the tenant's
+administrators are e-mailed after commit.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from contextlib import contextmanager
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -31,6 +30,7 @@ from django.utils import timezone
 
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import has_permission
+from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused
 from copilot_admin.usage import notifications
 from copilot_admin.usage.limits import EffectiveLimits, effective_limits, platform_policy
@@ -53,28 +53,6 @@ logger = logging.getLogger(__name__)
 REASON_MAX_LENGTH = 500
 
 
-@contextmanager
-def system_actor():
-    """Attribute the model changes inside to the system (no actor, no address), also inside a
-    user's request, and give the request its own actor back afterwards.
-
-    django-auditlog's `set_actor` does not restore an enclosing context when it exits; this
-    does, so the rest of the request is still attributed to its user.
-    """
-    from auditlog.context import auditlog_value, set_actor
-
-    try:
-        previous = auditlog_value.get()
-    except LookupError:
-        previous = None
-    try:
-        with set_actor(actor=None, remote_addr=None):
-            yield
-    finally:
-        if previous is not None:
-            auditlog_value.set(previous)
-
-
 # -- reading -----------------------------------------------------------------------------------
 
 def access_state(membership: Membership, *, now=None) -> str:
@@ -88,14 +66,16 @@ def access_state(membership: Membership, *, now=None) -> str:
     return AccessStatus.ACTIVE if access is None else access.state_at(now or timezone.now())
 
 
-def _access_locked(membership: Membership) -> CopilotAccess:
-    """The membership's access row, created if missing, locked until the transaction ends."""
+def _access_locked(membership: Membership, *, actor: Membership | User | None) -> CopilotAccess:
+    """The membership's access row, created if missing (recorded with `actor`), locked until
+    the transaction ends."""
     queryset = CopilotAccess.objects.for_tenant(membership.tenant)
     access = queryset.select_for_update().filter(membership_id=membership.pk).first()
     if access is None:
         try:
             with transaction.atomic():
-                queryset.create(tenant=membership.tenant, membership=membership)
+                created = queryset.create(tenant=membership.tenant, membership=membership)
+                audit_change_record(actor=actor, tenant=membership.tenant, instance=created)
         except IntegrityError:
             pass  # created concurrently
         access = queryset.select_for_update().get(membership_id=membership.pk)
@@ -110,14 +90,14 @@ def strike_record(*, membership: Membership, kind: str, limit: str = "") -> Abus
     termination case it caused, if any. Never raises: the refusal that caused the strike
     stands whatever happens here (a failure is logged)."""
     try:
-        with system_actor(), transaction.atomic():
+        with transaction.atomic():
             now = timezone.now()
             tenant = membership.tenant
             Strike.objects.for_tenant(tenant).create(
                 tenant=tenant, membership=membership, kind=kind, limit=limit, occurred_at=now
             )
             limits = effective_limits(tenant)
-            access = _access_locked(membership)
+            access = _access_locked(membership, actor=None)
             if access.state_at(now) != AccessStatus.ACTIVE:
                 return None
             strikes = Strike.objects.for_tenant(tenant).filter(
@@ -163,14 +143,17 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
         f"{details['strikes']} strikes within {limits.strike_window_minutes} minutes: copilot access suspended "
         f"for {limits.suspension_minutes} minutes"
     )
+    before = audit_snapshot(access)
     access.status = AccessStatus.SUSPENDED
     access.suspended_until = until
     access.strikes_counted_from = now
     access.reason = summary[:255]
     access.changed_at = now
     access.save()
-    case = AbuseCase.objects.for_tenant(access.membership.tenant).create(
-        tenant=access.membership.tenant,
+    tenant = access.membership.tenant
+    audit_change_record(actor=None, tenant=tenant, instance=access, before=before)
+    case = AbuseCase.objects.for_tenant(tenant).create(
+        tenant=tenant,
         membership=access.membership,
         kind=CaseKind.SUSPENSION,
         summary=summary[:255],
@@ -178,6 +161,7 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
         suspended_until=until,
         opened_at=now,
     )
+    audit_change_record(actor=None, tenant=tenant, instance=case)
     notifications.access_change_notify(
         case=case, kind=NotificationKind.ACCESS_SUSPENDED, reason=f"{summary} (until {until:%Y-%m-%d %H:%M} UTC)"
     )
@@ -185,23 +169,27 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
 
 
 def _resolve(case: AbuseCase, *, resolution: str, actor: User | None, reason: str, now) -> None:
+    before = audit_snapshot(case)
     case.status = CaseStatus.RESOLVED
     case.resolution = resolution
     case.resolution_reason = reason[:REASON_MAX_LENGTH]
     case.resolved_at = now
     case.resolved_by = actor
     case.save()
+    audit_change_record(actor=actor, tenant=case.tenant_id, instance=case, before=before)
 
 
 def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, details: dict, now,
                reason: str = "") -> AbuseCase:
     membership = access.membership
+    before = audit_snapshot(access)
     access.status = AccessStatus.TERMINATED
     access.suspended_until = None
     access.strikes_counted_from = now
     access.reason = summary[:255]
     access.changed_at = now
     access.save()
+    audit_change_record(actor=actor, tenant=membership.tenant, instance=access, before=before)
     superseded = AbuseCase.objects.for_tenant(membership.tenant).filter(
         membership_id=membership.pk, status=CaseStatus.OPEN, kind__in=[CaseKind.SUSPENSION, CaseKind.REVIEW]
     )
@@ -216,6 +204,7 @@ def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, detai
         opened_at=now,
         opened_by=actor,
     )
+    audit_change_record(actor=actor, tenant=membership.tenant, instance=case)
     notifications.access_change_notify(case=case, kind=NotificationKind.ACCESS_TERMINATED, reason=summary)
     return case
 
@@ -252,7 +241,7 @@ def _locked_case(actor: Membership | User, case: AbuseCase) -> tuple[AbuseCase, 
         raise PermissionRefused("Only tenant administrators and platform operators decide abuse cases.")
     tenant = case.tenant
     membership = Membership.objects.for_tenant(tenant).select_related("user", "tenant").get(pk=case.membership_id)
-    access = _access_locked(membership)
+    access = _access_locked(membership, actor=actor)
     locked = AbuseCase.objects.for_tenant(tenant).select_for_update().get(pk=case.pk)
     locked.membership = membership
     if not locked.is_open:
@@ -282,12 +271,14 @@ def case_reinstate(*, actor: Membership | User, case: AbuseCase, reason: str) ->
                        code="nothing_to_reinstate")
     changed = access.status != AccessStatus.ACTIVE
     if changed:
+        before = audit_snapshot(access)
         access.status = AccessStatus.ACTIVE
         access.suspended_until = None
         access.strikes_counted_from = now
         access.reason = f"Reinstated by {user.email}: {reason}"[:255]
         access.changed_at = now
         access.save()
+        audit_change_record(actor=user, tenant=case.tenant_id, instance=access, before=before)
     others = AbuseCase.objects.for_tenant(case.tenant).filter(
         membership_id=case.membership_id, status=CaseStatus.OPEN,
         kind__in=[CaseKind.SUSPENSION, CaseKind.TERMINATION],
@@ -346,35 +337,38 @@ def suspensions_expire(*, now=None) -> int:
     its open suspension cases resolved as expired, by the system. Returns how many cases ended."""
     now = now or timezone.now()
     ended = 0
-    with system_actor():
-        for tenant in Tenant.objects.all():
-            with transaction.atomic():
-                lapsed = CopilotAccess.objects.for_tenant(tenant).select_for_update().filter(
-                    status=AccessStatus.SUSPENDED, suspended_until__lte=now
-                )
-                for access in lapsed:
-                    access.status = AccessStatus.ACTIVE
-                    access.suspended_until = None
-                    access.reason = "Suspension ended"
-                    access.changed_at = now
-                    access.save()
-                cases = AbuseCase.objects.for_tenant(tenant).select_for_update().filter(
-                    status=CaseStatus.OPEN, kind=CaseKind.SUSPENSION, suspended_until__lte=now
-                )
-                for case in cases:
-                    _resolve(case, resolution=CaseResolution.EXPIRED, actor=None, reason="Suspension period ended",
-                             now=now)
-                    ended += 1
+    for tenant in Tenant.objects.all():
+        with transaction.atomic():
+            lapsed = CopilotAccess.objects.for_tenant(tenant).select_for_update().filter(
+                status=AccessStatus.SUSPENDED, suspended_until__lte=now
+            )
+            for access in lapsed:
+                before = audit_snapshot(access)
+                access.status = AccessStatus.ACTIVE
+                access.suspended_until = None
+                access.reason = "Suspension ended"
+                access.changed_at = now
+                access.save()
+                audit_change_record(actor=None, tenant=tenant, instance=access, before=before)
+            cases = AbuseCase.objects.for_tenant(tenant).select_for_update().filter(
+                status=CaseStatus.OPEN, kind=CaseKind.SUSPENSION, suspended_until__lte=now
+            )
+            for case in cases:
+                _resolve(case, resolution=CaseResolution.EXPIRED, actor=None, reason="Suspension period ended",
+                         now=now)
+                ended += 1
     return ended
 
 
 def _open_review(*, tenant: Tenant, membership_id: int, key: str, summary: str, details: dict, now) -> AbuseCase | None:
     try:
         with transaction.atomic():
-            return AbuseCase.objects.for_tenant(tenant).create(
+            case = AbuseCase.objects.for_tenant(tenant).create(
                 tenant=tenant, membership_id=membership_id, kind=CaseKind.REVIEW, summary=summary[:255],
                 details=details, opened_at=now, dedupe_key=key[:120],
             )
+            audit_change_record(actor=None, tenant=tenant, instance=case)
+            return case
     except IntegrityError:
         return None  # this pattern of this user was opened for review already
 
@@ -394,55 +388,54 @@ def usage_patterns_review(*, now=None) -> list[AbuseCase]:
     today = end_hour.date()
     opened: list[AbuseCase] = []
     platform = platform_policy()
-    with system_actor():
-        for tenant in Tenant.objects.filter(status=TenantStatus.ACTIVE):
-            limits = effective_limits(tenant, platform=platform)
-            percent = limits.review_near_limit_percent
-            terminated = set(
-                CopilotAccess.objects.for_tenant(tenant)
-                .filter(status=AccessStatus.TERMINATED)
-                .values_list("membership_id", flat=True)
-            )
-            hourly_threshold = max(1, math.ceil(limits.user_requests_per_hour * percent / 100))
-            busy_hours = Counter(
-                HourlyUsage.objects.for_tenant(tenant)
-                .filter(hour__gte=end_hour - timedelta(hours=24), hour__lt=end_hour, requests__gte=hourly_threshold)
-                .values_list("membership_id", flat=True)
-            )
-            for membership_id, hours in sorted(busy_hours.items()):
-                if hours >= limits.review_sustained_hours and membership_id not in terminated:
-                    case = _open_review(
-                        tenant=tenant, membership_id=membership_id, now=now,
-                        key=f"review:sustained-hours:{membership_id}:{today:%Y-%m-%d}",
-                        summary=(f"{hours} of the last 24 hours at or above {percent}% of the hourly request limit "
-                                 f"({limits.user_requests_per_hour})"),
-                        details={"rule": "sustained_hours", "hours": hours, "threshold_requests": hourly_threshold,
-                                 "user_requests_per_hour": limits.user_requests_per_hour, "percent": percent},
-                    )
-                    if case is not None:
-                        opened.append(case)
-            token_threshold = max(1, math.ceil(limits.user_tokens_per_day * percent / 100))
-            heavy_days = Counter(
-                membership_id
-                for membership_id, _day in DailyUsage.objects.for_tenant(tenant)
-                .filter(day__gte=today - timedelta(days=7), day__lt=today)
-                .values("membership_id", "day")
-                .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
-                .filter(tokens__gte=token_threshold)
-                .values_list("membership_id", "day")
-            )
-            for membership_id, days in sorted(heavy_days.items()):
-                if days >= limits.review_sustained_days and membership_id not in terminated:
-                    case = _open_review(
-                        tenant=tenant, membership_id=membership_id, now=now,
-                        key=f"review:token-days:{membership_id}:{today:%Y-%m-%d}",
-                        summary=(f"{days} of the last 7 days at or above {percent}% of the daily token limit "
-                                 f"({limits.user_tokens_per_day})"),
-                        details={"rule": "token_days", "days": days, "threshold_tokens": token_threshold,
-                                 "user_tokens_per_day": limits.user_tokens_per_day, "percent": percent},
-                    )
-                    if case is not None:
-                        opened.append(case)
+    for tenant in Tenant.objects.filter(status=TenantStatus.ACTIVE):
+        limits = effective_limits(tenant, platform=platform)
+        percent = limits.review_near_limit_percent
+        terminated = set(
+            CopilotAccess.objects.for_tenant(tenant)
+            .filter(status=AccessStatus.TERMINATED)
+            .values_list("membership_id", flat=True)
+        )
+        hourly_threshold = max(1, math.ceil(limits.user_requests_per_hour * percent / 100))
+        busy_hours = Counter(
+            HourlyUsage.objects.for_tenant(tenant)
+            .filter(hour__gte=end_hour - timedelta(hours=24), hour__lt=end_hour, requests__gte=hourly_threshold)
+            .values_list("membership_id", flat=True)
+        )
+        for membership_id, hours in sorted(busy_hours.items()):
+            if hours >= limits.review_sustained_hours and membership_id not in terminated:
+                case = _open_review(
+                    tenant=tenant, membership_id=membership_id, now=now,
+                    key=f"review:sustained-hours:{membership_id}:{today:%Y-%m-%d}",
+                    summary=(f"{hours} of the last 24 hours at or above {percent}% of the hourly request limit "
+                             f"({limits.user_requests_per_hour})"),
+                    details={"rule": "sustained_hours", "hours": hours, "threshold_requests": hourly_threshold,
+                             "user_requests_per_hour": limits.user_requests_per_hour, "percent": percent},
+                )
+                if case is not None:
+                    opened.append(case)
+        token_threshold = max(1, math.ceil(limits.user_tokens_per_day * percent / 100))
+        heavy_days = Counter(
+            membership_id
+            for membership_id, _day in DailyUsage.objects.for_tenant(tenant)
+            .filter(day__gte=today - timedelta(days=7), day__lt=today)
+            .values("membership_id", "day")
+            .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
+            .filter(tokens__gte=token_threshold)
+            .values_list("membership_id", "day")
+        )
+        for membership_id, days in sorted(heavy_days.items()):
+            if days >= limits.review_sustained_days and membership_id not in terminated:
+                case = _open_review(
+                    tenant=tenant, membership_id=membership_id, now=now,
+                    key=f"review:token-days:{membership_id}:{today:%Y-%m-%d}",
+                    summary=(f"{days} of the last 7 days at or above {percent}% of the daily token limit "
+                             f"({limits.user_tokens_per_day})"),
+                    details={"rule": "token_days", "days": days, "threshold_tokens": token_threshold,
+                             "user_tokens_per_day": limits.user_tokens_per_day, "percent": percent},
+                )
+                if case is not None:
+                    opened.append(case)
     if opened:
         logger.info("Usage pattern review opened %s case(s).", len(opened))
     return opened

@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import has_permission
+from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError, PermissionRefused
 from copilot_admin.usage.counters import (
     LimitCheck,
@@ -110,8 +111,12 @@ def platform_policy() -> PlatformLimitPolicy:
 
 
 def platform_policy_ensure() -> PlatformLimitPolicy:
-    """The platform policy row, written with the defaults if it does not exist yet (idempotent)."""
-    policy, _ = PlatformLimitPolicy.objects.get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+    """The platform policy row, written with the defaults if it does not exist yet (idempotent;
+    the writing is recorded in the platform's audit log, by the system)."""
+    with transaction.atomic():
+        policy, created = PlatformLimitPolicy.objects.get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+        if created:
+            audit_change_record(actor=None, tenant=None, instance=policy)
     return policy
 
 
@@ -190,7 +195,7 @@ def tenant_limits_update(*, actor: Membership, changes: Mapping[str, int | None]
 
     Each limit must lie between 1 and the platform maximum, the warning threshold between 1
     and 100 percent; otherwise nothing changes (400 with the offending fields). The change is
-    recorded with its actor by django-auditlog.
+    recorded with its actor in the tenant's audit log.
     """
     if not has_permission(actor, Perm.LIMITS):
         raise PermissionRefused("Your security role does not allow changing usage limits.")
@@ -217,14 +222,18 @@ def tenant_limits_update(*, actor: Membership, changes: Mapping[str, int | None]
     if override is None:
         try:
             with transaction.atomic():
-                return policies.create(tenant=tenant, **cleaned)
+                override = policies.create(tenant=tenant, **cleaned)
+                audit_change_record(actor=actor, tenant=tenant, instance=override)
+                return override
         except IntegrityError:  # created concurrently
             override = policies.select_for_update().get()
     changed = [name for name, value in cleaned.items() if getattr(override, name) != value]
     if changed:
+        before = audit_snapshot(override)
         for name in changed:
             setattr(override, name, cleaned[name])
         override.save()
+        audit_change_record(actor=actor, tenant=tenant, instance=override, before=before)
     return override
 
 
@@ -238,7 +247,8 @@ def platform_limits_update(*, actor: User, changes: Mapping[str, int]) -> Platfo
     if not getattr(actor, "is_platform_operator", False):
         raise PermissionRefused("Only platform operators change the platform limit policy.")
     _refuse_unknown(changes, PLATFORM_FIELDS)
-    policy, _ = PlatformLimitPolicy.objects.select_for_update().get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+    policy, created = PlatformLimitPolicy.objects.select_for_update().get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+    before = None if created else audit_snapshot(policy)
     errors: dict[str, list[str]] = {}
     for name, value in changes.items():
         high = 100 if name in PERCENT_FIELDS else column_maximum(name)
@@ -252,6 +262,8 @@ def platform_limits_update(*, actor: User, changes: Mapping[str, int]) -> Platfo
         first = next(iter(errors))
         raise ApplicationError(f"{first}: {errors[first][0]}.", code="limit_out_of_range", fields=errors)
     policy.save()
+    # The platform policy belongs to no tenant: its changes are in the platform's audit log.
+    audit_change_record(actor=actor, tenant=None, instance=policy, before=before)
     return policy
 
 
@@ -414,6 +426,7 @@ def limit_warnings_record(
                     used=usage.used_after,
                     threshold_percent=limits.warning_threshold_percent,
                 )
+                audit_change_record(actor=None, tenant=tenant, instance=warning)  # the system warns
                 notifications.limit_warning_notify(warning=warning, membership=membership if per_user else None)
         except IntegrityError:
             continue  # another call crossed first in this window: warned once already

@@ -15,6 +15,22 @@ def entries(tenant=None, **filters):
     return AuditEntry.objects.for_chain(tenant).filter(**filters).order_by("seq")
 
 
+def object_entries(model, pk=None):
+    """The entries of one object (an instance, or a model and an id), whatever its chain,
+    sealed first, oldest first: what django-auditlog's `get_for_object` gives."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from copilot_admin.audit.services import audit_seal
+
+    if pk is None:
+        model, pk = type(model), model.pk
+    audit_seal()
+    # across_tenants(): a test looks up one object's entries in whichever chain holds them.
+    return AuditEntry.objects.across_tenants().filter(
+        content_type=ContentType.objects.get_for_model(model), object_id=str(pk)
+    ).order_by("seq", "id")
+
+
 @pytest.fixture
 def audit_entries():
     return entries
