@@ -127,15 +127,20 @@ def test_mounted_simulator_without_a_token_serves_no_control_endpoint(mounted, d
 
 
 def _mounted_in_a_fresh_process(**env: str) -> str:
-    """Whether the project, started with this environment, routes /_simulator/ at all."""
+    """Whether the project, started with this environment, routes /_simulator/ at all (and, when
+    it does not, never loaded the simulator's code)."""
     code = (
+        "import sys\n"
         "import django\n"
         "django.setup()\n"
         "from django.urls import Resolver404, resolve\n"
         "try:\n"
-        "    print(resolve('/_simulator/_sim/requests').url_name)\n"
+        "    name = resolve('/_simulator/_sim/requests').url_name\n"
         "except Resolver404:\n"
-        "    print('not mounted')\n"
+        "    name = 'not mounted'\n"
+        "from copilot_admin import api_urls, celery  # the API, the worker: loaded either way\n"
+        "loaded = 'copilot_admin.simulator.server' in sys.modules\n"
+        "print(name if loaded == (name != 'not mounted') else 'loaded but not mounted')\n"
     )
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("COPILOT_SIMULATOR", "DJANGO_"))}
     environment.update(DJANGO_SETTINGS_MODULE="copilot_admin.settings", **env)
