@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "copilot_admin.core.context.RequestScopeMiddleware",
+    "copilot_admin.core.middleware.RequestScopeMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 

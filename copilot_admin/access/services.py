@@ -188,5 +188,5 @@ def role_delete(*, actor: Membership, role: SecurityRole) -> None:
     ensure_can_grant(actor=actor, permissions=role.permission_set)
     if role.memberships.exists():
         raise Conflict("Users hold this role; assign them another role or deactivate it.", code="role_in_use")
-    audit_change_record(actor=actor, tenant=actor.tenant, instance=audit_snapshot(role), deleted=True)
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=role, deleted=True)
     role.delete()

@@ -248,16 +248,18 @@ def excluded_fields_of(model) -> frozenset[str]:
     return frozenset(getattr(model, "AUDIT_EXCLUDED_FIELDS", ()))
 
 
-def field_changes(before, after, *, fields=None) -> dict:
+def field_changes(before, after) -> dict:
     """{field: [before, after]} for the concrete fields whose value differs, in
     django-auditlog's representation (`auditlog.diff.get_field_value`: text; a related
-    object by its id; "None" for a missing side). `fields` narrows to those names (like a
-    save's `update_fields`); the model's excluded fields never appear."""
+    object by its id; "None" for a missing side); the model's excluded fields never appear.
+
+    (`auditlog.diff.model_instance_diff` reads its options from django-auditlog's registry,
+    which holds no model here: nothing is recorded by its signals.)"""
     model = type(after if after is not None else before)
     excluded = excluded_fields_of(model)
     changes = {}
     for field in model._meta.concrete_fields:
-        if field.name in excluded or (fields is not None and field.name not in fields and field.attname not in fields):
+        if field.name in excluded:
             continue
         old, new = get_field_value(before, field), get_field_value(after, field)
         if old != new:
@@ -267,29 +269,29 @@ def field_changes(before, after, *, fields=None) -> dict:
 
 def audit_change_record(
     *, actor, tenant, instance, before=None, deleted: bool = False, action: str | None = None,
-    fields=None, metadata: dict | None = None,
 ) -> AuditEntry | None:
-    """Record a change of a model instance, in `tenant`'s chain (None: the platform chain).
+    """Record a change of a model instance, with `actor` (a user, a membership, or None for
+    the system), in `tenant`'s chain (a tenant or its id; None: the platform chain). Call it
+    inside the change's transaction: the entry commits or rolls back with the change.
 
-    `before` is the instance's `audit_snapshot` taken before the change (None: it was
-    created); with `deleted`, `instance` is the object as it was (snapshot it before
-    `delete()`, which clears its id). The entry's action is `<object type>.<create|update|
-    delete>` unless `action` names another. An update that changed no recorded field
-    records nothing (returns None).
+    `before` is the instance's `audit_snapshot` taken before the change (None: it was just
+    created); with `deleted`, record before calling `delete()`. The entry's action is
+    `<object type>.<create|update|delete>` unless `action` names another. An update that
+    changed no recorded field records nothing (returns None).
     """
     model = type(instance)
     if deleted:
-        verb, changes = ChangeVerb.DELETE, field_changes(instance, None, fields=fields)
+        verb, changes = ChangeVerb.DELETE, field_changes(instance, None)
     elif before is None:
-        verb, changes = ChangeVerb.CREATE, field_changes(None, instance, fields=fields)
+        verb, changes = ChangeVerb.CREATE, field_changes(None, instance)
     else:
-        verb, changes = ChangeVerb.UPDATE, field_changes(before, instance, fields=fields)
+        verb, changes = ChangeVerb.UPDATE, field_changes(before, instance)
         if not changes:
             return None
     object_type = object_type_of(model)
     return audit_event_record(
         tenant=tenant, actor=actor, action=action or f"{object_type}.{verb}", object_type=object_type,
-        object_id=instance.pk, object_repr=str(instance), changes=changes, metadata=metadata,
+        object_id=instance.pk, object_repr=str(instance), changes=changes,
         content_type_id=ContentType.objects.get_for_model(model).pk,
     )
 

@@ -1,7 +1,7 @@
 """What the audit log knows about the unit of work in progress (a request or a task): where it
 came from, never who acted (services are given their actor).
 
-`RequestScopeMiddleware` opens a scope for every request (its correlation id, the client's
+`core.middleware.RequestScopeMiddleware` opens a scope for every request (its correlation id, the client's
 request id and address); the tenant pages and API narrow it once the tenant is resolved
 (channel web or api); tasks open their own from their id. It gives every entry of one request
 or task the same correlation id and client address, and says how the actor came in (web
@@ -17,8 +17,6 @@ import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
-
-from copilot_admin.core.client_ip import client_ip
 
 
 class Channel:
@@ -101,36 +99,3 @@ def audit_scope(**fields):
     finally:
         scope_exit(token)
 
-
-class RequestScopeMiddleware:
-    """Every request runs in its own audit scope: its correlation id, the client's request
-    id and the client address (behind the trusted proxies), so that entries recorded by the
-    services a request calls say where the change came from. Who acted is not here: each
-    service records the actor it is given."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self._acall(request)
-        with audit_scope(**_request_fields(request)):
-            return self.get_response(request)
-
-    async def _acall(self, request):
-        with audit_scope(**_request_fields(request)):
-            return await self.get_response(request)
-
-
-def _request_fields(request) -> dict:
-    # A fresh scope: nothing carries over from an earlier request on this thread.
-    request.audit_correlation_id = new_correlation_id()
-    return {"tenant": None, "channel": "", "remote_addr": client_ip(request) or "", **request_ids(request)}

@@ -242,7 +242,7 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
     ensure_can_grant(actor=actor, permissions=membership.role.permission_set)
     before, companies_before = audit_snapshot(membership), list(membership.companies.all())
     role = changes.get("role", membership.role)
-    companies = changes["companies"] if "companies" in changes else companies_before
+    companies = changes.get("companies", companies_before)
     companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies)
     membership.role = role
     deactivating = "is_active" in changes and membership.is_active and not changes["is_active"]

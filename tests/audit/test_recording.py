@@ -187,3 +187,57 @@ def test_numbers_hash_alike_however_the_database_gives_them_back(tenant_a):
     entry.refresh_from_db()
     assert stored["metadata"]["bad"] == "NaN" and entry_hash(stored) == entry.hash
     assert entry_hash({**stored, "metadata": {**stored["metadata"], "whole": 5, "big": 10**20}}) == entry.hash
+
+
+def test_every_service_records_its_change_with_its_actor_in_its_chain(tenant_a, operator):
+    """One pass over the services that change audited models: the action, the actor and the
+    chain each entry lands in."""
+    from copilot_admin.access import services as access
+    from copilot_admin.copilot.settings_services import tenant_copilot_settings_update
+    from copilot_admin.platform.services import tenant_create
+    from copilot_admin.regions.models import DataZone
+    from copilot_admin.regions.services import deployment_create, deployment_update
+    from copilot_admin.usage.limits import platform_limits_update, tenant_limits_update
+    from tests.factories import add_member
+
+    admin = tenant_a.members["admin"]
+    audit_seal()
+    start = {chain: entries(chain).order_by("-id").values_list("id", flat=True).first()
+             for chain in (tenant_a.tenant.pk, None)}
+
+    role = access.role_create(actor=admin, name="Night shift", user_type="internal", permissions=["copilot.summarize"])
+    access.role_update(actor=admin, role=role, description="Evenings")
+    role_id = role.pk
+    access.role_delete(actor=admin, role=role)
+    tenant_copilot_settings_update(actor=admin, features={"prioritize": False})
+    tenant_limits_update(actor=admin, changes={"user_requests_per_day": 50})
+    tenant_limits_update(actor=admin, changes={"user_requests_per_day": 60})
+    pending = add_member(tenant_a.tenant, "Technician", email="pending@alpha.test", accepted=False)
+    directory.membership_accept(user=pending.user, membership=pending)
+    directory.account_update(actor=admin.user, user=admin.user, full_name="Renamed Admin")
+    platform_limits_update(actor=operator, changes={"strike_limit": 4})
+    zone = DataZone.objects.get(code="us")
+    deployment = deployment_create(actor=operator, zone=zone, name="us-x", endpoint="https://x.openai.azure.com",
+                                   deployment="gpt", api_key_env="AZURE_OPENAI_KEY_X")
+    deployment_update(actor=operator, azure_deployment=deployment, priority=3)
+    created = tenant_create(actor=operator, name="Charlie MSP", slug="charlie", plan="ultimate", zone=zone)
+
+    def recorded(chain):
+        return [(e.action, e.actor_id) for e in entries(chain).filter(pk__gt=start.get(chain) or 0)]
+
+    admin_id, operator_id = admin.user.pk, operator.pk
+    assert recorded(tenant_a.tenant.pk) == [
+        ("role.create", admin_id), ("role.update", admin_id), ("role.delete", admin_id),
+        ("tenant.update", admin_id), ("limits.create", admin_id), ("limits.update", admin_id),
+        ("membership.create", None), ("membership.update", pending.user.pk),
+    ]
+    assert recorded(None) == [("user.update", admin_id), ("platform_limits.create", operator_id),
+                              ("deployment.create", operator_id), ("deployment.update", operator_id)]
+    assert [(e.action, e.actor_id) for e in entries(created)] == [("tenant.create", operator_id)] + [
+        ("role.create", operator_id)] * 4
+    deleted = entries(tenant_a, action="role.delete").get()
+    assert deleted.changes["name"] == ["Night shift", "None"] and deleted.object_id == str(role_id)
+    assert entries(tenant_a, action="tenant.update").last().changes == {
+        "feature_switches": ['{"prioritize": true, "summarize": true, "time-entry": true}',
+                             '{"prioritize": false, "summarize": true, "time-entry": true}']}
+
