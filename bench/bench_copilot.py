@@ -76,7 +76,7 @@ django.setup()
 import httpx2  # noqa: E402  (the HTTP client the openai SDK ships with)
 from openai import AsyncAzureOpenAI  # noqa: E402
 
-from copilot_admin.copilot.features import get_feature_spec  # noqa: E402
+from copilot_admin.copilot.features import get_feature  # noqa: E402
 from copilot_admin.copilot.minimize import minimize_payload  # noqa: E402
 from copilot_admin.copilot.prompts import render_messages  # noqa: E402
 
@@ -119,7 +119,8 @@ def seed(simulator_url: str) -> tuple[str, str, str]:
     from copilot_admin.platform import services as platform
     from copilot_admin.regions import services as regions
     from copilot_admin.regions.models import DataZone
-    from copilot_admin.usage import limits
+    from copilot_admin.usage import services as usage
+    from copilot_admin.usage.limits import LIMIT_FIELDS
     from tenants.models import ClientCompany, Membership, Plan, User
 
     zone = DataZone.objects.get(code="us")
@@ -139,8 +140,8 @@ def seed(simulator_url: str) -> tuple[str, str, str]:
     # A load test is not abuse: an operator lifts the platform's limits for it.
     operator = User.objects.create_user(f"operator-{os.getpid()}@bench.example", is_platform_operator=True)
     high = 1_000_000_000
-    limits.platform_limits_update(actor=operator, changes={
-        **{name: high for name in limits.LIMIT_FIELDS}, **{f"max_{name}": high for name in limits.LIMIT_FIELDS},
+    usage.platform_limits_update(actor=operator, changes={
+        **{name: high for name in LIMIT_FIELDS}, **{f"max_{name}": high for name in LIMIT_FIELDS},
     })
     return tenant.slug, token, str(company.pk)
 
@@ -196,7 +197,7 @@ async def main_async(base_url: str, simulator_url: str, slug: str, token: str, c
     api_url = f"{base_url}/api/v1/tenants/{slug}/copilot/summarize/"
     body = {"company": company, **TICKET}
     headers = {"Authorization": f"Bearer {token}"}
-    spec = get_feature_spec("summarize")
+    spec = get_feature("summarize")
     messages = render_messages(feature="summarize", payload=minimize_payload(body=body))
     limits = httpx2.Limits(max_connections=2000, max_keepalive_connections=2000)
     client = httpx2.AsyncClient(limits=limits, timeout=60)

@@ -302,7 +302,7 @@ def _service_world(path: Path):
 
     from copilot_admin.platform.services import tenant_create
     from copilot_admin.regions.models import DataZone
-    from copilot_admin.usage.limits import platform_policy_ensure
+    from copilot_admin.usage.services import platform_policy_ensure
     from tenants.models import Plan
 
     _use_database(path)
@@ -363,7 +363,7 @@ def _service_call(membership, index: int) -> float:
 
 def _service_concurrency(tenant) -> dict:
     from copilot_admin.usage import services as usage
-    from copilot_admin.usage.limits import platform_policy_ensure
+    from copilot_admin.usage.services import platform_policy_ensure
 
     policy = platform_policy_ensure()
     policy.user_requests_per_day = SERVICE_ALLOWED

@@ -2,7 +2,7 @@
 
 from django import forms
 
-from copilot_admin.access.permissions import MODULES, Perm
+from copilot_admin.access.permissions import modules, permission_choices
 from copilot_admin.core.forms import StyledFormMixin
 from tenants.models import UserType
 
@@ -13,7 +13,9 @@ class RoleForm(StyledFormMixin, forms.Form):
     name = forms.CharField(max_length=80)
     description = forms.CharField(max_length=255, required=False)
     user_type = forms.ChoiceField(choices=UserType.choices)
-    permissions = forms.MultipleChoiceField(choices=Perm.choices, required=False, widget=forms.CheckboxSelectMultiple)
+    permissions = forms.MultipleChoiceField(
+        choices=permission_choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
 
     def __init__(self, *args, lock_user_type: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -25,7 +27,7 @@ class RoleForm(StyledFormMixin, forms.Form):
         selected = set(self["permissions"].value() or [])
         return [
             {"name": module.name, "permissions": [
-                {"code": perm.value, "label": perm.label, "checked": perm.value in selected} for perm in module.permissions
+                {"code": code, "label": label, "checked": code in selected} for code, label in module.permissions
             ]}
-            for module in MODULES
+            for module in modules()
         ]

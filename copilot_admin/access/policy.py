@@ -3,7 +3,7 @@
 Every view, API class and service asks here; nothing branches on role names.
 """
 
-from copilot_admin.access.permissions import ANY_MEMBER, COPILOT_GRANTS
+from copilot_admin.access.permissions import ANY_MEMBER, copilot_grants
 from tenants.models import Membership
 
 
@@ -20,7 +20,7 @@ def permissions_of(membership: Membership | None) -> frozenset[str]:
         return frozenset()
     granted = role.permission_set
     if membership.is_co_managed:
-        granted = granted & COPILOT_GRANTS
+        granted = granted & copilot_grants()
     return frozenset(granted)
 
 

@@ -1,8 +1,8 @@
 from rest_framework import serializers
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import Perm
-from copilot_admin.core.fields import APIModelSerializer
+from copilot_admin.access.permissions import permission_choices
+from copilot_admin.core.fields import APIModelSerializer, CatalogueChoiceField
 from tenants.models import UserType
 
 
@@ -10,7 +10,7 @@ class RoleSerializer(APIModelSerializer):
     """A security role. Create from scratch, or with `clone_from` (a role id of this tenant)."""
 
     user_type = serializers.ChoiceField(choices=UserType.choices, required=False)
-    permissions = serializers.ListField(child=serializers.ChoiceField(choices=Perm.choices), required=False)
+    permissions = serializers.ListField(child=CatalogueChoiceField(choices=permission_choices), required=False)
     clone_from = serializers.IntegerField(write_only=True, required=False, min_value=1, max_value=2**63 - 1)
     is_system = serializers.BooleanField(read_only=True)
     users = serializers.SerializerMethodField(help_text="How many members hold the role.")

@@ -13,46 +13,50 @@ Each write records itself in the tenant's audit log, with its actor, in its tran
 from django.db import transaction
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import ALL_PERMISSIONS, COPILOT_GRANTS, Perm
+from copilot_admin.access.permissions import Perm, all_permissions, copilot_grants
 from copilot_admin.access.policy import permissions_of
 from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused, refusing_duplicates
 from tenants.models import Membership, Tenant, User, UserType
 
-SYSTEM_ROLES: tuple[dict, ...] = (
-    {
-        "name": "Tenant Administrator",
-        "description": "Manages users, roles, companies, copilot settings and limits; uses every feature.",
-        "user_type": UserType.INTERNAL,
-        "permissions": sorted(ALL_PERMISSIONS),
-    },
-    {
-        "name": "Technician",
-        "description": "Uses the copilot features on tickets.",
-        "user_type": UserType.INTERNAL,
-        "permissions": sorted(COPILOT_GRANTS),
-    },
-    {
-        "name": "Co-managed Help Desk",
-        "description": "A customer's IT staff: uses the copilot on the companies it co-manages.",
-        "user_type": UserType.CO_MANAGED,
-        "permissions": sorted(COPILOT_GRANTS),
-    },
-    {
-        "name": "Compliance Auditor",
-        "description": "Reads the audit log and usage, exports the audit log; changes nothing.",
-        "user_type": UserType.INTERNAL,
-        "permissions": sorted({Perm.USAGE_VIEW, Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT}),
-    },
-)
+
+def system_roles() -> tuple[dict, ...]:
+    """The roles every tenant starts with (read-only, clonable); the copilot grants are every
+    feature's in the catalogue."""
+    return (
+        {
+            "name": "Tenant Administrator",
+            "description": "Manages users, roles, companies, copilot settings and limits; uses every feature.",
+            "user_type": UserType.INTERNAL,
+            "permissions": sorted(all_permissions()),
+        },
+        {
+            "name": "Technician",
+            "description": "Uses the copilot features on tickets.",
+            "user_type": UserType.INTERNAL,
+            "permissions": sorted(copilot_grants()),
+        },
+        {
+            "name": "Co-managed Help Desk",
+            "description": "A customer's IT staff: uses the copilot on the companies it co-manages.",
+            "user_type": UserType.CO_MANAGED,
+            "permissions": sorted(copilot_grants()),
+        },
+        {
+            "name": "Compliance Auditor",
+            "description": "Reads the audit log and usage, exports the audit log; changes nothing.",
+            "user_type": UserType.INTERNAL,
+            "permissions": sorted({Perm.USAGE_VIEW, Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT}),
+        },
+    )
 
 
 def _clean_permissions(*, permissions, user_type: str) -> list[str]:
-    unknown = sorted(set(permissions) - ALL_PERMISSIONS)
+    unknown = sorted(set(permissions) - all_permissions())
     if unknown:
         raise ApplicationError(f"Unknown permission(s): {', '.join(unknown)}.", fields={"permissions": unknown})
     if user_type == UserType.CO_MANAGED:
-        above_ceiling = sorted(set(permissions) - COPILOT_GRANTS)
+        above_ceiling = sorted(set(permissions) - copilot_grants())
         if above_ceiling:
             raise ApplicationError(
                 "A co-managed role can only hold copilot feature grants, not admin permissions.",
@@ -98,7 +102,7 @@ def roles_seed_system(*, actor: User | None, tenant: Tenant) -> list[SecurityRol
     operator creating the tenant; None: the system). Idempotent: a role already up to date
     is neither written nor recorded."""
     roles = []
-    for spec in SYSTEM_ROLES:
+    for spec in system_roles():
         values = {key: spec[key] for key in ("description", "user_type", "permissions")}
         role = SecurityRole.objects.for_tenant(tenant).select_for_update().filter(name=spec["name"]).first()
         if role is None:

@@ -5,8 +5,9 @@ no worker thread and no database connection; its database work (token authentica
 access chain, recording) runs in short hops on a bounded pool (`services.run_orm`). Under
 WSGI and Django's test client the same hops run in the request's own thread.
 
-Each feature is its own route and view class (`copilot-summarize`, ...) so that each declares
-its grant in the policy table and documents its own answer. The declared permission is
+Each feature is its own route and view class (`copilot-summarize`, ...), made from the
+feature's declaration (`feature_view`), so that each declares its grant in the policy table and
+documents its own answer. The declared permission is
 enforced by the service, at its place in the contract's access chain (after entitlement and
 the tenant's switches), not up front by the base class.
 """
@@ -24,11 +25,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission
-from copilot_admin.access.permissions import ANY_MEMBER, FEATURE_GRANTS, Perm
+from copilot_admin.access.permissions import ANY_MEMBER, Perm
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
 from copilot_admin.copilot.serializers import (
-    RESULT_SERIALIZERS,
     CopilotErrorSerializer,
     CopilotRequestSerializer,
     CopilotSettingsSerializer,
@@ -67,7 +67,7 @@ class CopilotCallView(APIView):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.permissions.get("post") != FEATURE_GRANTS[cls.feature.value]:
+        if cls.permissions.get("post") != cls.feature.permission:
             raise TypeError(f"{cls.__name__} must declare permissions = {{'post': <the feature's grant>}}.")
 
     async def dispatch(self, request, *args, **kwargs):
@@ -129,51 +129,30 @@ class CopilotCallView(APIView):
 
 def _schema(feature: Feature):
     return extend_schema(
-        operation_id=f"copilot_{feature.value.replace('-', '_')}",
+        operation_id=f"copilot_{feature.slug.replace('-', '_')}",
         summary=feature.label,
         tags=["copilot"],
         request=CopilotRequestSerializer,
         responses={
-            200: RESULT_SERIALIZERS[feature],
+            200: feature.result_serializer,
             **{status: OpenApiResponse(CopilotErrorSerializer, description=text) for status, text in _ERRORS.items()},
         },
     )
 
 
-class SummarizeView(CopilotCallView):
-    """Summarize a ticket: `summary`, `key_details`, `next_steps`."""
+def feature_view(feature: Feature) -> type[CopilotCallView]:
+    """The endpoint class of one feature (`TimeEntryView` for `time-entry`): it declares the
+    feature's grant and documents the feature's answer; its docstring is the feature's description."""
 
-    feature = Feature.SUMMARIZE
-    permissions = {"post": FEATURE_GRANTS["summarize"]}
-
-    @_schema(Feature.SUMMARIZE)
+    @_schema(feature)
     async def post(self, request, tenant_slug: str):
-        return await super().post(request, tenant_slug)
+        return await CopilotCallView.post(self, request, tenant_slug)
 
-
-class TimeEntryView(CopilotCallView):
-    """Draft a time entry: `notes`, `hours`, `work_type`."""
-
-    feature = Feature.TIME_ENTRY
-    permissions = {"post": FEATURE_GRANTS["time-entry"]}
-
-    @_schema(Feature.TIME_ENTRY)
-    async def post(self, request, tenant_slug: str):
-        return await super().post(request, tenant_slug)
-
-
-class PrioritizeView(CopilotCallView):
-    """Suggest a priority: `priority` (critical|high|medium|low), `rationale`."""
-
-    feature = Feature.PRIORITIZE
-    permissions = {"post": FEATURE_GRANTS["prioritize"]}
-
-    @_schema(Feature.PRIORITIZE)
-    async def post(self, request, tenant_slug: str):
-        return await super().post(request, tenant_slug)
-
-
-FEATURE_VIEWS = {Feature.SUMMARIZE: SummarizeView, Feature.TIME_ENTRY: TimeEntryView, Feature.PRIORITIZE: PrioritizeView}
+    name = "".join(part.title() for part in feature.slug.split("-")) + "View"
+    return type(name, (CopilotCallView,), {
+        "__doc__": feature.description, "__module__": __name__, "__qualname__": name,
+        "feature": feature, "permissions": {"post": feature.permission}, "post": post,
+    })
 
 
 class CopilotSettingsView(AuditedAPIMixin, APIView):

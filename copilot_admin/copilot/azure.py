@@ -57,7 +57,7 @@ from openai import AsyncAzureOpenAI, AzureOpenAI
 
 from copilot_admin.core.secrets import API_KEY_ENV_PREFIX, api_key_env_allowed
 
-from .features import Feature, FeatureSpec, InvalidModelOutput, get_feature_spec
+from .features import Feature, InvalidModelOutput, get_feature
 from .prompts import ChatMessage
 
 logger = logging.getLogger(__name__)
@@ -396,7 +396,7 @@ async def aclose_clients() -> None:
 
 
 def _request_kwargs(
-    *, target: DeploymentTarget, messages: Sequence[ChatMessage], spec: FeatureSpec, remaining: float | None
+    *, target: DeploymentTarget, messages: Sequence[ChatMessage], spec: Feature, remaining: float | None
 ) -> dict[str, Any]:
     total = target.timeout_seconds if remaining is None else max(0.001, min(target.timeout_seconds, remaining))
     return {
@@ -550,7 +550,7 @@ def _failure_of(exc: BaseException, target: DeploymentTarget) -> UpstreamFailure
 
 
 def _read_response(
-    *, target: DeploymentTarget, spec: FeatureSpec, status_code: int, headers: Mapping[str, str], content: bytes
+    *, target: DeploymentTarget, spec: Feature, status_code: int, headers: Mapping[str, str], content: bytes
 ) -> _Success:
     """Check a 2xx response and validate the answer, or raise the failure it amounts to."""
     name = target.name
@@ -604,14 +604,14 @@ def _read_response(
     )
 
 
-def _validated_answer(spec: FeatureSpec, text: object) -> tuple[dict[str, Any] | None, str]:
+def _validated_answer(spec: Feature, text: object) -> tuple[dict[str, Any] | None, str]:
     """The validated answer, or None and what is wrong with it (never quoting the answer)."""
     if not isinstance(text, str):
-        return None, f"{spec.feature.value}: the answer is missing"
+        return None, f"{spec.slug}: the answer is missing"
     try:
         answer = json.loads(text)
     except (ValueError, RecursionError):
-        return None, f"{spec.feature.value}: the answer is not valid JSON"
+        return None, f"{spec.slug}: the answer is not valid JSON"
     try:
         return spec.validate(answer), ""
     except InvalidModelOutput as problem:
@@ -633,7 +633,7 @@ def _log_attempt(
     logger.log(
         level,
         "copilot upstream call feature=%s deployment=%s outcome=%s status=%s latency_ms=%d request_id=%s retryable=%s",
-        feature.value,
+        feature.slug,
         target.name,
         attempt.outcome,
         attempt.status_code,
@@ -728,8 +728,8 @@ def call_with_failover(
     included.
     """
     _check_call(targets, messages)
-    spec = get_feature_spec(feature)
-    run = _Failover(feature=spec.feature, deadline_seconds=deadline_seconds)
+    spec = get_feature(feature)
+    run = _Failover(feature=spec, deadline_seconds=deadline_seconds)
     for target in targets:
         if run.out_of_time():
             break
@@ -773,8 +773,8 @@ async def acall_with_failover(
     `credential` may be a sync or an async (`azure.identity.aio`) token credential.
     """
     _check_call(targets, messages)
-    spec = get_feature_spec(feature)
-    run = _Failover(feature=spec.feature, deadline_seconds=deadline_seconds)
+    spec = get_feature(feature)
+    run = _Failover(feature=spec, deadline_seconds=deadline_seconds)
     for target in targets:
         if run.out_of_time():
             break

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
-from .features import Feature, get_feature_spec
+from .features import Feature, get_feature
 from .minimize import MinimizedPayload
 
 
@@ -82,7 +82,7 @@ PROMPT_TEMPLATES: Mapping[str, PromptTemplate] = {
 
 def render_messages(*, feature: Feature | str, payload: MinimizedPayload) -> list[ChatMessage]:
     """The system and user messages for one call, built from the minimized payload only."""
-    template = PROMPT_TEMPLATES[get_feature_spec(feature).prompt_version]
+    template = PROMPT_TEMPLATES[get_feature(feature).prompt_version]
     ticket = json.dumps(payload.as_prompt_data(), ensure_ascii=False, indent=1)
     return [
         {"role": "system", "content": template.system},

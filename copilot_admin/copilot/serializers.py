@@ -4,8 +4,7 @@ document the request and the answers."""
 
 from rest_framework import serializers
 
-from copilot_admin.access.permissions import FEATURE_GRANTS
-from copilot_admin.copilot.features import PRIORITIES, Feature
+from copilot_admin.access.permissions import feature_names
 from copilot_admin.copilot.minimize import DEFAULT_LIMITS
 from copilot_admin.core.fields import JSONBooleanField
 from copilot_admin.core.schema import ErrorDetailSerializer
@@ -46,34 +45,12 @@ class UsageSerializer(serializers.Serializer):
     completion_tokens = serializers.IntegerField(min_value=0)
 
 
-class _CallMetadata(serializers.Serializer):
+# What every successful call answers besides the feature's fields (`Feature.result_serializer`).
+# No docstring: the OpenAPI schema would show it as the description of every feature's answer.
+class CallMetadataSerializer(serializers.Serializer):
     request_id = serializers.CharField(help_text="Ours: in the usage record and the audit log.")
     zone = serializers.CharField(help_text="The data zone that processed the call.")
     usage = UsageSerializer()
-
-
-class SummarizeResultSerializer(_CallMetadata):
-    summary = serializers.CharField()
-    key_details = serializers.ListField(child=serializers.CharField())
-    next_steps = serializers.ListField(child=serializers.CharField())
-
-
-class TimeEntryResultSerializer(_CallMetadata):
-    notes = serializers.CharField()
-    hours = serializers.FloatField(min_value=0, max_value=24)
-    work_type = serializers.CharField()
-
-
-class PrioritizeResultSerializer(_CallMetadata):
-    priority = serializers.ChoiceField(choices=PRIORITIES)
-    rationale = serializers.CharField()
-
-
-RESULT_SERIALIZERS = {
-    Feature.SUMMARIZE: SummarizeResultSerializer,
-    Feature.TIME_ENTRY: TimeEntryResultSerializer,
-    Feature.PRIORITIZE: PrioritizeResultSerializer,
-}
 
 
 class CopilotErrorDetailSerializer(ErrorDetailSerializer):
@@ -96,14 +73,14 @@ class CopilotSettingsSerializer(serializers.Serializer):
     zone = serializers.CharField(source="zone.code", read_only=True)
 
     def validate_features(self, value):
-        unknown = sorted(set(value) - set(FEATURE_GRANTS))
+        unknown = sorted(set(value) - set(feature_names()))
         if unknown:
             raise serializers.ValidationError(f"Unknown feature(s): {', '.join(unknown)}.")
         return value
 
     def to_representation(self, tenant):
         data = super().to_representation(tenant)
-        data["features"] = {feature: tenant.feature_enabled(feature) for feature in FEATURE_GRANTS}
+        data["features"] = {feature: tenant.feature_enabled(feature) for feature in feature_names()}
         return data
 
 

@@ -63,7 +63,7 @@ from django.db import close_old_connections, transaction
 from copilot_admin.access.policy import has_permission
 from copilot_admin.audit.services import audit_event_record
 from copilot_admin.copilot import azure
-from copilot_admin.copilot.features import Feature, FeatureSpec, get_feature_spec
+from copilot_admin.copilot.features import Feature, get_feature
 from copilot_admin.copilot.minimize import PayloadError, minimize_payload
 from copilot_admin.copilot.prompts import ChatMessage, render_messages
 from copilot_admin.copilot.targets import deployments_for_zone
@@ -170,12 +170,12 @@ class AdmittedCall:
     """A call that passed every check, with its reservation held, ready to be sent."""
 
     membership: Membership
-    spec: FeatureSpec
+    spec: Feature
     zone: str
     request_id: str
     targets: list[azure.DeploymentTarget]
     messages: list[ChatMessage]
-    reservation: usage.LimitReservation
+    reservation: usage.Reservation
     origin: CallOrigin
     started: float = field(default_factory=time.perf_counter)
     _concluded: bool = field(default=False, repr=False, compare=False)
@@ -183,7 +183,7 @@ class AdmittedCall:
 
     @property
     def feature(self) -> str:
-        return self.spec.feature.value
+        return self.spec.slug
 
     def claim_conclusion(self) -> bool:
         """True exactly once: for the one path that settles and records this call."""
@@ -199,7 +199,7 @@ class AdmittedCall:
 
 def _feature(feature: Feature | str) -> Feature:
     try:
-        return Feature(feature)
+        return get_feature(feature)
     except ValueError:
         raise NotFound("Not found.") from None
 
@@ -224,7 +224,7 @@ def feature_refusal(membership: Membership, feature: Feature | str) -> str | Non
 
     Shown by the playground for each feature before any call is made.
     """
-    feature = Feature(feature)
+    feature = get_feature(feature)
     tenant = membership.tenant
     if not tenant.is_active:
         return "tenant_suspended"
@@ -232,7 +232,7 @@ def feature_refusal(membership: Membership, feature: Feature | str) -> str | Non
         return "not_entitled"
     if not tenant.copilot_enabled:
         return "copilot_disabled"
-    if not tenant.feature_enabled(feature.value):
+    if not tenant.feature_enabled(feature.slug):
         return "feature_disabled"
     if not has_permission(membership, feature.permission):
         return "permission_denied"
@@ -268,20 +268,20 @@ def _check_company(membership: Membership, body: object) -> None:
 
 
 def _prepare_messages(
-    spec: FeatureSpec, body: object, today: dt.date | None
+    spec: Feature, body: object, today: dt.date | None
 ) -> tuple[list[ChatMessage], PayloadError | Exception | None]:
     """Minimize and render. A payload error, or an unexpected fault of either step, is held
     until its place in the chain (after the limits), where it ends the call like any other."""
     try:
         payload = minimize_payload(body=body, today=today)
-        return render_messages(feature=spec.feature, payload=payload), None
+        return render_messages(feature=spec, payload=payload), None
     except PayloadError as error:
         return [], error
     except Exception as fault:  # noqa: BLE001 - held, then recorded and answered 502 after admission
         return [], fault
 
 
-def _estimated_tokens(spec: FeatureSpec, messages: list[ChatMessage]) -> int:
+def _estimated_tokens(spec: Feature, messages: list[ChatMessage]) -> int:
     # About four characters per token, plus the most the answer may take.
     return sum(len(message["content"]) for message in messages) // 4 + spec.max_completion_tokens if messages else 0
 
@@ -301,27 +301,27 @@ def copilot_admit(
     Raises `NotFound` (unknown feature, not a member) or `CopilotError` (every refusal, already
     recorded in the audit log and, from the limits on, in usage).
     """
-    spec = get_feature_spec(_feature(feature))
+    spec = _feature(feature)
     origin = origin or CallOrigin()
     membership = _membership(user=user, tenant_slug=tenant_slug, membership=membership)
     tenant = membership.tenant
     zone = tenant.zone.code
     request_id = uuid.uuid4().hex
     try:
-        refusal = feature_refusal(membership, spec.feature)
+        refusal = feature_refusal(membership, spec)
         if refusal:
             raise CopilotError.refusal(refusal)
         _check_company(membership, body)
     except CopilotError as error:
-        _audit(membership=membership, feature=spec.feature.value, outcome="denied", error_code=error.code,
+        _audit(membership=membership, feature=spec.slug, outcome="denied", error_code=error.code,
                origin=origin, metadata={"zone": zone, "request_id": request_id})
-        _log(membership=membership, feature=spec.feature.value, zone=zone, request_id=request_id, code=error.code)
+        _log(membership=membership, feature=spec.slug, zone=zone, request_id=request_id, code=error.code)
         raise
 
     messages, payload_error = _prepare_messages(spec, body, today)
     try:
         reservation = usage.limits_reserve(
-            membership=membership, feature=spec.feature.value, estimated_tokens=_estimated_tokens(spec, messages)
+            membership=membership, feature=spec.slug, estimated_tokens=_estimated_tokens(spec, messages)
         )
     except ApplicationError as refused:
         # A limit refused (429 with Retry-After), or the limits could not be checked (503).
@@ -569,25 +569,25 @@ def upstream_error(failure: azure.UpstreamFailure, *, request_id: str) -> Copilo
 
 
 def _refused(
-    *, membership: Membership, spec: FeatureSpec, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
+    *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
 ) -> None:
     """A call refused after the access checks: usage (nothing sent) and audit, in one transaction."""
     with transaction.atomic():
         _refused_record(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
-    _log(membership=membership, feature=spec.feature.value, zone=zone, request_id=request_id, code=error.code)
+    _log(membership=membership, feature=spec.slug, zone=zone, request_id=request_id, code=error.code)
 
 
 def _refused_record(
-    *, membership: Membership, spec: FeatureSpec, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
+    *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
 ) -> None:
     usage.usage_record_create(
-        membership=membership, feature=spec.feature.value, zone=zone, outcome=UsageOutcome.REFUSED,
+        membership=membership, feature=spec.slug, zone=zone, outcome=UsageOutcome.REFUSED,
         request_id=request_id, error_code=error.code, template_version=spec.prompt_version,
     )
     metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
     if error.retry_after is not None:
         metadata["retry_after"] = error.retry_after
-    _audit(membership=membership, feature=spec.feature.value, outcome="denied", error_code=error.code,
+    _audit(membership=membership, feature=spec.slug, outcome="denied", error_code=error.code,
            origin=origin, metadata=metadata)
 
 
@@ -678,7 +678,7 @@ def copilot_invoke(
     )
     try:
         result = azure.call_with_failover(
-            targets=call.targets, messages=call.messages, feature=call.spec.feature, credential=credential,
+            targets=call.targets, messages=call.messages, feature=call.spec, credential=credential,
             deadline_seconds=settings.COPILOT_CALL_DEADLINE_SECONDS,
         )
     except Exception as failure:  # noqa: BLE001 - an UpstreamFailure as mapped; anything else is a 502
@@ -718,7 +718,7 @@ async def acopilot_invoke(
     call = admitting.result()
     try:
         result = await azure.acall_with_failover(
-            targets=call.targets, messages=call.messages, feature=call.spec.feature, credential=credential,
+            targets=call.targets, messages=call.messages, feature=call.spec, credential=credential,
             deadline_seconds=settings.COPILOT_CALL_DEADLINE_SECONDS,
         )
     except asyncio.CancelledError:

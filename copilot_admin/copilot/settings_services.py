@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.access.permissions import feature_names
 from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError
 from tenants.models import Membership, Tenant
@@ -15,7 +15,7 @@ def tenant_copilot_settings_update(*, actor: Membership, copilot_enabled=None, f
     tenant = Tenant.objects.select_for_update().get(pk=actor.tenant_id)
     before = audit_snapshot(tenant)
     if features is not None:
-        unknown = sorted(set(features) - set(FEATURE_GRANTS))
+        unknown = sorted(set(features) - set(feature_names()))
         if unknown:
             raise ApplicationError(f"Unknown feature(s): {', '.join(unknown)}.", fields={"features": unknown})
         tenant.feature_switches = {**tenant.feature_switches, **{k: bool(v) for k, v in features.items()}}

@@ -1,15 +1,17 @@
-"""Copilot routes: the API (included under /api/v1/ by copilot_admin.api_urls) and the playground page."""
+"""Copilot routes: the API (included under /api/v1/ by copilot_admin.api_urls), one route per
+declared feature, and the playground and settings pages."""
 
 from django.urls import path
 
 from copilot_admin.copilot import api, views
+from copilot_admin.copilot.features import features
 
 app_name = "copilot"
 
 api_urlpatterns = [
-    path("tenants/<slug:tenant_slug>/copilot/summarize/", api.SummarizeView.as_view(), name="copilot-summarize"),
-    path("tenants/<slug:tenant_slug>/copilot/time-entry/", api.TimeEntryView.as_view(), name="copilot-time-entry"),
-    path("tenants/<slug:tenant_slug>/copilot/prioritize/", api.PrioritizeView.as_view(), name="copilot-prioritize"),
+    path(f"tenants/<slug:tenant_slug>/copilot/{feature.slug}/", api.feature_view(feature).as_view(),
+         name=f"copilot-{feature.slug}")
+    for feature in features()
 ]
 
 urlpatterns = [

@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantPageMixin
-from copilot_admin.access.permissions import ANY_MEMBER, FEATURE_GRANTS, Perm
+from copilot_admin.access.permissions import ANY_MEMBER, Perm
 from copilot_admin.copilot import services
-from copilot_admin.copilot.features import Feature
+from copilot_admin.copilot.features import FEATURES
 from copilot_admin.copilot.forms import CopilotSettingsForm
 from copilot_admin.copilot.settings_services import tenant_copilot_settings_update
 from copilot_admin.core.client_ip import client_ip
@@ -64,12 +64,12 @@ class PlaygroundView(TenantPageMixin, TemplateView):
     def features(self) -> list[dict]:
         return [
             {
-                "value": feature.value,
+                "value": feature.slug,
                 "label": feature.label,
                 "refusal": (code := services.feature_refusal(self.membership, feature)),
                 "reason": services.REFUSALS[code][1] if code else "",
             }
-            for feature in Feature
+            for feature in FEATURES.values()
         ]
 
     def get_context_data(self, **kwargs):
@@ -80,7 +80,7 @@ class PlaygroundView(TenantPageMixin, TemplateView):
         form = PlaygroundForm(request.POST, membership=self.membership)
         feature = request.POST.get("feature", "")
         context = {"form": form, "feature": feature}
-        if feature not in Feature.values:
+        if feature not in FEATURES:
             context["error"] = {"code": "invalid", "message": "Choose a feature."}
         elif form.is_valid():
             try:
@@ -111,11 +111,11 @@ class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
     template_name = "tenants/copilot_settings.html"
 
     def get_form_kwargs(self):
-        return {**super().get_form_kwargs(), "features": list(FEATURE_GRANTS)}
+        return {**super().get_form_kwargs(), "features": list(FEATURES)}
 
     def get_initial(self):
         initial = {"copilot_enabled": self.tenant.copilot_enabled}
-        initial.update({f"feature_{f}": self.tenant.feature_enabled(f) for f in FEATURE_GRANTS})
+        initial.update({f"feature_{f}": self.tenant.feature_enabled(f) for f in FEATURES})
         return initial
 
     def perform(self, form) -> str:
@@ -123,7 +123,7 @@ class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
         tenant_copilot_settings_update(
             actor=self.membership,
             copilot_enabled=data["copilot_enabled"],
-            features={f: data[f"feature_{f}"] for f in FEATURE_GRANTS},
+            features={f: data[f"feature_{f}"] for f in FEATURES},
         )
         return "Copilot settings were saved."
 

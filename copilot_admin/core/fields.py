@@ -5,6 +5,8 @@ JSON boolean; a client sending `{"copilot_enabled": 0}` would switch the copilot
 being told its request did not match the contract. Here a boolean is `true` or `false`.
 """
 
+from collections.abc import Callable, Iterable
+
 from django.db import models
 from rest_framework import serializers
 
@@ -21,6 +23,15 @@ class JSONBooleanField(serializers.BooleanField):
         if data is None and self.allow_null:
             return None
         self.fail("invalid")
+
+
+class CatalogueChoiceField(serializers.ChoiceField):
+    """A choice field whose choices come from a function, read each time a serializer is made
+    (DRF copies a serializer's fields per instance): for a catalogue that registrations extend
+    after this field's module was loaded."""
+
+    def __init__(self, *, choices: Callable[[], Iterable], **kwargs):
+        super().__init__(choices=list(choices()), **kwargs)
 
 
 class APIModelSerializer(serializers.ModelSerializer):

@@ -17,7 +17,7 @@ from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import ANY_MEMBER, FEATURE_GRANTS, Perm
+from copilot_admin.access.permissions import ANY_MEMBER, Perm, feature_grants
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin
 from copilot_admin.directory import services
@@ -69,7 +69,10 @@ class OverviewView(TenantPageMixin, TemplateView):
             members=members,
             companies=companies_in_scope(membership=self.membership).count(),
             roles=SecurityRole.objects.for_tenant(self.tenant).filter(is_active=True).count(),
-            features=[(f, self.tenant.feature_enabled(f), FEATURE_GRANTS[f] in self.request.permissions) for f in FEATURE_GRANTS],
+            features=[
+                (grant.feature, self.tenant.feature_enabled(grant.feature), grant.code in self.request.permissions)
+                for grant in feature_grants()
+            ],
             **kwargs,
         )
 

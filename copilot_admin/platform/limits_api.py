@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from copilot_admin.access.base_api import AuditedAPIMixin, IsPlatformOperator, OperatorViewSet
-from copilot_admin.usage import abuse, limits, selectors
+from copilot_admin.usage import selectors, services
 from copilot_admin.usage.serializers import (
     CaseDecisionSerializer,
     PlatformAbuseCaseSerializer,
@@ -24,13 +24,13 @@ class PlatformLimitsView(AuditedAPIMixin, APIView):
 
     @extend_schema(responses=PlatformLimitsSerializer)
     def get(self, request):
-        return Response(PlatformLimitsSerializer(limits.platform_policy()).data)
+        return Response(PlatformLimitsSerializer(selectors.platform_policy()).data)
 
     @extend_schema(request=PlatformLimitsSerializer, responses=PlatformLimitsSerializer)
     def patch(self, request):
         serializer = PlatformLimitsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        policy = limits.platform_limits_update(actor=request.user, changes=serializer.validated_data)
+        policy = services.platform_limits_update(actor=request.user, changes=serializer.validated_data)
         return Response(PlatformLimitsSerializer(policy).data)
 
 
@@ -62,5 +62,5 @@ class PlatformAbuseCaseViewSet(mixins.ListModelMixin, OperatorViewSet):
             raise NotFound()
         serializer = CaseDecisionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        abuse.case_reinstate(actor=request.user, case=case, reason=serializer.validated_data["reason"])
+        services.case_reinstate(actor=request.user, case=case, reason=serializer.validated_data["reason"])
         return Response(PlatformAbuseCaseSerializer(self.get_queryset().get(pk=case.pk)).data)

@@ -8,7 +8,7 @@ from django.views.generic import FormView, ListView
 from copilot_admin.access.base_views import OperatorPageMixin
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import form_add_service_error
-from copilot_admin.usage import abuse, limits, selectors
+from copilot_admin.usage import selectors, services
 from copilot_admin.usage.forms import PlatformLimitsForm, ReasonForm
 from copilot_admin.usage.models import CaseStatus
 
@@ -18,12 +18,12 @@ class PlatformLimitsView(OperatorPageMixin, FormView):
     template_name = "platform/limits.html"
 
     def get_form_kwargs(self):
-        return {**super().get_form_kwargs(), "instance": limits.platform_policy()}
+        return {**super().get_form_kwargs(), "instance": selectors.platform_policy()}
 
     def form_valid(self, form):
         changes = {name: form.cleaned_data[name] for name in form.Meta.fields}
         try:
-            limits.platform_limits_update(actor=self.request.user, changes=changes)
+            services.platform_limits_update(actor=self.request.user, changes=changes)
         except ApplicationError as error:
             form_add_service_error(form, error)
             return self.form_invalid(form)
@@ -59,7 +59,7 @@ class PlatformAbuseCaseReinstateView(OperatorPageMixin, FormView):
 
     def form_valid(self, form):
         try:
-            abuse.case_reinstate(actor=self.request.user, case=self.case, reason=form.cleaned_data["reason"])
+            services.case_reinstate(actor=self.request.user, case=self.case, reason=form.cleaned_data["reason"])
         except ApplicationError as error:
             form_add_service_error(form, error)
             return self.form_invalid(form)

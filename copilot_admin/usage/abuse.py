@@ -6,8 +6,10 @@
   `suspensions_to_terminate`-th suspension within `termination_window_days` terminates the
   access instead (a termination case), until a platform operator reinstates it. Strikes that
   led to a suspension, or that a reinstatement forgave, are not counted again.
-- A tenant administrator (`admin.limits`) reinstates a suspension, terminates, or dismisses
-  a case, always with a reason; only a platform operator reinstates a termination.
+- A decision on a case (`case_reinstate`, `case_terminate`, `case_dismiss`) runs inside the
+  caller's transaction: `services` checks who decides (a tenant administrator with
+  `admin.limits`, or a platform operator) and cleans the reason first. Only a platform
+  operator reinstates a termination.
 - `usage_patterns_review` (Celery beat) opens review cases for patterns the per-call checks
   miss: sustained near-limit use hour after hour, or day after day.
 
@@ -28,12 +30,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from copilot_admin.access.permissions import Perm
-from copilot_admin.access.policy import has_permission
 from copilot_admin.audit.services import audit_change_record, audit_snapshot
-from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused
-from copilot_admin.usage import notifications
-from copilot_admin.usage.limits import EffectiveLimits, effective_limits, platform_policy
+from copilot_admin.core.errors import Conflict, PermissionRefused
+from copilot_admin.usage import alerts
+from copilot_admin.usage.limits import EffectiveLimits
 from copilot_admin.usage.models import (
     AbuseCase,
     AccessStatus,
@@ -46,6 +46,7 @@ from copilot_admin.usage.models import (
     NotificationKind,
     Strike,
 )
+from copilot_admin.usage.selectors import effective_limits, platform_policy
 from tenants.models import Membership, Tenant, TenantStatus, User
 
 logger = logging.getLogger(__name__)
@@ -53,20 +54,9 @@ logger = logging.getLogger(__name__)
 REASON_MAX_LENGTH = 500
 
 
-# -- reading -----------------------------------------------------------------------------------
+# -- the access row ------------------------------------------------------------------------------
 
-def access_state(membership: Membership, *, now=None) -> str:
-    """The user's copilot access now: active, suspended or terminated (a lapsed suspension is active)."""
-    access = (
-        CopilotAccess.objects.for_tenant(membership.tenant)
-        .filter(membership_id=membership.pk)
-        .only("status", "suspended_until")
-        .first()
-    )
-    return AccessStatus.ACTIVE if access is None else access.state_at(now or timezone.now())
-
-
-def _access_locked(membership: Membership, *, actor: Membership | User | None) -> CopilotAccess:
+def _access_locked(membership: Membership, *, actor: User | None) -> CopilotAccess:
     """The membership's access row, created if missing (recorded with `actor`), locked until
     the transaction ends."""
     queryset = CopilotAccess.objects.for_tenant(membership.tenant)
@@ -162,7 +152,7 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
         opened_at=now,
     )
     audit_change_record(actor=None, tenant=tenant, instance=case)
-    notifications.access_change_notify(
+    alerts.access_change_notify(
         case=case, kind=NotificationKind.ACCESS_SUSPENDED, reason=f"{summary} (until {until:%Y-%m-%d %H:%M} UTC)"
     )
     return case
@@ -205,43 +195,20 @@ def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, detai
         opened_by=actor,
     )
     audit_change_record(actor=actor, tenant=membership.tenant, instance=case)
-    notifications.access_change_notify(case=case, kind=NotificationKind.ACCESS_TERMINATED, reason=summary)
+    alerts.access_change_notify(case=case, kind=NotificationKind.ACCESS_TERMINATED, reason=summary)
     return case
 
 
-# -- decisions of administrators and operators ------------------------------------------------
+# -- decisions of administrators and operators (inside the caller's transaction) ---------------
 
-def _clean_reason(reason) -> str:
-    text = (reason or "").strip() if isinstance(reason, str) else ""
-    if not text:
-        raise ApplicationError("A reason is required.", fields={"reason": ["required"]})
-    if len(text) > REASON_MAX_LENGTH:
-        raise ApplicationError(
-            f"The reason is at most {REASON_MAX_LENGTH} characters.", fields={"reason": ["too long"]}
-        )
-    return text
-
-
-def _actor_user(actor: Membership | User) -> User:
-    return actor.user if isinstance(actor, Membership) else actor
-
-
-def _is_operator(actor: Membership | User) -> bool:
-    return isinstance(actor, User) and actor.is_platform_operator and actor.is_active
-
-
-def _locked_case(actor: Membership | User, case: AbuseCase) -> tuple[AbuseCase, CopilotAccess]:
-    """The case and its user's access row, re-read under locks, after checking that the actor
-    may decide on it. The access row is locked first, as the strike rules do, so that a
-    decision and an automatic transition of the same user queue up instead of deadlocking."""
-    if isinstance(actor, Membership):
-        if actor.tenant_id != case.tenant_id or not has_permission(actor, Perm.LIMITS):
-            raise PermissionRefused("Your security role does not allow deciding abuse cases.")
-    elif not _is_operator(actor):
-        raise PermissionRefused("Only tenant administrators and platform operators decide abuse cases.")
+def _locked_case(case: AbuseCase, *, decider: User) -> tuple[AbuseCase, CopilotAccess]:
+    """The open case and its user's access row, re-read under locks (409 `case_resolved` when
+    the case was resolved meanwhile). The access row is locked first, as the strike rules do,
+    so that a decision and an automatic transition of the same user queue up instead of
+    deadlocking."""
     tenant = case.tenant
     membership = Membership.objects.for_tenant(tenant).select_related("user", "tenant").get(pk=case.membership_id)
-    access = _access_locked(membership, actor=actor)
+    access = _access_locked(membership, actor=decider)
     locked = AbuseCase.objects.for_tenant(tenant).select_for_update().get(pk=case.pk)
     locked.membership = membership
     if not locked.is_open:
@@ -249,20 +216,17 @@ def _locked_case(actor: Membership | User, case: AbuseCase) -> tuple[AbuseCase, 
     return locked, access
 
 
-@transaction.atomic
-def case_reinstate(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+def case_reinstate(*, case: AbuseCase, decider: User, decider_is_operator: bool, reason: str) -> AbuseCase:
     """Give the user's copilot access back and resolve the member's open suspension and
     termination cases (and this case) as reinstated. Strikes so far are forgiven.
 
-    A suspension: tenant administrators and operators. A termination: operators only
-    (403 `operator_required`). An active user's review case has nothing to reinstate (409).
+    A suspension: whoever may decide. A termination: operators only (403
+    `operator_required`). An active user's review case has nothing to reinstate (409).
     """
-    reason = _clean_reason(reason)
-    case, access = _locked_case(actor, case)
+    case, access = _locked_case(case, decider=decider)
     now = timezone.now()
-    user = _actor_user(actor)
     state = access.state_at(now)
-    if state == AccessStatus.TERMINATED and not _is_operator(actor):
+    if state == AccessStatus.TERMINATED and not decider_is_operator:
         raise PermissionRefused(
             "A terminated copilot access is reinstated only by a platform operator.", code="operator_required"
         )
@@ -275,58 +239,53 @@ def case_reinstate(*, actor: Membership | User, case: AbuseCase, reason: str) ->
         access.status = AccessStatus.ACTIVE
         access.suspended_until = None
         access.strikes_counted_from = now
-        access.reason = f"Reinstated by {user.email}: {reason}"[:255]
+        access.reason = f"Reinstated by {decider.email}: {reason}"[:255]
         access.changed_at = now
         access.save()
-        audit_change_record(actor=user, tenant=case.tenant_id, instance=access, before=before)
+        audit_change_record(actor=decider, tenant=case.tenant_id, instance=access, before=before)
     others = AbuseCase.objects.for_tenant(case.tenant).filter(
         membership_id=case.membership_id, status=CaseStatus.OPEN,
         kind__in=[CaseKind.SUSPENSION, CaseKind.TERMINATION],
     ).exclude(pk=case.pk)
     for other in others.select_for_update():
-        _resolve(other, resolution=CaseResolution.REINSTATED, actor=user, reason=reason, now=now)
-    _resolve(case, resolution=CaseResolution.REINSTATED, actor=user, reason=reason, now=now)
+        _resolve(other, resolution=CaseResolution.REINSTATED, actor=decider, reason=reason, now=now)
+    _resolve(case, resolution=CaseResolution.REINSTATED, actor=decider, reason=reason, now=now)
     if changed and state != AccessStatus.ACTIVE:
-        notifications.access_change_notify(
-            case=case, kind=NotificationKind.ACCESS_REINSTATED, reason=f"reinstated by {user.email}: {reason}"
+        alerts.access_change_notify(
+            case=case, kind=NotificationKind.ACCESS_REINSTATED, reason=f"reinstated by {decider.email}: {reason}"
         )
     return case
 
 
-@transaction.atomic
-def case_terminate(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+def case_terminate(*, case: AbuseCase, decider: User, reason: str) -> AbuseCase:
     """Terminate the user's copilot access (until a platform operator reinstates it): the
     case and the member's other open suspension and review cases are resolved as terminated
     and a termination case is opened. Returns the termination case."""
-    reason = _clean_reason(reason)
-    case, access = _locked_case(actor, case)
+    case, access = _locked_case(case, decider=decider)
     if case.kind == CaseKind.TERMINATION:
         raise Conflict("The copilot access is already terminated.", code="already_terminated")
     now = timezone.now()
-    user = _actor_user(actor)
     if access.state_at(now) == AccessStatus.TERMINATED:
         raise Conflict("The copilot access is already terminated.", code="already_terminated")
     return _terminate(
         access=access,
-        actor=user,
-        summary=f"Terminated by {user.email}: {reason}",
+        actor=decider,
+        summary=f"Terminated by {decider.email}: {reason}",
         details={"from_case": case.pk},
         now=now,
         reason=reason,
     )
 
 
-@transaction.atomic
-def case_dismiss(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+def case_dismiss(*, case: AbuseCase, decider: User, reason: str) -> AbuseCase:
     """Close a review or suspension case without changing the user's access (a suspension
     runs its course). A termination case stays open until an operator reinstates (409)."""
-    reason = _clean_reason(reason)
-    case, _access = _locked_case(actor, case)
+    case, _access = _locked_case(case, decider=decider)
     if case.kind == CaseKind.TERMINATION:
         raise Conflict(
             "A termination stays open until a platform operator reinstates the access.", code="termination_open"
         )
-    _resolve(case, resolution=CaseResolution.DISMISSED, actor=_actor_user(actor), reason=reason, now=timezone.now())
+    _resolve(case, resolution=CaseResolution.DISMISSED, actor=decider, reason=reason, now=timezone.now())
     return case
 
 

@@ -1,5 +1,5 @@
 """Tenant API of usage: `limits/` (one object), `usage/` (aggregates), `abuse-cases/` (list,
-detail and decisions). Thin adapters over `selectors` and the services in `limits` / `abuse`."""
+detail and decisions). Thin adapters over `selectors` (reads) and `services` (changes)."""
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission, TenantViewSet
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import has_permission
-from copilot_admin.usage import abuse, limits, selectors
+from copilot_admin.usage import selectors, services
 from copilot_admin.usage.models import AbuseCase
 from copilot_admin.usage.serializers import (
     AbuseCaseSerializer,
@@ -54,14 +54,14 @@ class LimitsView(AlternativePermissionMixin, _MethodPermissions, AuditedAPIMixin
 
     @extend_schema(responses=LimitsSerializer)
     def get(self, request, tenant_slug):
-        return Response(LimitsSerializer(limits.limits_describe(self.tenant)).data)
+        return Response(LimitsSerializer(selectors.limits_describe(self.tenant)).data)
 
     @extend_schema(request=LimitsUpdateSerializer, responses=LimitsSerializer)
     def patch(self, request, tenant_slug):
         serializer = LimitsUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        limits.tenant_limits_update(actor=self.membership, changes=serializer.validated_data)
-        return Response(LimitsSerializer(limits.limits_describe(self.tenant)).data, status=status.HTTP_200_OK)
+        services.tenant_limits_update(actor=self.membership, changes=serializer.validated_data)
+        return Response(LimitsSerializer(selectors.limits_describe(self.tenant)).data, status=status.HTTP_200_OK)
 
 
 class UsageView(_MethodPermissions, AuditedAPIMixin, APIView):
@@ -80,7 +80,7 @@ class UsageView(_MethodPermissions, AuditedAPIMixin, APIView):
             tenant=self.tenant, since=data["since"], until=data["until"],
             membership_id=data.get("user"), feature=data.get("feature"),
         )
-        effective = limits.effective_limits(self.tenant)
+        effective = selectors.effective_limits(self.tenant)
         near = selectors.near_limits(tenant=self.tenant, limits=effective, now=timezone.now())
         if data.get("user") is not None:
             near = [item for item in near if item.user == data["user"]]
@@ -132,16 +132,16 @@ class AbuseCaseViewSet(AlternativePermissionMixin, mixins.ListModelMixin, mixins
     @action(detail=True, methods=["post"])
     def reinstate(self, request, *args, **kwargs):
         """Reinstate the user's copilot access (a termination: platform operators only, 403 `operator_required`)."""
-        return self._decide(request, abuse.case_reinstate)
+        return self._decide(request, services.case_reinstate)
 
     @extend_schema(request=CaseDecisionSerializer, responses=AbuseCaseSerializer)
     @action(detail=True, methods=["post"])
     def terminate(self, request, *args, **kwargs):
         """Terminate the user's copilot access; answers the new termination case."""
-        return self._decide(request, abuse.case_terminate)
+        return self._decide(request, services.case_terminate)
 
     @extend_schema(request=CaseDecisionSerializer, responses=AbuseCaseSerializer)
     @action(detail=True, methods=["post"])
     def dismiss(self, request, *args, **kwargs):
         """Close the case without changing the access (not for terminations: 409)."""
-        return self._decide(request, abuse.case_dismiss)
+        return self._decide(request, services.case_dismiss)

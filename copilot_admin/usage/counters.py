@@ -19,8 +19,11 @@ Guarantees, for both backends:
 - Each reservation is one atomic step with a cost independent of history: Redis runs one Lua
   script (one round trip, keys expire one window plus a margin after their last write); the
   database locks and updates one row per window through a unique index.
-- `reconcile` and `release` correct a reservation in the buckets it was made in, never take
-  a counter below zero, and never raise because the store failed (they log instead).
+- `reconcile` and `release` correct an admitted reservation's windows in the buckets they were
+  reserved in, never take a counter below zero, and never raise because the store failed (they
+  log instead).
+- A window may carry the `name` of the limit it stands for; every result of that window
+  carries it back, so a caller never has to work out from a key which limit a window was.
 - When the store cannot be reached, `reserve` and `current` raise `LimitsUnavailable` (503
   `limits_unavailable`), unless the caller decides by `limits_fail_open()` to admit the call.
 """
@@ -101,6 +104,9 @@ def limits_fail_open() -> bool:
 class LimitWindow:
     """One limit: what is counted (`key`), in which window, up to what `limit`, and how much this call takes.
 
+    `name` is the caller's name for the limit (e.g. `user_requests_per_minute`); the engine only
+    carries it into the window's usage.
+
     `key` names the counted thing and its unit, e.g. `"u:<membership_id>:requests"` or
     `"t:<tenant_id>:tokens"`; the window kind is kept apart from it, so the same key may be
     limited per minute and per hour without the counters colliding. `amount` is what a
@@ -112,6 +118,7 @@ class LimitWindow:
     window: Window
     limit: int
     amount: int = 1
+    name: str = ""
 
     def __post_init__(self) -> None:
         key_ok = isinstance(self.key, str) and 0 < len(self.key) <= MAX_KEY_LENGTH and self.key == self.key.strip()
@@ -155,6 +162,7 @@ class WindowUsage:
     `exceeded` says this window refused the amount (`used_before + amount > limit`).
     `retry_after` is the whole number of seconds, at least 1, until the window resets.
     `window_start` identifies the bucket, so a caller can keep "once per window" records.
+    `name` is the limit's name as the `LimitWindow` gave it.
     """
 
     key: str
@@ -167,6 +175,7 @@ class WindowUsage:
     used_after: int
     exceeded: bool
     retry_after: int
+    name: str = ""
 
     @property
     def remaining(self) -> int:
@@ -197,8 +206,8 @@ class ReserveResult:
     """The outcome of `reserve`: admitted or not, and every window's usage around the attempt.
 
     When refused, nothing was incremented; `exceeded` lists the windows that refused and
-    `retry_after` is the wait (seconds) until all of them have reset. The result is also the
-    handle for `reconcile` and `release`, which act on exactly the buckets reserved here.
+    `retry_after` is the wait (seconds) until all of them have reset. When admitted, `windows`
+    is what `reconcile` and `release` take: they act on exactly the buckets reserved here.
     """
 
     allowed: bool
@@ -229,15 +238,16 @@ class _Bucket:
     limit: int
     amount: int
     start: int
+    name: str = ""
 
     @classmethod
     def containing(cls, item: LimitWindow, *, now: float) -> _Bucket:
         length = item.window.seconds
-        return cls(item.key, item.window, item.limit, item.amount, int(now // length) * length)
+        return cls(item.key, item.window, item.limit, item.amount, int(now // length) * length, item.name)
 
     @classmethod
     def of(cls, usage: WindowUsage) -> _Bucket:
-        return cls(usage.key, usage.window, usage.limit, usage.amount, int(usage.window_start.timestamp()))
+        return cls(usage.key, usage.window, usage.limit, usage.amount, int(usage.window_start.timestamp()), usage.name)
 
     @property
     def end(self) -> int:
@@ -259,7 +269,13 @@ class _Bucket:
             used_after=after,
             exceeded=exceeded,
             retry_after=max(1, math.ceil(self.end - now)),
+            name=self.name,
         )
+
+
+def _admitted(windows: Sequence[WindowUsage]) -> bool:
+    """Whether `windows` are those of an admitted reservation: a refused one has an exceeded window."""
+    return not any(item.exceeded for item in windows)
 
 
 class CounterBackend(ABC):
@@ -284,18 +300,20 @@ class CounterBackend(ABC):
             ),
         )
 
-    def reconcile(self, *, reservation: ReserveResult, actual: Mapping[str, int]) -> tuple[WindowUsage, ...]:
+    def reconcile(self, *, windows: Sequence[WindowUsage], actual: Mapping[str, int]) -> tuple[WindowUsage, ...]:
         """After the call: set the named windows to what it really cost instead of the estimate.
 
-        `actual` maps a window key of the reservation to the real amount (e.g. total tokens);
-        each such window changes by `actual - reserved` in the bucket it was reserved in (even
-        if that window has since rolled over), and never below zero. Windows not named stay.
-        Returns the adjusted windows (before/after, for threshold checks); a refused
-        reservation, or a store failure (logged), adjusts nothing and returns `()`.
-        Raises `ValueError` only for a key that is not in the reservation or a negative amount.
+        `windows` are an admitted reservation's (`ReserveResult.windows`); `actual` maps a key
+        of them to the real amount (e.g. total tokens); each such window changes by
+        `actual - reserved` in the bucket it was reserved in (even if that window has since
+        rolled over), and never below zero. Windows not named stay. Returns the adjusted
+        windows (before/after, for threshold checks); the windows of a refused reservation
+        (one of them `exceeded`: nothing was reserved), or a store failure (logged), adjust
+        nothing and return `()`. Raises `ValueError` only for a key that is not among the
+        windows or a negative amount.
         """
         by_key: dict[str, list[WindowUsage]] = {}
-        for item in reservation.windows:
+        for item in windows:
             by_key.setdefault(item.key, []).append(item)
         changes: list[tuple[_Bucket, int]] = []
         for key, amount in actual.items():
@@ -306,19 +324,20 @@ class CounterBackend(ABC):
             for item in by_key[key]:
                 if amount != item.amount:
                     changes.append((_Bucket.of(item), amount - item.amount))
-        if not reservation.allowed or not changes:
+        if not _admitted(windows) or not changes:
             return ()
         return self._adjust_quietly(changes, operation="reconcile")
 
-    def release(self, *, reservation: ReserveResult) -> None:
+    def release(self, *, windows: Sequence[WindowUsage]) -> None:
         """Refund a reservation (the upstream call failed): subtract every amount it added.
 
-        Acts on the buckets the reservation was made in, never below zero. Call it at most
-        once per reservation. A refused reservation is a no-op; a store failure is logged.
+        `windows` are an admitted reservation's; acts on the buckets they were reserved in,
+        never below zero. Call it at most once per reservation. The windows of a refused
+        reservation are a no-op; a store failure is logged.
         """
-        if not reservation.allowed:
+        if not _admitted(windows):
             return
-        changes = [(_Bucket.of(item), -item.amount) for item in reservation.windows if item.amount]
+        changes = [(_Bucket.of(item), -item.amount) for item in windows if item.amount]
         if changes:
             self._adjust_quietly(changes, operation="release")
 

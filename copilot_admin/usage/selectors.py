@@ -1,4 +1,5 @@
-"""Reads of usage for dashboards and the API.
+"""Reads of usage: the limit policy as it applies now, aggregates for dashboards and the API,
+abuse cases.
 
 Aggregates come from the daily and hourly roll-ups (one row per user, feature and day), never
 from the usage records, and each read is a fixed number of grouped queries: the cost follows
@@ -17,7 +18,7 @@ from django.db.models import F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from copilot_admin.usage.limits import EffectiveLimits
+from copilot_admin.usage.limits import ABUSE_RULE_FIELDS, LIMIT_FIELDS, POLICY_FIELDS, EffectiveLimits
 from copilot_admin.usage.models import (
     AbuseCase,
     AccessStatus,
@@ -27,8 +28,50 @@ from copilot_admin.usage.models import (
     DailyUsage,
     HourlyUsage,
     LimitName,
+    PlatformLimitPolicy,
+    TenantLimitPolicy,
 )
 from tenants.models import Tenant
+
+# -- the limit policy ---------------------------------------------------------------------------
+
+def platform_policy() -> PlatformLimitPolicy:
+    """The platform policy; its defaults (unsaved) until an operator first saves it."""
+    return PlatformLimitPolicy.objects.filter(pk=PlatformLimitPolicy.SINGLETON_PK).first() or PlatformLimitPolicy(
+        pk=PlatformLimitPolicy.SINGLETON_PK
+    )
+
+
+def tenant_override(tenant: Tenant) -> TenantLimitPolicy | None:
+    return TenantLimitPolicy.objects.for_tenant(tenant).first()
+
+
+def effective_limits(
+    tenant: Tenant, *, platform: PlatformLimitPolicy | None = None, override: TenantLimitPolicy | None = None
+) -> EffectiveLimits:
+    """The limits and abuse rules that apply to the tenant's calls now (`EffectiveLimits.of`)."""
+    platform = platform or platform_policy()
+    if override is None:
+        override = tenant_override(tenant)
+    return EffectiveLimits.of(platform=platform, override=override)
+
+
+def limits_describe(tenant: Tenant) -> dict:
+    """What the `limits/` API and page show: effective values, the tenant's own overrides
+    (None: follows the default), the platform defaults and maxima, and the abuse rules."""
+    platform = platform_policy()
+    override = tenant_override(tenant)
+    effective = effective_limits(tenant, platform=platform, override=override)
+    return {
+        **{name: effective.value(name) for name in POLICY_FIELDS},
+        "overrides": {name: getattr(override, name, None) if override else None for name in POLICY_FIELDS},
+        "platform_defaults": {name: getattr(platform, name) for name in POLICY_FIELDS},
+        "platform_maxima": {name: getattr(platform, f"max_{name}") for name in LIMIT_FIELDS},
+        "abuse_rules": {name: getattr(platform, name) for name in ABUSE_RULE_FIELDS},
+    }
+
+
+# -- usage ----------------------------------------------------------------------------------------
 
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 366

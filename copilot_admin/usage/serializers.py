@@ -4,8 +4,8 @@ from datetime import timedelta
 
 from rest_framework import serializers
 
-from copilot_admin.copilot.features import Feature
-from copilot_admin.core.fields import QueryParamsSerializer
+from copilot_admin.access.permissions import feature_choices
+from copilot_admin.core.fields import CatalogueChoiceField, QueryParamsSerializer
 from copilot_admin.usage.limits import (
     ABUSE_RULE_FIELDS,
     LIMIT_FIELDS,
@@ -80,7 +80,7 @@ class UsageQuerySerializer(QueryParamsSerializer):
     )
     until = serializers.DateField(required=False, help_text="Last day (UTC), included; default today.")
     user = serializers.IntegerField(required=False, min_value=1, max_value=2**53, help_text="A user (membership) id.")
-    feature = serializers.ChoiceField(required=False, choices=Feature.choices)
+    feature = CatalogueChoiceField(required=False, choices=feature_choices)
 
     def validate(self, attrs):
         default_since, default_until = default_range()

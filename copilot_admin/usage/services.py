@@ -1,17 +1,23 @@
-"""Writes and decisions of usage: the hooks the copilot call goes through, and usage records.
+"""usage's entry point: every change other rooms (copilot, platform, the demo seed) and usage's
+own pages and API make to usage goes through these functions; reads go through `selectors`.
 
-The copilot service (`copilot_admin.copilot.services`) asks here, in the order of the
-contract's access chain:
+Each function that takes an `actor` checks the actor's permission itself and holds the
+transaction of its change; the modules below do the work inside it:
+`limits` (the limit policy), `admission` (per-call reservations on the counters), `abuse`
+(strikes, suspensions, terminations, reinstatement) and `alerts` (limit warnings, e-mails).
+
+The copilot call (`copilot_admin.copilot.services`) asks here, in the order of the contract's
+access chain:
 
 - `copilot_access_state(membership)`: whether the user's copilot access is suspended or
-  terminated by the abuse rules (`abuse.py`).
-- `limits_reserve(...)`: reserve the call against the tenant's effective limits, atomically
-  (`limits.call_admit`); raises `RateLimitExceeded` (429 `rate_limited` with Retry-After,
-  naming the limit; the refusal is a strike) or `LimitsUnavailable` (503, unless
-  `USAGE_LIMITS_FAIL_OPEN`), and records threshold warnings.
+  terminated by the abuse rules.
+- `limits_reserve(...)`: reserve the call against the tenant's effective limits, atomically;
+  raises `RateLimitExceeded` (429 `rate_limited` with Retry-After, naming the limit; the
+  refusal is a strike) or `LimitsUnavailable` (503, unless `USAGE_LIMITS_FAIL_OPEN`), and
+  records threshold warnings. The call holds the returned `Reservation` until it settles.
 - `limits_settle(...)`: after the call, correct the reservation to the tokens really used,
   give it back when nothing was sent upstream, or keep the estimate when the tokens used
-  cannot be known.
+  cannot be known; warnings for thresholds the correction crossed. Never raises.
 - `usage_record_create(...)`: one `UsageRecord` per call that passed the access checks, and
   the call's daily and hourly roll-ups; a content-filter refusal is a strike.
   Metadata only, never content.
@@ -19,56 +25,69 @@ contract's access chain:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Literal
 
 from django.db import transaction
+from django.utils import timezone
 
-from copilot_admin.usage import abuse, limits, rollups
-from copilot_admin.usage.errors import RateLimitExceeded
-from copilot_admin.usage.models import StrikeKind, UsageOutcome, UsageRecord
-from tenants.models import Membership
-
-__all__ = ["RateLimitExceeded", "copilot_access_state", "limits_reserve", "limits_settle", "usage_record_create"]
+from copilot_admin.access.permissions import Perm
+from copilot_admin.access.policy import has_permission
+from copilot_admin.audit.services import audit_change_record
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.usage import abuse, admission, alerts, limits, rollups, selectors
+from copilot_admin.usage.admission import RateLimitExceeded, Reservation
+from copilot_admin.usage.models import (
+    AbuseCase,
+    AccessStatus,
+    CopilotAccess,
+    PlatformLimitPolicy,
+    StrikeKind,
+    TenantLimitPolicy,
+    UsageOutcome,
+    UsageRecord,
+)
+from tenants.models import Membership, User
 
 AccessState = Literal["active", "suspended", "terminated"]
 
 
-@dataclass(frozen=True)
-class LimitReservation:
-    """What `limits_reserve` took for one call, so `limits_settle` can correct exactly that.
-
-    `handle` is the `limits.Admission` (the counter engine's receipt and the limits applied).
-    """
-
-    membership_id: int
-    tenant_id: int
-    feature: str
-    estimated_tokens: int
-    handle: object | None = None
-
+# -- the copilot call -----------------------------------------------------------------------------
 
 def copilot_access_state(membership: Membership) -> AccessState:
-    """The user's copilot access in this tenant: active, suspended (for a period) or terminated."""
-    return abuse.access_state(membership)
+    """The user's copilot access in this tenant now: active, suspended (for a period) or
+    terminated (a lapsed suspension is active). One query."""
+    access = (
+        CopilotAccess.objects.for_tenant(membership.tenant)
+        .filter(membership_id=membership.pk)
+        .only("status", "suspended_until")
+        .first()
+    )
+    return AccessStatus.ACTIVE if access is None else access.state_at(timezone.now())
 
 
-def limits_reserve(*, membership: Membership, feature: str, estimated_tokens: int) -> LimitReservation:
+def limits_reserve(*, membership: Membership, feature: str, estimated_tokens: int) -> Reservation:
     """Reserve one request and `estimated_tokens` against every limit that applies, all or none.
 
-    Raises `RateLimitExceeded` when a limit refuses, `LimitsUnavailable` when the counters
-    cannot be reached (and fail-open is off); then nothing was reserved.
+    Raises `RateLimitExceeded` when a limit refuses (after counting the strike against the
+    user), `LimitsUnavailable` when the counters cannot be reached (and fail-open is off);
+    then nothing was reserved. An admitted call that crosses a warning threshold is warned of.
     """
-    admission = limits.call_admit(membership=membership, feature=feature, estimated_tokens=estimated_tokens)
-    return LimitReservation(
-        membership_id=membership.pk, tenant_id=membership.tenant_id, feature=feature, estimated_tokens=estimated_tokens,
-        handle=admission,
-    )
+    effective = selectors.effective_limits(membership.tenant)
+    try:
+        reservation = admission.reserve(
+            membership=membership, limits=effective, estimated_tokens=estimated_tokens, feature=feature
+        )
+    except RateLimitExceeded as refusal:
+        abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=refusal.limit)
+        raise
+    alerts.limit_warnings_record(membership=membership, limits=effective, windows=reservation.windows)
+    return reservation
 
 
 def limits_settle(
     *,
-    reservation: LimitReservation,
+    reservation: Reservation,
     sent: bool,
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
@@ -80,10 +99,11 @@ def limits_settle(
     away mid-call, or the call failed in an unexpected way): the estimate stays counted, never
     refunded. Never raises: a failure to settle must not turn an answered call into an error.
     """
-    limits.call_settle(
-        admission=reservation.handle, sent=sent, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+    moved = admission.settle(
+        reservation=reservation, sent=sent, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         keep_estimate=keep_estimate,
     )
+    alerts.limit_warnings_record(membership=reservation.membership, limits=reservation.limits, windows=moved)
 
 
 def usage_record_create(
@@ -172,3 +192,99 @@ def _usage_record_insert(
         upstream_request_id=(upstream_request_id or "")[:128],
         template_version=template_version[:32],
     )
+
+
+# -- the limit policy -------------------------------------------------------------------------------
+
+def tenant_limits_update(*, actor: Membership, changes: Mapping[str, int | None]) -> TenantLimitPolicy:
+    """Set (a number) or clear (None: follow the platform default) the tenant's overrides
+    (`admin.limits`).
+
+    Each limit must lie between 1 and the platform maximum, the warning threshold between 1
+    and 100 percent; otherwise nothing changes (400 with the offending fields). The change is
+    recorded with its actor in the tenant's audit log.
+    """
+    if not has_permission(actor, Perm.LIMITS):
+        raise PermissionRefused("Your security role does not allow changing usage limits.")
+    with transaction.atomic():
+        return limits.tenant_override_write(
+            actor=actor, tenant=actor.tenant, platform=selectors.platform_policy(), changes=changes
+        )
+
+
+def platform_limits_update(*, actor: User, changes: Mapping[str, int]) -> PlatformLimitPolicy:
+    """Platform operators set the defaults, the maxima and the abuse rules (`limits.platform_policy_write`)."""
+    if not getattr(actor, "is_platform_operator", False):
+        raise PermissionRefused("Only platform operators change the platform limit policy.")
+    with transaction.atomic():
+        return limits.platform_policy_write(actor=actor, changes=changes)
+
+
+def platform_policy_ensure() -> PlatformLimitPolicy:
+    """The platform policy row, written with the defaults if it does not exist yet (idempotent;
+    the writing is recorded in the platform's audit log, by the system)."""
+    with transaction.atomic():
+        policy, created = PlatformLimitPolicy.objects.get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+        if created:
+            audit_change_record(actor=None, tenant=None, instance=policy)
+    return policy
+
+
+# -- decisions on abuse cases -------------------------------------------------------------------------
+
+def _clean_reason(reason) -> str:
+    text = (reason or "").strip() if isinstance(reason, str) else ""
+    if not text:
+        raise ApplicationError("A reason is required.", fields={"reason": ["required"]})
+    if len(text) > abuse.REASON_MAX_LENGTH:
+        raise ApplicationError(
+            f"The reason is at most {abuse.REASON_MAX_LENGTH} characters.", fields={"reason": ["too long"]}
+        )
+    return text
+
+
+def _is_operator(actor: Membership | User) -> bool:
+    return isinstance(actor, User) and actor.is_platform_operator and actor.is_active
+
+
+def _decider(actor: Membership | User, case: AbuseCase) -> User:
+    """The user deciding on `case`: a member of its tenant holding `admin.limits`, or an
+    active platform operator; anyone else is refused (403)."""
+    if isinstance(actor, Membership):
+        if actor.tenant_id != case.tenant_id or not has_permission(actor, Perm.LIMITS):
+            raise PermissionRefused("Your security role does not allow deciding abuse cases.")
+        return actor.user
+    if not _is_operator(actor):
+        raise PermissionRefused("Only tenant administrators and platform operators decide abuse cases.")
+    return actor
+
+
+def case_reinstate(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+    """Give the user's copilot access back and resolve the member's open suspension and
+    termination cases (and this case) as reinstated. Strikes so far are forgiven.
+
+    A suspension: tenant administrators and operators. A termination: operators only
+    (403 `operator_required`). An active user's review case has nothing to reinstate (409).
+    """
+    reason = _clean_reason(reason)
+    decider = _decider(actor, case)
+    with transaction.atomic():
+        return abuse.case_reinstate(case=case, decider=decider, decider_is_operator=_is_operator(actor), reason=reason)
+
+
+def case_terminate(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+    """Terminate the user's copilot access until a platform operator reinstates it; returns
+    the termination case (409 when it is terminated already)."""
+    reason = _clean_reason(reason)
+    decider = _decider(actor, case)
+    with transaction.atomic():
+        return abuse.case_terminate(case=case, decider=decider, reason=reason)
+
+
+def case_dismiss(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:
+    """Close a review or suspension case without changing the user's access (409 for a
+    termination: it stays open until an operator reinstates)."""
+    reason = _clean_reason(reason)
+    decider = _decider(actor, case)
+    with transaction.atomic():
+        return abuse.case_dismiss(case=case, decider=decider, reason=reason)

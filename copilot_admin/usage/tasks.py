@@ -8,7 +8,7 @@ The periodic tasks are scheduled by Celery beat (`CELERY_BEAT_SCHEDULE` in setti
 from celery import shared_task
 from django.conf import settings
 
-from copilot_admin.usage import abuse, notifications, rollups
+from copilot_admin.usage import abuse, alerts, rollups
 from copilot_admin.usage.counters import DatabaseCounterBackend, get_counter_backend
 
 
@@ -24,7 +24,7 @@ from copilot_admin.usage.counters import DatabaseCounterBackend, get_counter_bac
 )
 def send_notification(self, *, tenant_id: int, notification_id: int) -> str:
     """Send one notification e-mail, once."""
-    return notifications.notification_deliver(
+    return alerts.notification_deliver(
         tenant_id=tenant_id, notification_id=notification_id, final_attempt=self.request.retries >= self.max_retries
     )
 
@@ -41,7 +41,7 @@ def usage_maintenance() -> dict:
     database counters and hourly roll-ups older than eight days."""
     result = {
         "suspensions_ended": abuse.suspensions_expire(),
-        "notifications_enqueued": notifications.notifications_resend_pending(),
+        "notifications_enqueued": alerts.notifications_resend_pending(),
         "counters_purged": 0,
         "hourly_rows_purged": rollups.hourly_usage_purge(),
     }

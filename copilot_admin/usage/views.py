@@ -1,5 +1,5 @@
 """Usage pages: the dashboard (charts and tables), the tenant's limits, abuse cases and the
-notifications sent. Thin adapters over `selectors` and the services in `limits` / `abuse`."""
+notifications sent. Thin adapters over `selectors` (reads) and `services` (changes)."""
 
 from django.db.models import Prefetch
 from django.urls import reverse
@@ -7,9 +7,9 @@ from django.utils import timezone
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantDetailView, TenantListView, TenantObjectMixin, TenantPageMixin
-from copilot_admin.access.permissions import Perm
+from copilot_admin.access.permissions import Perm, feature_choices
 from copilot_admin.core.forms import ServiceFormMixin
-from copilot_admin.usage import abuse, limits, selectors
+from copilot_admin.usage import selectors, services
 from copilot_admin.usage.forms import (
     CaseDecisionForm,
     CaseFilterForm,
@@ -21,6 +21,14 @@ from copilot_admin.usage.limits import POLICY_FIELDS
 from copilot_admin.usage.models import AbuseCase, CaseStatus, LimitName, Notification, Strike
 
 
+def _with_feature_labels(summary: dict) -> dict:
+    """The per-feature rows with each feature's label from the permission catalogue (a feature
+    no longer declared keeps its name)."""
+    labels = dict(feature_choices())
+    rows = [{**row, "label": labels.get(row["feature"], row["feature"])} for row in summary["per_feature"]]
+    return {**summary, "per_feature": rows}
+
+
 def _chart_data(summary: dict) -> dict:
     """What the dashboard's charts draw (the tables show the same numbers)."""
     return {
@@ -28,7 +36,7 @@ def _chart_data(summary: dict) -> dict:
         "requests": [row["requests"] for row in summary["per_day"]],
         "tokens": [row["tokens"] for row in summary["per_day"]],
         "rate_limited": [row["rate_limited"] for row in summary["per_day"]],
-        "features": [row["feature"] for row in summary["per_feature"]],
+        "features": [row["label"] for row in summary["per_feature"]],
         "feature_requests": [row["requests"] for row in summary["per_feature"]],
         "feature_tokens": [row["tokens"] for row in summary["per_feature"]],
         "users": [row["email"] for row in summary["per_user"][:15]],
@@ -47,8 +55,8 @@ class UsageDashboardView(TenantPageMixin, TemplateView):
         default_since, default_until = selectors.default_range()
         form = UsageRangeForm(self.request.GET or None, initial={"since": default_since, "until": default_until})
         since, until = form.range()
-        summary = selectors.usage_summary(tenant=self.tenant, since=since, until=until)
-        effective = limits.effective_limits(self.tenant)
+        summary = _with_feature_labels(selectors.usage_summary(tenant=self.tenant, since=since, until=until))
+        effective = selectors.effective_limits(self.tenant)
         now = timezone.now()
         return super().get_context_data(
             form=form,
@@ -70,7 +78,7 @@ class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
     template_name = "usage/limits.html"
 
     def prepare(self) -> None:
-        self.describe = limits.limits_describe(self.tenant)
+        self.describe = selectors.limits_describe(self.tenant)
 
     def get_form(self, form_class=None):
         return TenantLimitsForm(**self.get_form_kwargs(), describe=self.describe)
@@ -88,7 +96,7 @@ class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
         return super().get_context_data(describe=d, rows=rows, **kwargs)
 
     def perform(self, form) -> str:
-        limits.tenant_limits_update(
+        services.tenant_limits_update(
             actor=self.membership, changes={name: form.cleaned_data.get(name) for name in POLICY_FIELDS}
         )
         return "The usage limits were saved."
@@ -164,7 +172,8 @@ class AbuseCaseResolveView(ServiceFormMixin, TenantObjectMixin, FormView):
 
     def perform(self, form) -> str:
         action = form.cleaned_data["action"]
-        service = {"reinstate": abuse.case_reinstate, "terminate": abuse.case_terminate, "dismiss": abuse.case_dismiss}
+        service = {"reinstate": services.case_reinstate, "terminate": services.case_terminate,
+                   "dismiss": services.case_dismiss}
         service[action](actor=self.membership, case=self.object, reason=form.cleaned_data["reason"])
         return {
             "reinstate": "The copilot access was reinstated.",

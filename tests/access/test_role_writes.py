@@ -144,7 +144,7 @@ def auditors(tenant_a):
     """A custom role holding audit permissions the role manager lacks, held by a user."""
     role = services.role_create(
         actor=tenant_a.members["admin"], name="Auditors", user_type="internal",
-        permissions=[Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT, Perm.COPILOT_SUMMARIZE],
+        permissions=[Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT, "copilot.summarize"],
     )
     add_member(tenant_a.tenant, "Auditors", email="holder@alpha.test")
     return role
@@ -153,7 +153,7 @@ def auditors(tenant_a):
 def _unchanged(role, *, name="Auditors", is_active=True):
     role.refresh_from_db()
     assert (role.name, set(role.permissions), role.is_active) == (
-        name, {Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT, Perm.COPILOT_SUMMARIZE}, is_active)
+        name, {Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT, "copilot.summarize"}, is_active)
 
 
 @pytest.mark.parametrize("change", [
@@ -188,7 +188,7 @@ def test_api_refuses_reactivating_a_role_above_the_actor(tenant_a, user_admin, a
 
 def test_a_role_within_the_actor_can_still_be_changed(tenant_a, user_admin):
     role = services.role_create(actor=user_admin, name="Summarizers", user_type="internal",
-                                permissions=[Perm.COPILOT_SUMMARIZE])
+                                permissions=["copilot.summarize"])
     api = api_client_for(user_admin.user)
     response = api.patch(role_url(role.pk), {"name": "Writers", "permissions": [], "is_active": False}, format="json")
     assert response.status_code == 200, response.content

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from copilot_admin.access import services
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import ADMIN_PERMISSIONS, ALL_PERMISSIONS, COPILOT_GRANTS, Perm
+from copilot_admin.access.permissions import ADMIN_PERMISSIONS, Perm, all_permissions, copilot_grants
 from copilot_admin.access.policy import has_permission, permissions_of
 from copilot_admin.core.errors import ApplicationError, PermissionRefused
 from tests.conftest import api_client_for
@@ -35,16 +35,16 @@ def test_co_managed_ceiling_on_update_and_api(tenant_a):
     response = api.patch(role_url(clone.pk), {"permissions": ["copilot.summarize", "usage.view"]}, format="json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "co_managed_ceiling"
     clone.refresh_from_db()
-    assert set(clone.permissions) == set(COPILOT_GRANTS)
+    assert set(clone.permissions) == copilot_grants()
 
 
 def test_policy_applies_ceiling_even_to_a_corrupt_role(tenant_a):
     """Defence in depth: a co-managed role row holding admin codes grants none of them."""
     role = role_named(tenant_a.tenant, "Co-managed Help Desk")
-    SecurityRole.objects.for_tenant(tenant_a.tenant).filter(pk=role.pk).update(permissions=sorted(ALL_PERMISSIONS))
+    SecurityRole.objects.for_tenant(tenant_a.tenant).filter(pk=role.pk).update(permissions=sorted(all_permissions()))
     member = tenant_a.members["comanaged"]
     member.role.refresh_from_db()
-    assert permissions_of(member) == COPILOT_GRANTS
+    assert permissions_of(member) == copilot_grants()
     assert not has_permission(member, Perm.USERS)
 
 
@@ -64,11 +64,11 @@ def test_nobody_grants_what_they_do_not_hold(tenant_a, user_admin):
 
 
 def test_adding_unheld_permission_to_existing_role_is_refused(tenant_a, user_admin):
-    role = services.role_create(actor=user_admin, name="Helpers", user_type="internal", permissions=[Perm.COPILOT_SUMMARIZE])
+    role = services.role_create(actor=user_admin, name="Helpers", user_type="internal", permissions=["copilot.summarize"])
     with pytest.raises(PermissionRefused):
-        services.role_update(actor=user_admin, role=role, permissions=[Perm.COPILOT_SUMMARIZE, Perm.AUDIT_VIEW])
+        services.role_update(actor=user_admin, role=role, permissions=["copilot.summarize", Perm.AUDIT_VIEW])
     role.refresh_from_db()
-    assert role.permissions == [Perm.COPILOT_SUMMARIZE]
+    assert role.permissions == ["copilot.summarize"]
 
 
 def test_assigning_a_role_above_oneself_is_refused(tenant_a, user_admin):
@@ -104,7 +104,7 @@ def test_system_roles_are_read_only(tenant_a, change):
     assert response.status_code == 409 and response.json()["error"]["code"] == "system_role_read_only"
     assert api.delete(role_url(role.pk)).status_code == 409
     role.refresh_from_db()
-    assert role.name == "Technician" and set(role.permissions) == set(COPILOT_GRANTS)
+    assert role.name == "Technician" and set(role.permissions) == copilot_grants()
 
 
 def test_system_roles_can_be_cloned_and_deactivated(tenant_a):
@@ -112,7 +112,7 @@ def test_system_roles_can_be_cloned_and_deactivated(tenant_a):
     api = api_client_for(tenant_a.members["admin"].user)
     clone = api.post(roles_url(), {"name": "Senior Tech", "clone_from": role.pk}, format="json")
     assert clone.status_code == 201
-    assert clone.json()["permissions"] == sorted(COPILOT_GRANTS) and clone.json()["is_system"] is False
+    assert clone.json()["permissions"] == sorted(copilot_grants()) and clone.json()["is_system"] is False
     response = api.patch(role_url(role.pk), {"is_active": False}, format="json")
     assert response.status_code == 200 and response.json()["is_active"] is False
     # A deactivated role grants nothing.

@@ -302,9 +302,8 @@ def test_schemathesis_no_server_error_and_responses_follow_the_schema(tenant_a, 
     get a 500 and every answer matches the documented responses. The usage limits and abuse
     rules are lifted: this is about input handling, not about one user's rate."""
     schemathesis = pytest.importorskip("schemathesis")
-    monkeypatch.setattr(usage, "limits_reserve", lambda **kw: usage.LimitReservation(
-        membership_id=kw["membership"].pk, tenant_id=kw["membership"].tenant_id, feature=kw["feature"],
-        estimated_tokens=kw["estimated_tokens"]))
+    monkeypatch.setattr(usage, "limits_reserve", lambda **kw: usage.Reservation(
+        membership=kw["membership"], limits=None, estimated_tokens=kw["estimated_tokens"]))
     monkeypatch.setattr(usage, "limits_settle", lambda **kw: None)
     monkeypatch.setattr(usage, "copilot_access_state", lambda membership: "active")
     from django.core import signals

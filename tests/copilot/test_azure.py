@@ -24,7 +24,7 @@ from copilot_admin.copilot.azure import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from copilot_admin.copilot.features import FEATURES, Feature
+from copilot_admin.copilot.features import FEATURES
 from copilot_admin.copilot.minimize import minimize_payload
 from copilot_admin.copilot.prompts import render_messages
 from copilot_admin.simulator.server import SimulatorControl, SimulatorState, run_simulator_in_thread
@@ -64,7 +64,7 @@ def ticket_body() -> dict:
     }
 
 
-def messages_for(feature: Feature = Feature.SUMMARIZE):
+def messages_for(feature: str = "summarize"):
     return render_messages(feature=feature, payload=minimize_payload(body=ticket_body()))
 
 
@@ -101,7 +101,7 @@ def deployments_called(sim: SimulatorControl) -> list[str]:
 # --- success ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("feature", list(Feature))
+@pytest.mark.parametrize("feature", list(FEATURES))
 def test_success_returns_the_validated_answer_and_usage_metadata(call, sim, make_target, feature):
     target = make_target()
     messages = messages_for(feature)
@@ -120,7 +120,7 @@ def test_success_returns_the_validated_answer_and_usage_metadata(call, sim, make
 
 
 def test_the_request_is_an_azure_chat_completion_with_strict_structured_output(call, sim, make_target):
-    messages = messages_for(Feature.PRIORITIZE)
+    messages = messages_for("prioritize")
     call(targets=[make_target("gpt-4o-eu")], messages=messages, feature="prioritize")
 
     (recorded,) = sim.requests()
@@ -131,8 +131,8 @@ def test_the_request_is_an_azure_chat_completion_with_strict_structured_output(c
     assert recorded["headers"]["x-stainless-retry-count"] == "0"
     body = recorded["body"]
     assert body["messages"] == messages
-    assert body["response_format"] == FEATURES[Feature.PRIORITIZE].response_format()
-    assert body["max_completion_tokens"] == FEATURES[Feature.PRIORITIZE].max_completion_tokens
+    assert body["response_format"] == FEATURES["prioritize"].response_format()
+    assert body["max_completion_tokens"] == FEATURES["prioritize"].max_completion_tokens
 
 
 def test_same_ticket_same_answer(call, sim, make_target):
@@ -240,7 +240,7 @@ GOOD_ANSWER = json.dumps({"priority": "low", "rationale": "A question."})
 def test_unusable_responses_are_failures(content, reason, retryable):
     target = DeploymentTarget(name="t", endpoint="http://x", deployment="d", api_version="v", api_key_env="K")
     with pytest.raises(UpstreamFailure) as caught:
-        azure._read_response(target=target, spec=FEATURES[Feature.PRIORITIZE], status_code=200,
+        azure._read_response(target=target, spec=FEATURES["prioritize"], status_code=200,
                              headers={"apim-request-id": "req-1"}, content=content)
     assert (caught.value.reason, caught.value.retryable) == (reason, retryable)
     assert caught.value.request_id == "req-1"
@@ -249,7 +249,7 @@ def test_unusable_responses_are_failures(content, reason, retryable):
 def test_request_id_falls_back_to_the_response_id():
     target = DeploymentTarget(name="t", endpoint="http://x", deployment="d", api_version="v", api_key_env="K")
     success = azure._read_response(
-        target=target, spec=FEATURES[Feature.PRIORITIZE], status_code=200, headers={},
+        target=target, spec=FEATURES["prioritize"], status_code=200, headers={},
         content=_response({"finish_reason": "stop", "message": {"content": GOOD_ANSWER}}),
     )
     assert success.request_id == "chatcmpl-1"
@@ -542,7 +542,7 @@ def test_target_validation():
 
 
 def test_disallowed_fields_never_reach_the_upstream(call, sim, make_target):
-    for feature in Feature:
+    for feature in FEATURES:
         call(targets=[make_target()], messages=messages_for(feature), feature=feature)
     recorded = json.dumps(sim.requests(), ensure_ascii=False)
     assert DISALLOWED not in recorded

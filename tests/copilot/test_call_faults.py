@@ -13,9 +13,10 @@ from copilot_admin.audit.models import AuditEntry
 from copilot_admin.copilot import azure, services
 from copilot_admin.copilot.services import CopilotError, copilot_invoke
 from copilot_admin.usage import services as usage
+from copilot_admin.usage.admission import call_check
 from copilot_admin.usage.counters import get_counter_backend
-from copilot_admin.usage.limits import call_check, effective_limits
 from copilot_admin.usage.models import DailyUsage, UsageRecord
+from copilot_admin.usage.selectors import effective_limits
 from tests.conftest import api_client_for
 from tests.regions.fixtures import deployment_factory  # noqa: F401
 

@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-from copilot_admin.copilot.features import FEATURES, Feature
+from copilot_admin.copilot.features import FEATURES
 from copilot_admin.copilot.minimize import minimize_payload
 from copilot_admin.copilot.prompts import PROMPT_TEMPLATES, render_messages
 
 from .test_minimize import DROPPED, KEPT, full_body
 
 
-@pytest.mark.parametrize("feature", list(Feature))
+@pytest.mark.parametrize("feature", list(FEATURES))
 def test_messages_carry_the_template_and_the_ticket_as_json(feature):
     payload = minimize_payload(body=full_body(), today=dt.date(2026, 11, 22))
     messages = render_messages(feature=feature, payload=payload)
@@ -27,9 +27,9 @@ def test_messages_carry_the_template_and_the_ticket_as_json(feature):
     assert json.loads(document)["today"] == "2026-11-22"
 
 
-@pytest.mark.parametrize("feature", list(Feature))
+@pytest.mark.parametrize("feature", list(FEATURES))
 def test_disallowed_fields_never_reach_the_messages(feature):
-    messages = render_messages(feature=feature.value, payload=minimize_payload(body=full_body()))
+    messages = render_messages(feature=FEATURES[feature], payload=minimize_payload(body=full_body()))
     text = json.dumps(messages, ensure_ascii=False)
     assert DROPPED not in text
     assert KEPT in text

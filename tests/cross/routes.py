@@ -7,7 +7,7 @@ route cannot ship without a declared, tested policy.
 from django.conf import settings
 from django.urls import URLResolver, get_resolver
 
-from copilot_admin.access.permissions import ANY_MEMBER, Perm
+from copilot_admin.access.permissions import ANY_MEMBER, Perm, feature_grants
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
@@ -95,9 +95,8 @@ TENANT_API = {
     ("api:settings", "patch"): Perm.COPILOT_SETTINGS,
     ("api:audit-list", "get"): Perm.AUDIT_VIEW,
     ("api:audit-export", "get"): Perm.AUDIT_EXPORT,
-    ("api:copilot-summarize", "post"): Perm.COPILOT_SUMMARIZE,
-    ("api:copilot-time-entry", "post"): Perm.COPILOT_TIME_ENTRY,
-    ("api:copilot-prioritize", "post"): Perm.COPILOT_PRIORITIZE,
+    # One route per declared copilot feature, requiring the feature's grant (copilot/features.py).
+    **{(f"api:copilot-{grant.feature}", "post"): grant.code for grant in feature_grants()},
     # Reads of limits and abuse cases also allow admin.limits (AlternativePermissionMixin).
     ("api:limits", "get"): Perm.USAGE_VIEW,
     ("api:limits", "patch"): Perm.LIMITS,

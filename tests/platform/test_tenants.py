@@ -3,7 +3,7 @@
 from django.urls import reverse
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.services import SYSTEM_ROLES
+from copilot_admin.access.services import system_roles
 from tenants.models import Tenant
 from tests.conftest import api_client_for
 
@@ -16,7 +16,7 @@ def test_operator_creates_tenant_with_system_roles(operator):
     assert (body["slug"], body["plan"], body["zone"], body["status"], body["plan_includes_copilot"]) == ("delta", "ops", "eu", "active", True)
     tenant = Tenant.objects.get(slug="delta")
     roles = SecurityRole.objects.for_tenant(tenant)
-    assert sorted(r.name for r in roles) == sorted(spec["name"] for spec in SYSTEM_ROLES)
+    assert sorted(r.name for r in roles) == sorted(spec["name"] for spec in system_roles())
     assert all(r.is_system for r in roles)
 
 

@@ -15,16 +15,15 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import clear_url_caches
 
-from copilot_admin.copilot.features import FEATURES, Feature
+from copilot_admin.copilot.features import FEATURES
 from copilot_admin.simulator.management.commands import run_simulator as run_simulator_command
 from copilot_admin.simulator.server import SimulatorControl, run_simulator_in_thread
-
 from tests.copilot.conftest import API_VERSION, SIM_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPLETIONS = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
 CHAT = {"messages": [{"role": "user", "content": "Printer offline"}],
-        "response_format": FEATURES[Feature.SUMMARIZE].response_format()}
+        "response_format": FEATURES["summarize"].response_format()}
 
 
 def status_of(url: str, method: str = "GET", *, headers: dict | None = None, body: object | None = None) -> int:

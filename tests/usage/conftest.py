@@ -66,12 +66,12 @@ def backend(request):
 def clocked(monkeypatch, request):
     """The per-call limit check on a database counter backend whose clock the test moves:
     (clock, backend)."""
-    from copilot_admin.usage import limits
+    from copilot_admin.usage import admission
 
     request.getfixturevalue("db")
     clock = FakeClock(datetime(2026, 11, 20, 10, 17, 5, tzinfo=UTC))
     backend = DatabaseCounterBackend(clock=clock)
-    monkeypatch.setattr(limits, "get_counter_backend", lambda: backend)
+    monkeypatch.setattr(admission, "get_counter_backend", lambda: backend)
     return clock, backend
 
 

@@ -125,6 +125,17 @@ class TestBehaviour:
         assert refused.windows[0].exceeded
         assert second.remaining == 20
 
+    def test_every_result_names_the_limit_its_window_stands_for(self, backend):
+        minute = LimitWindow(key="u:1:requests", window=Window.MINUTE, limit=5, name="user_requests_per_minute")
+        tokens = LimitWindow(key="u:1:tokens", window=Window.DAY, limit=50, amount=40, name="user_tokens_per_day")
+        admitted = backend.reserve(check=check(minute, tokens))
+        refused = backend.reserve(check=check(minute, tokens))
+        assert [item.name for item in admitted.windows] == ["user_requests_per_minute", "user_tokens_per_day"]
+        assert [item.name for item in refused.exceeded] == ["user_tokens_per_day"]
+        assert [item.name for item in backend.current(windows=[tokens])] == ["user_tokens_per_day"]
+        (moved,) = backend.reconcile(windows=admitted.windows, actual={"u:1:tokens": 10})
+        assert (moved.name, moved.used_after) == ("user_tokens_per_day", 10)
+
     def test_windows_are_utc_aligned_buckets_with_retry_after(self, backend, clock):
         clock.set(datetime(2026, 11, 20, 10, 17, 42, 300000, tzinfo=UTC))
         result = backend.reserve(
@@ -217,11 +228,11 @@ class TestBehaviour:
         per_minute = requests_per(Window.MINUTE, 10)
         tokens = tokens_per_day(1000, 300)
         reservation = backend.reserve(check=check(per_minute, tokens))
-        adjusted = backend.reconcile(reservation=reservation, actual={"t:1:tokens": 120})
+        adjusted = backend.reconcile(windows=reservation.windows, actual={"t:1:tokens": 120})
         assert [(item.key, item.used_before, item.used_after) for item in adjusted] == [("t:1:tokens", 300, 120)]
         assert used(backend, per_minute, tokens) == [1, 120]
         second = backend.reserve(check=check(per_minute, tokens))
-        adjusted = backend.reconcile(reservation=second, actual={"t:1:tokens": 950})
+        adjusted = backend.reconcile(windows=second.windows, actual={"t:1:tokens": 950})
         assert (adjusted[0].used_before, adjusted[0].used_after) == (420, 1070)
         # Above the limit after a costly call: the next call waits for the window to reset.
         assert not backend.reserve(check=check(per_minute, tokens_per_day(1000, 1))).allowed
@@ -229,8 +240,8 @@ class TestBehaviour:
     def test_reconcile_never_goes_below_zero(self, backend):
         tokens = tokens_per_day(1000, 300)
         reservation = backend.reserve(check=check(tokens))
-        backend.reconcile(reservation=reservation, actual={"t:1:tokens": 0})
-        again = backend.reconcile(reservation=reservation, actual={"t:1:tokens": 0})
+        backend.reconcile(windows=reservation.windows, actual={"t:1:tokens": 0})
+        again = backend.reconcile(windows=reservation.windows, actual={"t:1:tokens": 0})
         assert (again[0].used_before, again[0].used_after) == (0, 0)
         assert used(backend, tokens) == [0]
 
@@ -239,7 +250,7 @@ class TestBehaviour:
         tokens = tokens_per_day(1000, 300)
         reservation = backend.reserve(check=check(tokens))
         clock.advance(5)
-        backend.reconcile(reservation=reservation, actual={"t:1:tokens": 100})
+        backend.reconcile(windows=reservation.windows, actual={"t:1:tokens": 100})
         assert used(backend, tokens) == [0]
         clock.advance(-5)
         assert used(backend, tokens) == [100]
@@ -248,22 +259,22 @@ class TestBehaviour:
         tokens = tokens_per_day(100, 100)
         backend.reserve(check=check(tokens))
         refused = backend.reserve(check=check(tokens))
-        assert backend.reconcile(reservation=refused, actual={"t:1:tokens": 1}) == ()
+        assert backend.reconcile(windows=refused.windows, actual={"t:1:tokens": 1}) == ()
         assert used(backend, tokens) == [100]
 
     def test_reconcile_rejects_keys_it_did_not_reserve(self, backend):
         reservation = backend.reserve(check=check(tokens_per_day(100, 10)))
         with pytest.raises(ValueError):
-            backend.reconcile(reservation=reservation, actual={"t:2:tokens": 5})
+            backend.reconcile(windows=reservation.windows, actual={"t:2:tokens": 5})
         with pytest.raises(ValueError):
-            backend.reconcile(reservation=reservation, actual={"t:1:tokens": -5})
+            backend.reconcile(windows=reservation.windows, actual={"t:1:tokens": -5})
 
     def test_release_refunds_every_window(self, backend):
         per_minute = requests_per(Window.MINUTE, 1)
         tokens = tokens_per_day(1000, 300)
         kept = backend.reserve(check=check(tokens_per_day(1000, 50)))
         reservation = backend.reserve(check=check(per_minute, tokens))
-        assert backend.release(reservation=reservation) is None
+        assert backend.release(windows=reservation.windows) is None
         assert used(backend, per_minute, tokens) == [0, 50]
         assert kept.allowed
         assert backend.reserve(check=check(per_minute, tokens)).allowed
@@ -272,10 +283,10 @@ class TestBehaviour:
         per_minute = requests_per(Window.MINUTE, 1)
         reservation = backend.reserve(check=check(per_minute))
         refused = backend.reserve(check=check(per_minute))
-        backend.release(reservation=refused)
+        backend.release(windows=refused.windows)
         assert used(backend, per_minute) == [1]
-        backend.release(reservation=reservation)
-        backend.release(reservation=reservation)
+        backend.release(windows=reservation.windows)
+        backend.release(windows=reservation.windows)
         assert used(backend, per_minute) == [0]
 
     def test_current_reads_without_counting(self, backend):
@@ -328,7 +339,7 @@ class TestConcurrency:
         def reserve_then_release_odd(index: int) -> bool:
             result = backend.reserve(check=check(limit))
             if result.allowed and index % 2:
-                backend.release(reservation=result)
+                backend.release(windows=result.windows)
                 return False
             return result.allowed
 
@@ -412,8 +423,8 @@ class TestRedisBackend:
             ),
         )
         with caplog.at_level(logging.ERROR, logger="copilot_admin.usage.counters"):
-            assert backend.reconcile(reservation=reservation, actual={"t:1:tokens": 25}) == ()
-            assert backend.release(reservation=reservation) is None
+            assert backend.reconcile(windows=reservation.windows, actual={"t:1:tokens": 25}) == ()
+            assert backend.release(windows=reservation.windows) is None
         assert "reconcile not applied to t:1:tokens/day" in caplog.text
         assert "release not applied to t:1:tokens/day" in caplog.text
 

@@ -72,6 +72,8 @@ def test_near_limits_and_the_dashboard(client, tenant_a, clocked):
     body = page.content.decode()
     assert page.status_code == 200 and "user_requests_per_day" in body and 'id="usage-chart-data"' in body
     assert "vendor/chartjs/chart.umd.min.js" in body
+    # Features by their label in the permission catalogue, not by their URL name.
+    assert "<td>Summarize ticket</td>" in body and '"features": ["Summarize ticket"]' in body
     bad_range = client.get(reverse("usage:dashboard", kwargs={"tenant_slug": "alpha"}), {"since": "2026-13-01"})
     assert bad_range.status_code == 200
 

@@ -12,9 +12,11 @@ from django.urls import reverse
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.usage import limits as limits_module
 from copilot_admin.usage import services as usage
-from copilot_admin.usage.counters import LimitsUnavailable, Window
-from copilot_admin.usage.limits import effective_limits, tenant_limits_update, user_key
+from copilot_admin.usage.admission import user_key
+from copilot_admin.usage.counters import LimitsUnavailable, LimitWindow, Window
 from copilot_admin.usage.models import LimitWarning, Notification, PlatformLimitPolicy, Strike, TenantLimitPolicy
+from copilot_admin.usage.selectors import effective_limits
+from copilot_admin.usage.services import tenant_limits_update
 from tests.audit.conftest import object_entries
 from tests.conftest import api_client_for
 from tests.factories import add_member
@@ -159,7 +161,7 @@ def test_tokens_are_reserved_then_reconciled_and_the_tenant_limit_is_shared(tena
     set_policy(user_tokens_per_day=10_000, tenant_tokens_per_day=1000)
     tech, admin = tenant_a.members["tech"], tenant_a.members["admin"]
     call(tech, tokens=800, used=(100, 50))
-    windows = [limits_module.LimitWindow(key=user_key(tech.pk, "tokens"), window=Window.DAY, limit=1)]
+    windows = [LimitWindow(key=user_key(tech.pk, "tokens"), window=Window.DAY, limit=1)]
     assert backend.current(windows=windows)[0].used_after == 150
     call(admin, tokens=800, used=(700, 0))
     with pytest.raises(usage.RateLimitExceeded) as refusal:
@@ -224,4 +226,4 @@ def test_fail_open_admits_uncounted_and_logs(tenant_a, settings, caplog):
     settings.USAGE_LIMITS_FAIL_OPEN = True
     with caplog.at_level(logging.WARNING):
         reservation = call(tenant_a.members["tech"], tokens=10)
-    assert reservation.handle.reservation is None and "without a limit check" in caplog.text
+    assert reservation.windows == () and "without a limit check" in caplog.text

@@ -9,13 +9,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import FEATURE_GRANTS
+from copilot_admin.access.permissions import feature_names
 from copilot_admin.access.services import roles_seed_system
 from copilot_admin.audit.services import audit_change_record, audit_m2m_change_record, audit_snapshot
 from copilot_admin.platform import services
 from copilot_admin.regions import services as region_services
 from copilot_admin.regions.models import AzureDeployment, DataZone
-from copilot_admin.usage.limits import platform_policy_ensure
+from copilot_admin.usage.services import platform_policy_ensure
 from tenants.models import ClientCompany, Membership, Plan, Tenant, User, UserType
 
 DEMO_TENANTS = [
@@ -93,7 +93,7 @@ class Command(BaseCommand):
             )
             before = audit_snapshot(tenant)
             tenant.copilot_enabled = tenant.plan_includes_copilot
-            tenant.feature_switches = {feature: True for feature in FEATURE_GRANTS}
+            tenant.feature_switches = {feature: True for feature in feature_names()}
             tenant.save()
             audit_change_record(actor=None, tenant=tenant, instance=tenant, before=before)
         roles_seed_system(actor=None, tenant=tenant)

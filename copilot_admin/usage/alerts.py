@@ -1,4 +1,9 @@
-"""E-mail notifications of the usage rules: warnings, suspensions, terminations, reinstatements.
+"""Alerts of the usage rules: limit warnings, and the e-mails of warnings, suspensions,
+terminations and reinstatements.
+
+Whenever a reservation or its correction moves a limit's window across the warning threshold,
+`limit_warnings_record` writes a `LimitWarning` row; its unique constraint (limit, subject,
+window) makes the warning e-mails go out once per limit and window, whatever the concurrency.
 
 Each e-mail to each person is one `Notification` row, written in the transaction of the
 event that causes it and unique per cause and recipient (`dedupe_key`), so an event that is
@@ -32,6 +37,9 @@ from django.utils import timezone
 
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import permissions_of
+from copilot_admin.audit.services import audit_change_record
+from copilot_admin.usage.counters import WindowUsage
+from copilot_admin.usage.limits import LIMIT_WINDOWS, USER_LIMITS, EffectiveLimits
 from copilot_admin.usage.models import (
     AbuseCase,
     LimitName,
@@ -116,6 +124,7 @@ def notify(
 def notifications_enqueue(*, tenant_id: int, ids: Iterable[int]) -> None:
     """Hand each notification to the sending task. A broker that cannot be reached is logged;
     the row stays pending and the maintenance task enqueues it again."""
+    # The one accepted function-level import: a service enqueuing its own task (tasks.py imports this module).
     from copilot_admin.usage.tasks import send_notification
 
     for notification_id in ids:
@@ -126,8 +135,6 @@ def notifications_enqueue(*, tenant_id: int, ids: Iterable[int]) -> None:
 
 
 def _window_text(warning: LimitWarning) -> str:
-    from copilot_admin.usage.limits import LIMIT_WINDOWS
-
     window = LIMIT_WINDOWS[warning.limit]
     return f"{window.label.lower()} from {warning.window_start:%Y-%m-%d %H:%M} UTC"
 
@@ -153,6 +160,45 @@ def limit_warning_notify(*, warning: LimitWarning, membership: Membership | None
         cause=f"warning:{warning.pk}",
         warning=warning,
     )
+
+
+def limit_warnings_record(
+    *, membership: Membership, limits: EffectiveLimits, windows: Iterable[WindowUsage]
+) -> list[LimitWarning]:
+    """Record a warning for every window this operation moved across the warning threshold,
+    at most once per limit, subject and window, and e-mail it (after commit).
+
+    User limits warn the user and the tenant's administrators; the tenant's token limit
+    warns the administrators. Returns the warnings written now (none if already warned).
+    Never raises: a warning must not fail the call that crossed the threshold (failures are logged).
+    """
+    crossed = [usage for usage in windows if usage.crossed(percent=limits.warning_threshold_percent)]
+    written: list[LimitWarning] = []
+    for usage in crossed:
+        name = usage.name
+        per_user = name in USER_LIMITS
+        try:
+            tenant = membership.tenant
+            with transaction.atomic():
+                warning = LimitWarning.objects.for_tenant(tenant).create(
+                    tenant=tenant,
+                    limit=name,
+                    subject_key=f"u:{membership.pk}" if per_user else f"t:{tenant.pk}",
+                    membership=membership if per_user else None,
+                    window_start=usage.window_start,
+                    limit_value=usage.limit,
+                    used=usage.used_after,
+                    threshold_percent=limits.warning_threshold_percent,
+                )
+                audit_change_record(actor=None, tenant=tenant, instance=warning)  # the system warns
+                limit_warning_notify(warning=warning, membership=membership if per_user else None)
+        except IntegrityError:
+            continue  # another call crossed first in this window: warned once already
+        except Exception:  # noqa: BLE001 - see the docstring
+            logger.exception("Recording a limit warning failed (tenant %s, %s).", membership.tenant_id, name)
+            continue
+        written.append(warning)
+    return written
 
 
 _CASE_SUBJECTS = {

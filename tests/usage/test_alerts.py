@@ -10,7 +10,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.management import call_command
 from django.utils import timezone
 
-from copilot_admin.usage import notifications as notify
+from copilot_admin.usage import alerts as notify
 from copilot_admin.usage.models import Notification, NotificationStatus, PlatformLimitPolicy
 
 
@@ -49,7 +49,7 @@ def test_delivery_is_idempotent(tenant_a):
 
 
 def test_smtp_failure_is_recorded_retried_and_finally_failed(tenant_a, settings):
-    settings.EMAIL_BACKEND = "tests.usage.test_notifications.RefusingBackend"
+    settings.EMAIL_BACKEND = "tests.usage.test_alerts.RefusingBackend"
     notification = one_notification(tenant_a)
     with pytest.raises(ConnectionRefusedError):
         notify.notification_deliver(tenant_id=tenant_a.tenant.pk, notification_id=notification.pk)
