@@ -197,7 +197,7 @@ def test_every_service_records_its_change_with_its_actor_in_its_chain(tenant_a, 
     from copilot_admin.platform.services import tenant_create
     from copilot_admin.regions.models import DataZone
     from copilot_admin.regions.services import deployment_create, deployment_update
-    from copilot_admin.usage.limits import platform_limits_update, tenant_limits_update
+    from copilot_admin.usage.services import platform_limits_update, tenant_limits_update
     from tests.factories import add_member
 
     admin = tenant_a.members["admin"]
