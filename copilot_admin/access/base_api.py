@@ -23,7 +23,6 @@ import inspect
 from contextlib import ExitStack
 
 from asgiref.sync import sync_to_async
-from auditlog.context import set_actor
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from rest_framework import viewsets
@@ -34,7 +33,6 @@ from copilot_admin.access.base_views import BaseClassGuard, is_platform_permissi
 from copilot_admin.access.permissions import ANY_MEMBER, PlatformPerm
 from copilot_admin.access.resolver import platform_request_resolve, tenant_request_resolve
 from copilot_admin.audit.hooks import audit_access_denied
-from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import Channel, audit_scope, request_ids
 from copilot_admin.core.errors import NotFound, PermissionRefused
 
@@ -54,11 +52,6 @@ class _RequestScopeMixin:
             return super().dispatch(request, *args, **kwargs)
         finally:
             self.request_scope.close()
-
-    def enter_auditlog_actor(self, request) -> None:
-        # django-auditlog's actor for the model changes of this request (token users are known
-        # only after DRF authentication); goes away with the explicit audit recording.
-        self.request_scope.enter_context(set_actor(actor=request.user, remote_addr=client_ip(request)))
 
     def prepare(self) -> None:
         """Runs after the access checks, before the handler, in the request's audit scope."""
@@ -129,7 +122,6 @@ class _SyncTenantAPIBase(_RequestScopeMixin, _TenantAPIBase):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         self.let_in(request)
-        self.enter_auditlog_actor(request)
         self.request_scope.enter_context(self.access.scope(request))
         self.prepare()
 
@@ -246,7 +238,6 @@ class _OperatorAPIBase(_RequestScopeMixin, BaseClassGuard):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         platform_request_resolve(request=request, permission=self.permission_required)
-        self.enter_auditlog_actor(request)
         self.request_scope.enter_context(audit_scope(channel=Channel.API, **request_ids(request)))
         self.prepare()
 

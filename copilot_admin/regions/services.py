@@ -1,8 +1,8 @@
 """Writes to regions: Azure deployments (platform operators only) and their health.
 
-Configuration changes run in one transaction and are audited by django-auditlog with the
-acting operator. Health is recorded after every upstream attempt with one UPDATE that
-bypasses model signals: it is telemetry, not configuration.
+Configuration changes run in one transaction and record themselves in the platform's audit
+log (deployments belong to no tenant) with the acting operator. Health is recorded after
+every upstream attempt with one UPDATE: it is telemetry, not configuration, and not audited.
 """
 
 import ipaddress
@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from copilot_admin.access.permissions import PlatformPerm
 from copilot_admin.access.policy import permission_require
+from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 from tenants.models import User
@@ -96,7 +97,9 @@ def deployment_create(
     }
     _validate(values)
     _ensure_unique_name(name)
-    return AzureDeployment.objects.create(**values)
+    deployment = AzureDeployment.objects.create(**values)
+    audit_change_record(actor=actor, tenant=None, instance=deployment)
+    return deployment
 
 
 @transaction.atomic
@@ -108,6 +111,7 @@ def deployment_update(*, actor: User, azure_deployment: AzureDeployment, **chang
     if unknown:
         raise ApplicationError(f"Not editable: {', '.join(unknown)}.", fields={name: ["not editable"] for name in unknown})
     deployment = AzureDeployment.objects.select_for_update().get(pk=azure_deployment.pk)
+    before = audit_snapshot(deployment)
     values = {field: changes.get(field, getattr(deployment, field)) for field in _EDITABLE}
     values["endpoint"] = values["endpoint"].rstrip("/")
     _validate(values)
@@ -116,6 +120,7 @@ def deployment_update(*, actor: User, azure_deployment: AzureDeployment, **chang
     for field, value in values.items():
         setattr(deployment, field, value)
     deployment.save()
+    audit_change_record(actor=actor, tenant=None, instance=deployment, before=before)
     return deployment
 
 

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from copilot_admin.access.permissions import Perm, PlatformPerm
 from copilot_admin.access.policy import has_permission, permission_require
+from copilot_admin.audit.services import audit_change_record
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.usage import abuse, admission, alerts, limits, rollups, selectors
 from copilot_admin.usage.admission import RateLimitExceeded, Reservation
@@ -201,12 +202,14 @@ def tenant_limits_update(*, actor: Membership, changes: Mapping[str, int | None]
 
     Each limit must lie between 1 and the platform maximum, the warning threshold between 1
     and 100 percent; otherwise nothing changes (400 with the offending fields). The change is
-    recorded with its actor by django-auditlog.
+    recorded with its actor in the tenant's audit log.
     """
     permission_require(actor=actor, permission=Perm.LIMITS,
                        message="Your security role does not allow changing usage limits.")
     with transaction.atomic():
-        return limits.tenant_override_write(tenant=actor.tenant, platform=selectors.platform_policy(), changes=changes)
+        return limits.tenant_override_write(
+            actor=actor, tenant=actor.tenant, platform=selectors.platform_policy(), changes=changes
+        )
 
 
 def platform_limits_update(*, actor: User, changes: Mapping[str, int]) -> PlatformLimitPolicy:
@@ -214,12 +217,16 @@ def platform_limits_update(*, actor: User, changes: Mapping[str, int]) -> Platfo
     permission_require(actor=actor, permission=PlatformPerm.OPERATOR,
                        message="Only platform operators change the platform limit policy.")
     with transaction.atomic():
-        return limits.platform_policy_write(changes=changes)
+        return limits.platform_policy_write(actor=actor, changes=changes)
 
 
 def platform_policy_ensure() -> PlatformLimitPolicy:
-    """The platform policy row, written with the defaults if it does not exist yet (idempotent)."""
-    policy, _ = PlatformLimitPolicy.objects.get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+    """The platform policy row, written with the defaults if it does not exist yet (idempotent;
+    the writing is recorded in the platform's audit log, by the system)."""
+    with transaction.atomic():
+        policy, created = PlatformLimitPolicy.objects.get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+        if created:
+            audit_change_record(actor=None, tenant=None, instance=policy)
     return policy
 
 

@@ -5,13 +5,13 @@ via api. A member's requests record nothing of the kind."""
 import pytest
 from django.urls import reverse
 
-from copilot_admin.audit.models import AuditEntry
+from tests.audit.conftest import entries
 from tests.conftest import api_client_for
 from tests.factories import add_member
 
 
 def operator_entries(tenant):
-    return AuditEntry.objects.for_tenant(tenant).filter(action="operator.tenant_access").order_by("seq")
+    return entries(tenant, action="operator.tenant_access")
 
 
 @pytest.fixture
