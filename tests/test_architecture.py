@@ -32,7 +32,7 @@ def test_import_contracts_are_kept():
     """`lint-imports` (run it by hand the same way): layers, no simulator in production code, no
     cycle inside a room. Its report is shown on failure."""
     lint = subprocess.run(
-        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache", "--config", ".importlinter"],
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache", ".importlinter"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
