@@ -29,8 +29,8 @@ from rest_framework import viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
-from copilot_admin.access.base_views import BaseClassGuard, is_platform_permission
-from copilot_admin.access.permissions import ANY_MEMBER, PlatformPerm
+from copilot_admin.access.base_views import BaseClassGuard, PlatformPermissionDeclared
+from copilot_admin.access.permissions import ANY_MEMBER
 from copilot_admin.access.resolver import platform_request_resolve, tenant_request_resolve
 from copilot_admin.audit.hooks import audit_access_denied
 from copilot_admin.core.context import Channel, audit_scope, request_ids
@@ -219,21 +219,11 @@ class TenantAsyncAPIView(_TenantAPIBase, APIView):
         return self.response
 
 
-class _OperatorAPIBase(_RequestScopeMixin, BaseClassGuard):
+class _OperatorAPIBase(PlatformPermissionDeclared, _RequestScopeMixin, BaseClassGuard):
     base_class = True
     final_methods = ("dispatch", "initial")
-    permission_attribute = "permission_required"
-    permission_required = PlatformPerm.OPERATOR
     permission_classes = [IsAuthenticated]
     denies_with_not_found = True  # the schema (core/schema.py) documents the 404
-
-    @staticmethod
-    def permission_check(value) -> bool:
-        return is_platform_permission(value)
-
-    @classmethod
-    def permission_hint(cls) -> str:
-        return "a PlatformPerm"
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)

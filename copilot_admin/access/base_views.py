@@ -151,13 +151,10 @@ class TenantDetailView(TenantObjectMixin, DetailView):
     base_class = True
 
 
-class OperatorPageMixin(BaseClassGuard, AccessMixin):
-    """A page of the platform console: platform operators only (`permission_required`, or
-    platform auditors for the audit log across tenants); others get 404, the console is not
-    advertised. `prepare()` runs after the check, before the handler."""
+class PlatformPermissionDeclared:
+    """What the console's bases (pages and API) declare: a `PlatformPerm` in `permission_required`,
+    platform operators by default."""
 
-    base_class = True
-    final_methods = ("dispatch",)
     permission_attribute = "permission_required"
     permission_required = PlatformPerm.OPERATOR
 
@@ -168,6 +165,15 @@ class OperatorPageMixin(BaseClassGuard, AccessMixin):
     @classmethod
     def permission_hint(cls) -> str:
         return "a PlatformPerm"
+
+
+class OperatorPageMixin(PlatformPermissionDeclared, BaseClassGuard, AccessMixin):
+    """A page of the platform console: platform operators only (`permission_required`, or
+    platform auditors for the audit log across tenants); others get 404, the console is not
+    advertised. `prepare()` runs after the check, before the handler."""
+
+    base_class = True
+    final_methods = ("dispatch",)
 
     def dispatch(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
