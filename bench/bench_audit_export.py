@@ -82,7 +82,7 @@ def setup_tenant() -> tuple[Tenant, str]:
 
     call_command("migrate", verbosity=0)
     tenant = Tenant.objects.create(name="Bench MSP", slug="bench", plan=Plan.ULTIMATE, zone=DataZone.objects.get(code="us"))
-    roles_seed_system(tenant=tenant)
+    roles_seed_system(actor=None, tenant=tenant)
     user = User.objects.create_user("auditor@bench.example", "bench-password-0123")
     role = SecurityRole.objects.for_tenant(tenant).get(name="Compliance Auditor")
     Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, role=role, accepted_at=timezone.now())
@@ -91,7 +91,10 @@ def setup_tenant() -> tuple[Tenant, str]:
 
 
 def fill(tenant: Tenant, count: int) -> float:
-    """Append `count` entries shaped like real ones (a membership change with its diff)."""
+    """Append `count` sealed entries shaped like real ones (a membership change with its diff)."""
+    from copilot_admin.audit.services import audit_seal
+
+    audit_seal(tenant_id=tenant.pk)  # the setup's own entries first; the head exists from then on
     started = time.perf_counter()
     done = 0
     while done < count:

@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "copilot_admin.access.middleware.AuditActorMiddleware",
+    "copilot_admin.core.middleware.RequestScopeMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -240,8 +240,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"MembershipStatusEnum": "copilot_admin.directory.serializers.MembershipStatus"},
 }
 
+# django-auditlog computes field diffs; its log entry model is our chained audit entry, and no
+# model is registered with it (services record their changes themselves).
+AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
 AUDITLOG_INCLUDE_ALL_MODELS = False
-AUDITLOG_DISABLE_REMOTE_ADDR = False
 
 # Celery: with no broker configured, tasks run in-process (the `make run` default).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
@@ -374,6 +376,17 @@ if AUDIT_RETENTION_DEFAULT_DAYS < AUDIT_RETENTION_MIN_DAYS:
     raise ImproperlyConfigured("AUDIT_RETENTION_DEFAULT_DAYS must not be below AUDIT_RETENTION_MIN_DAYS.")
 CELERY_BEAT_SCHEDULE["audit-purge-expired"] = {
     "task": "copilot_admin.audit.tasks.audit_purge_expired", "schedule": crontab(hour=2, minute=41),
+}
+# Entries are appended unsealed; the sealer links them into their chains every few seconds
+# (AUDIT_SEAL_INTERVAL_SECONDS), AUDIT_SEAL_BATCH_SIZE per transaction. Without a broker (tasks
+# in-process, no beat: `make run`) each transaction's entries are sealed right after it commits.
+AUDIT_SEAL_INTERVAL_SECONDS = env_int("AUDIT_SEAL_INTERVAL_SECONDS", 5)
+AUDIT_SEAL_BATCH_SIZE = env_int("AUDIT_SEAL_BATCH_SIZE", 1000)
+AUDIT_SEAL_ON_COMMIT = not CELERY_BROKER_URL
+CELERY_BEAT_SCHEDULE["audit-seal"] = {
+    "task": "copilot_admin.audit.tasks.audit_seal_pending", "schedule": float(AUDIT_SEAL_INTERVAL_SECONDS),
+    # A seal that waited past the next one is redundant: the next seal does its work.
+    "options": {"expires": float(AUDIT_SEAL_INTERVAL_SECONDS)},
 }
 # Several "status" choice sets share one field name in the API schema; name them apart.
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({

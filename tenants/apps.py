@@ -8,7 +8,6 @@ class TenantsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_in
 
-        from tenants import audit_registry  # noqa: F401  (registers models with django-auditlog)
         from tenants.sessions import session_mark_login
 
         user_logged_in.connect(session_mark_login, dispatch_uid="tenants_session_login_at")

@@ -63,9 +63,6 @@ class Tenant(models.Model):
     def feature_enabled(self, feature: str) -> bool:
         return bool(self.feature_switches.get(feature, False))
 
-    def get_additional_data(self) -> dict:
-        return {"tenant": self.slug}
-
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
@@ -100,6 +97,9 @@ class User(AbstractBaseUser):
 
     objects = UserManager()
 
+    # Never in the audit log: the password hash, and the login time (its own events say that).
+    AUDIT_EXCLUDED_FIELDS = ("password", "last_login")
+
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -128,9 +128,6 @@ class ClientCompany(TenantOwned):
 
     def __str__(self) -> str:
         return self.name
-
-    def get_additional_data(self) -> dict:
-        return {"tenant": self.tenant.slug}
 
 
 class MembershipQuerySet(models.QuerySet):
@@ -171,6 +168,11 @@ class Membership(TenantOwned):
 
     objects = MembershipManager()
 
+    # Whether an invited address had an account is not the inviting tenant's to read: neither
+    # `created_account` nor the account's id (its age) is recorded; an entry names the
+    # membership by its user's e-mail (its repr), and a membership's user never changes.
+    AUDIT_EXCLUDED_FIELDS = ("created_account", "user")
+
     class Meta(TenantOwned.Meta):
         ordering = ["user__email"]
         constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user_per_tenant")]
@@ -200,9 +202,6 @@ class Membership(TenantOwned):
         """A credential issued before the membership was last deactivated never reaches
         this tenant (`issued_at` None: no credential, a server-side caller)."""
         return issued_at is not None and self.access_revoked_at is not None and issued_at < self.access_revoked_at
-
-    def get_additional_data(self) -> dict:
-        return {"tenant": self.tenant.slug}
 
 
 class UserSession(AbstractBaseSession):

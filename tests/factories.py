@@ -1,10 +1,12 @@
-"""Factories for tests: every tenant-owned object is created inside a tenant."""
+"""Factories for tests: every tenant-owned object is created inside a tenant, and recorded in
+its audit log as the demo seed records what it creates (by the system)."""
 
 import factory
 from django.utils import timezone
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.services import roles_seed_system
+from copilot_admin.audit.services import audit_change_record, audit_m2m_change_record
 from copilot_admin.regions.models import DataZone
 from tenants.models import ClientCompany, Membership, Plan, Tenant, User, UserType
 
@@ -41,12 +43,14 @@ class TenantFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def system_roles(tenant, create, extracted, **kwargs):
         if create:
-            roles_seed_system(tenant=tenant)
+            audit_change_record(actor=None, tenant=tenant, instance=tenant)
+            roles_seed_system(actor=None, tenant=tenant)
 
 
 class CompanyFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = ClientCompany
+        skip_postgeneration_save = True
 
     @classmethod
     def _get_manager(cls, model_class):
@@ -56,6 +60,11 @@ class CompanyFactory(factory.django.DjangoModelFactory):
     tenant = factory.SubFactory(TenantFactory)
     name = factory.Sequence(lambda n: f"Company {n}")
     co_managed = True
+
+    @factory.post_generation
+    def recorded(company, create, extracted, **kwargs):
+        if create:
+            audit_change_record(actor=None, tenant=company.tenant, instance=company)
 
 
 def role_named(tenant: Tenant, name: str) -> SecurityRole:
@@ -74,6 +83,9 @@ def add_member(
         tenant=tenant, user=user, user_type=role.user_type, role=role,
         accepted_at=timezone.now() if accepted else None,
     )
+    audit_change_record(actor=None, tenant=tenant, instance=membership)
     if role.user_type == UserType.CO_MANAGED:
         membership.companies.set(companies)
+        audit_m2m_change_record(actor=None, tenant=tenant, instance=membership, field="companies", before=[],
+                                after=companies)
     return membership

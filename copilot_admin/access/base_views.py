@@ -1,102 +1,147 @@
-"""Base classes for tenant pages and operator pages.
+"""Base classes of the pages: tenant pages (plain, list, one object) and the platform console.
 
-A tenant page declares `permission_required` (a `Perm` or `ANY_MEMBER`). Before the handler
-runs, the base class resolves the tenant from the URL, the user's accepted, active membership
-(missing, foreign, pending, or a session older than the membership's last deactivation: 404),
-refuses suspended tenants, and checks the permission with the one policy function. List and
-object pages get their queryset from the base class, already narrowed to the tenant:
-subclasses may not override `get_queryset`, only `narrow_queryset`.
+A tenant page declares `permission_required` (a `Perm` or `ANY_MEMBER`); a console page
+inherits `PlatformPerm.OPERATOR` or declares another platform permission. Before the handler
+runs, the base class lets the request in through the resolver (`access.resolver`: missing or
+foreign tenant 404, suspended tenant or missing permission 403, a platform operator's access
+recorded) and runs the handler in the request's audit scope, reset in a `finally`. List and
+object pages get their queryset from the base class, already narrowed to the tenant.
+
+The guard (`BaseClassGuard`): a class that is not itself a base may not replace the methods
+that let a request in and scope it (the message names the hook to use instead), and must
+declare its permission; both are refused when the class is created, not when it runs.
 """
 
 from django.contrib.auth.mixins import AccessMixin
-from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.views.generic import DetailView, ListView
 
-from copilot_admin.access.policy import has_permission, permissions_of
-from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
+from copilot_admin.access.permissions import ANY_MEMBER, PlatformPerm, all_permissions
+from copilot_admin.access.resolver import platform_request_resolve, tenant_request_resolve
 from copilot_admin.core.context import Channel, audit_scope, request_ids
-from copilot_admin.core.errors import NotFound
-from tenants.selectors import membership_resolve
-from tenants.sessions import credential_issued_at
+from copilot_admin.core.errors import NotFound, PermissionRefused
 
-_FINAL_METHODS = ("get_queryset", "dispatch")
-
-
-def refuse_final_overrides(cls, final_methods: tuple[str, ...]) -> None:
-    """Class-creation guard of the base classes: a concrete subclass (one without its own
-    `base_class = True`) may not replace the methods that scope and authorize the request."""
-    if cls.__dict__.get("base_class"):
-        return
-    overridden = [name for name in final_methods if name in cls.__dict__]
-    if overridden:
-        raise TypeError(f"{cls.__name__} must not override {', '.join(overridden)}; use narrow_queryset().")
+# The method a subclass may not override -> what to do instead.
+SAFE_HOOKS = {
+    "dispatch": "put work that must run after the access checks in prepare()",
+    "initial": "put work that must run after the access checks in prepare()",
+    "get_queryset": "narrow the tenant's queryset in narrow_queryset()",
+    "get_object": "narrow the queryset the object is looked up in with narrow_queryset()",
+}
 
 
-class TenantPageMixin(AccessMixin):
-    permission_required = None
-    base_class = True  # set only on the base classes in this module
+def is_tenant_permission(value) -> bool:
+    return value is ANY_MEMBER or (isinstance(value, str) and value in all_permissions())
+
+
+def is_platform_permission(value) -> bool:
+    return isinstance(value, str) and value in PlatformPerm.values
+
+
+class BaseClassGuard:
+    """Class-creation guard shared by every base class of pages and API.
+
+    A base class sets `base_class = True` in its own body and names in `final_methods` the
+    methods that let a request in and scope it. For every other class, each final method must
+    come from a base class (not from the class itself, nor from a mixin placed before the
+    base), and `declared_permissions(cls)` must name at least one permission that passes
+    `permission_check`.
+    """
+
+    base_class = True
+    final_methods: tuple[str, ...] = ()
+    permission_attribute = ""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        refuse_final_overrides(cls, _FINAL_METHODS)
+        if cls.__dict__.get("base_class"):
+            return
+        for name in cls.final_methods:
+            owner = next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+            if owner is not None and not vars(owner).get("base_class"):
+                raise TypeError(
+                    f"{cls.__name__} must not override {name}() (here in {owner.__name__}): {SAFE_HOOKS[name]}."
+                )
+        declared = cls.declared_permissions()
+        if not declared or not all(cls.permission_check(value) for value in declared):
+            raise TypeError(
+                f"{cls.__name__} must declare {cls.permission_attribute} "
+                f"({cls.permission_hint()}); found {getattr(cls, cls.permission_attribute, None)!r}."
+            )
+
+    @classmethod
+    def declared_permissions(cls) -> list:
+        value = getattr(cls, cls.permission_attribute, None)
+        return [] if value is None else [value]
+
+    @staticmethod
+    def permission_check(value) -> bool:
+        return is_tenant_permission(value)
+
+    @classmethod
+    def permission_hint(cls) -> str:
+        return "a Perm or ANY_MEMBER"
+
+
+class TenantPageMixin(BaseClassGuard, AccessMixin):
+    """A page of one tenant. Subclasses declare `permission_required`; `prepare()` runs after
+    the access checks, before the handler, in the request's audit scope."""
+
+    base_class = True
+    final_methods = ("dispatch",)
+    permission_attribute = "permission_required"
+    permission_required = None
 
     def dispatch(self, request, *args, **kwargs):
-        if self.permission_required is None:
-            raise ImproperlyConfigured(f"{type(self).__name__} declares no permission_required.")
         if not request.user.is_authenticated:
             return self.handle_no_permission()
         try:
-            membership = membership_resolve(
-                user=request.user, tenant_slug=kwargs["tenant_slug"], issued_at=credential_issued_at(request)
+            access = tenant_request_resolve(
+                request=request, tenant_slug=kwargs["tenant_slug"], permission=self.permission_required,
+                channel=Channel.WEB,
             )
         except NotFound as exc:
             raise Http404("Not found.") from exc
-        if not membership.tenant.is_active:
-            raise PermissionDenied("This tenant is suspended.")
-        request.membership = self.membership = membership
-        request.tenant = self.tenant = membership.tenant
-        request.permissions = permissions_of(membership)
-        if not has_permission(membership, self.permission_required):
-            audit_access_denied(request=request, membership=membership, permission=self.permission_required)
-            raise PermissionDenied("Your security role does not allow this page.")
-        with audit_scope(tenant=membership.tenant, channel=Channel.WEB, **request_ids(request)):
-            if request.user.is_platform_operator:
-                audit_operator_tenant_access(request=request, tenant=membership.tenant)
+        except PermissionRefused as exc:
+            raise PermissionDenied(exc.message) from exc
+        self.access, self.membership, self.tenant = access, access.membership, access.tenant
+        with access.scope(request):
             self.prepare()
             return super().dispatch(request, *args, **kwargs)
 
     def prepare(self) -> None:
-        """Runs after the access checks, before the handler."""
+        """Runs after the access checks, before the handler (e.g. loads the object the URL names)."""
 
 
-class TenantListView(TenantPageMixin, ListView):
+class _TenantQuerysetMixin:
     base_class = True
-    paginate_by = 50
 
     def get_queryset(self):
         return self.narrow_queryset(self.model.objects.for_tenant(self.tenant))
 
     def narrow_queryset(self, queryset):
+        """The tenant's queryset, narrowed further by the page (filters, ordering, scope)."""
         return queryset
 
 
-class TenantObjectMixin(TenantPageMixin):
+class TenantListView(_TenantQuerysetMixin, TenantPageMixin, ListView):
+    base_class = True
+    final_methods = ("dispatch", "get_queryset")
+    paginate_by = 50
+
+
+class TenantObjectMixin(_TenantQuerysetMixin, TenantPageMixin):
     """One tenant-owned object by pk, looked up inside the tenant: foreign or missing is 404."""
 
     base_class = True
-
-    def get_queryset(self):
-        return self.narrow_queryset(self.model.objects.for_tenant(self.tenant))
-
-    def narrow_queryset(self, queryset):
-        return queryset
+    final_methods = ("dispatch", "get_queryset", "get_object")
 
     def prepare(self) -> None:
         self.object = self.get_object()
 
     def get_object(self, queryset=None):
-        obj = (queryset or self.get_queryset()).filter(pk=self.kwargs["pk"]).first()
+        obj = self.get_queryset().filter(pk=self.kwargs["pk"]).first()
         if obj is None:
             raise Http404("Not found.")
         return obj
@@ -106,18 +151,39 @@ class TenantDetailView(TenantObjectMixin, DetailView):
     base_class = True
 
 
-class OperatorPageMixin(AccessMixin):
-    """Platform console pages: platform operators only (others get 404: the console is not advertised)."""
+class PlatformPermissionDeclared:
+    """What the console's bases (pages and API) declare: a `PlatformPerm` in `permission_required`,
+    platform operators by default."""
 
-    permission_required = "platform.operator"
+    permission_attribute = "permission_required"
+    permission_required = PlatformPerm.OPERATOR
+
+    @staticmethod
+    def permission_check(value) -> bool:
+        return is_platform_permission(value)
+
+    @classmethod
+    def permission_hint(cls) -> str:
+        return "a PlatformPerm"
+
+
+class OperatorPageMixin(PlatformPermissionDeclared, BaseClassGuard, AccessMixin):
+    """A page of the platform console: platform operators only (`permission_required`, or
+    platform auditors for the audit log across tenants); others get 404, the console is not
+    advertised. `prepare()` runs after the check, before the handler."""
+
+    base_class = True
+    final_methods = ("dispatch",)
 
     def dispatch(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
             return self.handle_no_permission()
-        if not request.user.is_platform_operator:
-            raise Http404("Not found.")
-        self.prepare()
+        try:
+            platform_request_resolve(request=request, permission=self.permission_required)
+        except NotFound as exc:
+            raise Http404("Not found.") from exc
         with audit_scope(channel=Channel.WEB, **request_ids(request)):
+            self.prepare()
             return super().dispatch(request, *args, **kwargs)
 
     def prepare(self) -> None:

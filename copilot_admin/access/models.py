@@ -31,5 +31,3 @@ class SecurityRole(TenantOwned):
     def permission_set(self) -> frozenset[str]:
         return frozenset(self.permissions)
 
-    def get_additional_data(self) -> dict:
-        return {"tenant": self.tenant.slug}

@@ -31,6 +31,14 @@ class Perm(models.TextChoices):
     AUDIT_EXPORT = "audit.export", "Export audit log"
 
 
+class PlatformPerm(models.TextChoices):
+    """Permissions outside any tenant, held by a user (not a membership): the operator console
+    and the audit log across tenants. Not part of any security role."""
+
+    OPERATOR = "platform.operator", "Platform operator"
+    AUDITOR = "platform.auditor", "Read every tenant's audit log"
+
+
 class _AnyMember:
     """Declared by views any active member of the tenant may use (e.g. listing companies in scope)."""
 

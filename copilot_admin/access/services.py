@@ -6,15 +6,19 @@
 - nobody changes (renames, strips, re-activates, deactivates, deletes) a role that holds a
   permission they do not hold themselves;
 - role names are unique per tenant, also under concurrent writes (`duplicate`, never a 500).
+
+Each write first checks that the actor manages roles (`admin.roles`) in the role's tenant, and
+records itself in the tenant's audit log, with its actor, in its transaction.
 """
 
 from django.db import transaction
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm, all_permissions, copilot_grants
-from copilot_admin.access.policy import permissions_of
+from copilot_admin.access.policy import permission_require, permissions_of
+from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused, refusing_duplicates
-from tenants.models import Membership, Tenant, UserType
+from tenants.models import Membership, Tenant, User, UserType
 
 
 def system_roles() -> tuple[dict, ...]:
@@ -93,20 +97,24 @@ def _ensure_unique_name(*, tenant: Tenant, name: str, exclude_pk=None) -> None:
         raise _name_taken(name)
 
 
-def roles_seed_system(*, tenant: Tenant) -> list[SecurityRole]:
-    """Create (or bring up to date) the tenant's system roles. Idempotent."""
+@transaction.atomic
+def roles_seed_system(*, actor: User | None, tenant: Tenant) -> list[SecurityRole]:
+    """Create (or bring up to date) the tenant's system roles, recorded with `actor` (the
+    operator creating the tenant; None: the system). Idempotent: a role already up to date
+    is neither written nor recorded."""
     roles = []
     for spec in system_roles():
-        role, _ = SecurityRole.objects.for_tenant(tenant).update_or_create(
-            name=spec["name"],
-            defaults={
-                "tenant": tenant,
-                "description": spec["description"],
-                "user_type": spec["user_type"],
-                "permissions": spec["permissions"],
-                "is_system": True,
-            },
-        )
+        values = {key: spec[key] for key in ("description", "user_type", "permissions")}
+        role = SecurityRole.objects.for_tenant(tenant).select_for_update().filter(name=spec["name"]).first()
+        if role is None:
+            role = SecurityRole.objects.for_tenant(tenant).create(tenant=tenant, name=spec["name"], is_system=True, **values)
+            audit_change_record(actor=actor, tenant=tenant, instance=role)
+        else:
+            before = audit_snapshot(role)
+            for key, value in {**values, "is_system": True}.items():
+                setattr(role, key, value)
+            if audit_change_record(actor=actor, tenant=tenant, instance=role, before=before) is not None:
+                role.save()
         roles.append(role)
     return roles
 
@@ -115,14 +123,17 @@ def roles_seed_system(*, tenant: Tenant) -> list[SecurityRole]:
 def role_create(
     *, actor: Membership, name: str, user_type: str, permissions, description: str = "", is_active: bool = True
 ) -> SecurityRole:
+    permission_require(actor=actor, permission=Perm.ROLES)
     permissions = _clean_permissions(permissions=permissions, user_type=user_type)
     ensure_can_grant(actor=actor, permissions=permissions)
     _ensure_unique_name(tenant=actor.tenant, name=name)
     with refusing_duplicates(constraint=ROLE_NAME_CONSTRAINT, error=_name_taken(name)):
-        return SecurityRole.objects.for_tenant(actor.tenant).create(
+        role = SecurityRole.objects.for_tenant(actor.tenant).create(
             tenant=actor.tenant, name=name, user_type=user_type, permissions=permissions, description=description,
             is_active=bool(is_active),
         )
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=role)
+    return role
 
 
 @transaction.atomic
@@ -130,6 +141,7 @@ def role_clone(
     *, actor: Membership, source: SecurityRole, name: str, permissions=None, description=None, is_active: bool = True
 ) -> SecurityRole:
     """A new, editable role starting from `source` (system roles included)."""
+    permission_require(actor=actor, permission=Perm.ROLES, tenant=source.tenant_id)
     return role_create(
         actor=actor,
         name=name,
@@ -146,7 +158,9 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
 
     Whoever changes a role must hold every permission it holds: renaming, stripping or
     re-activating a role above oneself would hand its permissions back to its holders."""
+    permission_require(actor=actor, permission=Perm.ROLES, tenant=role.tenant_id)
     role = SecurityRole.objects.for_tenant(actor.tenant).select_for_update().get(pk=role.pk)
+    before = audit_snapshot(role)
     only_deactivation = set(changes) <= {"is_active"}
     if not only_deactivation:
         _ensure_editable(role)
@@ -172,13 +186,16 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
         role.is_active = changes["is_active"]
     with refusing_duplicates(constraint=ROLE_NAME_CONSTRAINT, error=_name_taken(role.name)):
         role.save()
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=role, before=before)
     return role
 
 
 @transaction.atomic
 def role_delete(*, actor: Membership, role: SecurityRole) -> None:
+    permission_require(actor=actor, permission=Perm.ROLES, tenant=role.tenant_id)
     _ensure_editable(role)
     ensure_can_grant(actor=actor, permissions=role.permission_set)
     if role.memberships.exists():
         raise Conflict("Users hold this role; assign them another role or deactivate it.", code="role_in_use")
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=role, deleted=True)
     role.delete()

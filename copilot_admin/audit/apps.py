@@ -7,4 +7,4 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit log"
 
     def ready(self) -> None:
-        from copilot_admin.audit import actor, receivers  # noqa: F401  (connect the signal receivers)
+        from copilot_admin.audit import receivers, task_scope  # noqa: F401  (connect the signal receivers)

@@ -1,17 +1,25 @@
-"""The audit log: append-only entries, chained by hash per tenant.
+"""The audit log: one store for model changes and events, chained by hash per tenant.
+
+`AuditEntry` is django-auditlog's log entry model (`AUDITLOG_LOGENTRY_MODEL`): it subclasses
+`AbstractLogEntry`, so model changes (with django-auditlog's field diffs) and events (logins,
+copilot calls, exports) land in one table. Entries are written explicitly by the services
+(`copilot_admin.audit.services`), never by django-auditlog's signals.
 
 Every entry belongs to one chain: its tenant's, or the platform chain (tenant empty) for
 events that belong to no tenant (an operator's login, a failed login for an unknown
-account). Within a chain, entries are numbered by `seq` and each one's `hash` covers its
-canonical content and the previous entry's hash (`copilot_admin.audit.chain`), so an
-edited, removed or inserted row breaks the chain where it happened. `AuditChainHead` holds
-each chain's last `seq` and `hash`; writers lock that row, so concurrent writers never fork
-a chain, and the retention purge keeps there the hash of the last entry it removed.
+account). An entry is appended unsealed (`seq`, `prev_hash`, `hash` empty), without any
+lock; the sealer (`audit_seal`) later numbers the committed entries of a chain by `seq` and
+chains them: each `hash` covers the entry's canonical content and the previous entry's hash
+(`copilot_admin.audit.chain`), so an edited, removed or inserted row breaks the chain where
+it happened. `AuditChainHead` holds each chain's last sealed `seq` and `hash`; only the
+sealer (and the retention purge) locks it, and the purge keeps there the hash of the last
+entry it removed.
 
 Entries survive the deletion of their tenant or actor: those references are plain columns
 (no database constraint) and the actor's e-mail is kept as it was.
 """
 
+from auditlog.models import AbstractLogEntry
 from django.conf import settings
 from django.db import models
 
@@ -19,6 +27,7 @@ from tenants.scoping import TenantScopeRequired
 
 GENESIS_HASH = "0" * 64
 PLATFORM_CHAIN = "platform"
+SEAL_FIELDS = ("seq", "prev_hash", "hash")
 
 
 class ActorType(models.TextChoices):
@@ -69,14 +78,28 @@ class AuditEntryManager(models.Manager):
         return super().get_queryset()
 
 
-class AuditEntry(models.Model):
-    """One recorded event: who, from where, what, on which object, with what outcome, when."""
+class AuditEntry(AbstractLogEntry):
+    """One recorded change or event: who, from where, what, on which object, with what
+    outcome, when; and, once sealed, its place in its chain.
+
+    django-auditlog's fields keep their names where they mean the same (`actor`,
+    `actor_email`, `object_repr`, `changes`, `remote_addr`, `content_type`) and are narrowed
+    to what the chain hashes: `action` is ours ("membership.update", "auth.login"), not
+    django-auditlog's create/update/delete number; `object_id` is the object's id as text
+    (or a route, a feature); its `timestamp`, `cid` and `additional_data` are our
+    `created_at`, `correlation_id` and `metadata`. Its snapshot and text columns
+    (`serialized_data`, `changes_text`, `object_pk`, `remote_port`) are not kept: nothing
+    in an entry escapes the hash except `content_type`, a lookup key for model changes
+    derived from `object_type`.
+    """
 
     tenant = models.ForeignKey(
         "tenants.Tenant", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
         related_name="+", editable=False,
     )
-    seq = models.BigIntegerField(editable=False, help_text="Position in the tenant's (or the platform) chain.")
+    seq = models.BigIntegerField(
+        null=True, editable=False, help_text="Position in the tenant's (or the platform) chain; empty until sealed."
+    )
     created_at = models.DateTimeField(editable=False, help_text="UTC.")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
@@ -86,6 +109,10 @@ class AuditEntry(models.Model):
     actor_type = models.CharField(max_length=12, choices=ActorType.choices, editable=False)
     remote_addr = models.CharField(max_length=64, blank=True, editable=False)
     action = models.CharField(max_length=64, editable=False, help_text='e.g. "membership.update", "auth.login_failed".')
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="+", editable=False, help_text="The changed object's model (model changes only).",
+    )
     object_type = models.CharField(max_length=64, blank=True, editable=False)
     object_id = models.CharField(max_length=64, blank=True, editable=False)
     object_repr = models.CharField(max_length=255, blank=True, editable=False)
@@ -93,8 +120,17 @@ class AuditEntry(models.Model):
     metadata = models.JSONField(default=dict, blank=True, editable=False)
     outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.SUCCESS, editable=False)
     correlation_id = models.CharField(max_length=64, blank=True, editable=False)
-    prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, editable=False)
+    prev_hash = models.CharField(max_length=64, null=True, editable=False)
+    hash = models.CharField(max_length=64, null=True, editable=False)
+
+    # django-auditlog's columns that our own fields above replace, or that we do not keep.
+    timestamp = None
+    cid = None
+    additional_data = None
+    object_pk = None
+    serialized_data = None
+    changes_text = None
+    remote_port = None
 
     objects = AuditEntryManager()
     # Django's machinery (dumpdata, deletion collection) needs a default manager that can
@@ -104,6 +140,8 @@ class AuditEntry(models.Model):
     class Meta:
         default_manager_name = "unscoped_objects"
         ordering = ["-id"]
+        get_latest_by = "id"
+        verbose_name = "audit entry"
         verbose_name_plural = "audit entries"
         constraints = [
             models.UniqueConstraint(fields=["tenant", "seq"], name="audit_entry_unique_seq_per_tenant"),
@@ -118,14 +156,22 @@ class AuditEntry(models.Model):
             models.Index(fields=["tenant", "action", "-id"], name="audit_tenant_action_idx"),
             models.Index(fields=["tenant", "actor", "-id"], name="audit_tenant_actor_idx"),
             models.Index(fields=["tenant", "object_type", "object_id", "-id"], name="audit_tenant_object_idx"),
+            # The sealer's work list: the entries not sealed yet, per chain, in order.
+            models.Index(fields=["tenant", "id"], condition=models.Q(seq__isnull=True), name="audit_unsealed_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}".rstrip(": ")
+        position = f"#{self.seq}" if self.seq is not None else "(unsealed)"
+        return f"{position} {self.action} {self.object_type}:{self.object_id}".rstrip(": ")
+
+    @property
+    def sealed(self) -> bool:
+        return self.hash is not None
 
 
 class AuditChainHead(models.Model):
-    """The last link of one chain, locked by every writer of that chain.
+    """The last sealed link of one chain, locked by the sealer of that chain (writers never
+    touch it).
 
     `chain` is `tenant:<id>` or `platform`. `purged_through_seq` and `purged_last_hash` are
     the retention checkpoint: the chain is verified from there. `retention_days` overrides

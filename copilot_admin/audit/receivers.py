@@ -1,37 +1,17 @@
-"""Signals that feed the audit log: django-auditlog's change entries, logins, failed logins,
-logouts and lockouts. Connected in AuditConfig.ready()."""
+"""Signals of other parts that the audit log records: Django's logins, failed logins and
+logouts, and django-axes' lockouts (they happen inside those libraries, which cannot call a
+service). Connected in AuditConfig.ready()."""
 
-from auditlog.models import LogEntry
-from auditlog.signals import pre_log
 from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from copilot_admin.audit.models import ActorType, Outcome
-from copilot_admin.audit.services import (
-    audit_event_record,
-    audit_event_record_for_user_tenants,
-    audit_record_from_logentry,
-    logged_object_remember,
-)
-
-
-@receiver(pre_log, dispatch_uid="audit_logged_object")
-def _remember_logged_object(sender, instance, action, **kwargs):
-    logged_object_remember(instance)
-
-
-@receiver(post_save, sender=LogEntry, dispatch_uid="audit_entry_from_logentry")
-def _entry_from_logentry(sender, instance, created, raw=False, **kwargs):
-    # A change that cannot be recorded does not happen: an error here aborts the save's transaction.
-    if created and not raw:
-        audit_record_from_logentry(instance)
+from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
+from tenants.models import User
 
 
 def _known_user(identifier):
-    from tenants.models import User
-
     if not isinstance(identifier, str) or not identifier.strip():
         return None
     return User.objects.filter(email=identifier.strip().lower()).first()

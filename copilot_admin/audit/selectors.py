@@ -1,16 +1,26 @@
 """Reads of the audit log: filtered entries, keyset pages (fast at millions of rows: a page
 reads one index range, never counts or skips), one entry, and the readable form of changes.
 
-Newest first by id: within a chain, ids grow with `seq` (both are assigned under the
-chain's lock), so id order is chain order.
+Newest first by id, the order in which entries were recorded. (Chain order, `seq`, is the
+order in which the sealer found them committed: the same but for entries whose transactions
+committed out of order.)
 """
 
 from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from copilot_admin.audit.models import ActorType, AuditEntry
+from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash
+from copilot_admin.audit.models import (
+    GENESIS_HASH,
+    ActorType,
+    AuditChainHead,
+    AuditEntry,
+    PlatformAuditor,
+    chain_key,
+)
 from copilot_admin.core.errors import NotFound
+from tenants.models import Tenant
 
 PAGE_SIZE = 50
 
@@ -135,13 +145,14 @@ def _shown(value) -> str:
 
 @dataclass(frozen=True)
 class ChainReport:
-    """The verification of one chain: how many entries matched, and the first broken link."""
-
+    """The verification of one chain: how many sealed entries matched, the first broken
+    link, and how many entries are not sealed yet (recorded, not yet chained)."""
     chain: str
     checked: int
     broken_seq: int | None = None
     broken_entry_id: int | None = None
     reason: str = ""
+    unsealed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -149,23 +160,21 @@ class ChainReport:
 
 
 def audit_chain_verify(*, tenant_id: int | None) -> ChainReport:
-    """Walk one chain from its retention checkpoint: every entry must follow the previous one
-    in `seq`, link to its hash, and match its own; the last must be the chain head's.
+    """Walk one chain's sealed entries from its retention checkpoint: every entry must follow
+    the previous one in `seq`, link to its hash, and match its own; the last must be the
+    chain head's. Entries not sealed yet are counted, not checked (`audit_seal` first to
+    check everything committed).
 
     Reads in chunks (constant memory at any length).
     """
-    from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash
-    from copilot_admin.audit.models import GENESIS_HASH, AuditChainHead, chain_key
-
     key = chain_key(tenant_id)
     head = AuditChainHead.objects.filter(chain=key).first()
+    chain = AuditEntry.objects.for_chain(tenant_id)
+    unsealed = chain.filter(seq__isnull=True).count()
     expected_seq = (head.purged_through_seq if head else 0) + 1
     expected_prev = head.purged_last_hash if head else GENESIS_HASH
     checked = 0
-    rows = (
-        AuditEntry.objects.for_chain(tenant_id).order_by("seq").values("id", "hash", *HASHED_FIELDS)
-        .iterator(chunk_size=5000)
-    )
+    rows = chain.filter(seq__isnull=False).order_by("seq").values("id", "hash", *HASHED_FIELDS).iterator(chunk_size=5000)
     for row in rows:
         reason = ""
         if row["seq"] > expected_seq:
@@ -177,27 +186,34 @@ def audit_chain_verify(*, tenant_id: int | None) -> ChainReport:
         elif entry_hash(row) != row["hash"]:
             reason = "content does not match its hash (altered)"
         if reason:
-            return ChainReport(key, checked, row["seq"], row["id"], reason)
+            return ChainReport(key, checked, row["seq"], row["id"], reason, unsealed)
         expected_seq, expected_prev, checked = expected_seq + 1, row["hash"], checked + 1
     if head is None:
-        return ChainReport(key, checked, None, None, "chain head is missing" if checked else "")
+        return ChainReport(key, checked, None, None, "chain head is missing" if checked else "", unsealed)
     if head.seq != expected_seq - 1 or head.hash != expected_prev:
         return ChainReport(key, checked, expected_seq, None,
                            f"chain ends at entry {expected_seq - 1} but its head records entry {head.seq} "
-                           "(entries removed from the end, or the head altered)")
-    return ChainReport(key, checked)
+                           "(entries removed from the end, or the head altered)", unsealed)
+    return ChainReport(key, checked, unsealed=unsealed)
+
+
+def audit_chains_unsealed() -> list[int | None]:
+    """The chains holding entries not sealed yet (None: the platform chain)."""
+    # across_tenants(): the sealer's work list spans every chain (no entry content is read).
+    return list(
+        AuditEntry.objects.across_tenants().filter(seq__isnull=True).order_by()
+        .values_list("tenant_id", flat=True).distinct()
+    )
 
 
 def audit_chains_to_verify(*, tenant=None) -> list[int | None]:
     """The chains `audit_verify` checks: one tenant's, or every tenant's and the platform's
-    (including chains of tenants since deleted)."""
-    from copilot_admin.audit.models import AuditChainHead
-    from tenants.models import Tenant
-
+    (including chains of tenants since deleted, and chains not sealed yet)."""
     if tenant is not None:
         return [tenant.pk]
     ids = set(Tenant.objects.values_list("pk", flat=True))
     ids |= set(AuditChainHead.objects.exclude(tenant_id=None).values_list("tenant_id", flat=True))
+    ids |= {tenant_id for tenant_id in audit_chains_unsealed() if tenant_id is not None}
     return [None, *sorted(ids)]
 
 
@@ -205,8 +221,6 @@ def audit_chains_to_verify(*, tenant=None) -> list[int | None]:
 
 def is_platform_auditor(user) -> bool:
     """Operators and granted platform auditors may read every tenant's log."""
-    from copilot_admin.audit.models import PlatformAuditor
-
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
     return user.is_platform_operator or PlatformAuditor.objects.filter(user=user).exists()
@@ -215,8 +229,6 @@ def is_platform_auditor(user) -> bool:
 def audit_entries_across_tenants(*, tenant_slug: str = "") -> tuple[QuerySet[AuditEntry], object]:
     """Every chain's entries, or one tenant's (`tenant_slug`), or the platform chain's
     (`tenant_slug` = "platform"); with the tenant named, or None. Unknown slug: NotFound."""
-    from tenants.models import Tenant
-
     if not tenant_slug:
         # across_tenants(): the platform auditor's view over every chain (callers check the grant).
         return AuditEntry.objects.across_tenants().select_related("tenant"), None

@@ -1,26 +1,45 @@
-"""Writes to the audit log. Entries are only ever appended, through `entry_append`.
+"""Writes to the audit log: recording inside the caller's transaction, and sealing.
 
-`audit_event_record` records one event (security events, copilot calls, exports, purges);
-`audit_record_from_logentry` turns each django-auditlog `LogEntry` (a registered model's
-field changes, with the actor django-auditlog attributed) into an entry;
-`queryset_update_audited` is the way to run a bulk `UPDATE`, which no signal sees.
+Recording is explicit: a service records its own change or event, with the actor and the
+tenant it was given, in the same database transaction as the change, so a change without
+its entry cannot commit. `audit_change_record` records a model change (field diffs by
+django-auditlog's field values), `audit_m2m_change_record` a many-to-many change,
+`audit_event_record` an event (security events, copilot calls, exports, purges), and
+`queryset_update_audited` runs a bulk `UPDATE` with one entry. Who acted is the `actor`
+argument, never a context variable; the client address, the correlation id and the channel
+come from the request or task in progress (`copilot_admin.core.context`).
 
-An entry is written in the caller's transaction (it disappears with a change that is rolled
-back) under a lock on its chain's head row, so concurrent writers of one chain queue up and
-the chain never forks.
+Entries are appended unsealed and without any lock. `audit_seal` links the committed entries
+of a chain into its hash chain, in batches, under a lock that only the sealer takes (a
+periodic task, and on demand before verification and export), so no request waits on a
+per-tenant lock and concurrent writers never fork or reorder a chain.
 """
 
+import copy
 import logging
-from contextvars import ContextVar
+from datetime import timedelta
 
-from django.db import transaction
+from auditlog.diff import get_field_value
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from copilot_admin.audit.chain import entry_hash, json_safe
-from copilot_admin.audit.models import ActorType, AuditChainHead, AuditEntry, Outcome, chain_key
-from copilot_admin.core.context import Channel, current_scope, request_correlation_id
+from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash, json_safe
+from copilot_admin.audit.export import ExportFormat, export_stream
+from copilot_admin.audit.models import ActorType, AuditChainHead, AuditEntry, Outcome, PlatformAuditor, chain_key
+from copilot_admin.audit.selectors import (
+    audit_chains_to_verify,
+    audit_chains_unsealed,
+    audit_entries,
+    audit_entries_filter,
+)
+from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import client_request_id as _client_request_id
+from copilot_admin.core.context import current_scope, request_correlation_id
+from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from tenants.selectors import memberships_of_user
 
 logger = logging.getLogger(__name__)
 
@@ -68,28 +87,7 @@ def _actor_fields(actor, actor_type: str | None) -> tuple[int | None, str, str]:
     return user.pk, (user.email or "").lower(), actor_type or default_type
 
 
-def _context_remote_addr() -> str:
-    """The client address django-auditlog's actor context holds for the request in progress
-    (only inside one: that context is never reset, so outside it would be a stale address)."""
-    from auditlog.context import auditlog_value
-
-    if current_scope().channel not in (Channel.WEB, Channel.API):
-        return ""
-    try:
-        return auditlog_value.get().get("remote_addr") or ""
-    except LookupError:
-        return ""
-
-
-def _lock_head(tenant_id: int | None) -> AuditChainHead:
-    key = chain_key(tenant_id)
-    head = AuditChainHead.objects.select_for_update().filter(chain=key).first()
-    if head is None:
-        # First entry of this chain: create the head once (a concurrent creator wins
-        # silently), then lock it like every other writer.
-        AuditChainHead.objects.bulk_create([AuditChainHead(chain=key, tenant_id=tenant_id)], ignore_conflicts=True)
-        head = AuditChainHead.objects.select_for_update().get(chain=key)
-    return head
+# -- appending ---------------------------------------------------------------------------------
 
 
 def entry_append(
@@ -107,31 +105,37 @@ def entry_append(
     outcome: str = Outcome.SUCCESS,
     remote_addr: str | None = "",
     correlation_id: str = "",
+    content_type_id: int | None = None,
 ) -> AuditEntry:
-    """Append one entry to its chain (the tenant's, or the platform chain for None)."""
-    fields = {
-        "tenant_id": tenant_id,
-        "actor_id": actor_id,
-        "actor_email": _clip(actor_email, 254),
-        "actor_type": actor_type,
-        "remote_addr": _clip(remote_addr or "", 64),
-        "action": _clip(action, 64),
-        "object_type": _clip(object_type, 64),
-        "object_id": _clip(object_id if object_id is not None else "", 64),
-        "object_repr": _clip(object_repr, 255),
-        "changes": json_safe(changes),
-        "metadata": json_safe(metadata),
-        "outcome": outcome,
-        "correlation_id": _clip(correlation_id or "", 64),
-    }
-    with transaction.atomic():
-        head = _lock_head(tenant_id)
-        fields.update(seq=head.seq + 1, prev_hash=head.hash, created_at=timezone.now())
-        fields["hash"] = entry_hash(fields)
-        entry = AuditEntry(**fields)
-        entry.save(force_insert=True)
-        head.seq, head.hash = entry.seq, entry.hash
-        head.save(update_fields=["seq", "hash"])
+    """Append one unsealed entry to its chain (the tenant's, or the platform chain for None),
+    in the caller's transaction. Takes no lock: the sealer numbers and chains it once it is
+    committed.
+
+    The row is inserted without model signals, so nothing (django-auditlog's actor context
+    included) can change who or what is recorded.
+    """
+    entry = AuditEntry(
+        tenant_id=tenant_id,
+        created_at=timezone.now(),
+        actor_id=actor_id,
+        actor_email=_clip(actor_email, 254),
+        actor_type=actor_type,
+        remote_addr=_clip(remote_addr or "", 64),
+        action=_clip(action, 64),
+        content_type_id=content_type_id,
+        object_type=_clip(object_type, 64),
+        object_id=_clip(object_id if object_id is not None else "", 64),
+        object_repr=_clip(object_repr, 255),
+        changes=json_safe(changes),
+        metadata=json_safe(metadata),
+        outcome=outcome,
+        correlation_id=_clip(correlation_id or "", 64),
+    )
+    # Without model signals (unscoped_objects: an insert names its chain itself).
+    AuditEntry.unscoped_objects.bulk_create([entry])
+    if settings.AUDIT_SEAL_ON_COMMIT:
+        # Tasks run in-process (no broker, so no beat): seal right after the commit instead.
+        transaction.on_commit(lambda: audit_seal(tenant_id=tenant_id), robust=True)
     return entry
 
 
@@ -151,16 +155,16 @@ def audit_event_record(
     correlation_id: str | None = None,
     actor_type: str | None = None,
     client_request_id: str | None = None,
+    content_type_id: int | None = None,
 ) -> AuditEntry:
-    """Record one event in `tenant`'s chain (None: the platform chain).
+    """Record one event in `tenant`'s chain (a tenant or its id; None: the platform chain).
 
-    `actor` is a user, a membership, or None for the system. The client address, the
+    `actor` is a user, a membership, or None for the system; it is what gets recorded,
+    whatever actor a request, task or shell has set elsewhere. The client address, the
     correlation id and the client's own request id (`metadata.client_request_id`) come from
     `request` when given, else from the request or task in progress. For `copilot.call`,
     `metadata` keeps only metadata keys (never content).
     """
-    from copilot_admin.core.client_ip import client_ip
-
     actor_id, actor_email, actor_type = _actor_fields(actor, actor_type)
     metadata = dict(metadata or {})
     if action == "copilot.call":
@@ -169,7 +173,7 @@ def audit_event_record(
     if scope.channel and "via" not in metadata:
         metadata["via"] = scope.channel
     if remote_addr is None:
-        remote_addr = (client_ip(request) if request is not None else None) or _context_remote_addr()
+        remote_addr = (client_ip(request) if request is not None else None) or scope.remote_addr
     if correlation_id is None:
         correlation_id = request_correlation_id(request) if request is not None else scope.correlation_id
     if client_request_id is None:
@@ -190,6 +194,7 @@ def audit_event_record(
         outcome=outcome,
         remote_addr=remote_addr,
         correlation_id=correlation_id,
+        content_type_id=content_type_id,
     )
 
 
@@ -198,13 +203,11 @@ def audit_event_record_for_user_tenants(*, user, **fields) -> list[AuditEntry]:
     the platform chain and in the chain of every tenant where the account is an accepted,
     active member, so those tenants' auditors see it; never in a tenant that merely invited
     the account or deactivated its membership."""
-    from tenants.selectors import memberships_of_user
-
     tenant_ids = sorted({m.tenant_id for m in memberships_of_user(user=user)}) if user is not None else []
     return [audit_event_record(tenant=tenant_id, **fields) for tenant_id in [None, *tenant_ids]]
 
 
-# -- django-auditlog changes -------------------------------------------------------------
+# -- model changes -----------------------------------------------------------------------------
 
 # Model label -> the object type entries show (and filters use).
 OBJECT_TYPES = {
@@ -221,74 +224,101 @@ OBJECT_TYPES = {
     "usage.abusecase": "abuse_case",
     "usage.limitwarning": "limit_warning",
 }
-_VERBS = {0: "create", 1: "update", 2: "delete", 3: "access"}
+
+
+class ChangeVerb:
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
 
 
 def object_type_of(model) -> str:
     return OBJECT_TYPES.get(model._meta.label_lower, model._meta.model_name)
 
 
-# The object django-auditlog is about to log: (model label, pk, its tenant id). Set by its
-# pre_log signal, read when the LogEntry is saved (m2m changes have no pre_log).
-_logged_object: ContextVar[tuple[str, str, int | None] | None] = ContextVar("audit_logged_object", default=None)
+def audit_snapshot(instance):
+    """A copy of `instance` as it is now: the `before` of `audit_change_record`. Take it right
+    after reading (and locking) the row, before changing anything."""
+    return copy.deepcopy(instance)
 
 
-def logged_object_remember(instance) -> None:
-    label = instance._meta.label_lower
-    tenant_id = instance.pk if label == "tenants.tenant" else getattr(instance, "tenant_id", None)
-    _logged_object.set((label, str(instance.pk), tenant_id))
+def excluded_fields_of(model) -> frozenset[str]:
+    """Fields never recorded: the model's `AUDIT_EXCLUDED_FIELDS` (secrets such as password
+    hashes, bookkeeping that changes on every use, what another tenant may not learn)."""
+    return frozenset(getattr(model, "AUDIT_EXCLUDED_FIELDS", ()))
 
 
-def _tenant_id_of_logentry(log_entry, label: str) -> int | None:
-    """The tenant whose chain gets the change: the object's own tenant (or the tenant itself),
-    else the tenant its additional data names, else the tenant of the page or API in progress."""
-    from tenants.models import Tenant
+def field_changes(before, after) -> dict:
+    """{field: [before, after]} for the concrete fields whose value differs, in
+    django-auditlog's representation (`auditlog.diff.get_field_value`: text; a related
+    object by its id; "None" for a missing side); the model's excluded fields never appear.
 
-    if label == "tenants.tenant":
-        return int(log_entry.object_pk)
-    remembered = _logged_object.get()
-    if remembered and remembered[:2] == (label, str(log_entry.object_pk)) and remembered[2] is not None:
-        return remembered[2]
-    slug = (log_entry.additional_data or {}).get("tenant") if isinstance(log_entry.additional_data, dict) else None
-    scope_tenant = current_scope().tenant
-    if slug:
-        if scope_tenant is not None and scope_tenant.slug == slug:
-            return scope_tenant.pk
-        return Tenant.objects.filter(slug=slug).values_list("pk", flat=True).first()
-    # An object of no tenant (a user account) changed inside a tenant's page or API.
-    return scope_tenant.pk if scope_tenant is not None else None
+    (`auditlog.diff.model_instance_diff` reads its options from django-auditlog's registry,
+    which holds no model here: nothing is recorded by its signals.)"""
+    model = type(after if after is not None else before)
+    excluded = excluded_fields_of(model)
+    changes = {}
+    for field in model._meta.concrete_fields:
+        if field.name in excluded:
+            continue
+        old, new = get_field_value(before, field), get_field_value(after, field)
+        if old != new:
+            changes[field.name] = [str(old), str(new)]
+    return changes
 
 
-def audit_record_from_logentry(log_entry) -> AuditEntry:
-    """The entry for one django-auditlog LogEntry: same actor, address, object and changes."""
-    from django.contrib.contenttypes.models import ContentType
+def audit_change_record(
+    *, actor, tenant, instance, before=None, deleted: bool = False, action: str | None = None,
+) -> AuditEntry | None:
+    """Record a change of a model instance, with `actor` (a user, a membership, or None for
+    the system), in `tenant`'s chain (a tenant or its id; None: the platform chain). Call it
+    inside the change's transaction: the entry commits or rolls back with the change.
 
-    content_type = ContentType.objects.get_for_id(log_entry.content_type_id)
-    label = f"{content_type.app_label}.{content_type.model}"
-    model = content_type.model_class()
-    object_type = object_type_of(model) if model is not None else content_type.model
-    actor = log_entry.actor if log_entry.actor_id else None
-    actor_id, actor_email, actor_type = _actor_fields(actor, None)
-    scope = current_scope()
-    metadata = {"log_entry": log_entry.pk}
-    if scope.channel:
-        metadata["via"] = scope.channel
-    if scope.client_request_id:
-        metadata["client_request_id"] = scope.client_request_id
-    return entry_append(
-        tenant_id=_tenant_id_of_logentry(log_entry, label),
-        actor_id=actor_id,
-        actor_email=actor_email or (log_entry.actor_email or ""),
-        actor_type=actor_type,
-        action=f"{object_type}.{_VERBS.get(log_entry.action, 'change')}",
-        object_type=object_type,
-        object_id=log_entry.object_pk,
-        object_repr=log_entry.object_repr or "",
-        changes=log_entry.changes if isinstance(log_entry.changes, dict) else {},
-        metadata=metadata,
-        remote_addr=log_entry.remote_addr or "",
-        correlation_id=scope.correlation_id or (log_entry.cid or ""),
+    `before` is the instance's `audit_snapshot` taken before the change (None: it was just
+    created); with `deleted`, record before calling `delete()`. The entry's action is
+    `<object type>.<create|update|delete>` unless `action` names another. An update that
+    changed no recorded field records nothing (returns None).
+    """
+    model = type(instance)
+    if deleted:
+        verb, changes = ChangeVerb.DELETE, field_changes(instance, None)
+    elif before is None:
+        verb, changes = ChangeVerb.CREATE, field_changes(None, instance)
+    else:
+        verb, changes = ChangeVerb.UPDATE, field_changes(before, instance)
+        if not changes:
+            return None
+    object_type = object_type_of(model)
+    return audit_event_record(
+        tenant=tenant, actor=actor, action=action or f"{object_type}.{verb}", object_type=object_type,
+        object_id=instance.pk, object_repr=str(instance), changes=changes,
+        content_type_id=ContentType.objects.get_for_model(model).pk,
     )
+
+
+def audit_m2m_change_record(
+    *, actor, tenant, instance, field: str, before, after, action: str | None = None,
+) -> list[AuditEntry]:
+    """Record a change of `instance`'s many-to-many `field` from the objects `before` to the
+    objects `after`: one entry for those removed, one for those added, each as
+    `{field: {"type": "m2m", "operation": "delete"|"add", "objects": [names]}}` (django-auditlog's
+    form)."""
+    before, after = {obj.pk: obj for obj in before}, {obj.pk: obj for obj in after}
+    model = type(instance)
+    object_type = object_type_of(model)
+    recorded = []
+    for operation, objects in (
+        ("delete", [before[pk] for pk in sorted(set(before) - set(after))]),
+        ("add", [after[pk] for pk in sorted(set(after) - set(before))]),
+    ):
+        if objects:
+            recorded.append(audit_event_record(
+                tenant=tenant, actor=actor, action=action or f"{object_type}.{ChangeVerb.UPDATE}",
+                object_type=object_type, object_id=instance.pk, object_repr=str(instance),
+                changes={field: {"type": "m2m", "operation": operation, "objects": [str(obj) for obj in objects]}},
+                content_type_id=ContentType.objects.get_for_model(model).pk,
+            ))
+    return recorded
 
 
 # -- bulk changes --------------------------------------------------------------------------
@@ -302,9 +332,8 @@ def queryset_update_audited(
 ) -> int:
     """`queryset.update(**values)` with one entry recording which rows changed and how.
 
-    `QuerySet.update()` sends no signals, so django-auditlog never sees it: bulk changes go
-    through here. The entry lists the ids (the first thousand, and the count) and, per
-    field, the distinct values before and the value after.
+    The entry lists the ids (the first thousand, and the count) and, per field, the distinct
+    values before and the value after.
     """
     fields = list(values)
     rows = list(queryset.select_for_update().order_by("pk").values("pk", *fields))
@@ -325,6 +354,71 @@ def queryset_update_audited(
     return changed
 
 
+# -- sealing ---------------------------------------------------------------------------------------
+
+EVERY_CHAIN = "every chain"  # audit_seal(tenant_id=EVERY_CHAIN): each chain with unsealed entries
+
+
+def _lock_head(tenant_id: int | None) -> AuditChainHead:
+    """The chain's head row, locked until the transaction ends (created on first use). Only
+    the sealer and the retention operations take this lock; writers never do."""
+    key = chain_key(tenant_id)
+    head = AuditChainHead.objects.select_for_update().filter(chain=key).first()
+    if head is None:
+        # First seal of this chain: create the head once (a concurrent creator wins
+        # silently), then lock it like every other sealer.
+        AuditChainHead.objects.bulk_create([AuditChainHead(chain=key, tenant_id=tenant_id)], ignore_conflicts=True)
+        head = AuditChainHead.objects.select_for_update().get(chain=key)
+    return head
+
+
+def _seal_batch(tenant_id: int | None, batch_size: int) -> int:
+    """Seal up to `batch_size` of the chain's committed, unsealed entries, oldest id first,
+    in one transaction under the chain's lock. Returns how many."""
+    with transaction.atomic():
+        head = _lock_head(tenant_id)
+        # Read after the lock: a sealer that held it before us has committed, so this sees
+        # its work, and every entry committed so far.
+        rows = list(
+            AuditEntry.objects.for_chain(tenant_id).filter(seq__isnull=True).order_by("id")
+            .values("id", *HASHED_FIELDS)[:batch_size]
+        )
+        if not rows:
+            return 0
+        seq, previous, sealed = head.seq, head.hash, []
+        for row in rows:
+            seq += 1
+            row["seq"], row["prev_hash"] = seq, previous
+            previous = entry_hash(row)
+            sealed.append(AuditEntry(id=row["id"], seq=seq, prev_hash=row["prev_hash"], hash=previous))
+        # unscoped_objects: rows of this chain, read above through for_chain(), updated by id.
+        AuditEntry.unscoped_objects.bulk_update(sealed, ["seq", "prev_hash", "hash"])
+        head.seq, head.hash = seq, previous
+        head.save(update_fields=["seq", "hash"])
+    return len(rows)
+
+
+def audit_seal(*, tenant_id=EVERY_CHAIN, batch_size: int | None = None) -> int:
+    """Link the committed, unsealed entries of one chain (a tenant's id; None: the platform
+    chain), or of every chain, into their hash chains. Returns how many entries it sealed.
+
+    Entries are sealed in the order they became visible to the sealer (by id within one
+    batch): an entry that commits later is sealed later, even when its id is lower, so a
+    sealed chain is never reordered or forked. Each batch is its own transaction under the
+    chain's lock, so a sealer never holds it long; concurrent sealers of one chain take
+    turns. Safe to run any time, and twice.
+    """
+    batch_size = batch_size or settings.AUDIT_SEAL_BATCH_SIZE
+    chains = audit_chains_unsealed() if tenant_id == EVERY_CHAIN else [tenant_id]
+    total = 0
+    for chain in chains:
+        while True:
+            sealed = _seal_batch(chain, batch_size)
+            total += sealed
+            if sealed < batch_size:
+                break
+    return total
+
 
 # -- export ------------------------------------------------------------------------------------
 
@@ -333,12 +427,9 @@ def audit_export_open(*, tenant, actor, filters: dict, fmt: str, request=None):
     """Start an export of `tenant`'s entries matching `filters`: record it (exports are
     audited), then return (filename, content type, stream of bytes).
 
-    The export holds the entries written before it was recorded: its own entry is taken
-    under the chain's lock, so every earlier entry of the chain is committed by then.
+    The export holds the entries sealed before its own entry: it records itself, seals the
+    chain (its own entry with everything committed before it) and streams what precedes it.
     """
-    from copilot_admin.audit.export import ExportFormat, export_stream
-    from copilot_admin.audit.selectors import audit_entries, audit_entries_filter
-
     recorded_filters = {name: (value.isoformat() if hasattr(value, "isoformat") else value)
                         for name, value in filters.items()}
     with transaction.atomic():
@@ -347,6 +438,8 @@ def audit_export_open(*, tenant, actor, filters: dict, fmt: str, request=None):
             object_repr=f"Audit log of {tenant.name}", request=request,
             metadata={"format": fmt, "filters": recorded_filters},
         )
+    audit_seal(tenant_id=tenant.pk)
+    entry.refresh_from_db(fields=["seq"])
     queryset = audit_entries_filter(audit_entries(tenant=tenant).filter(seq__lt=entry.seq), filters=filters)
     filename = f"audit-{tenant.slug}-{entry.created_at:%Y%m%dT%H%M%SZ}.{fmt}"
     return filename, ExportFormat.CONTENT_TYPES[fmt], export_stream(queryset, fmt)
@@ -360,8 +453,6 @@ PURGE_SETTING = "copilot_admin.audit_purge"  # the PostgreSQL trigger lets DELET
 def audit_retention_days(*, tenant_id: int | None) -> int:
     """How long the chain keeps its entries: its own period or the platform default, never
     below the platform minimum."""
-    from django.conf import settings
-
     own = AuditChainHead.objects.filter(chain=chain_key(tenant_id)).values_list("retention_days", flat=True).first()
     return max(own or settings.AUDIT_RETENTION_DEFAULT_DAYS, settings.AUDIT_RETENTION_MIN_DAYS)
 
@@ -370,11 +461,9 @@ def audit_retention_days(*, tenant_id: int | None) -> int:
 def audit_retention_set(*, actor, tenant, days: int | None) -> int:
     """Set the tenant's retention period (None: the platform default). Platform operators
     only; never below the platform minimum. Recorded in the tenant's log."""
-    from django.conf import settings
 
-    from copilot_admin.core.errors import ApplicationError, PermissionRefused
 
-    if actor is not None and not actor.is_platform_operator:
+    if actor is not None and not getattr(actor, "is_platform_operator", False):
         raise PermissionRefused("Only platform operators set audit retention.")
     if days is not None and days < settings.AUDIT_RETENTION_MIN_DAYS:
         raise ApplicationError(
@@ -393,8 +482,6 @@ def audit_retention_set(*, actor, tenant, days: int | None) -> int:
 
 
 def _purge_allowed(on: bool) -> None:
-    from django.db import connection
-
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config(%s, %s, true)", [PURGE_SETTING, "on" if on else "off"])
@@ -402,18 +489,17 @@ def _purge_allowed(on: bool) -> None:
 
 def audit_purge_expired(*, tenant_id: int | None, now=None, batch_size: int | None = None) -> int:
     """Delete the chain's entries older than its retention period, oldest first, in batches
-    (each its own transaction under the chain lock, so writers wait one batch at most).
+    (each its own transaction under the chain lock, so the sealer waits one batch at most).
 
     Only a prefix of the chain is ever removed; the chain head keeps the last removed
     entry's seq and hash as checkpoint, so what remains still verifies. Returns how many
     entries were removed; a purge that removed any is itself recorded."""
-    from datetime import timedelta
 
-    from django.conf import settings
 
     batch_size = batch_size or settings.AUDIT_PURGE_BATCH_SIZE
     days = audit_retention_days(tenant_id=tenant_id)
     cutoff = (now or timezone.now()) - timedelta(days=days)
+    audit_seal(tenant_id=tenant_id)  # only sealed entries are removed: the chain's prefix
     if not AuditChainHead.objects.filter(chain=chain_key(tenant_id)).exists():
         return 0
     removed, through = 0, None
@@ -450,8 +536,6 @@ def audit_purge_expired(*, tenant_id: int | None, now=None, batch_size: int | No
 
 def audit_purge_all_expired(*, now=None) -> dict[str, int]:
     """Run the retention purge over every chain. Idempotent: a second run removes nothing."""
-    from copilot_admin.audit.selectors import audit_chains_to_verify
-
     return {chain_key(tenant_id): audit_purge_expired(tenant_id=tenant_id, now=now)
             for tenant_id in audit_chains_to_verify()}
 
@@ -463,10 +547,7 @@ def audit_purge_all_expired(*, now=None) -> dict[str, int]:
 def platform_auditor_grant(*, actor, user) -> None:
     """Let `user` read every tenant's audit log. Platform operators only (None: a command
     run on the server); recorded in the platform chain."""
-    from copilot_admin.audit.models import PlatformAuditor
-    from copilot_admin.core.errors import PermissionRefused
-
-    if actor is not None and not actor.is_platform_operator:
+    if actor is not None and not getattr(actor, "is_platform_operator", False):
         raise PermissionRefused("Only platform operators grant platform audit access.")
     _, created = PlatformAuditor.objects.get_or_create(user=user, defaults={"granted_by": actor})
     if created:
@@ -476,10 +557,7 @@ def platform_auditor_grant(*, actor, user) -> None:
 
 @transaction.atomic
 def platform_auditor_revoke(*, actor, user) -> None:
-    from copilot_admin.audit.models import PlatformAuditor
-    from copilot_admin.core.errors import PermissionRefused
-
-    if actor is not None and not actor.is_platform_operator:
+    if actor is not None and not getattr(actor, "is_platform_operator", False):
         raise PermissionRefused("Only platform operators revoke platform audit access.")
     deleted, _ = PlatformAuditor.objects.filter(user=user).delete()
     if deleted:

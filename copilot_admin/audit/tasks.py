@@ -1,8 +1,16 @@
-"""Audit tasks: the periodic retention purge (scheduled daily by Celery beat)."""
+"""Audit tasks: sealing (every few seconds) and the retention purge (daily), both scheduled by
+Celery beat."""
 
 from celery import shared_task
 
-from copilot_admin.audit.services import audit_purge_all_expired
+from copilot_admin.audit.services import audit_purge_all_expired, audit_seal
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def audit_seal_pending() -> int:
+    """Seal every chain's committed, unsealed entries. Safe to run concurrently, twice, or
+    after a crash: each batch commits with its chain head."""
+    return audit_seal()
 
 
 @shared_task(acks_late=True)

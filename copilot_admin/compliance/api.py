@@ -11,12 +11,12 @@ from rest_framework.renderers import JSONRenderer
 
 from copilot_admin.access.base_api import TenantViewSet
 from copilot_admin.access.permissions import Perm
-from copilot_admin.audit import services
 from copilot_admin.audit.export import ExportFormat
 from copilot_admin.audit.models import AuditEntry
 from copilot_admin.audit.selectors import PAGE_SIZE, audit_entries_filter
 from copilot_admin.compliance.forms import AuditFilterForm
 from copilot_admin.compliance.serializers import AuditEntrySerializer
+from copilot_admin.compliance.services import audit_export_start
 from copilot_admin.core.pagination import query_int
 from copilot_admin.core.schema import error_response
 
@@ -111,8 +111,8 @@ class AuditEntryViewSet(mixins.ListModelMixin, TenantViewSet):
         fmt = request.query_params.get("format", ExportFormat.CSV)
         if fmt not in ExportFormat.CHOICES:
             raise ValidationError({"format": [f"One of: {', '.join(ExportFormat.CHOICES)}."]})
-        filename, content_type, stream = services.audit_export_open(
-            tenant=self.tenant, actor=request.user, filters=_filters(request), fmt=fmt, request=request,
+        filename, content_type, stream = audit_export_start(
+            actor=self.membership, filters=_filters(request), fmt=fmt, request=request,
         )
         response = StreamingHttpResponse(stream, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'

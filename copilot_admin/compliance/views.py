@@ -1,14 +1,13 @@
 """Audit log pages: the filtered log, newest first in keyset pages, and one entry with its
 changes before and after (`?entry=<id>`), linked to the history of its object and actor."""
 
-from django.contrib.auth.mixins import AccessMixin
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 from django.views.generic import TemplateView
 
-from copilot_admin.access.base_views import TenantPageMixin
-from copilot_admin.access.permissions import Perm
+from copilot_admin.access.base_views import OperatorPageMixin, TenantPageMixin
+from copilot_admin.access.permissions import Perm, PlatformPerm
 from copilot_admin.audit.selectors import (
     audit_entries,
     audit_entries_across_tenants,
@@ -17,11 +16,9 @@ from copilot_admin.audit.selectors import (
     audit_page,
     changes_readable,
     entry_cursor,
-    is_platform_auditor,
 )
 from copilot_admin.audit.services import audit_platform_view_record
 from copilot_admin.compliance.forms import KNOWN_ACTIONS, KNOWN_OBJECT_TYPES, AuditFilterForm, PlatformAuditFilterForm
-from copilot_admin.core.context import Channel, audit_scope, request_ids
 from copilot_admin.core.errors import NotFound
 
 # Object type -> (page showing the object, the permission that page needs).
@@ -102,24 +99,12 @@ class AuditLogView(TenantPageMixin, TemplateView):
             return None
 
 
-class PlatformAuditorPageMixin(AccessMixin):
-    """Pages over every tenant's audit log: platform operators and platform auditors only
-    (others get 404: the page is not advertised)."""
+class PlatformAuditLogView(OperatorPageMixin, TemplateView):
+    """Every tenant's log (or one tenant's, or the platform's own), read-only: platform
+    operators and platform auditors (others get 404: the page is not advertised). Each reading
+    is recorded in the chain of the tenant it shows (the platform chain for all tenants)."""
 
-    permission_required = "platform.auditor"
-
-    def dispatch(self, request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return self.handle_no_permission()
-        if not is_platform_auditor(request.user):
-            raise Http404("Not found.")
-        with audit_scope(channel=Channel.WEB, **request_ids(request)):
-            return super().dispatch(request, *args, **kwargs)
-
-
-class PlatformAuditLogView(PlatformAuditorPageMixin, TemplateView):
-    """Every tenant's log (or one tenant's, or the platform's own), read-only. Each reading is
-    recorded in the chain of the tenant it shows (the platform chain for all tenants)."""
+    permission_required = PlatformPerm.AUDITOR
 
     def get_template_names(self):
         return ["audit/entry_detail.html" if "entry" in self.request.GET else "audit/platform_list.html"]

@@ -6,25 +6,21 @@ access chain, recording) runs in short hops on a bounded pool (`services.run_orm
 WSGI and Django's test client the same hops run in the request's own thread.
 
 Each feature is its own route and view class (`copilot-summarize`, ...), made from the
-feature's declaration (`feature_view`), so that each declares its grant in the policy table and
-documents its own answer. The declared permission is
-enforced by the service, at its place in the contract's access chain (after entitlement and
-the tenant's switches), not up front by the base class.
+feature's declaration (`feature_view`): one `CopilotCallView` parameterised by its feature, so
+that each declares its grant in the policy table and documents its own answer. The base class
+(`TenantAsyncAPIView`) lets the request in through the resolver the other API views use (the
+tenant and membership: 404; an operator's access recorded); the declared grant is enforced by
+the service, at its place in the contract's access chain (after entitlement and the tenant's
+switches), not up front.
 """
 
 from __future__ import annotations
 
-import inspect
-
-from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import permissions as drf_permissions
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission
+from copilot_admin.access.base_api import TenantAPIView, TenantAsyncAPIView
 from copilot_admin.access.permissions import ANY_MEMBER, Perm
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
@@ -35,10 +31,8 @@ from copilot_admin.copilot.serializers import (
 )
 from copilot_admin.copilot.settings_services import tenant_copilot_settings_update
 from copilot_admin.core.client_ip import client_ip
-from copilot_admin.core.context import Channel, request_ids, scope_enter, scope_exit
+from copilot_admin.core.context import request_ids
 from copilot_admin.core.parsers import DepthLimitedJSONParser
-from tenants.selectors import membership_resolve
-from tenants.sessions import credential_issued_at
 
 _ERRORS = {
     400: "`invalid_payload` (or `parse_error`, `too_deep`): the body is malformed; nothing was sent.",
@@ -56,52 +50,29 @@ _ERRORS = {
 }
 
 
-class CopilotCallView(APIView):
-    """Run one copilot feature on a ticket. Base of one view class per feature."""
+class CopilotCallView(TenantAsyncAPIView):
+    """Run one copilot feature on a ticket: the base of one view class per feature, each
+    naming its `feature`; the permission it declares is the feature's grant (derived, never
+    written twice)."""
 
-    feature: Feature
-    permissions: dict = {}
-    permission_classes = [drf_permissions.IsAuthenticated]
+    base_class = True
+    feature: Feature | None = None
     parser_classes = [DepthLimitedJSONParser]
     http_method_names = ["post", "options"]
+    # The call's access chain (services.copilot_admit) checks the tenant's state and the grant
+    # in the contract's order and records each refusal as a `copilot.call`; the base class
+    # resolves the tenant and membership (404) and records an operator's access.
+    access_checked_by_service = True
 
     def __init_subclass__(cls, **kwargs):
+        feature = cls.__dict__.get("feature")
+        if feature is not None:
+            cls.permissions = {"post": feature.permission}
         super().__init_subclass__(**kwargs)
-        if cls.permissions.get("post") != cls.feature.permission:
-            raise TypeError(f"{cls.__name__} must declare permissions = {{'post': <the feature's grant>}}.")
 
-    async def dispatch(self, request, *args, **kwargs):
-        """DRF's dispatch, with the blocking steps (authentication, the service's database
-        work) moved off the event loop."""
-        self.args = args
-        self.kwargs = kwargs
-        # Under ASGI nothing holds a thread for this request; elsewhere its thread owns the connection.
-        self.caller_thread = not isinstance(request, ASGIRequest)
-        request = self.initialize_request(request, *args, **kwargs)
-        self.request = request
-        self.headers = self.default_response_headers
-        ids = request_ids(request)
-        self.origin = services.CallOrigin(remote_addr=client_ip(request) or "", **ids)
-        scope = scope_enter(channel=Channel.API, **ids)
-        try:
-            await services.run_orm(self.initial, request, *args, caller_thread=self.caller_thread, **kwargs)
-            if request.method.lower() in self.http_method_names:
-                handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
-            else:
-                handler = self.http_method_not_allowed
-            response = handler(request, *args, **kwargs)
-            if inspect.isawaitable(response):
-                response = await response
-        except Exception as exc:  # noqa: BLE001 - DRF's own contract: every exception becomes a response
-            response = self.handle_exception(exc)
-        finally:
-            scope_exit(scope)
-        response = self.finalize_response(request, response, *args, **kwargs)
-        # Rendered here (CPU only) and handed over as a plain response: Django would render a
-        # template response in a thread hop of its own.
-        response.render()
-        self.response = HttpResponse(response.content, status=response.status_code, headers=dict(response.items()))
-        return self.response
+    async def run_blocking(self, fn, /, *args, **kwargs):
+        # The copilot's bounded pool: a call waiting for Azure holds no thread and no connection.
+        return await services.run_orm(fn, *args, caller_thread=self.caller_thread, **kwargs)
 
     def handle_exception(self, exc):
         if isinstance(exc, services.CopilotError):
@@ -112,17 +83,10 @@ class CopilotCallView(APIView):
         return super().handle_exception(exc)
 
     async def post(self, request, tenant_slug: str):
-        body = request.data
-
-        def resolve():
-            # Step 1 of the access chain, with the request's credential: an accepted, active
-            # membership, and a credential issued after the membership's last deactivation.
-            return membership_resolve(user=request.user, tenant_slug=tenant_slug, issued_at=credential_issued_at(request))
-
-        membership = await services.run_orm(resolve, caller_thread=self.caller_thread)
+        origin = services.CallOrigin(remote_addr=client_ip(request) or "", **request_ids(request))
         answer = await services.acopilot_invoke(
-            user=request.user, membership=membership, feature=self.feature, body=body,
-            origin=self.origin, caller_thread=self.caller_thread,
+            user=request.user, membership=self.membership, feature=self.feature, body=request.data,
+            origin=origin, caller_thread=self.caller_thread,
         )
         return Response(answer.as_response())
 
@@ -151,18 +115,14 @@ def feature_view(feature: Feature) -> type[CopilotCallView]:
     name = "".join(part.title() for part in feature.slug.split("-")) + "View"
     return type(name, (CopilotCallView,), {
         "__doc__": feature.description, "__module__": __name__, "__qualname__": name,
-        "feature": feature, "permissions": {"post": feature.permission}, "post": post,
+        "feature": feature, "post": post,
     })
 
 
-class CopilotSettingsView(AuditedAPIMixin, APIView):
+class CopilotSettingsView(TenantAPIView):
     """The tenant's copilot switches with its plan entitlement and data zone (read-only)."""
 
-    permission_classes = [TenantPermission]
     permissions = {"get": ANY_MEMBER, "patch": Perm.COPILOT_SETTINGS}
-
-    def permission_for_action(self):
-        return self.permissions.get(self.request.method.lower())
 
     @extend_schema(responses=CopilotSettingsSerializer)
     def get(self, request, tenant_slug):

@@ -1,9 +1,11 @@
-"""What the audit log knows about the unit of work in progress (a request or a task).
+"""What the audit log knows about the unit of work in progress (a request or a task): where it
+came from, never who acted (services are given their actor).
 
-The tenant pages and API set it once the tenant is resolved; tasks set it from their id.
-It gives every entry of one request or task the same correlation id, says how the actor
-came in (web session, API token, task), and names the tenant for changes to objects that
-belong to no tenant themselves (a user's name edited by a tenant administrator).
+`core.middleware.RequestScopeMiddleware` opens a scope for every request (its correlation id, the client's
+request id and address); the tenant pages and API narrow it once the tenant is resolved
+(channel web or api); tasks open their own from their id. It gives every entry of one request
+or task the same correlation id and client address, and says how the actor came in (web
+session, API token, task).
 
 The correlation id is always ours (a new uuid per request): a client cannot make its action
 share another's. The client's own `X-Request-ID`, sanitized and cut short, is kept apart as
@@ -29,6 +31,7 @@ class AuditScope:
     channel: str = ""
     correlation_id: str = ""
     client_request_id: str = ""
+    remote_addr: str = ""
 
 
 _scope: ContextVar[AuditScope | None] = ContextVar("copilot_admin_audit_scope", default=None)
@@ -95,3 +98,4 @@ def audit_scope(**fields):
         yield current_scope()
     finally:
         scope_exit(token)
+

@@ -8,7 +8,7 @@ error statuses the base classes and DRF can give it, all with the contract's err
 - 401 and 403 where it needs authentication (403: the security role, a suspended tenant, or a
   service's refusal; also a session request without its CSRF token);
 - 404 where a path names a tenant or an object (a foreign one answers the same), and where the
-  view's permission answers 404 to those it is hidden from (the platform API);
+  view answers 404 to those it is hidden from (`denies_with_not_found`: the platform API);
 - 409 for writes that a service can refuse because of the object's state (writes to an object
   and creations in a collection: a name already taken, a system role, a resolved case);
 - 415 where it takes a body.
@@ -77,7 +77,7 @@ class ErrorAwareAutoSchema(AutoSchema):
         if self._requires_authentication():
             statuses |= {401, 403}
         path_parameters = _PATH_PARAMETER.findall(self.path)
-        hides_with_404 = any(getattr(p, "denies_with_not_found", False) for p in self.view.get_permissions())
+        hides_with_404 = getattr(self.view, "denies_with_not_found", False)
         if path_parameters or hides_with_404:
             statuses.add(404)
         creates = method == "POST" and getattr(self.view, "action", None) == "create"

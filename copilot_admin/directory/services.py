@@ -1,11 +1,11 @@
 """Writes of the directory: client companies, memberships and invitations, accounts.
 
-Each function takes the acting user or membership, runs in one transaction (django-auditlog
-writes the change with its actor in the same transaction), and enqueues e-mails and tasks
-only after commit.
+Each function takes the acting user or membership, checks first that it may act (the policy
+function: `admin.companies`, `admin.users`; an account only by its owner), runs in one
+transaction, records its change with that actor in the same transaction, and enqueues e-mails
+and tasks only after commit.
 """
 
-from auditlog.context import disable_auditlog
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
@@ -16,9 +16,15 @@ from knox.models import AuthToken
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
-from copilot_admin.access.policy import has_permission
+from copilot_admin.access.policy import permission_require
 from copilot_admin.access.services import ensure_can_grant
-from copilot_admin.audit.services import audit_event_record, audit_event_record_for_user_tenants
+from copilot_admin.audit.services import (
+    audit_change_record,
+    audit_event_record,
+    audit_event_record_for_user_tenants,
+    audit_m2m_change_record,
+    audit_snapshot,
+)
 from copilot_admin.core.errors import ApplicationError, Conflict, NotFound, PermissionRefused, refusing_duplicates
 from copilot_admin.directory.selectors import invitations_of_created_account
 from tenants.models import ClientCompany, Membership, Tenant, User, UserSession, UserType
@@ -35,17 +41,22 @@ def _company_name_taken(name: str) -> ApplicationError:
 
 @transaction.atomic
 def company_create(*, actor: Membership, name: str, co_managed: bool = False) -> ClientCompany:
+    permission_require(actor=actor, permission=Perm.COMPANIES)
     if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=name).exists():
         raise _company_name_taken(name)
     with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(name)):
-        return ClientCompany.objects.for_tenant(actor.tenant).create(
+        company = ClientCompany.objects.for_tenant(actor.tenant).create(
             tenant=actor.tenant, name=name, co_managed=co_managed
         )
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=company)
+    return company
 
 
 @transaction.atomic
 def company_update(*, actor: Membership, company: ClientCompany, **changes) -> ClientCompany:
+    permission_require(actor=actor, permission=Perm.COMPANIES, tenant=company.tenant_id)
     company = ClientCompany.objects.for_tenant(actor.tenant).select_for_update().get(pk=company.pk)
+    before = audit_snapshot(company)
     if "name" in changes and changes["name"] != company.name:
         if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=changes["name"]).exclude(pk=company.pk).exists():
             raise _company_name_taken(changes["name"])
@@ -54,15 +65,11 @@ def company_update(*, actor: Membership, company: ClientCompany, **changes) -> C
         company.co_managed = bool(changes["co_managed"])
     with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(company.name)):
         company.save()
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=company, before=before)
     return company
 
 
 # -- memberships (users of a tenant) ----------------------------------------------------
-
-def _ensure_user_manager(actor: Membership) -> None:
-    if not has_permission(actor, Perm.USERS):
-        raise PermissionRefused("Your security role does not allow this action.")
-
 
 def _validate_assignment(*, actor: Membership, user_type: str, role: SecurityRole, companies) -> list[ClientCompany]:
     if role.tenant_id != actor.tenant_id:
@@ -124,15 +131,14 @@ def membership_create(
     """
     email = User.objects.normalize_email(email).lower()
     if actor is not None:
-        _ensure_user_manager(actor)
+        permission_require(actor=actor, permission=Perm.USERS, tenant=tenant)
         companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
     # One row written for a new address (no password hashing: the owner sets it), none for an
-    # existing one; django-auditlog stays out so that the inviting tenant's log reads the same
-    # either way: the account is recorded below, in the platform log, on both paths.
-    with disable_auditlog():
-        user, created = User.objects.get_or_create(
-            email=email, defaults={"full_name": full_name, "password": make_password(password)}
-        )
+    # existing one; the inviting tenant's log reads the same either way: the account is
+    # recorded below, in the platform log, on both paths.
+    user, created = User.objects.get_or_create(
+        email=email, defaults={"full_name": full_name, "password": make_password(password)}
+    )
     if Membership.objects.for_tenant(tenant).filter(user=user).exists():
         raise ApplicationError(f"{email} is already a user of this tenant.", code="duplicate", fields={"email": ["taken"]})
     audit_event_record(
@@ -145,6 +151,9 @@ def membership_create(
         accepted_at=timezone.now() if actor is None and not user.is_platform_operator else None,
     )
     membership.companies.set(companies)
+    audit_change_record(actor=actor, tenant=tenant, instance=membership)
+    audit_m2m_change_record(actor=actor, tenant=tenant, instance=membership, field="companies", before=[],
+                            after=companies)
     if send_invite and membership.accepted_at is None:
         transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=tenant.pk))
     return membership
@@ -165,7 +174,7 @@ def invitation_link_parts(*, user: User) -> tuple[str, str]:
 def invitation_resend(*, actor: Membership, membership: Membership) -> Membership:
     """E-mail a pending invitation again (a fresh link). The same answer whatever the address
     is (an operator's gets nothing, as on the first sending)."""
-    _ensure_user_manager(actor)
+    permission_require(actor=actor, permission=Perm.USERS, tenant=membership.tenant_id)
     membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
     if membership.accepted_at is not None:
         raise Conflict("This user accepted the invitation already.", code="already_accepted")
@@ -191,8 +200,10 @@ def membership_accept(*, user: User, membership: Membership) -> Membership:
         raise PermissionRefused("Platform operator accounts cannot be members of tenants.", code="operator_account")
     if membership.accepted_at is not None:
         raise Conflict("This invitation was accepted already.", code="already_accepted")
+    before = audit_snapshot(membership)
     membership.accepted_at = timezone.now()
     membership.save(update_fields=["accepted_at"])
+    audit_change_record(actor=user, tenant=membership.tenant, instance=membership, before=before)
     return membership
 
 
@@ -203,6 +214,8 @@ def membership_accept_created_account(*, user: User) -> list[Membership]:
     if user.is_platform_operator:
         return []
     return [membership_accept(user=user, membership=m) for m in invitations_of_created_account(user=user)]
+
+
 MEMBERSHIP_FIELDS = frozenset({"role", "companies", "is_active"})
 
 
@@ -218,15 +231,16 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
             "Only the role, companies and active flag of a membership can be changed here.",
             code="not_a_membership_field", fields={name: ["not editable"] for name in unknown},
         )
-    _ensure_user_manager(actor)
+    permission_require(actor=actor, permission=Perm.USERS, tenant=membership.tenant_id)
     membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
     if membership.pk == actor.pk and ("role" in changes or changes.get("is_active") is False):
         raise Conflict("You cannot change your own role or deactivate yourself.", code="own_membership")
     # Whoever edits a user must be able to grant that user's current role too: no editing
     # of users who hold more than the actor.
     ensure_can_grant(actor=actor, permissions=membership.role.permission_set)
+    before, companies_before = audit_snapshot(membership), list(membership.companies.all())
     role = changes.get("role", membership.role)
-    companies = changes["companies"] if "companies" in changes else list(membership.companies.all())
+    companies = changes.get("companies", companies_before)
     companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies)
     membership.role = role
     deactivating = "is_active" in changes and membership.is_active and not changes["is_active"]
@@ -235,8 +249,11 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
     if deactivating:
         membership.access_revoked_at = timezone.now()
     membership.save()
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=membership, before=before)
     if "companies" in changes:
         membership.companies.set(companies)
+        audit_m2m_change_record(actor=actor, tenant=actor.tenant, instance=membership, field="companies",
+                                before=companies_before, after=companies)
     if deactivating:
         user_id, tenant = membership.user_id, membership.tenant
         transaction.on_commit(lambda: user_end_sessions_if_memberless(user_id=user_id, tenant=tenant))
@@ -268,8 +285,11 @@ def account_update(*, actor: User, user: User, full_name: str) -> User:
         raise PermissionRefused("Only the account's owner changes its name.")
     user = User.objects.select_for_update().get(pk=user.pk)
     if user.full_name != full_name:
+        before = audit_snapshot(user)
         user.full_name = full_name
         user.save(update_fields=["full_name"])
+        # An account belongs to no tenant: its changes are in the platform log.
+        audit_change_record(actor=actor, tenant=None, instance=user, before=before)
     return user
 
 

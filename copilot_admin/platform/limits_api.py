@@ -5,9 +5,8 @@ from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from copilot_admin.access.base_api import AuditedAPIMixin, IsPlatformOperator, OperatorViewSet
+from copilot_admin.access.base_api import OperatorAPIView, OperatorViewSet
 from copilot_admin.usage import selectors, services
 from copilot_admin.usage.serializers import (
     CaseDecisionSerializer,
@@ -17,10 +16,8 @@ from copilot_admin.usage.serializers import (
 )
 
 
-class PlatformLimitsView(AuditedAPIMixin, APIView):
+class PlatformLimitsView(OperatorAPIView):
     """Defaults and maxima of the tenants' limits, and the abuse rules."""
-
-    permission_classes = [IsPlatformOperator]
 
     @extend_schema(responses=PlatformLimitsSerializer)
     def get(self, request):

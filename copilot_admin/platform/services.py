@@ -1,19 +1,21 @@
 """Writes of the operator console: tenants (create, plan, zone, status). Platform operators only;
-each function runs in one transaction and checks its actor."""
+each function runs in one transaction, checks its actor and records its change in the
+tenant's audit log."""
 
 from django.db import transaction
 from knox.models import AuthToken
 
+from copilot_admin.access.permissions import PlatformPerm
+from copilot_admin.access.policy import permission_require
 from copilot_admin.access.services import roles_seed_system
-from copilot_admin.audit.services import audit_event_record
-from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.audit.services import audit_change_record, audit_event_record, audit_snapshot
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.regions.models import DataZone
 from tenants.models import Membership, Tenant, TenantStatus, User, UserSession
 
 
 def _ensure_operator(actor: User) -> None:
-    if not actor.is_platform_operator:
-        raise PermissionRefused("Only platform operators manage tenants.")
+    permission_require(actor=actor, permission=PlatformPerm.OPERATOR, message="Only platform operators manage tenants.")
 
 
 @transaction.atomic
@@ -24,7 +26,8 @@ def tenant_create(*, actor: User | None, name: str, slug: str, plan: str, zone: 
     if Tenant.objects.filter(slug=slug).exists():
         raise ApplicationError(f"The slug {slug!r} is taken.", code="duplicate", fields={"slug": ["taken"]})
     tenant = Tenant.objects.create(name=name, slug=slug, plan=plan, zone=zone)
-    roles_seed_system(tenant=tenant)
+    audit_change_record(actor=actor, tenant=tenant, instance=tenant)
+    roles_seed_system(actor=actor, tenant=tenant)
     return tenant
 
 
@@ -34,11 +37,13 @@ def tenant_update(*, actor: User, tenant: Tenant, **changes) -> Tenant:
     users' sessions and API tokens after commit."""
     _ensure_operator(actor)
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    before = audit_snapshot(tenant)
     suspending = changes.get("status") == TenantStatus.SUSPENDED and tenant.status != TenantStatus.SUSPENDED
     for field in ("name", "plan", "zone", "status"):
         if field in changes:
             setattr(tenant, field, changes[field])
     tenant.save()
+    audit_change_record(actor=actor, tenant=tenant, instance=tenant, before=before)
     if suspending:
         transaction.on_commit(lambda: tenant_end_sessions(tenant=tenant))
     return tenant

@@ -71,6 +71,8 @@ class AzureDeployment(models.Model):
         "success_count",
         "failure_count",
     )
+    # Configuration changes are audited; the health fields change with every call and are not.
+    AUDIT_EXCLUDED_FIELDS = HEALTH_FIELDS
 
     class Meta:
         ordering = ["zone__code", "priority", "name"]

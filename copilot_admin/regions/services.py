@@ -1,8 +1,8 @@
 """Writes to regions: Azure deployments (platform operators only) and their health.
 
-Configuration changes run in one transaction and are audited by django-auditlog with the
-acting operator. Health is recorded after every upstream attempt with one UPDATE that
-bypasses model signals: it is telemetry, not configuration.
+Configuration changes run in one transaction and record themselves in the platform's audit
+log (deployments belong to no tenant) with the acting operator. Health is recorded after
+every upstream attempt with one UPDATE: it is telemetry, not configuration, and not audited.
 """
 
 import ipaddress
@@ -13,7 +13,10 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.access.permissions import PlatformPerm
+from copilot_admin.access.policy import permission_require
+from copilot_admin.audit.services import audit_change_record, audit_snapshot
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 from tenants.models import User
 
@@ -25,8 +28,8 @@ _EDITABLE = ("zone", "name", "endpoint", "deployment", "api_version", "auth_mode
 
 
 def _ensure_operator(actor: User) -> None:
-    if not actor.is_platform_operator:
-        raise PermissionRefused("Only platform operators manage Azure deployments.")
+    permission_require(actor=actor, permission=PlatformPerm.OPERATOR,
+                       message="Only platform operators manage Azure deployments.")
 
 
 def _is_loopback(host: str) -> bool:
@@ -94,7 +97,9 @@ def deployment_create(
     }
     _validate(values)
     _ensure_unique_name(name)
-    return AzureDeployment.objects.create(**values)
+    deployment = AzureDeployment.objects.create(**values)
+    audit_change_record(actor=actor, tenant=None, instance=deployment)
+    return deployment
 
 
 @transaction.atomic
@@ -106,6 +111,7 @@ def deployment_update(*, actor: User, azure_deployment: AzureDeployment, **chang
     if unknown:
         raise ApplicationError(f"Not editable: {', '.join(unknown)}.", fields={name: ["not editable"] for name in unknown})
     deployment = AzureDeployment.objects.select_for_update().get(pk=azure_deployment.pk)
+    before = audit_snapshot(deployment)
     values = {field: changes.get(field, getattr(deployment, field)) for field in _EDITABLE}
     values["endpoint"] = values["endpoint"].rstrip("/")
     _validate(values)
@@ -114,6 +120,7 @@ def deployment_update(*, actor: User, azure_deployment: AzureDeployment, **chang
     for field, value in values.items():
         setattr(deployment, field, value)
     deployment.save()
+    audit_change_record(actor=actor, tenant=None, instance=deployment, before=before)
     return deployment
 
 

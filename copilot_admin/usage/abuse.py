@@ -13,10 +13,10 @@
 - `usage_patterns_review` (Celery beat) opens review cases for patterns the per-call checks
   miss: sustained near-limit use hour after hour, or day after day.
 
-Every change of a user's access and of a case is written through the models that
-django-auditlog records (`audit_registry.py`) with its actor: the acting user, or nobody
-(the system) for automatic transitions, even when they happen inside a user's own request.
-The user and the tenant's administrators are e-mailed after commit.
+Every change of a user's access and of a case is recorded in the tenant's audit log, in its
+transaction, with its actor: the deciding user, or nobody (the system) for automatic
+transitions, also when they happen inside a user's own request. The user and the tenant's
+administrators are e-mailed after commit.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from contextlib import contextmanager
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import Conflict, PermissionRefused
 from copilot_admin.usage import alerts
 from copilot_admin.usage.limits import EffectiveLimits
@@ -54,38 +54,18 @@ logger = logging.getLogger(__name__)
 REASON_MAX_LENGTH = 500
 
 
-@contextmanager
-def system_actor():
-    """Attribute the model changes inside to the system (no actor, no address), also inside a
-    user's request, and give the request its own actor back afterwards.
-
-    django-auditlog's `set_actor` does not restore an enclosing context when it exits; this
-    does, so the rest of the request is still attributed to its user.
-    """
-    from auditlog.context import auditlog_value, set_actor
-
-    try:
-        previous = auditlog_value.get()
-    except LookupError:
-        previous = None
-    try:
-        with set_actor(actor=None, remote_addr=None):
-            yield
-    finally:
-        if previous is not None:
-            auditlog_value.set(previous)
-
-
 # -- the access row ------------------------------------------------------------------------------
 
-def _access_locked(membership: Membership) -> CopilotAccess:
-    """The membership's access row, created if missing, locked until the transaction ends."""
+def _access_locked(membership: Membership, *, actor: User | None) -> CopilotAccess:
+    """The membership's access row, created if missing (recorded with `actor`), locked until
+    the transaction ends."""
     queryset = CopilotAccess.objects.for_tenant(membership.tenant)
     access = queryset.select_for_update().filter(membership_id=membership.pk).first()
     if access is None:
         try:
             with transaction.atomic():
-                queryset.create(tenant=membership.tenant, membership=membership)
+                created = queryset.create(tenant=membership.tenant, membership=membership)
+                audit_change_record(actor=actor, tenant=membership.tenant, instance=created)
         except IntegrityError:
             pass  # created concurrently
         access = queryset.select_for_update().get(membership_id=membership.pk)
@@ -100,14 +80,14 @@ def strike_record(*, membership: Membership, kind: str, limit: str = "") -> Abus
     termination case it caused, if any. Never raises: the refusal that caused the strike
     stands whatever happens here (a failure is logged)."""
     try:
-        with system_actor(), transaction.atomic():
+        with transaction.atomic():
             now = timezone.now()
             tenant = membership.tenant
             Strike.objects.for_tenant(tenant).create(
                 tenant=tenant, membership=membership, kind=kind, limit=limit, occurred_at=now
             )
             limits = effective_limits(tenant)
-            access = _access_locked(membership)
+            access = _access_locked(membership, actor=None)
             if access.state_at(now) != AccessStatus.ACTIVE:
                 return None
             strikes = Strike.objects.for_tenant(tenant).filter(
@@ -153,14 +133,17 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
         f"{details['strikes']} strikes within {limits.strike_window_minutes} minutes: copilot access suspended "
         f"for {limits.suspension_minutes} minutes"
     )
+    before = audit_snapshot(access)
     access.status = AccessStatus.SUSPENDED
     access.suspended_until = until
     access.strikes_counted_from = now
     access.reason = summary[:255]
     access.changed_at = now
     access.save()
-    case = AbuseCase.objects.for_tenant(access.membership.tenant).create(
-        tenant=access.membership.tenant,
+    tenant = access.membership.tenant
+    audit_change_record(actor=None, tenant=tenant, instance=access, before=before)
+    case = AbuseCase.objects.for_tenant(tenant).create(
+        tenant=tenant,
         membership=access.membership,
         kind=CaseKind.SUSPENSION,
         summary=summary[:255],
@@ -168,6 +151,7 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
         suspended_until=until,
         opened_at=now,
     )
+    audit_change_record(actor=None, tenant=tenant, instance=case)
     alerts.access_change_notify(
         case=case, kind=NotificationKind.ACCESS_SUSPENDED, reason=f"{summary} (until {until:%Y-%m-%d %H:%M} UTC)"
     )
@@ -175,23 +159,27 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
 
 
 def _resolve(case: AbuseCase, *, resolution: str, actor: User | None, reason: str, now) -> None:
+    before = audit_snapshot(case)
     case.status = CaseStatus.RESOLVED
     case.resolution = resolution
     case.resolution_reason = reason[:REASON_MAX_LENGTH]
     case.resolved_at = now
     case.resolved_by = actor
     case.save()
+    audit_change_record(actor=actor, tenant=case.tenant_id, instance=case, before=before)
 
 
 def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, details: dict, now,
                reason: str = "") -> AbuseCase:
     membership = access.membership
+    before = audit_snapshot(access)
     access.status = AccessStatus.TERMINATED
     access.suspended_until = None
     access.strikes_counted_from = now
     access.reason = summary[:255]
     access.changed_at = now
     access.save()
+    audit_change_record(actor=actor, tenant=membership.tenant, instance=access, before=before)
     superseded = AbuseCase.objects.for_tenant(membership.tenant).filter(
         membership_id=membership.pk, status=CaseStatus.OPEN, kind__in=[CaseKind.SUSPENSION, CaseKind.REVIEW]
     )
@@ -206,20 +194,21 @@ def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, detai
         opened_at=now,
         opened_by=actor,
     )
+    audit_change_record(actor=actor, tenant=membership.tenant, instance=case)
     alerts.access_change_notify(case=case, kind=NotificationKind.ACCESS_TERMINATED, reason=summary)
     return case
 
 
 # -- decisions of administrators and operators (inside the caller's transaction) ---------------
 
-def _locked_case(case: AbuseCase) -> tuple[AbuseCase, CopilotAccess]:
+def _locked_case(case: AbuseCase, *, decider: User) -> tuple[AbuseCase, CopilotAccess]:
     """The open case and its user's access row, re-read under locks (409 `case_resolved` when
     the case was resolved meanwhile). The access row is locked first, as the strike rules do,
     so that a decision and an automatic transition of the same user queue up instead of
     deadlocking."""
     tenant = case.tenant
     membership = Membership.objects.for_tenant(tenant).select_related("user", "tenant").get(pk=case.membership_id)
-    access = _access_locked(membership)
+    access = _access_locked(membership, actor=decider)
     locked = AbuseCase.objects.for_tenant(tenant).select_for_update().get(pk=case.pk)
     locked.membership = membership
     if not locked.is_open:
@@ -234,7 +223,7 @@ def case_reinstate(*, case: AbuseCase, decider: User, decider_is_operator: bool,
     A suspension: whoever may decide. A termination: operators only (403
     `operator_required`). An active user's review case has nothing to reinstate (409).
     """
-    case, access = _locked_case(case)
+    case, access = _locked_case(case, decider=decider)
     now = timezone.now()
     state = access.state_at(now)
     if state == AccessStatus.TERMINATED and not decider_is_operator:
@@ -246,12 +235,14 @@ def case_reinstate(*, case: AbuseCase, decider: User, decider_is_operator: bool,
                        code="nothing_to_reinstate")
     changed = access.status != AccessStatus.ACTIVE
     if changed:
+        before = audit_snapshot(access)
         access.status = AccessStatus.ACTIVE
         access.suspended_until = None
         access.strikes_counted_from = now
         access.reason = f"Reinstated by {decider.email}: {reason}"[:255]
         access.changed_at = now
         access.save()
+        audit_change_record(actor=decider, tenant=case.tenant_id, instance=access, before=before)
     others = AbuseCase.objects.for_tenant(case.tenant).filter(
         membership_id=case.membership_id, status=CaseStatus.OPEN,
         kind__in=[CaseKind.SUSPENSION, CaseKind.TERMINATION],
@@ -270,7 +261,7 @@ def case_terminate(*, case: AbuseCase, decider: User, reason: str) -> AbuseCase:
     """Terminate the user's copilot access (until a platform operator reinstates it): the
     case and the member's other open suspension and review cases are resolved as terminated
     and a termination case is opened. Returns the termination case."""
-    case, access = _locked_case(case)
+    case, access = _locked_case(case, decider=decider)
     if case.kind == CaseKind.TERMINATION:
         raise Conflict("The copilot access is already terminated.", code="already_terminated")
     now = timezone.now()
@@ -289,7 +280,7 @@ def case_terminate(*, case: AbuseCase, decider: User, reason: str) -> AbuseCase:
 def case_dismiss(*, case: AbuseCase, decider: User, reason: str) -> AbuseCase:
     """Close a review or suspension case without changing the user's access (a suspension
     runs its course). A termination case stays open until an operator reinstates (409)."""
-    case, _access = _locked_case(case)
+    case, _access = _locked_case(case, decider=decider)
     if case.kind == CaseKind.TERMINATION:
         raise Conflict(
             "A termination stays open until a platform operator reinstates the access.", code="termination_open"
@@ -305,35 +296,38 @@ def suspensions_expire(*, now=None) -> int:
     its open suspension cases resolved as expired, by the system. Returns how many cases ended."""
     now = now or timezone.now()
     ended = 0
-    with system_actor():
-        for tenant in Tenant.objects.all():
-            with transaction.atomic():
-                lapsed = CopilotAccess.objects.for_tenant(tenant).select_for_update().filter(
-                    status=AccessStatus.SUSPENDED, suspended_until__lte=now
-                )
-                for access in lapsed:
-                    access.status = AccessStatus.ACTIVE
-                    access.suspended_until = None
-                    access.reason = "Suspension ended"
-                    access.changed_at = now
-                    access.save()
-                cases = AbuseCase.objects.for_tenant(tenant).select_for_update().filter(
-                    status=CaseStatus.OPEN, kind=CaseKind.SUSPENSION, suspended_until__lte=now
-                )
-                for case in cases:
-                    _resolve(case, resolution=CaseResolution.EXPIRED, actor=None, reason="Suspension period ended",
-                             now=now)
-                    ended += 1
+    for tenant in Tenant.objects.all():
+        with transaction.atomic():
+            lapsed = CopilotAccess.objects.for_tenant(tenant).select_for_update().filter(
+                status=AccessStatus.SUSPENDED, suspended_until__lte=now
+            )
+            for access in lapsed:
+                before = audit_snapshot(access)
+                access.status = AccessStatus.ACTIVE
+                access.suspended_until = None
+                access.reason = "Suspension ended"
+                access.changed_at = now
+                access.save()
+                audit_change_record(actor=None, tenant=tenant, instance=access, before=before)
+            cases = AbuseCase.objects.for_tenant(tenant).select_for_update().filter(
+                status=CaseStatus.OPEN, kind=CaseKind.SUSPENSION, suspended_until__lte=now
+            )
+            for case in cases:
+                _resolve(case, resolution=CaseResolution.EXPIRED, actor=None, reason="Suspension period ended",
+                         now=now)
+                ended += 1
     return ended
 
 
 def _open_review(*, tenant: Tenant, membership_id: int, key: str, summary: str, details: dict, now) -> AbuseCase | None:
     try:
         with transaction.atomic():
-            return AbuseCase.objects.for_tenant(tenant).create(
+            case = AbuseCase.objects.for_tenant(tenant).create(
                 tenant=tenant, membership_id=membership_id, kind=CaseKind.REVIEW, summary=summary[:255],
                 details=details, opened_at=now, dedupe_key=key[:120],
             )
+            audit_change_record(actor=None, tenant=tenant, instance=case)
+            return case
     except IntegrityError:
         return None  # this pattern of this user was opened for review already
 
@@ -353,55 +347,54 @@ def usage_patterns_review(*, now=None) -> list[AbuseCase]:
     today = end_hour.date()
     opened: list[AbuseCase] = []
     platform = platform_policy()
-    with system_actor():
-        for tenant in Tenant.objects.filter(status=TenantStatus.ACTIVE):
-            limits = effective_limits(tenant, platform=platform)
-            percent = limits.review_near_limit_percent
-            terminated = set(
-                CopilotAccess.objects.for_tenant(tenant)
-                .filter(status=AccessStatus.TERMINATED)
-                .values_list("membership_id", flat=True)
-            )
-            hourly_threshold = max(1, math.ceil(limits.user_requests_per_hour * percent / 100))
-            busy_hours = Counter(
-                HourlyUsage.objects.for_tenant(tenant)
-                .filter(hour__gte=end_hour - timedelta(hours=24), hour__lt=end_hour, requests__gte=hourly_threshold)
-                .values_list("membership_id", flat=True)
-            )
-            for membership_id, hours in sorted(busy_hours.items()):
-                if hours >= limits.review_sustained_hours and membership_id not in terminated:
-                    case = _open_review(
-                        tenant=tenant, membership_id=membership_id, now=now,
-                        key=f"review:sustained-hours:{membership_id}:{today:%Y-%m-%d}",
-                        summary=(f"{hours} of the last 24 hours at or above {percent}% of the hourly request limit "
-                                 f"({limits.user_requests_per_hour})"),
-                        details={"rule": "sustained_hours", "hours": hours, "threshold_requests": hourly_threshold,
-                                 "user_requests_per_hour": limits.user_requests_per_hour, "percent": percent},
-                    )
-                    if case is not None:
-                        opened.append(case)
-            token_threshold = max(1, math.ceil(limits.user_tokens_per_day * percent / 100))
-            heavy_days = Counter(
-                membership_id
-                for membership_id, _day in DailyUsage.objects.for_tenant(tenant)
-                .filter(day__gte=today - timedelta(days=7), day__lt=today)
-                .values("membership_id", "day")
-                .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
-                .filter(tokens__gte=token_threshold)
-                .values_list("membership_id", "day")
-            )
-            for membership_id, days in sorted(heavy_days.items()):
-                if days >= limits.review_sustained_days and membership_id not in terminated:
-                    case = _open_review(
-                        tenant=tenant, membership_id=membership_id, now=now,
-                        key=f"review:token-days:{membership_id}:{today:%Y-%m-%d}",
-                        summary=(f"{days} of the last 7 days at or above {percent}% of the daily token limit "
-                                 f"({limits.user_tokens_per_day})"),
-                        details={"rule": "token_days", "days": days, "threshold_tokens": token_threshold,
-                                 "user_tokens_per_day": limits.user_tokens_per_day, "percent": percent},
-                    )
-                    if case is not None:
-                        opened.append(case)
+    for tenant in Tenant.objects.filter(status=TenantStatus.ACTIVE):
+        limits = effective_limits(tenant, platform=platform)
+        percent = limits.review_near_limit_percent
+        terminated = set(
+            CopilotAccess.objects.for_tenant(tenant)
+            .filter(status=AccessStatus.TERMINATED)
+            .values_list("membership_id", flat=True)
+        )
+        hourly_threshold = max(1, math.ceil(limits.user_requests_per_hour * percent / 100))
+        busy_hours = Counter(
+            HourlyUsage.objects.for_tenant(tenant)
+            .filter(hour__gte=end_hour - timedelta(hours=24), hour__lt=end_hour, requests__gte=hourly_threshold)
+            .values_list("membership_id", flat=True)
+        )
+        for membership_id, hours in sorted(busy_hours.items()):
+            if hours >= limits.review_sustained_hours and membership_id not in terminated:
+                case = _open_review(
+                    tenant=tenant, membership_id=membership_id, now=now,
+                    key=f"review:sustained-hours:{membership_id}:{today:%Y-%m-%d}",
+                    summary=(f"{hours} of the last 24 hours at or above {percent}% of the hourly request limit "
+                             f"({limits.user_requests_per_hour})"),
+                    details={"rule": "sustained_hours", "hours": hours, "threshold_requests": hourly_threshold,
+                             "user_requests_per_hour": limits.user_requests_per_hour, "percent": percent},
+                )
+                if case is not None:
+                    opened.append(case)
+        token_threshold = max(1, math.ceil(limits.user_tokens_per_day * percent / 100))
+        heavy_days = Counter(
+            membership_id
+            for membership_id, _day in DailyUsage.objects.for_tenant(tenant)
+            .filter(day__gte=today - timedelta(days=7), day__lt=today)
+            .values("membership_id", "day")
+            .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
+            .filter(tokens__gte=token_threshold)
+            .values_list("membership_id", "day")
+        )
+        for membership_id, days in sorted(heavy_days.items()):
+            if days >= limits.review_sustained_days and membership_id not in terminated:
+                case = _open_review(
+                    tenant=tenant, membership_id=membership_id, now=now,
+                    key=f"review:token-days:{membership_id}:{today:%Y-%m-%d}",
+                    summary=(f"{days} of the last 7 days at or above {percent}% of the daily token limit "
+                             f"({limits.user_tokens_per_day})"),
+                    details={"rule": "token_days", "days": days, "threshold_tokens": token_threshold,
+                             "user_tokens_per_day": limits.user_tokens_per_day, "percent": percent},
+                )
+                if case is not None:
+                    opened.append(case)
     if opened:
         logger.info("Usage pattern review opened %s case(s).", len(opened))
     return opened

@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import permissions_of
+from copilot_admin.audit.services import audit_change_record
 from copilot_admin.usage.counters import WindowUsage
 from copilot_admin.usage.limits import LIMIT_WINDOWS, USER_LIMITS, EffectiveLimits
 from copilot_admin.usage.models import (
@@ -189,6 +190,7 @@ def limit_warnings_record(
                     used=usage.used_after,
                     threshold_percent=limits.warning_threshold_percent,
                 )
+                audit_change_record(actor=None, tenant=tenant, instance=warning)  # the system warns
                 limit_warning_notify(warning=warning, membership=membership if per_user else None)
         except IntegrityError:
             continue  # another call crossed first in this window: warned once already

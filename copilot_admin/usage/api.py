@@ -6,11 +6,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from copilot_admin.access.base_api import AuditedAPIMixin, TenantPermission, TenantViewSet
+from copilot_admin.access.base_api import TenantAPIView, TenantViewSet
 from copilot_admin.access.permissions import Perm
-from copilot_admin.access.policy import has_permission
 from copilot_admin.usage import selectors, services
 from copilot_admin.usage.models import AbuseCase
 from copilot_admin.usage.serializers import (
@@ -24,31 +22,10 @@ from copilot_admin.usage.serializers import (
 )
 
 
-class AlternativePermissionMixin:
-    """Reads that either of two permissions allows: `permissions` names the one the policy
-    table declares, `alternatives` one more that also allows the action (e.g. an
-    administrator who manages limits may read them without `usage.view`)."""
+class LimitsView(TenantAPIView):
+    """The tenant's usage limits: effective values, overrides, platform defaults and maxima.
+    Whoever manages the limits may read them without `usage.view`."""
 
-    alternatives: dict = {}
-
-    def permission_for_action(self):
-        declared = super().permission_for_action()
-        action_name = getattr(self, "action", None) or (self.request.method or "").lower()
-        alternative = self.alternatives.get(action_name)
-        if alternative is not None and has_permission(self.membership, alternative):
-            return alternative
-        return declared
-
-
-class _MethodPermissions:
-    def permission_for_action(self):
-        return self.permissions.get(self.request.method.lower())
-
-
-class LimitsView(AlternativePermissionMixin, _MethodPermissions, AuditedAPIMixin, APIView):
-    """The tenant's usage limits: effective values, overrides, platform defaults and maxima."""
-
-    permission_classes = [TenantPermission]
     permissions = {"get": Perm.USAGE_VIEW, "patch": Perm.LIMITS}
     alternatives = {"get": Perm.LIMITS}
 
@@ -64,11 +41,10 @@ class LimitsView(AlternativePermissionMixin, _MethodPermissions, AuditedAPIMixin
         return Response(LimitsSerializer(selectors.limits_describe(self.tenant)).data, status=status.HTTP_200_OK)
 
 
-class UsageView(_MethodPermissions, AuditedAPIMixin, APIView):
+class UsageView(TenantAPIView):
     """Requests and tokens per day, feature and user between two days (default: the last 30),
     and who is near a limit now."""
 
-    permission_classes = [TenantPermission]
     permissions = {"get": Perm.USAGE_VIEW}
 
     @extend_schema(parameters=[UsageQuerySerializer], responses=UsageSummarySerializer)
@@ -88,9 +64,10 @@ class UsageView(_MethodPermissions, AuditedAPIMixin, APIView):
         return Response(UsageSummarySerializer(summary).data)
 
 
-class AbuseCaseViewSet(AlternativePermissionMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+class AbuseCaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     """Abuse cases: suspensions and terminations by the strike rules, reviews opened by the
-    pattern review. Decisions: `reinstate/`, `terminate/`, `dismiss/` with a `reason`."""
+    pattern review. Decisions: `reinstate/`, `terminate/`, `dismiss/` with a `reason`.
+    Whoever decides cases (`admin.limits`) may read them without `usage.view`."""
 
     model = AbuseCase
     serializer_class = AbuseCaseSerializer

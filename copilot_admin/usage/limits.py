@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass
 
 from django.db import IntegrityError, transaction
 
+from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.usage.counters import Window
 from copilot_admin.usage.models import LimitName, PlatformLimitPolicy, TenantLimitPolicy
-from tenants.models import Tenant
+from tenants.models import Membership, Tenant, User
 
 LIMIT_FIELDS: tuple[str, ...] = tuple(LimitName.values)
 POLICY_FIELDS: tuple[str, ...] = (*LIMIT_FIELDS, "warning_threshold_percent")
@@ -124,9 +125,10 @@ def _refuse_unknown(changes: Mapping, allowed: Iterable[str]) -> None:
 
 
 def tenant_override_write(
-    *, tenant: Tenant, platform: PlatformLimitPolicy, changes: Mapping[str, int | None]
+    *, actor: Membership, tenant: Tenant, platform: PlatformLimitPolicy, changes: Mapping[str, int | None]
 ) -> TenantLimitPolicy:
-    """Set (a number) or clear (None: follow the platform default) the tenant's overrides.
+    """Set (a number) or clear (None: follow the platform default) the tenant's overrides,
+    recorded with `actor` in the tenant's audit log.
 
     Each limit must lie between 1 and the platform maximum, the warning threshold between 1
     and 100 percent; otherwise nothing changes (400 with the offending fields). Runs inside
@@ -153,26 +155,32 @@ def tenant_override_write(
     if override is None:
         try:
             with transaction.atomic():
-                return policies.create(tenant=tenant, **cleaned)
+                override = policies.create(tenant=tenant, **cleaned)
+                audit_change_record(actor=actor, tenant=tenant, instance=override)
+                return override
         except IntegrityError:  # created concurrently
             override = policies.select_for_update().get()
     changed = [name for name, value in cleaned.items() if getattr(override, name) != value]
     if changed:
+        before = audit_snapshot(override)
         for name in changed:
             setattr(override, name, cleaned[name])
         override.save()
+        audit_change_record(actor=actor, tenant=tenant, instance=override, before=before)
     return override
 
 
-def platform_policy_write(*, changes: Mapping[str, int]) -> PlatformLimitPolicy:
-    """Set the platform's defaults, maxima and abuse rules.
+def platform_policy_write(*, actor: User, changes: Mapping[str, int]) -> PlatformLimitPolicy:
+    """Set the platform's defaults, maxima and abuse rules, recorded with `actor` in the
+    platform's audit log (the policy belongs to no tenant).
 
     Every value is a whole number of at least 1 (percentages at most 100) and every default
     at most its maximum; otherwise nothing changes. Tenants' overrides above a lowered maximum
     are capped when read. Runs inside the caller's transaction (the row is locked until it ends).
     """
     _refuse_unknown(changes, PLATFORM_FIELDS)
-    policy, _ = PlatformLimitPolicy.objects.select_for_update().get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+    policy, created = PlatformLimitPolicy.objects.select_for_update().get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+    before = None if created else audit_snapshot(policy)
     errors: dict[str, list[str]] = {}
     for name, value in changes.items():
         high = 100 if name in PERCENT_FIELDS else column_maximum(name)
@@ -186,4 +194,5 @@ def platform_policy_write(*, changes: Mapping[str, int]) -> PlatformLimitPolicy:
         first = next(iter(errors))
         raise ApplicationError(f"{first}: {errors[first][0]}.", code="limit_out_of_range", fields=errors)
     policy.save()
+    audit_change_record(actor=actor, tenant=None, instance=policy, before=before)
     return policy

@@ -152,6 +152,8 @@ class PlatformLimitPolicy(models.Model):
     )
     updated_at = models.DateTimeField(auto_now=True)
 
+    AUDIT_EXCLUDED_FIELDS = ("updated_at",)
+
     class Meta:
         verbose_name = "platform limit policy"
         verbose_name_plural = "platform limit policy"
@@ -186,6 +188,8 @@ class TenantLimitPolicy(TenantOwned):
     warning_threshold_percent = models.PositiveSmallIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    AUDIT_EXCLUDED_FIELDS = ("updated_at",)
+
     class Meta(TenantOwned.Meta):
         verbose_name = "tenant limit policy"
         verbose_name_plural = "tenant limit policies"
@@ -193,9 +197,6 @@ class TenantLimitPolicy(TenantOwned):
 
     def __str__(self) -> str:
         return f"Limit policy of tenant {self.tenant_id}"
-
-    def get_additional_data(self) -> dict:
-        return {"tenant": self.tenant.slug}
 
 
 class AccessStatus(models.TextChoices):
@@ -227,8 +228,6 @@ class CopilotAccess(TenantOwned):
     def __str__(self) -> str:
         return f"copilot access of membership {self.membership_id}: {self.status}"
 
-    def get_additional_data(self) -> dict:
-        return {"tenant": self.tenant.slug, "membership": self.membership_id}
 
     def state_at(self, moment) -> str:
         """The status in force at `moment`: a lapsed suspension reads as active."""
@@ -318,8 +317,6 @@ class AbuseCase(TenantOwned):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} case {self.pk} ({self.status})"
 
-    def get_additional_data(self) -> dict:
-        return {"tenant": self.tenant.slug, "membership": self.membership_id}
 
     @property
     def is_open(self) -> bool:
@@ -352,9 +349,6 @@ class LimitWarning(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.limit} warning for {self.subject_key} at {self.window_start:%Y-%m-%dT%H:%M}Z"
-
-    def get_additional_data(self) -> dict:
-        return {"tenant": self.tenant.slug}
 
 
 class NotificationKind(models.TextChoices):

@@ -31,9 +31,10 @@ from typing import Literal
 from django.db import transaction
 from django.utils import timezone
 
-from copilot_admin.access.permissions import Perm
-from copilot_admin.access.policy import has_permission
-from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.access.permissions import Perm, PlatformPerm
+from copilot_admin.access.policy import has_permission, permission_require
+from copilot_admin.audit.services import audit_change_record
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.usage import abuse, admission, alerts, limits, rollups, selectors
 from copilot_admin.usage.admission import RateLimitExceeded, Reservation
 from copilot_admin.usage.models import (
@@ -201,25 +202,31 @@ def tenant_limits_update(*, actor: Membership, changes: Mapping[str, int | None]
 
     Each limit must lie between 1 and the platform maximum, the warning threshold between 1
     and 100 percent; otherwise nothing changes (400 with the offending fields). The change is
-    recorded with its actor by django-auditlog.
+    recorded with its actor in the tenant's audit log.
     """
-    if not has_permission(actor, Perm.LIMITS):
-        raise PermissionRefused("Your security role does not allow changing usage limits.")
+    permission_require(actor=actor, permission=Perm.LIMITS,
+                       message="Your security role does not allow changing usage limits.")
     with transaction.atomic():
-        return limits.tenant_override_write(tenant=actor.tenant, platform=selectors.platform_policy(), changes=changes)
+        return limits.tenant_override_write(
+            actor=actor, tenant=actor.tenant, platform=selectors.platform_policy(), changes=changes
+        )
 
 
 def platform_limits_update(*, actor: User, changes: Mapping[str, int]) -> PlatformLimitPolicy:
     """Platform operators set the defaults, the maxima and the abuse rules (`limits.platform_policy_write`)."""
-    if not getattr(actor, "is_platform_operator", False):
-        raise PermissionRefused("Only platform operators change the platform limit policy.")
+    permission_require(actor=actor, permission=PlatformPerm.OPERATOR,
+                       message="Only platform operators change the platform limit policy.")
     with transaction.atomic():
-        return limits.platform_policy_write(changes=changes)
+        return limits.platform_policy_write(actor=actor, changes=changes)
 
 
 def platform_policy_ensure() -> PlatformLimitPolicy:
-    """The platform policy row, written with the defaults if it does not exist yet (idempotent)."""
-    policy, _ = PlatformLimitPolicy.objects.get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+    """The platform policy row, written with the defaults if it does not exist yet (idempotent;
+    the writing is recorded in the platform's audit log, by the system)."""
+    with transaction.atomic():
+        policy, created = PlatformLimitPolicy.objects.get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
+        if created:
+            audit_change_record(actor=None, tenant=None, instance=policy)
     return policy
 
 
@@ -237,19 +244,16 @@ def _clean_reason(reason) -> str:
 
 
 def _is_operator(actor: Membership | User) -> bool:
-    return isinstance(actor, User) and actor.is_platform_operator and actor.is_active
+    return has_permission(actor, PlatformPerm.OPERATOR)
 
 
 def _decider(actor: Membership | User, case: AbuseCase) -> User:
     """The user deciding on `case`: a member of its tenant holding `admin.limits`, or an
-    active platform operator; anyone else is refused (403)."""
-    if isinstance(actor, Membership):
-        if actor.tenant_id != case.tenant_id or not has_permission(actor, Perm.LIMITS):
-            raise PermissionRefused("Your security role does not allow deciding abuse cases.")
-        return actor.user
-    if not _is_operator(actor):
-        raise PermissionRefused("Only tenant administrators and platform operators decide abuse cases.")
-    return actor
+    active platform operator; anyone else is refused (403), a member of another tenant gets
+    404 (foreign and missing alike)."""
+    permission_require(actor=actor, permission=(Perm.LIMITS, PlatformPerm.OPERATOR), tenant=case.tenant_id,
+                       message="Only tenant administrators and platform operators decide abuse cases.")
+    return actor.user if isinstance(actor, Membership) else actor
 
 
 def case_reinstate(*, actor: Membership | User, case: AbuseCase, reason: str) -> AbuseCase:

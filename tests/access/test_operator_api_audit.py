@@ -5,13 +5,13 @@ via api. A member's requests record nothing of the kind."""
 import pytest
 from django.urls import reverse
 
-from copilot_admin.audit.models import AuditEntry
+from tests.audit.conftest import entries
 from tests.conftest import api_client_for
 from tests.factories import add_member
 
 
 def operator_entries(tenant):
-    return AuditEntry.objects.for_tenant(tenant).filter(action="operator.tenant_access").order_by("seq")
+    return entries(tenant, action="operator.tenant_access")
 
 
 @pytest.fixture
@@ -56,3 +56,15 @@ def test_an_operator_refused_by_the_tenant_is_not_recorded_as_access(tenant_a, o
     response = api_client_for(operator).get(reverse("api:users-list", kwargs={"tenant_slug": "alpha"}))
     assert response.status_code == 404
     assert not operator_entries(tenant_a.tenant).exists()
+
+
+def test_operator_copilot_call_is_recorded_as_access_too(tenant_a, operator_in_alpha):
+    """The async copilot view lets requests in through the same resolver: an operator's call is
+    recorded as access (here refused further down the call's chain: no deployment in the zone)."""
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": "alpha"})
+    body = {"company": str(tenant_a.companies[0].pk), "issue": {"summary": "Printer offline"}}
+    response = api_client_for(operator_in_alpha).post(url, body, format="json")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "no_deployment_in_zone"
+    [entry] = operator_entries(tenant_a.tenant)
+    assert entry.object_id == "api:copilot-summarize" and entry.metadata["via"] == "api"
+    assert entry.metadata["method"] == "POST" and entry.actor_id == operator_in_alpha.pk

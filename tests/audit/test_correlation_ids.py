@@ -73,3 +73,13 @@ def test_copilot_calls_keep_both_ids(tenant_a, deployment_factory, simulator_url
     first, second = entries(tenant_a, action="copilot.call")
     assert first.correlation_id != second.correlation_id and SERVER_ID.match(first.correlation_id)
     assert first.metadata["client_request_id"] == second.metadata["client_request_id"] == "psa-42"
+
+
+def test_a_requests_scope_ends_with_it(client, tenant_a):
+    """What one request set (address, ids) never reaches the next unit of work on the thread."""
+    from copilot_admin.core.context import AuditScope, current_scope
+
+    client.force_login(tenant_a.members["admin"].user)
+    client.get(reverse("directory:users", kwargs={"tenant_slug": "alpha"}), REMOTE_ADDR="192.0.2.77",
+               HTTP_X_REQUEST_ID="leaky")
+    assert current_scope() == AuditScope()

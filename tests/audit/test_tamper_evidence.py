@@ -1,15 +1,14 @@
 """Tamper evidence: `audit_verify` finds the first broken link of an altered, shortened or
-gapped chain; PostgreSQL refuses UPDATE and DELETE of entries except for the retention purge;
-the purge keeps what remains verifiable and is itself recorded; concurrent writers never
-fork a chain."""
+gapped chain; PostgreSQL refuses UPDATE and DELETE of entries except for the retention purge
+(and the one UPDATE that seals an entry: test_sealing.py); the purge keeps what remains
+verifiable and is itself recorded. Concurrent writers and sealers: test_sealing.py."""
 
-import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from copilot_admin.audit.models import AuditChainHead, AuditEntry
@@ -20,7 +19,6 @@ from copilot_admin.audit.services import (
     audit_purge_expired,
     audit_retention_days,
     audit_retention_set,
-    entry_append,
 )
 from tests.audit.conftest import chain_fill, entries
 from tests.conftest import require_service
@@ -170,76 +168,6 @@ def test_retention_period_has_a_platform_minimum_and_only_operators_set_it(tenan
 def test_purge_task_is_scheduled_daily(settings):
     schedule = settings.CELERY_BEAT_SCHEDULE["audit-purge-expired"]
     assert schedule["task"] == "copilot_admin.audit.tasks.audit_purge_expired"
-
-
-# -- concurrency -------------------------------------------------------------------------------------
-
-def _in_thread(work):
-    """Run `work` on a thread of its own, so on a database connection of its own that commits
-    (the test's connection stays inside the test's transaction)."""
-    failures = []
-
-    def run():
-        try:
-            work()
-        except Exception as error:  # noqa: BLE001  (re-raised in the caller)
-            failures.append(error)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if failures:
-        raise failures[0]
-
-
-def test_concurrent_writers_keep_one_chain(db):
-    """Threads with their own connections append to two chains at once: one being created by
-    the race, one that exists. Their rows are committed (no flush of the test database: that
-    would disturb other transactional tests), so the test removes them afterwards."""
-    require_service("PostgreSQL", connection.vendor == "postgresql", "SQLite serializes writers itself")
-    fresh, existing = 987_654, 987_655  # chains of no tenant row: entries need none
-    threads, per_thread = 12, 15
-    start = threading.Barrier(threads)
-    errors = []
-
-    def append(tenant_id, object_id):
-        entry_append(tenant_id=tenant_id, actor_id=None, actor_email="", actor_type="system",
-                     action="test.concurrent", object_id=object_id)
-
-    def write(n):
-        try:
-            start.wait()
-            for i in range(per_thread):
-                append(fresh, f"{n}-{i}")
-                append(existing, f"{n}-{i}")
-        except Exception as error:  # noqa: BLE001  (reported below)
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    def remove_committed_rows():
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL {PURGE_SETTING} = 'on'")
-            cursor.execute("DELETE FROM audit_auditentry WHERE tenant_id IN (%s, %s)", [fresh, existing])
-            cursor.execute("DELETE FROM audit_auditchainhead WHERE tenant_id IN (%s, %s)", [fresh, existing])
-
-    try:
-        _in_thread(lambda: append(existing, "first"))
-        workers = [threading.Thread(target=write, args=(n,)) for n in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        assert errors == []
-        for tenant_id, expected in ((fresh, threads * per_thread), (existing, threads * per_thread + 1)):
-            seqs = list(AuditEntry.objects.for_chain(tenant_id).order_by("seq").values_list("seq", flat=True))
-            assert seqs == list(range(1, expected + 1))
-            report = audit_chain_verify(tenant_id=tenant_id)
-            assert report.ok and report.checked == expected, report
-    finally:
-        _in_thread(remove_committed_rows)
 
 
 def test_retention_command_shows_and_sets_the_period(tenant_a, settings):

@@ -8,7 +8,6 @@ from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.audit.models import AuditEntry
 from copilot_admin.copilot import services
 from copilot_admin.copilot.services import CopilotError, copilot_invoke
 from copilot_admin.core.errors import NotFound
@@ -16,6 +15,7 @@ from copilot_admin.regions.models import AzureDeployment
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import UsageRecord
 from tenants.models import TenantStatus
+from tests.audit.conftest import entries
 from tests.regions.fixtures import deployment_factory  # noqa: F401
 
 FEATURES = ["summarize", "time-entry", "prioritize"]
@@ -51,7 +51,7 @@ def _company(membership):
 
 
 def audit_entries(tenant):
-    return list(AuditEntry.objects.for_tenant(tenant).filter(action="copilot.call").order_by("seq"))
+    return list(entries(tenant, action="copilot.call"))
 
 
 # --- success and recording --------------------------------------------------------------------

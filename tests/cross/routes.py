@@ -97,7 +97,7 @@ TENANT_API = {
     ("api:audit-export", "get"): Perm.AUDIT_EXPORT,
     # One route per declared copilot feature, requiring the feature's grant (copilot/features.py).
     **{(f"api:copilot-{grant.feature}", "post"): grant.code for grant in feature_grants()},
-    # Reads of limits and abuse cases also allow admin.limits (AlternativePermissionMixin).
+    # Reads of limits and abuse cases also allow admin.limits (the views' `alternatives`).
     ("api:limits", "get"): Perm.USAGE_VIEW,
     ("api:limits", "patch"): Perm.LIMITS,
     ("api:usage", "get"): Perm.USAGE_VIEW,

@@ -21,6 +21,7 @@ from copilot_admin.directory.selectors import invitation_resolve, invitation_tok
 from copilot_admin.platform import services as platform_services
 from tenants.models import Membership, User
 from tenants.selectors import memberships_of_user
+from tests.audit.conftest import entries
 from tests.conftest import api_client_for
 from tests.factories import PASSWORD, role_named
 
@@ -348,12 +349,10 @@ def test_token_limit_revokes_the_oldest_token(tenant_a, settings):
 
 def test_the_invitations_audit_entry_holds_nothing_of_the_existing_account(tenant_a, tenant_b,
                                                                           django_capture_on_commit_callbacks):
-    chain = AuditEntry.objects.for_chain(tenant_a.tenant)
-
     def recorded_by(email):
-        before = chain.count()
+        before = entries(tenant_a).count()
         invite(tenant_a, email, capture=django_capture_on_commit_callbacks)
-        return list(chain.filter(seq__gt=before).order_by("seq").values("action", "object_type", "object_repr", "changes"))
+        return list(entries(tenant_a).filter(seq__gt=before).values("action", "object_type", "object_repr", "changes"))
 
     existing, fresh = recorded_by("admin@bravo.test"), recorded_by("someone@new.test")
     name = tenant_b.members["admin"].user.full_name
@@ -364,8 +363,8 @@ def test_the_invitations_audit_entry_holds_nothing_of_the_existing_account(tenan
 
     assert shape(existing) == shape(fresh)  # the tenant's log reads the same for both
     assert "created_account" not in str(existing) and "'user'" not in str(existing)
-    assert not chain.filter(action="user.create").exists()  # an account is recorded in the platform log
-    platform = AuditEntry.objects.for_chain(None).filter(action="user.invite").order_by("seq")
+    assert not entries(tenant_a, action="user.create").exists()  # an account is recorded in the platform log
+    platform = entries(None, action="user.invite")
     assert [(e.object_repr, e.metadata["account_created"]) for e in platform] == [
         ("admin@bravo.test", False), ("someone@new.test", True)]
 

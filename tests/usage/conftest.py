@@ -85,7 +85,7 @@ def seeded_zones(db):
 
     from copilot_admin.regions.models import DataZone
 
-    # The flush re-created the content types under new ids; django-auditlog must not use stale ones.
+    # The flush re-created the content types under new ids; the audit recorder must not use stale ones.
     ContentType.objects.clear_cache()
     seed = importlib.import_module("copilot_admin.regions.migrations.0002_seed_zones")
     for code, name in seed.ZONES:

@@ -6,12 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from auditlog.context import set_actor
-from auditlog.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from copilot_admin.directory import services as directory
 from copilot_admin.usage import abuse
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import (
@@ -25,15 +24,11 @@ from copilot_admin.usage.models import (
     Notification,
     UsageOutcome,
 )
+from tests.audit.conftest import object_entries as entries
 from tests.conftest import api_client_for
 from tests.usage.helpers import call, refused, set_policy
 
 CASES = "/api/v1/tenants/alpha/abuse-cases/"
-
-
-def entries(model, pk):
-    content_type = ContentType.objects.get_for_model(model)
-    return LogEntry.objects.filter(content_type=content_type, object_pk=str(pk)).order_by("pk")
 
 
 @pytest.fixture
@@ -86,17 +81,16 @@ def test_strikes_suspend_and_repeated_suspensions_terminate(tenant_a, strict, cl
 
 
 def test_automatic_transitions_are_the_systems_even_inside_a_users_request(tenant_a, strict):
-    tech = tenant_a.members["tech"]
+    tech, admin = tenant_a.members["tech"], tenant_a.members["admin"]
     company = tenant_a.companies[2]
     with set_actor(actor=tech.user):
         strike_out(tech)
-        company.name = "Renamed in the same request"
-        company.save()
+        directory.company_update(actor=admin, company=company, name="Renamed in the same request")
     access = CopilotAccess.objects.for_tenant(tenant_a.tenant).get(membership=tech)
     assert {entry.actor for entry in entries(CopilotAccess, access.pk)} == {None}
     case = AbuseCase.objects.for_tenant(tenant_a.tenant).get()
     assert entries(AbuseCase, case.pk).get().actor is None
-    assert entries(type(company), company.pk).last().actor == tech.user  # the request's own actor is back
+    assert entries(type(company), company.pk).last().actor == admin.user  # each service's own actor
 
 
 def test_content_filter_refusals_are_strikes(tenant_a, strict):

@@ -6,8 +6,6 @@ import logging
 import socket
 
 import pytest
-from auditlog.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.core import mail
 from django.urls import reverse
 
@@ -19,6 +17,7 @@ from copilot_admin.usage.counters import LimitsUnavailable, LimitWindow, Window
 from copilot_admin.usage.models import LimitWarning, Notification, PlatformLimitPolicy, Strike, TenantLimitPolicy
 from copilot_admin.usage.selectors import effective_limits
 from copilot_admin.usage.services import tenant_limits_update
+from tests.audit.conftest import object_entries
 from tests.conftest import api_client_for
 from tests.factories import add_member
 from tests.usage.helpers import call, refused, set_policy
@@ -94,10 +93,9 @@ def test_limit_changes_are_audited_with_their_actor(tenant_a, client):
     admin = tenant_a.members["admin"]
     api_client_for(admin.user).patch(LIMITS_URL, {"user_requests_per_hour": 99}, format="json")
     policy = TenantLimitPolicy.objects.for_tenant(tenant_a.tenant).get()
-    entry = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(TenantLimitPolicy),
-                                    object_pk=str(policy.pk)).order_by("pk").last()
-    assert entry.actor == admin.user and entry.changes_dict["user_requests_per_hour"][1] == "99"
-    assert entry.additional_data == {"tenant": "alpha"}
+    entry = object_entries(policy).last()
+    assert entry.actor == admin.user and entry.changes["user_requests_per_hour"][1] == "99"
+    assert entry.tenant_id == tenant_a.tenant.pk and entry.action == "limits.create"
 
 
 def test_limits_page_saves_and_shows_refusals(client, tenant_a):
@@ -127,9 +125,8 @@ def test_platform_limits_api_and_page_for_operators_only(client, tenant_a, opera
     assert api.patch(url, {"max_user_requests_per_minute": 2**40}, format="json").status_code == 400  # the column
     assert api_client_for(tenant_a.members["admin"].user).get(url).status_code == 404
     assert api_client_for(None).get(url).status_code == 401
-    content_type = ContentType.objects.get_for_model(PlatformLimitPolicy)
-    entry = LogEntry.objects.filter(content_type=content_type).order_by("pk").last()
-    assert entry.actor == operator
+    entry = object_entries(policy).last()
+    assert entry.actor == operator and entry.tenant_id is None
 
     client.force_login(operator)
     page = reverse("platform:limits")

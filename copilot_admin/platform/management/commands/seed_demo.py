@@ -1,4 +1,5 @@
-"""python manage.py seed_demo: the demo tenants and accounts of DESIGN.md. Idempotent."""
+"""python manage.py seed_demo: the demo tenants and accounts of DESIGN.md. Idempotent; what it
+creates or changes is recorded in the audit log with the system as actor."""
 
 import os
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import feature_names
 from copilot_admin.access.services import roles_seed_system
+from copilot_admin.audit.services import audit_change_record, audit_m2m_change_record, audit_snapshot
 from copilot_admin.platform import services
 from copilot_admin.regions import services as region_services
 from copilot_admin.regions.models import AzureDeployment, DataZone
@@ -48,30 +50,38 @@ class Command(BaseCommand):
         self._user("operator@platform.example", password, "Pat Operator", is_platform_operator=True)
         for spec in DEMO_TENANTS:
             tenant = self._tenant(spec)
-            companies = [
-                ClientCompany.objects.for_tenant(tenant).get_or_create(
-                    tenant=tenant, name=name, defaults={"co_managed": index == 0}
-                )[0]
-                for index, name in enumerate(spec["companies"])
-            ]
+            companies = [self._company(tenant, name, co_managed=index == 0) for index, name in enumerate(spec["companies"])]
             for local, role_name, user_type, full_name in DEMO_USERS:
                 user = self._user(f"{local}@{tenant.slug}.example", password, full_name)
                 role = SecurityRole.objects.for_tenant(tenant).get(name=role_name)
-                membership, _ = Membership.objects.for_tenant(tenant).get_or_create(
+                membership, created = Membership.objects.for_tenant(tenant).get_or_create(
                     tenant=tenant, user=user, defaults={"user_type": user_type, "role": role, "accepted_at": timezone.now()}
                 )
+                if created:
+                    audit_change_record(actor=None, tenant=tenant, instance=membership)
                 if user_type == UserType.CO_MANAGED and not membership.companies.exists():
                     membership.companies.set(companies[:1])
+                    audit_m2m_change_record(actor=None, tenant=tenant, instance=membership, field="companies",
+                                            before=[], after=companies[:1])
         platform_policy_ensure()  # the default usage limits and abuse rules, editable at /platform/limits/
         if settings.COPILOT_SIMULATOR:
             self._deployments()
         self.stdout.write(self.style.SUCCESS(f"Demo ready: {len(DEMO_TENANTS)} tenants; password from DEMO_PASSWORD."))
+
+    def _company(self, tenant: Tenant, name: str, *, co_managed: bool) -> ClientCompany:
+        company, created = ClientCompany.objects.for_tenant(tenant).get_or_create(
+            tenant=tenant, name=name, defaults={"co_managed": co_managed}
+        )
+        if created:
+            audit_change_record(actor=None, tenant=tenant, instance=company)
+        return company
 
     def _user(self, email: str, password: str, full_name: str, **flags) -> User:
         user, created = User.objects.get_or_create(email=email, defaults={"full_name": full_name, **flags})
         if created:
             user.set_password(password)
             user.save()
+            audit_change_record(actor=None, tenant=None, instance=user)  # an account: the platform log
         return user
 
     def _tenant(self, spec: dict) -> Tenant:
@@ -81,10 +91,12 @@ class Command(BaseCommand):
                 actor=None, name=spec["name"], slug=spec["slug"], plan=spec["plan"],
                 zone=DataZone.objects.get(code=spec["zone"]),
             )
+            before = audit_snapshot(tenant)
             tenant.copilot_enabled = tenant.plan_includes_copilot
             tenant.feature_switches = {feature: True for feature in feature_names()}
             tenant.save()
-        roles_seed_system(tenant=tenant)
+            audit_change_record(actor=None, tenant=tenant, instance=tenant, before=before)
+        roles_seed_system(actor=None, tenant=tenant)
         return tenant
 
     def _deployments(self) -> None:
