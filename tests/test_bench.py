@@ -12,7 +12,9 @@ from bench import bench_copilot
 from tenants.models import Tenant
 
 
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback, as every threaded test here: the next one that restores the seeded rows finds
+# them gone, not doubled.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_sql_counter_counts_statements_and_transactions_on_every_threads_connection():
     counter = bench_copilot.SqlCounter()
     connection_created.connect(counter.on_connection_created, weak=False)
