@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.urls import reverse
 
 from copilot_admin.audit.models import AuditEntry
 from copilot_admin.copilot import services
 from copilot_admin.copilot.services import CopilotError, copilot_invoke
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import DailyUsage, HourlyUsage, Strike, UsageRecord
+from tests.conftest import api_client_for
 from tests.regions.fixtures import deployment_factory  # noqa: F401
 from tests.usage.helpers import set_policy
 
@@ -239,3 +241,23 @@ def test_a_failure_inside_the_bookkeeping_leaves_none_of_it_and_settles_once(
     assert after == before
     us_deployment.refresh_from_db()
     assert us_deployment.failure_count == 1  # health is outside the bookkeeping: still recorded
+
+
+# What the API request costs in all: the bearer token, the tenant's membership and the
+# request's own bookkeeping come on top of the call's. The bounds are today's.
+MAX_QUERIES_API_SUCCESS = 14
+MAX_TRANSACTIONS_API_SUCCESS = 2
+
+
+def test_a_successful_call_through_the_api_is_counted_too(tenant_a, us_deployment, sim, count_db):
+    client = api_client_for(tenant_a.members["tech"].user)
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": "alpha"})
+    assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+    with count_db() as ledger:
+        response = client.post(url, ticket(tenant_a.companies[0]), format="json")
+    assert response.status_code == 200, response.content[:300]
+    print("successful API call:", ledger.summary())
+    assert ledger.commits == 1 and ledger.savepoints == 0, ledger.summary()
+    assert not any("FOR UPDATE" in sql.upper() for sql, _ in ledger.statements), ledger.summary()
+    assert ledger.transactions <= MAX_TRANSACTIONS_API_SUCCESS, ledger.summary()
+    assert ledger.queries <= MAX_QUERIES_API_SUCCESS, ledger.summary()
