@@ -445,6 +445,10 @@ def _conclude(call: AdmittedCall, describe: Callable[[], _Ending], *, sent_if_fa
     A fault while describing the ending, or while recording it, makes the call an `error`
     (502): the reservation is still settled once, and the error recorded instead. A second
     conclusion of the same call (another path got there first) settles and records nothing.
+
+    In this order: the settlement (Redis, once); the bookkeeping, one transaction (`_finish`;
+    when it fails it is rolled back whole and the call recorded as an error instead, again in
+    one transaction); then deployment health, outside any transaction (`_record_attempts`).
     """
     try:
         ending = describe()
