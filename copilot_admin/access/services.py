@@ -14,7 +14,7 @@ records itself in the tenant's audit log, with its actor, in its transaction.
 from django.db import transaction
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import Perm, all_permissions, copilot_grants
+from copilot_admin.access.permissions import Perm, PlatformPerm, all_permissions, copilot_grants
 from copilot_admin.access.policy import permission_require, permissions_of
 from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused, refusing_duplicates
@@ -100,8 +100,11 @@ def _ensure_unique_name(*, tenant: Tenant, name: str, exclude_pk=None) -> None:
 @transaction.atomic
 def roles_seed_system(*, actor: User | None, tenant: Tenant) -> list[SecurityRole]:
     """Create (or bring up to date) the tenant's system roles, recorded with `actor` (the
-    operator creating the tenant; None: the system). Idempotent: a role already up to date
-    is neither written nor recorded."""
+    operator creating the tenant; None: the system, as the seed and migrations run it).
+    Idempotent: a role already up to date is neither written nor recorded."""
+    if actor is not None:
+        permission_require(actor=actor, permission=PlatformPerm.OPERATOR,
+                           message="Only platform operators seed a tenant's system roles.")
     roles = []
     for spec in system_roles():
         values = {key: spec[key] for key in ("description", "user_type", "permissions")}

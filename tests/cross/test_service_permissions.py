@@ -93,6 +93,8 @@ TABLE = {
         actor=a, membership=w.pending)),
     "directory.account_update": Row(OWNER, lambda w, a: directory_services.account_update(
         actor=a, user=w.owner, full_name="Ana Ruiz")),
+    "access.roles_seed_system": Row(PlatformPerm.OPERATOR, lambda w, a: access_services.roles_seed_system(
+        actor=a, tenant=w.tenant)),
     "platform.tenant_create": Row(PlatformPerm.OPERATOR, lambda w, a: platform_services.tenant_create(
         actor=a, name="Woodgrove", slug="woodgrove", plan="ultimate", zone=DataZone.objects.get(code="us"))),
     "platform.tenant_update": Row(PlatformPerm.OPERATOR, lambda w, a: platform_services.tenant_update(
@@ -128,6 +130,8 @@ TABLE = {
 # given, whoever checked the permission before.
 RECORDERS = {
     "audit.audit_event_record": "records an event with the actor it is given",
+    "audit.audit_change_record": "records a model change with the actor its service was given",
+    "audit.audit_m2m_change_record": "records a relation change with the actor its service was given",
     "audit.queryset_update_audited": "records a bulk update with the actor it is given",
     "audit.audit_export_open": "the recorder's export; compliance.audit_export_start checks audit.export first",
 }
