@@ -37,8 +37,10 @@ Guarantees:
   recorded (usage record and audit entry, in one transaction). An unexpected exception is
   recorded as outcome `error` and answered 502 `upstream_error`, never a 500; a caller that
   went away is recorded as `cancelled`.
-- Deployment health is recorded for every upstream attempt (best effort: a failure to record
-  it is logged and does not fail the call).
+- The bookkeeping is one transaction (usage record, roll-ups, any strike, audit entry: all or
+  none), after the settlement. Deployment health is recorded for every upstream attempt
+  after it, one plain UPDATE each outside any transaction (best effort: a failure to record it
+  is logged and does not fail the call). `tests/copilot/test_bookkeeping.py` counts them.
 """
 
 from __future__ import annotations
@@ -328,7 +330,8 @@ def copilot_admit(
         retry_after = getattr(refused, "retry_after", None)
         error = CopilotError(refused.message, code=refused.code, status_code=refused.status_code,
                              retry_after=retry_after if refused.status_code == 429 else None)
-        _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
+        _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin,
+                 limit=getattr(refused, "limit", "") or "")
         raise error from None
 
     # Admitted: from here on, every way out settles the reservation and records the call.
@@ -442,6 +445,10 @@ def _conclude(call: AdmittedCall, describe: Callable[[], _Ending], *, sent_if_fa
     A fault while describing the ending, or while recording it, makes the call an `error`
     (502): the reservation is still settled once, and the error recorded instead. A second
     conclusion of the same call (another path got there first) settles and records nothing.
+
+    In this order: the settlement (Redis, once); the bookkeeping, one transaction (`_finish`;
+    when it fails it is rolled back whole and the call recorded as an error instead, again in
+    one transaction); then deployment health, outside any transaction (`_record_attempts`).
     """
     try:
         ending = describe()
@@ -450,19 +457,19 @@ def _conclude(call: AdmittedCall, describe: Callable[[], _Ending], *, sent_if_fa
         ending = _broken(call, sent=sent_if_faulty)
     if not call.claim_conclusion():
         return ending
-    _record_attempts(call, ending.attempts)
     _settle(call, ending)
+    attempts = ending.attempts
     try:
         _finish(call, ending)
     except Exception as fault:  # noqa: BLE001 - see the docstring
         _log_fault(call, fault, stage="record")
-        if ending.outcome == UsageOutcome.ERROR:
-            return ending
-        ending = _broken(call, sent=ending.sent, known=ending)
-        try:
-            _finish(call, ending)
-        except Exception as again:  # noqa: BLE001 - nothing more can be done than say so
-            _log_fault(call, again, stage="record")
+        if ending.outcome != UsageOutcome.ERROR:
+            ending = _broken(call, sent=ending.sent, known=ending)
+            try:
+                _finish(call, ending)
+            except Exception as again:  # noqa: BLE001 - nothing more can be done than say so
+                _log_fault(call, again, stage="record")
+    _record_attempts(call, attempts)
     return ending
 
 
@@ -477,15 +484,18 @@ def _settle(call: AdmittedCall, ending: _Ending) -> None:
 
 
 def _record_attempts(call: AdmittedCall, attempts: tuple[azure.Attempt, ...]) -> None:
-    try:
-        with transaction.atomic():
-            for attempt in attempts:
-                deployment_health_record(
-                    name=attempt.deployment, ok=attempt.outcome == "ok", latency_ms=attempt.latency_ms,
-                    failure_code="" if attempt.outcome == "ok" else attempt.outcome,
-                )
-    except Exception as fault:  # noqa: BLE001 - health is best effort: the call stands
-        _log_fault(call, fault, stage="health")
+    """Deployment health, after the bookkeeping has committed and outside any transaction: one
+    plain UPDATE per attempt (database-side arithmetic, no `select_for_update`), so the
+    deployment's row, shared by every call of the zone, is locked for that one statement only,
+    never for a call's transaction. Best effort: a failure is logged and the call stands."""
+    for attempt in attempts:
+        try:
+            deployment_health_record(
+                name=attempt.deployment, ok=attempt.outcome == "ok", latency_ms=attempt.latency_ms,
+                failure_code="" if attempt.outcome == "ok" else attempt.outcome,
+            )
+        except Exception as fault:  # noqa: BLE001 - health is best effort: the call stands
+            _log_fault(call, fault, stage="health")
 
 
 def _log_fault(call: AdmittedCall, fault: BaseException, *, stage: str) -> None:
@@ -569,20 +579,24 @@ def upstream_error(failure: azure.UpstreamFailure, *, request_id: str) -> Copilo
 
 
 def _refused(
-    *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
+    *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin,
+    limit: str = "",
 ) -> None:
-    """A call refused after the access checks: usage (nothing sent) and audit, in one transaction."""
+    """A call refused after the access checks: usage (nothing sent), the strike of a refusal
+    by a limit (`limit`), and audit, in one transaction."""
     with transaction.atomic():
-        _refused_record(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
+        _refused_record(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error,
+                        origin=origin, limit=limit)
     _log(membership=membership, feature=spec.slug, zone=zone, request_id=request_id, code=error.code)
 
 
 def _refused_record(
-    *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin
+    *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin,
+    limit: str = "",
 ) -> None:
     usage.usage_record_create(
         membership=membership, feature=spec.slug, zone=zone, outcome=UsageOutcome.REFUSED,
-        request_id=request_id, error_code=error.code, template_version=spec.prompt_version,
+        request_id=request_id, error_code=error.code, template_version=spec.prompt_version, limit=limit,
     )
     metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
     if error.retry_after is not None:
@@ -593,7 +607,9 @@ def _refused_record(
 
 def _finish(call: AdmittedCall, ending: _Ending) -> None:
     """The call's bookkeeping as one unit: usage record, roll-ups, any strike and the audit
-    entry commit together or not at all."""
+    entry commit together, in one transaction without savepoints, or not at all. Nothing in it
+    locks a row shared by the tenant's calls (the audit append takes no lock; the sealer chains
+    entries off the call's path); the roll-up rows it updates are the caller's own."""
     latency_ms = ending.answer.latency_ms if ending.answer is not None else _latency_ms(call)
     attempts = len(ending.attempts)
     with transaction.atomic():

@@ -12,14 +12,14 @@ access chain:
 - `copilot_access_state(membership)`: whether the user's copilot access is suspended or
   terminated by the abuse rules.
 - `limits_reserve(...)`: reserve the call against the tenant's effective limits, atomically;
-  raises `RateLimitExceeded` (429 `rate_limited` with Retry-After, naming the limit; the
-  refusal is a strike) or `LimitsUnavailable` (503, unless `USAGE_LIMITS_FAIL_OPEN`), and
+  raises `RateLimitExceeded` (429 `rate_limited` with Retry-After, naming the limit) or `LimitsUnavailable` (503, unless `USAGE_LIMITS_FAIL_OPEN`), and
   records threshold warnings. The call holds the returned `Reservation` until it settles.
 - `limits_settle(...)`: after the call, correct the reservation to the tokens really used,
   give it back when nothing was sent upstream, or keep the estimate when the tokens used
   cannot be known; warnings for thresholds the correction crossed. Never raises.
 - `usage_record_create(...)`: one `UsageRecord` per call that passed the access checks, and
-  the call's daily and hourly roll-ups; a content-filter refusal is a strike.
+  the call's daily and hourly roll-ups; a content-filter refusal, and a refusal by a limit,
+  is a strike. All of it in the caller's transaction (the call's bookkeeping is one unit).
   Metadata only, never content.
 """
 
@@ -69,18 +69,15 @@ def copilot_access_state(membership: Membership) -> AccessState:
 def limits_reserve(*, membership: Membership, feature: str, estimated_tokens: int) -> Reservation:
     """Reserve one request and `estimated_tokens` against every limit that applies, all or none.
 
-    Raises `RateLimitExceeded` when a limit refuses (after counting the strike against the
-    user), `LimitsUnavailable` when the counters cannot be reached (and fail-open is off);
-    then nothing was reserved. An admitted call that crosses a warning threshold is warned of.
+    Raises `RateLimitExceeded` when a limit refuses (the caller records the refused call with
+    `usage_record_create(..., limit=refusal.limit)`, which counts the strike in the same
+    transaction), `LimitsUnavailable` when the counters cannot be reached (and fail-open is
+    off); then nothing was reserved. An admitted call that crosses a warning threshold is warned of.
     """
     effective = selectors.effective_limits(membership.tenant)
-    try:
-        reservation = admission.reserve(
-            membership=membership, limits=effective, estimated_tokens=estimated_tokens, feature=feature
-        )
-    except RateLimitExceeded as refusal:
-        abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=refusal.limit)
-        raise
+    reservation = admission.reserve(
+        membership=membership, limits=effective, estimated_tokens=estimated_tokens, feature=feature
+    )
     alerts.limit_warnings_record(membership=membership, limits=effective, windows=reservation.windows)
     return reservation
 
@@ -121,11 +118,17 @@ def usage_record_create(
     error_code: str = "",
     upstream_request_id: str = "",
     template_version: str = "",
+    limit: str = "",
 ) -> UsageRecord:
     """Record one copilot call (metadata only), add it to the daily and hourly roll-ups, and
-    count a content-filter refusal as a strike against the user."""
+    count a strike against the user for a content-filter refusal, or for a refusal by a limit
+    (`limit`: the one that refused, from `RateLimitExceeded.limit`).
+
+    All of it commits with the caller's transaction, or with its own when there is none: no
+    savepoint of its own, so a failure anywhere in the caller's bookkeeping leaves none of it
+    behind (DESIGN.md, "The call's bookkeeping")."""
     tenant = membership.tenant
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         record = _usage_record_insert(
             membership=membership, feature=feature, zone=zone, outcome=outcome, request_id=request_id,
             deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
@@ -135,8 +138,10 @@ def usage_record_create(
         rollups.usage_rollup_add(tenant=tenant, membership_id=membership.pk, feature=feature, at=record.created_at,
                                  **_rollup_numbers(outcome=outcome, error_code=error_code, prompt_tokens=prompt_tokens,
                                                    completion_tokens=completion_tokens))
-    if error_code == CONTENT_FILTERED:
-        abuse.strike_record(membership=membership, kind=StrikeKind.CONTENT_FILTER)
+        if error_code == CONTENT_FILTERED:
+            abuse.strike_record(membership=membership, kind=StrikeKind.CONTENT_FILTER)
+        elif outcome == UsageOutcome.REFUSED and error_code == RateLimitExceeded.code:
+            abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=limit)
     return record
 
 

@@ -51,7 +51,7 @@ def refused(membership, *, feature: str = "summarize"):
         usage.limits_reserve(membership=membership, feature=feature, estimated_tokens=0)
     except usage.RateLimitExceeded as error:
         usage.usage_record_create(membership=membership, feature=feature, zone="us", outcome=UsageOutcome.REFUSED,
-                                  request_id=_request_id(), error_code="rate_limited")
+                                  request_id=_request_id(), error_code="rate_limited", limit=error.limit)
         return error
     raise AssertionError("the call was admitted")
 
