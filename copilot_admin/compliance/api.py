@@ -66,7 +66,14 @@ class AuditCursorPagination(CursorPagination):
         return cursor
 
 
+# Filters the schema restricts to a list of values: an empty one (`?outcome=`) is not one of them.
+_CHOICE_FILTERS = tuple(parameter.name for parameter in FILTER_PARAMETERS if parameter.enum)
+
+
 def _filters(request) -> dict:
+    blank = {name: ["May not be empty."] for name in _CHOICE_FILTERS if request.query_params.get(name) == ""}
+    if blank:
+        raise ValidationError(blank)
     form = AuditFilterForm(request.query_params)
     if not form.is_valid():
         errors = form.errors.get_json_data()
