@@ -28,6 +28,7 @@ from copilot_admin.copilot.services import CopilotError, copilot_invoke
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import DailyUsage, HourlyUsage, Strike, UsageRecord
 from tests.conftest import api_client_for
+from tests.copilot.test_call_faults import ticket, us_deployment  # noqa: F401  (the same ticket and deployment)
 from tests.regions.fixtures import deployment_factory  # noqa: F401
 from tests.usage.helpers import set_policy
 
@@ -124,21 +125,6 @@ def count_db(monkeypatch, settings):
             monkeypatch.delattr(connection, "rollback")
 
     return Counting
-
-
-def ticket(company):
-    return {
-        "company": str(company.pk),
-        "contact": {"first_name": "Ana", "last_name": "Ruiz", "type": "customer"},
-        "issue": {"summary": "Printer offline", "description": "The office printer stopped this morning.",
-                  "conversation": [{"author": "contact", "body": "Still broken.", "at": "2026-11-20T10:00:00Z",
-                                    "internal": False}]},
-    }
-
-
-@pytest.fixture
-def us_deployment(deployment_factory, simulator_url, sim):  # noqa: F811
-    return deployment_factory(zone="us", name="us-primary", endpoint=simulator_url, priority=10)
 
 
 def invoke(tenant, role="tech"):
