@@ -156,6 +156,9 @@ class AuditEntry(AbstractLogEntry):
             models.Index(fields=["tenant", "action", "-id"], name="audit_tenant_action_idx"),
             models.Index(fields=["tenant", "actor", "-id"], name="audit_tenant_actor_idx"),
             models.Index(fields=["tenant", "object_type", "object_id", "-id"], name="audit_tenant_object_idx"),
+            # The outcome filter ("failure", "denied"): rare outcomes would otherwise walk the
+            # tenant's whole newest-first index to fill one page.
+            models.Index(fields=["tenant", "outcome", "-id"], name="audit_tenant_outcome_idx"),
             # The sealer's work list: the entries not sealed yet, per chain, in order.
             models.Index(fields=["tenant", "id"], condition=models.Q(seq__isnull=True), name="audit_unsealed_idx"),
         ]

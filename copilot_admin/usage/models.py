@@ -438,7 +438,11 @@ class HourlyUsage(TenantOwned):
 
     class Meta(TenantOwned.Meta):
         constraints = [models.UniqueConstraint(fields=["tenant", "membership", "hour"], name="usage_hourly_unique")]
-        indexes = [models.Index(fields=["hour"], name="usage_hourly_hour")]
+        indexes = [
+            models.Index(fields=["hour"], name="usage_hourly_hour"),
+            # The pattern review's and the dashboard's per-tenant hour range (and the purge).
+            models.Index(fields=["tenant", "hour"], name="usage_hourly_tenant_hour"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%dT%H}Z membership {self.membership_id}: {self.requests}"
