@@ -77,13 +77,24 @@ def tenant_key(tenant_id: int) -> str:
     return f"t:{tenant_id}:tokens"
 
 
+def tenant_subject(tenant_id: int) -> str:
+    """Whom a call's windows belong to: its tenant, the user's windows too.
+
+    So every counter of one reservation shares one Redis Cluster slot, and tenants spread over slots.
+    """
+    return f"t:{tenant_id}"
+
+
 def call_check(*, membership: Membership, limits: EffectiveLimits, estimated_tokens: int) -> LimitCheck:
     """The five windows one copilot call must fit in, each named after its limit."""
     requests = user_key(membership.pk, "requests")
     tokens = max(0, int(estimated_tokens))
 
     def window(name: str, key: str, span: Window, amount: int = 1) -> LimitWindow:
-        return LimitWindow(key=key, window=span, limit=limits.value(name), amount=amount, name=name)
+        return LimitWindow(
+            key=key, window=span, limit=limits.value(name), amount=amount, name=name,
+            subject=tenant_subject(membership.tenant_id),
+        )
 
     return LimitCheck(
         windows=(

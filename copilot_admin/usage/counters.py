@@ -112,6 +112,11 @@ class LimitWindow:
     limited per minute and per hour without the counters colliding. `amount` is what a
     reservation adds: 1 for a request counter, the estimated tokens for a token counter.
     Reads (`current`) use `amount` only to say whether such a call would be refused now.
+
+    `subject` is whom the counter belongs to for placement, e.g. `"t:<tenant_id>"`: the
+    windows of one check share it (they are reserved in one step, so in Redis Cluster they
+    must live in one hash slot), and different subjects spread over the cluster. A key
+    belongs to one subject. It may not contain `{` or `}` (it becomes the Redis hash tag).
     """
 
     key: str
@@ -119,11 +124,14 @@ class LimitWindow:
     limit: int
     amount: int = 1
     name: str = ""
+    subject: str = ""
 
     def __post_init__(self) -> None:
         key_ok = isinstance(self.key, str) and 0 < len(self.key) <= MAX_KEY_LENGTH and self.key == self.key.strip()
         if not key_ok:
             raise ValueError(f"A limit key is a non-empty string of at most {MAX_KEY_LENGTH} characters: {self.key!r}.")
+        if not isinstance(self.subject, str) or "{" in self.subject or "}" in self.subject:
+            raise ValueError(f"The subject of {self.key!r} is a string without braces: {self.subject!r}.")
         object.__setattr__(self, "window", Window(self.window))
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0:
             raise ValueError(f"limit of {self.key!r} must be an integer >= 0, got {self.limit!r}.")
@@ -135,7 +143,8 @@ class LimitWindow:
 class LimitCheck:
     """The windows that one call must fit into, checked and reserved together, all or nothing.
 
-    Each (key, window) appears at most once.
+    Each (key, window) appears at most once, and every window has the same `subject` (so
+    that one Redis Cluster slot holds all of a check's counters).
     """
 
     windows: tuple[LimitWindow, ...]
@@ -151,6 +160,9 @@ class LimitCheck:
             if (item.key, item.window) in seen:
                 raise ValueError(f"Window {item.window} of {item.key!r} appears twice in one check.")
             seen.add((item.key, item.window))
+        subjects = {item.subject for item in windows}
+        if len(subjects) > 1:
+            raise ValueError(f"The windows of one check belong to one subject, got {sorted(subjects)!r}.")
         object.__setattr__(self, "windows", windows)
 
 
@@ -162,7 +174,7 @@ class WindowUsage:
     `exceeded` says this window refused the amount (`used_before + amount > limit`).
     `retry_after` is the whole number of seconds, at least 1, until the window resets.
     `window_start` identifies the bucket, so a caller can keep "once per window" records.
-    `name` is the limit's name as the `LimitWindow` gave it.
+    `name` and `subject` are as the `LimitWindow` gave them.
     """
 
     key: str
@@ -176,6 +188,7 @@ class WindowUsage:
     exceeded: bool
     retry_after: int
     name: str = ""
+    subject: str = ""
 
     @property
     def remaining(self) -> int:
@@ -239,15 +252,16 @@ class _Bucket:
     amount: int
     start: int
     name: str = ""
+    subject: str = ""
 
     @classmethod
     def containing(cls, item: LimitWindow, *, now: float) -> _Bucket:
         length = item.window.seconds
-        return cls(item.key, item.window, item.limit, item.amount, int(now // length) * length, item.name)
+        return cls(item.key, item.window, item.limit, item.amount, int(now // length) * length, item.name, item.subject)
 
     @classmethod
     def of(cls, usage: WindowUsage) -> _Bucket:
-        return cls(usage.key, usage.window, usage.limit, usage.amount, int(usage.window_start.timestamp()), usage.name)
+        return cls(usage.key, usage.window, usage.limit, usage.amount, int(usage.window_start.timestamp()), usage.name, usage.subject)
 
     @property
     def end(self) -> int:
@@ -270,6 +284,7 @@ class _Bucket:
             exceeded=exceeded,
             retry_after=max(1, math.ceil(self.end - now)),
             name=self.name,
+            subject=self.subject,
         )
 
 
@@ -452,8 +467,14 @@ def _safe_location(url: str) -> str:
 class RedisCounterBackend(CounterBackend):
     """Counters in Redis: one Lua script per reservation, one round trip, keys with a TTL.
 
-    Key layout: `<prefix><window>:<bucket start, unix seconds>:<key>`. All keys of one check
-    go to one script, so Redis Cluster is not supported (they would need one hash slot).
+    Key layout: `<prefix>{<subject>}:<window>:<bucket start, unix seconds>:<key>`. The braces
+    are a Redis Cluster hash tag: a check's windows share one subject (`LimitCheck`), so every
+    key one script touches (reserve, reconcile, release, read) hashes to one slot, while
+    different subjects (tenants) spread over the slots; the counters work unchanged on one
+    Redis or a cluster. Neither the prefix nor the subject may contain a brace, so the tag is
+    always the first `{...}` of the key and nothing in `key` can move it.
+    This layout replaced `<prefix><window>:<bucket start>:<key>`: deploying it starts the
+    windows open at that moment from zero once (old keys are not read; they expire by TTL).
     The client does not retry a command that timed out (it may have run: a retry could count
     a call twice); it retries once on a broken pooled connection.
     """
@@ -467,6 +488,8 @@ class RedisCounterBackend(CounterBackend):
         clock: Clock = time.time,
     ) -> None:
         super().__init__(clock=clock)
+        if "{" in key_prefix or "}" in key_prefix:
+            raise ValueError(f"A Redis key prefix may not contain braces (they mark the hash tag): {key_prefix!r}.")
         self._prefix = key_prefix
         self._location = _safe_location(url)
         self._client = redis.Redis.from_url(
@@ -483,12 +506,12 @@ class RedisCounterBackend(CounterBackend):
     def client(self) -> redis.Redis:
         return self._client
 
-    def storage_key(self, *, key: str, window: Window, window_start: int) -> str:
-        """The Redis key of one bucket."""
-        return f"{self._prefix}{window}:{window_start}:{key}"
+    def storage_key(self, *, key: str, window: Window, window_start: int, subject: str = "") -> str:
+        """The Redis key of one bucket; `{subject}` is its hash tag (see the class docstring)."""
+        return f"{self._prefix}{{{subject}}}:{window}:{window_start}:{key}"
 
     def _key(self, bucket: _Bucket) -> str:
-        return self.storage_key(key=bucket.key, window=bucket.window, window_start=bucket.start)
+        return self.storage_key(key=bucket.key, window=bucket.window, window_start=bucket.start, subject=bucket.subject)
 
     def _run(self, operation: str, call: Callable[[], list]) -> list:
         try:

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.connection
 from django.db import OperationalError, connections
+from redis.crc import key_slot
 
+from copilot_admin.usage import admission
 from copilot_admin.usage.counters import (
     TTL_MARGIN_SECONDS,
     DatabaseCounterBackend,
@@ -22,7 +24,9 @@ from copilot_admin.usage.counters import (
     get_counter_backend,
     limits_fail_open,
 )
+from copilot_admin.usage.limits import EffectiveLimits
 from copilot_admin.usage.models import LimitCounter
+from tenants.models import Membership
 
 
 def requests_per(window: Window, limit: int, *, key: str = "u:1:requests") -> LimitWindow:
@@ -72,6 +76,43 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def a_call(*, tenant_id: int = 3, membership_id: int = 7, limit: int = 1000) -> tuple[Membership, EffectiveLimits]:
+    """An (unsaved) membership and limits, enough for `admission.reserve`/`settle` against a counter backend."""
+    membership = Membership(pk=membership_id, tenant_id=tenant_id)
+    limits = EffectiveLimits(**{name: limit for name in EffectiveLimits.__dataclass_fields__})
+    return membership, limits
+
+
+class RecordingClient:
+    """Records every command a Redis client sends (one `execute_command` is one round trip)."""
+
+    def __init__(self, client, monkeypatch) -> None:
+        self.commands: list[tuple] = []
+        original = client.execute_command
+
+        def recording(*args, **kwargs):
+            self.commands.append(args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(client, "execute_command", recording)
+
+    def take(self) -> list[tuple]:
+        taken, self.commands = self.commands, []
+        return taken
+
+
+def script_keys(command: tuple) -> list[str]:
+    """The KEYS of an EVALSHA/EVAL command."""
+    count = int(command[2])
+    return [k.decode() if isinstance(k, bytes) else k for k in command[3 : 3 + count]]
+
+
+def hash_tag(key: str) -> str:
+    """What Redis Cluster hashes: the first `{...}` of the key."""
+    start = key.index("{")
+    return key[start + 1 : key.index("}", start)]
+
+
 class TestInput:
     def test_window_lengths(self):
         assert (Window.MINUTE.seconds, Window.HOUR.seconds, Window.DAY.seconds) == (60, 3600, 86400)
@@ -103,6 +144,25 @@ class TestInput:
             check(requests_per(Window.MINUTE, 1), requests_per(Window.MINUTE, 2))
         # The same key in two window kinds is two different limits.
         assert len(check(requests_per(Window.MINUTE, 1), requests_per(Window.HOUR, 2)).windows) == 2
+
+
+    def test_subjects_have_no_braces_and_one_check_has_one_subject(self):
+        for subject in ("t:{1}", "t:1}", "{"):
+            with pytest.raises(ValueError):
+                LimitWindow(key="k", window=Window.DAY, limit=1, subject=subject)
+        with pytest.raises(ValueError):
+            LimitCheck(
+                windows=(
+                    LimitWindow(key="u:1:tokens", window=Window.DAY, limit=1, subject="t:1"),
+                    LimitWindow(key="t:2:tokens", window=Window.DAY, limit=1, subject="t:2"),
+                )
+            )
+
+    def test_a_call_s_windows_all_belong_to_its_tenant(self):
+        membership, limits = a_call(tenant_id=3, membership_id=7)
+        windows = admission.call_check(membership=membership, limits=limits, estimated_tokens=5).windows
+        assert len(windows) == 5
+        assert {item.subject for item in windows} == {"t:3"}
 
 
 class TestBehaviour:
@@ -375,6 +435,64 @@ class TestRedisBackend:
         redis_backend.reserve(check=limits)
         redis_backend.current(windows=limits.windows)
         assert commands == ["EVALSHA", "MGET"]
+
+    @pytest.mark.services
+    def test_a_call_s_keys_share_its_tenant_s_cluster_slot_with_one_round_trip_each(
+        self, redis_backend, monkeypatch
+    ):
+        monkeypatch.setattr(admission, "get_counter_backend", lambda: redis_backend)
+        membership, limits = a_call(tenant_id=3, membership_id=7)
+        admission.reserve(membership=membership, limits=limits, estimated_tokens=5, feature="f")  # loads the script
+        recorder = RecordingClient(redis_backend.client, monkeypatch)
+
+        reservation = admission.reserve(membership=membership, limits=limits, estimated_tokens=5, feature="f")
+        admitted = recorder.take()
+        admission.settle(reservation=reservation, sent=True, prompt_tokens=4, completion_tokens=9)
+        settled = recorder.take()
+        refunded = admission.reserve(membership=membership, limits=limits, estimated_tokens=5, feature="f")
+        recorder.take()
+        admission.settle(reservation=refunded, sent=False)
+        released = recorder.take()
+
+        assert [c[0] for c in admitted] == [c[0] for c in settled] == [c[0] for c in released] == ["EVALSHA"]
+        keys = script_keys(admitted[0])
+        assert len(keys) == 5  # the user's minute/hour/day/tokens windows and the tenant's tokens window
+        assert {key_slot(k.encode()) for k in keys} == {key_slot(b"t:3")}
+        assert {hash_tag(k) for k in keys} == {"t:3"}
+        assert {key_slot(k.encode()) for k in script_keys(settled[0]) + script_keys(released[0])} == {key_slot(b"t:3")}
+
+    @pytest.mark.services
+    def test_tenants_keys_are_tagged_by_their_own_tenant(self, redis_backend, monkeypatch):
+        recorder = RecordingClient(redis_backend.client, monkeypatch)
+        slots = {}
+        for tenant_id in (3, 4):
+            membership, limits = a_call(tenant_id=tenant_id, membership_id=tenant_id * 10)
+            redis_backend.reserve(check=admission.call_check(membership=membership, limits=limits, estimated_tokens=1))
+            keys = script_keys(recorder.take()[-1])
+            assert {hash_tag(k) for k in keys} == {f"t:{tenant_id}"}
+            slots[tenant_id] = {key_slot(k.encode()) for k in keys}
+            assert slots[tenant_id] == {key_slot(f"t:{tenant_id}".encode())}
+        assert slots[3] != slots[4]
+        # Many tenants spread over the slots rather than sharing one.
+        assert len({key_slot(f"t:{n}".encode()) for n in range(50)}) > 40
+
+    @pytest.mark.services
+    @pytest.mark.parametrize("key", ["u:{1}:requests", "u:}{x}:requests", "{t:9}", "}"])
+    def test_a_brace_in_the_key_cannot_move_the_hash_tag(self, redis_backend, key):
+        stored = redis_backend.storage_key(key=key, window=Window.MINUTE, window_start=60, subject="t:3")
+        before_tag = stored[: stored.index("{")]
+        assert "}" not in before_tag
+        assert stored[stored.index("{") : stored.index("}") + 1] == "{t:3}"
+        assert key_slot(stored.encode()) == key_slot(b"t:3")
+        result = redis_backend.reserve(
+            check=LimitCheck(windows=(LimitWindow(key=key, window=Window.MINUTE, limit=1, subject="t:3"),))
+        )
+        assert result.allowed
+
+    @pytest.mark.services
+    def test_a_prefix_with_a_brace_is_refused(self, redis_url):
+        with pytest.raises(ValueError):
+            RedisCounterBackend(url=redis_url, key_prefix="limits:{x}:")
 
     def test_redis_down_raises_limits_unavailable_and_logs_without_secrets(self, clock, caplog, monkeypatch):
         backend = RedisCounterBackend(
