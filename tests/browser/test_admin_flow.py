@@ -210,7 +210,9 @@ def test_pages_with_scripts_run_under_the_content_security_policy(browser_page, 
 
     nav_link(page, "Usage").click()
     expect(page.locator("canvas#chart-days")).to_be_visible()
-    assert page.evaluate("Chart.getChart(document.getElementById('chart-days')) !== undefined")
+    # The canvas is laid out before Chart.js has run (scripts load at the end of the page): wait
+    # for the chart to exist rather than reading it at once.
+    page.wait_for_function("window.Chart !== undefined && Chart.getChart(document.getElementById('chart-days')) !== undefined")
 
     page.goto("/api/docs/")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("copilot-admin API")
