@@ -105,11 +105,6 @@ def feature_names() -> tuple[str, ...]:
     return tuple(_FEATURE_GRANTS)
 
 
-def feature_grant(feature: str) -> FeatureGrant:
-    """The grant of one feature; `KeyError` for an unknown feature."""
-    return _FEATURE_GRANTS[feature]
-
-
 def feature_choices() -> list[tuple[str, str]]:
     """(feature, label) pairs, e.g. for a filter by feature."""
     return [(grant.feature, grant.label) for grant in _FEATURE_GRANTS.values()]
@@ -154,7 +149,3 @@ def modules() -> tuple[Module, ...]:
         _module("Audit", Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT),
         Module("Copilot features", tuple((grant.code, grant.grant_label) for grant in _FEATURE_GRANTS.values())),
     )
-
-
-def is_admin_permission(code: str) -> bool:
-    return code in ADMIN_PERMISSIONS

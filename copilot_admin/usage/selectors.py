@@ -249,10 +249,6 @@ def narrow_cases(cases: QuerySet[AbuseCase], *, tenant: Tenant) -> QuerySet[Abus
     ).order_by("-opened_at", "-pk")
 
 
-def open_case_count(*, tenant: Tenant) -> int:
-    return AbuseCase.objects.for_tenant(tenant).filter(status=CaseStatus.OPEN).count()
-
-
 def operator_termination_cases(*, status: str | None = CaseStatus.OPEN) -> QuerySet[AbuseCase]:
     """Termination cases of every tenant, for platform operators (who alone reinstate them)."""
     # unscoped(): the platform console lists terminations across tenants; operators are not
