@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "tenants",
     "copilot_admin.access",
     "copilot_admin.directory",
+    "copilot_admin.identity",
     "copilot_admin.regions",
     "copilot_admin.copilot",
     "copilot_admin.usage",
