@@ -11,7 +11,7 @@ from copilot_admin.directory.api import CompanyViewSet, UserViewSet
 from copilot_admin.directory.auth_api import AuthTokenView
 from copilot_admin.platform.api import PlatformDeploymentViewSet, PlatformTenantViewSet
 from copilot_admin.platform.limits_api import PlatformAbuseCaseViewSet, PlatformLimitsView
-from copilot_admin.usage.api import AbuseCaseViewSet, LimitsView, UsageView
+from copilot_admin.usage.api import AbuseCaseViewSet, LimitsView, UsageView, WebhookViewSet
 
 tenant_router = SimpleRouter()
 tenant_router.register("users", UserViewSet, basename="users")
@@ -19,6 +19,7 @@ tenant_router.register("roles", RoleViewSet, basename="roles")
 tenant_router.register("companies", CompanyViewSet, basename="companies")
 tenant_router.register("abuse-cases", AbuseCaseViewSet, basename="abuse-cases")
 tenant_router.register("audit", AuditEntryViewSet, basename="audit")
+tenant_router.register("webhooks", WebhookViewSet, basename="webhooks")
 
 platform_router = SimpleRouter()
 platform_router.register("tenants", PlatformTenantViewSet, basename="platform-tenants")

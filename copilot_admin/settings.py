@@ -359,6 +359,25 @@ USAGE_EMAIL_RETRY_BACKOFF_SECONDS = env_int("USAGE_EMAIL_RETRY_BACKOFF_SECONDS",
 USAGE_EMAIL_RETRY_BACKOFF_MAX_SECONDS = env_int("USAGE_EMAIL_RETRY_BACKOFF_MAX_SECONDS", 1800)
 USAGE_EMAIL_MAX_RETRIES = env_int("USAGE_EMAIL_MAX_RETRIES", 10)
 
+# Webhooks (copilot_admin/usage/webhooks.py): signing secrets are encrypted at rest with a key
+# derived from WEBHOOK_SECRETS_KEY (default: derived from DJANGO_SECRET_KEY; set it to rotate
+# apart). Only https:// URLs resolving to public addresses are accepted; WEBHOOK_ALLOW_HTTP_LOOPBACK
+# (development and tests only, refused in production) also allows http:// and https:// to loopback.
+WEBHOOK_SECRETS_KEY = env_str("WEBHOOK_SECRETS_KEY", "")
+WEBHOOK_ALLOW_HTTP_LOOPBACK = env_bool("WEBHOOK_ALLOW_HTTP_LOOPBACK", not PRODUCTION)
+if WEBHOOK_ALLOW_HTTP_LOOPBACK and PRODUCTION:
+    raise ImproperlyConfigured("WEBHOOK_ALLOW_HTTP_LOOPBACK must be off when DJANGO_ENV=production.")
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+# A failed attempt (5xx, timeout, connection error) is retried after BACKOFF * 2**(n-1) seconds,
+# capped at BACKOFF_MAX, up to MAX_ATTEMPTS attempts in all; 3xx and 4xx answers are not retried.
+WEBHOOK_RETRY_BACKOFF_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_SECONDS", 30)
+WEBHOOK_RETRY_BACKOFF_MAX_SECONDS = env_int("WEBHOOK_RETRY_BACKOFF_MAX_SECONDS", 3600)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+# This many deliveries in a row failing for good switch the webhook off and e-mail the administrators.
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 5)
+# How old a signed timestamp receivers should accept (the README's verification recipe).
+WEBHOOK_REPLAY_WINDOW_SECONDS = env_int("WEBHOOK_REPLAY_WINDOW_SECONDS", 300)
+
 # Celery beat (the Procfile's `beat`): periodic tasks.
 from celery.schedules import crontab  # noqa: E402  (only the beat schedule needs it)
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import Conflict, PermissionRefused
-from copilot_admin.usage import alerts
+from copilot_admin.usage import alerts, webhooks
 from copilot_admin.usage.limits import EffectiveLimits
 from copilot_admin.usage.models import (
     AbuseCase,
@@ -152,6 +152,7 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
         opened_at=now,
     )
     audit_change_record(actor=None, tenant=tenant, instance=case)
+    webhooks.webhook_case_opened(case=case)
     alerts.access_change_notify(
         case=case, kind=NotificationKind.ACCESS_SUSPENDED, reason=f"{summary} (until {until:%Y-%m-%d %H:%M} UTC)"
     )
@@ -195,6 +196,7 @@ def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, detai
         opened_by=actor,
     )
     audit_change_record(actor=actor, tenant=membership.tenant, instance=case)
+    webhooks.webhook_case_opened(case=case)
     alerts.access_change_notify(case=case, kind=NotificationKind.ACCESS_TERMINATED, reason=summary)
     return case
 
@@ -327,6 +329,7 @@ def _open_review(*, tenant: Tenant, membership_id: int, key: str, summary: str, 
                 details=details, opened_at=now, dedupe_key=key[:120],
             )
             audit_change_record(actor=None, tenant=tenant, instance=case)
+            webhooks.webhook_case_opened(case=case)
             return case
     except IntegrityError:
         return None  # this pattern of this user was opened for review already

@@ -38,6 +38,7 @@ from django.utils import timezone
 from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import permissions_of
 from copilot_admin.audit.services import audit_change_record
+from copilot_admin.usage import webhooks
 from copilot_admin.usage.counters import WindowUsage
 from copilot_admin.usage.limits import LIMIT_WINDOWS, USER_LIMITS, EffectiveLimits
 from copilot_admin.usage.models import (
@@ -57,6 +58,7 @@ TEMPLATES = {
     NotificationKind.ACCESS_SUSPENDED: "emails/usage_access_suspended",
     NotificationKind.ACCESS_TERMINATED: "emails/usage_access_terminated",
     NotificationKind.ACCESS_REINSTATED: "emails/usage_access_reinstated",
+    NotificationKind.WEBHOOK_DISABLED: "emails/usage_webhook_disabled",
 }
 # A pending notification whose task never ran (lost while the broker was down) is enqueued
 # again after this long; one that failed and waits for a retry after RETRY_LOST_AFTER.
@@ -192,6 +194,7 @@ def limit_warnings_record(
                 )
                 audit_change_record(actor=None, tenant=tenant, instance=warning)  # the system warns
                 limit_warning_notify(warning=warning, membership=membership if per_user else None)
+                webhooks.webhook_limit_warning(warning=warning, membership=membership if per_user else None)
         except IntegrityError:
             continue  # another call crossed first in this window: warned once already
         except Exception:  # noqa: BLE001 - see the docstring
@@ -212,6 +215,7 @@ def access_change_notify(*, case: AbuseCase, kind: str, reason: str) -> list[Not
     """Tell the user and the tenant's administrators that the user's copilot access changed."""
     tenant = case.tenant
     user = case.membership.user
+    webhooks.webhook_access_changed(case=case, kind=kind, reason=reason)
     return notify(
         tenant=tenant,
         kind=kind,

@@ -1,5 +1,6 @@
 """Tenant API of usage: `limits/` (one object), `usage/` (aggregates), `abuse-cases/` (list,
-detail and decisions). Thin adapters over `selectors` (reads) and `services` (changes)."""
+detail and decisions), `webhooks/` (alerts beside e-mail, with their delivery log). Thin
+adapters over `selectors` (reads) and `services` (changes)."""
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -9,8 +10,8 @@ from rest_framework.response import Response
 
 from copilot_admin.access.base_api import TenantAPIView, TenantViewSet
 from copilot_admin.access.permissions import Perm
-from copilot_admin.usage import selectors, services
-from copilot_admin.usage.models import AbuseCase
+from copilot_admin.usage import selectors, services, webhook_services
+from copilot_admin.usage.models import AbuseCase, Webhook
 from copilot_admin.usage.serializers import (
     AbuseCaseSerializer,
     CaseDecisionSerializer,
@@ -19,6 +20,9 @@ from copilot_admin.usage.serializers import (
     LimitsUpdateSerializer,
     UsageQuerySerializer,
     UsageSummarySerializer,
+    WebhookCreatedSerializer,
+    WebhookDeliverySerializer,
+    WebhookSerializer,
 )
 
 
@@ -122,3 +126,58 @@ class AbuseCaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantV
     def dismiss(self, request, *args, **kwargs):
         """Close the case without changing the access (not for terminations: 409)."""
         return self._decide(request, services.case_dismiss)
+
+
+class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """The tenant's webhooks (`admin.limits`): create, change, delete; `test/` queues a test
+    event; `deliveries/` is the delivery log (status, latency and attempts of each event)."""
+
+    model = Webhook
+    serializer_class = WebhookSerializer
+    permissions = {
+        "list": Perm.LIMITS,
+        "retrieve": Perm.LIMITS,
+        "create": Perm.LIMITS,
+        "partial_update": Perm.LIMITS,
+        "destroy": Perm.LIMITS,
+        "test": Perm.LIMITS,
+        "deliveries": Perm.LIMITS,
+    }
+    filter_backends: list = []
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    @extend_schema(request=WebhookSerializer, responses={201: WebhookCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = WebhookSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        webhook, secret = webhook_services.webhook_create(actor=self.membership, **serializer.validated_data)
+        data = dict(WebhookSerializer(webhook).data)
+        data["signing_secret"] = secret
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=WebhookSerializer(partial=True), responses=WebhookSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        webhook = self.get_object()
+        serializer = WebhookSerializer(webhook, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        webhook = webhook_services.webhook_update(actor=self.membership, webhook=webhook, **serializer.validated_data)
+        return Response(WebhookSerializer(webhook).data)
+
+    def destroy(self, request, *args, **kwargs):
+        webhook_services.webhook_delete(actor=self.membership, webhook=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={202: WebhookDeliverySerializer})
+    @action(detail=True, methods=["post"])
+    def test(self, request, *args, **kwargs):
+        """Queue a `webhook.test` event for this webhook (also when it is switched off)."""
+        delivery = webhook_services.webhook_test_send(actor=self.membership, webhook=self.get_object())
+        return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=WebhookDeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, *args, **kwargs):
+        """The webhook's deliveries, newest first, each with its attempts."""
+        webhook = self.get_object()
+        page = self.paginate_queryset(selectors.webhook_deliveries(tenant=self.tenant, webhook=webhook))
+        return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)

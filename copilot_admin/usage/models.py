@@ -356,6 +356,7 @@ class NotificationKind(models.TextChoices):
     ACCESS_SUSPENDED = "access_suspended", "Copilot access suspended"
     ACCESS_TERMINATED = "access_terminated", "Copilot access terminated"
     ACCESS_REINSTATED = "access_reinstated", "Copilot access reinstated"
+    WEBHOOK_DISABLED = "webhook_disabled", "Webhook disabled after failures"
 
 
 class NotificationStatus(models.TextChoices):
@@ -446,3 +447,119 @@ class HourlyUsage(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%dT%H}Z membership {self.membership_id}: {self.requests}"
+
+
+# -- webhooks (issue 13): the alerts beside e-mail -------------------------------------------
+#
+# A webhook is a tenant's HTTPS endpoint subscribed to some usage events. Each event for each
+# subscribed webhook is one `WebhookDelivery` row (the outbox), unique per webhook and event
+# key, written in the event's transaction; the Celery task delivers the row, once. Payloads
+# carry limit names, numbers, dates, case summaries and the user concerned: never ticket content.
+
+
+class WebhookEvent(models.TextChoices):
+    LIMIT_WARNING = "usage.limit_warning", "Limit warning"
+    ACCESS_SUSPENDED = "usage.access_suspended", "Copilot access suspended"
+    ACCESS_TERMINATED = "usage.access_terminated", "Copilot access terminated"
+    ACCESS_REINSTATED = "usage.access_reinstated", "Copilot access reinstated"
+    CASE_OPENED = "abuse.case_opened", "Abuse case opened"
+
+
+# The "send test event" button's event: delivered like the others, never subscribed to.
+WEBHOOK_TEST_EVENT = "webhook.test"
+
+
+class WebhookFormat(models.TextChoices):
+    JSON = "json", "JSON (signed)"
+    TEAMS = "teams", "Microsoft Teams incoming webhook"
+    SLACK = "slack", "Slack incoming webhook"
+
+
+class Webhook(TenantOwned):
+    """One endpoint of a tenant and the events it receives.
+
+    The signing secret is kept encrypted (Fernet, key from WEBHOOK_SECRETS_KEY) in
+    `secret_ciphertext`: it must be readable to sign, and is never shown after it was set.
+    `consecutive_failures` counts deliveries that failed for good in a row; at
+    WEBHOOK_DISABLE_AFTER_FAILURES the webhook is switched off (`disabled_reason` says why)."""
+
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list, help_text="The WebhookEvent values it receives.")
+    active = models.BooleanField(default=True)
+    format = models.CharField(max_length=8, choices=WebhookFormat.choices, default=WebhookFormat.JSON)
+    secret_ciphertext = models.TextField(help_text="The signing secret, encrypted (never shown).")
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    AUDIT_EXCLUDED_FIELDS = ("secret_ciphertext", "updated_at", "consecutive_failures")
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["tenant", "active"], name="usage_webhook_tenant_active")]
+
+    def __str__(self) -> str:
+        return f"Webhook {self.pk} ({self.url})"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled (webhook disabled or deleted)"
+
+
+class WebhookDelivery(TenantOwned):
+    """One event for one webhook (the outbox row) and what became of it. The row is the
+    idempotency key of the delivering task: a delivered row is never sent again, and its id
+    travels as `X-Copilot-Admin-Delivery` so a receiver can drop a duplicate."""
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    event_key = models.CharField(max_length=120, help_text="The cause (e.g. warning:42); unique per webhook.")
+    payload = models.JSONField(default=dict, help_text="The event's data (metadata only).")
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Of the last attempt.")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Of the last attempt.")
+    last_error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["webhook", "created_at"], name="usage_whdelivery_hook_time"),
+            models.Index(fields=["status", "created_at"], name="usage_whdelivery_status"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["webhook", "event_key"], name="usage_webhookdelivery_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to webhook {self.webhook_id} ({self.status})"
+
+
+class WebhookAttempt(TenantOwned):
+    """One HTTP request of a delivery: its answer (or error) and how long it took."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=200, blank=True)
+    retry_in_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no retry followed.")
+    attempted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="usage_webhookattempt_number_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery {self.delivery_id}: {self.response_status or self.error}"

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db.models import F, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,6 +30,9 @@ from copilot_admin.usage.models import (
     LimitName,
     PlatformLimitPolicy,
     TenantLimitPolicy,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 from tenants.models import Tenant
 
@@ -257,3 +260,12 @@ def operator_termination_cases(*, status: str | None = CaseStatus.OPEN) -> Query
     if status:
         cases = cases.filter(status=status)
     return cases.select_related("tenant", "membership__user", "opened_by", "resolved_by").order_by("-opened_at", "-pk")
+
+
+def webhook_deliveries(*, tenant: Tenant, webhook: Webhook) -> QuerySet[WebhookDelivery]:
+    """A webhook's deliveries, newest first, each with its attempts (two queries per page)."""
+    attempts = WebhookAttempt.objects.for_tenant(tenant).order_by("number")
+    return (
+        WebhookDelivery.objects.for_tenant(tenant).filter(webhook=webhook)
+        .prefetch_related(Prefetch("attempt_log", queryset=attempts)).order_by("-created_at", "-pk")
+    )

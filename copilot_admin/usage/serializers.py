@@ -5,7 +5,7 @@ from datetime import timedelta
 from rest_framework import serializers
 
 from copilot_admin.access.permissions import feature_choices
-from copilot_admin.core.fields import CatalogueChoiceField, QueryParamsSerializer
+from copilot_admin.core.fields import CatalogueChoiceField, JSONBooleanField, QueryParamsSerializer
 from copilot_admin.usage.limits import (
     ABUSE_RULE_FIELDS,
     LIMIT_FIELDS,
@@ -14,7 +14,16 @@ from copilot_admin.usage.limits import (
     POLICY_FIELDS,
     column_maximum,
 )
-from copilot_admin.usage.models import AbuseCase, CaseKind, CaseResolution, CaseStatus
+from copilot_admin.usage.models import (
+    AbuseCase,
+    CaseKind,
+    CaseResolution,
+    CaseStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookFormat,
+)
 from copilot_admin.usage.selectors import MAX_RANGE_DAYS, default_range
 
 
@@ -187,3 +196,48 @@ class PlatformAbuseCaseSerializer(AbuseCaseSerializer):
 
 class CaseDecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, help_text="Why; recorded in the case, the audit log and the e-mail.")
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+class WebhookSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A webhook: where to POST which events, in which format. `secret` is write-only: given on
+    create (or generated when left out) and on change, never shown again; the create answer
+    carries it once in `secret` when it was generated."""
+
+    id = serializers.IntegerField(read_only=True)
+    url = serializers.URLField(max_length=500)
+    events = serializers.ListField(child=serializers.ChoiceField(choices=WebhookEvent.choices), min_length=1,
+                                   max_length=len(WebhookEvent.values))
+    format = serializers.ChoiceField(choices=WebhookFormat.choices, default=WebhookFormat.JSON)
+    active = JSONBooleanField(default=True)
+    secret = serializers.CharField(write_only=True, required=False, min_length=16, max_length=200, trim_whitespace=True)
+    consecutive_failures = serializers.IntegerField(read_only=True)
+    disabled_reason = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    """The answer to a create: the webhook, and its signing secret this one time."""
+
+    signing_secret = serializers.CharField(read_only=True, help_text="Shown only in this answer.")
+
+
+class WebhookAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = ["number", "response_status", "latency_ms", "error", "retry_in_seconds", "attempted_at"]
+        read_only_fields = fields
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    """One event for the webhook and its attempts (status, latency, error)."""
+
+    attempt_log = WebhookAttemptSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = ["id", "event", "status", "attempts", "response_status", "latency_ms", "last_error", "created_at",
+                  "last_attempt_at", "next_attempt_at", "delivered_at", "attempt_log"]
+        read_only_fields = fields

@@ -8,7 +8,7 @@ The periodic tasks are scheduled by Celery beat (`CELERY_BEAT_SCHEDULE` in setti
 from celery import shared_task
 from django.conf import settings
 
-from copilot_admin.usage import abuse, alerts, rollups
+from copilot_admin.usage import abuse, alerts, rollups, webhook_delivery
 from copilot_admin.usage.counters import DatabaseCounterBackend, get_counter_backend
 
 
@@ -29,6 +29,16 @@ def send_notification(self, *, tenant_id: int, notification_id: int) -> str:
     )
 
 
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def deliver_webhook(self, *, tenant_id: int, delivery_id: int) -> str:
+    """Deliver one webhook event, once; retried later (countdown) while the receiver fails.
+    Run eagerly (no broker: development), a retry is left to the maintenance task."""
+    result = webhook_delivery.webhook_deliver(tenant_id=tenant_id, delivery_id=delivery_id)
+    if result.retry_in is not None and not self.request.is_eager:
+        raise self.retry(countdown=result.retry_in, max_retries=None)
+    return result.status
+
+
 @shared_task(acks_late=True)
 def review_usage_patterns() -> int:
     """Open review cases for sustained near-limit use (hourly)."""
@@ -37,11 +47,12 @@ def review_usage_patterns() -> int:
 
 @shared_task(acks_late=True)
 def usage_maintenance() -> dict:
-    """End lapsed suspensions, enqueue notifications whose task was lost, purge expired
+    """End lapsed suspensions, enqueue notifications and webhook deliveries whose task was lost, purge expired
     database counters and hourly roll-ups older than eight days."""
     result = {
         "suspensions_ended": abuse.suspensions_expire(),
         "notifications_enqueued": alerts.notifications_resend_pending(),
+        "webhook_deliveries_enqueued": webhook_delivery.webhook_deliveries_resend_pending(),
         "counters_purged": 0,
         "hourly_rows_purged": rollups.hourly_usage_purge(),
     }
