@@ -1,4 +1,5 @@
-"""Forms of the usage pages: the date range, the tenant's limits, case decisions, the platform policy."""
+"""Forms of the usage pages: the date range, the tenant's limits, case decisions, the platform policy,
+webhooks."""
 
 from datetime import timedelta
 
@@ -6,7 +7,7 @@ from django import forms
 
 from copilot_admin.core.forms import StyledFormMixin
 from copilot_admin.usage.limits import ABUSE_RULE_FIELDS, LIMIT_FIELDS, PERCENT_FIELDS, POLICY_FIELDS
-from copilot_admin.usage.models import CaseKind, CaseStatus, LimitName, PlatformLimitPolicy
+from copilot_admin.usage.models import CaseKind, CaseStatus, LimitName, PlatformLimitPolicy, WebhookEvent, WebhookFormat
 from copilot_admin.usage.selectors import MAX_RANGE_DAYS, default_range
 
 _LABELS = {
@@ -104,3 +105,23 @@ class PlatformLimitsForm(StyledFormMixin, forms.ModelForm):
     class Meta:
         model = PlatformLimitPolicy
         fields = [*POLICY_FIELDS, *(f"max_{name}" for name in LIMIT_FIELDS), *ABUSE_RULE_FIELDS]
+
+
+class WebhookForm(StyledFormMixin, forms.Form):
+    """A webhook's settings. The secret is write-only: left blank it is generated (new webhook)
+    or kept (existing one)."""
+
+    url = forms.URLField(label="URL", max_length=500, assume_scheme="https",
+                         help_text="https:// to a public address (Microsoft Teams, Slack or your own receiver).")
+    events = forms.MultipleChoiceField(choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple)
+    format = forms.ChoiceField(choices=WebhookFormat.choices, initial=WebhookFormat.JSON)
+    active = forms.BooleanField(required=False, initial=True, label="Active")
+    secret = forms.CharField(
+        required=False, min_length=16, max_length=200, strip=True, label="Signing secret",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave blank to generate one (new webhook) or keep the current one. Never shown again once saved.",
+    )
+
+
+class ConfirmForm(forms.Form):
+    """A button that confirms an action (send a test event, delete)."""

@@ -1,6 +1,7 @@
-"""Usage pages: the dashboard (charts and tables), the tenant's limits, abuse cases and the
-notifications sent. Thin adapters over `selectors` (reads) and `services` (changes)."""
+"""Usage pages: the dashboard (charts and tables), the tenant's limits, abuse cases, the
+notifications sent and the webhooks with their delivery log. Thin adapters over `selectors` (reads) and `services` (changes)."""
 
+from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils import timezone
@@ -8,17 +9,20 @@ from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantDetailView, TenantListView, TenantObjectMixin, TenantPageMixin
 from copilot_admin.access.permissions import Perm, feature_choices
-from copilot_admin.core.forms import ServiceFormMixin
-from copilot_admin.usage import selectors, services
+from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.forms import ServiceFormMixin, form_add_service_error
+from copilot_admin.usage import selectors, services, webhook_services
 from copilot_admin.usage.forms import (
     CaseDecisionForm,
     CaseFilterForm,
+    ConfirmForm,
     TenantLimitsForm,
     UsageRangeForm,
+    WebhookForm,
     case_actions,
 )
 from copilot_admin.usage.limits import POLICY_FIELDS
-from copilot_admin.usage.models import AbuseCase, CaseStatus, LimitName, Notification, Strike
+from copilot_admin.usage.models import AbuseCase, CaseStatus, LimitName, Notification, Strike, Webhook, WebhookEvent
 
 
 def _with_feature_labels(summary: dict) -> dict:
@@ -195,3 +199,125 @@ class NotificationListView(TenantListView):
     def narrow_queryset(self, queryset):
         return queryset.order_by("-created_at", "-pk")
 
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+def _webhook_list_url(tenant) -> str:
+    return reverse("usage:webhooks", kwargs={"tenant_slug": tenant.slug})
+
+
+class WebhookListView(TenantListView):
+    """The tenant's webhooks: where events go, whether they are on, and why one was switched off."""
+
+    permission_required = Perm.LIMITS
+    model = Webhook
+    template_name = "usage/webhook_list.html"
+
+    def narrow_queryset(self, queryset):
+        return queryset.order_by("created_at", "pk")
+
+
+class WebhookCreateView(TenantPageMixin, FormView):
+    """A new webhook; the answer shows its signing secret, this once."""
+
+    permission_required = Perm.LIMITS
+    template_name = "usage/webhook_form.html"
+    form_class = WebhookForm
+
+    def get_initial(self):
+        return {"events": list(WebhookEvent.values), "active": True}
+
+    def form_valid(self, form):
+        data = form.cleaned_data
+        try:
+            webhook, secret = webhook_services.webhook_create(
+                actor=self.membership, url=data["url"], events=data["events"], format=data["format"],
+                active=data["active"], secret=data["secret"] or None,
+            )
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        return self.render_to_response(
+            self.get_context_data(webhook=webhook, secret=secret, created=True), status=201
+        )
+
+
+class WebhookEditView(ServiceFormMixin, TenantObjectMixin, FormView):
+    """A webhook's settings, with the buttons to send a test event and to delete it."""
+
+    permission_required = Perm.LIMITS
+    model = Webhook
+    template_name = "usage/webhook_form.html"
+    form_class = WebhookForm
+
+    def get_initial(self):
+        hook = self.object
+        return {"url": hook.url, "events": hook.events, "format": hook.format, "active": hook.active}
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(webhook=self.object, **kwargs)
+
+    def perform(self, form) -> str:
+        data = dict(form.cleaned_data)
+        if not data.get("secret"):
+            data.pop("secret", None)
+        webhook_services.webhook_update(actor=self.membership, webhook=self.object, **data)
+        return "The webhook was saved."
+
+    def get_success_url(self):
+        return reverse("usage:webhook_edit", kwargs={"tenant_slug": self.tenant.slug, "pk": self.object.pk})
+
+
+class WebhookTestView(ServiceFormMixin, TenantObjectMixin, FormView):
+    """Send a test event to the webhook (confirmed by a button)."""
+
+    permission_required = Perm.LIMITS
+    model = Webhook
+    template_name = "usage/webhook_confirm.html"
+    form_class = ConfirmForm
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(webhook=self.object, action="test", **kwargs)
+
+    def perform(self, form) -> str:
+        webhook_services.webhook_test_send(actor=self.membership, webhook=self.object)
+        return "A test event was queued; its delivery shows below."
+
+    def get_success_url(self):
+        return reverse("usage:webhook_deliveries", kwargs={"tenant_slug": self.tenant.slug, "pk": self.object.pk})
+
+
+class WebhookDeleteView(ServiceFormMixin, TenantObjectMixin, FormView):
+    """Delete the webhook and its delivery log (confirmed by a button)."""
+
+    permission_required = Perm.LIMITS
+    model = Webhook
+    template_name = "usage/webhook_confirm.html"
+    form_class = ConfirmForm
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(webhook=self.object, action="delete", **kwargs)
+
+    def perform(self, form) -> str:
+        webhook_services.webhook_delete(actor=self.membership, webhook=self.object)
+        return "The webhook was deleted."
+
+    def get_success_url(self):
+        return _webhook_list_url(self.tenant)
+
+
+class WebhookDeliveryListView(TenantDetailView):
+    """A webhook's delivery log: each event, its status, attempts and latency, newest first."""
+
+    permission_required = Perm.LIMITS
+    model = Webhook
+    template_name = "usage/webhook_deliveries.html"
+    context_object_name = "webhook"
+    paginate_by = 50
+
+    def get_context_data(self, **kwargs):
+        deliveries = selectors.webhook_deliveries(tenant=self.tenant, webhook=self.object)
+        page = Paginator(deliveries, self.paginate_by).get_page(self.request.GET.get("page"))
+        return super().get_context_data(page_obj=page, paginator=page.paginator, deliveries=page.object_list,
+                                        is_paginated=page.has_other_pages(), **kwargs)

@@ -62,7 +62,7 @@ def _clean_url(url: str) -> str:
 
 @transaction.atomic
 def webhook_create(
-    *, actor: Membership, url: str, events: Iterable[str], format: str = WebhookFormat.JSON,  # noqa: A002
+    *, actor: Membership, url: str, events: Iterable[str], format: str = WebhookFormat.JSON,
     active: bool = True, secret: str | None = None,
 ) -> tuple[Webhook, str]:
     """Create a webhook; answers it and its secret (the given one, or a new random one when

@@ -208,7 +208,7 @@ def deliveries_enqueue(*, tenant_id: int, ids: Iterable[int], countdown: int | N
         try:
             deliver_webhook.apply_async(kwargs={"tenant_id": tenant_id, "delivery_id": delivery_id},
                                         countdown=countdown)
-        except Exception:  # noqa: BLE001 - the row is pending; webhook_deliveries_resend_pending picks it up
+        except Exception:
             logger.exception("Enqueueing webhook delivery %s failed; it stays pending.", delivery_id)
 
 
@@ -224,7 +224,7 @@ def webhook_event_emit(*, tenant: Tenant, event: str, key: str, summary: str, da
                 return []
             payload = _envelope(tenant=tenant, event=event, summary=summary, data=data, occurred_at=occurred_at)
             return deliveries_create(tenant=tenant, hooks=hooks, event=event, key=key, payload=payload)
-    except Exception:  # noqa: BLE001 - see the docstring
+    except Exception:
         logger.exception("Queueing webhook event %s failed (tenant %s).", event, tenant.pk)
         return []
 

@@ -74,6 +74,12 @@ TENANT_PAGES = {
     "usage:abuse_case": Perm.USAGE_VIEW,
     "usage:abuse_case_resolve": Perm.LIMITS,
     "usage:notifications": Perm.USAGE_VIEW,
+    "usage:webhooks": Perm.LIMITS,
+    "usage:webhook_create": Perm.LIMITS,
+    "usage:webhook_edit": Perm.LIMITS,
+    "usage:webhook_test": Perm.LIMITS,
+    "usage:webhook_delete": Perm.LIMITS,
+    "usage:webhook_deliveries": Perm.LIMITS,
 }
 
 # Tenant API: (name, method) -> permission.
@@ -106,6 +112,13 @@ TENANT_API = {
     ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
     ("api:abuse-cases-terminate", "post"): Perm.LIMITS,
     ("api:abuse-cases-dismiss", "post"): Perm.LIMITS,
+    ("api:webhooks-list", "get"): Perm.LIMITS,
+    ("api:webhooks-list", "post"): Perm.LIMITS,
+    ("api:webhooks-detail", "get"): Perm.LIMITS,
+    ("api:webhooks-detail", "patch"): Perm.LIMITS,
+    ("api:webhooks-detail", "delete"): Perm.LIMITS,
+    ("api:webhooks-test", "post"): Perm.LIMITS,
+    ("api:webhooks-deliveries", "get"): Perm.LIMITS,
 }
 
 # Which object of the tenant a route's <pk> names.
@@ -122,6 +135,13 @@ OBJECT_KIND = {
     "api:abuse-cases-reinstate": "abuse_case",
     "api:abuse-cases-terminate": "abuse_case",
     "api:abuse-cases-dismiss": "abuse_case",
+    "usage:webhook_edit": "webhook",
+    "usage:webhook_test": "webhook",
+    "usage:webhook_delete": "webhook",
+    "usage:webhook_deliveries": "webhook",
+    "api:webhooks-detail": "webhook",
+    "api:webhooks-test": "webhook",
+    "api:webhooks-deliveries": "webhook",
 }
 
 
@@ -142,6 +162,17 @@ def object_pk(kind: str, world) -> int:
             summary="3 strikes within 60 minutes", suspended_until=timezone.now() + timedelta(hours=1),
         )
         return case.pk
+    if kind == "webhook":
+        from copilot_admin.usage import webhooks
+        from copilot_admin.usage.models import Webhook, WebhookEvent
+
+        tenant = world.tenant
+        hooks = Webhook.objects.for_tenant(tenant)
+        hook = hooks.filter(url="https://127.0.0.1/policy-table").first() or hooks.create(
+            tenant=tenant, url="https://127.0.0.1/policy-table", events=[WebhookEvent.CASE_OPENED],
+            secret_ciphertext=webhooks.secret_encrypt("policy-table-secret-0123456789"),
+        )
+        return hook.pk
     raise KeyError(kind)
 
 
