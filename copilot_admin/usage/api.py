@@ -167,12 +167,13 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
         webhook_services.webhook_delete(actor=self.membership, webhook=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses={202: WebhookDeliverySerializer})
+    @extend_schema(request=None, responses={201: WebhookDeliverySerializer})
     @action(detail=True, methods=["post"])
     def test(self, request, *args, **kwargs):
-        """Queue a `webhook.test` event for this webhook (also when it is switched off)."""
+        """Queue a `webhook.test` event for this webhook (also when it is switched off); answers
+        the new delivery, whose outcome shows in `deliveries/`."""
         delivery = webhook_services.webhook_test_send(actor=self.membership, webhook=self.get_object())
-        return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+        return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=WebhookDeliverySerializer(many=True))
     @action(detail=True, methods=["get"])

@@ -30,6 +30,7 @@ from copilot_admin.platform import services as platform_services
 from copilot_admin.regions import services as region_services
 from copilot_admin.regions.models import DataZone
 from copilot_admin.usage import services as usage_services
+from copilot_admin.usage import webhook_services
 from tests.cross.routes import object_pk
 from tests.factories import add_member, role_named
 
@@ -114,6 +115,14 @@ TABLE = {
         actor=a, case=w.case, reason="Repeated abuse")),
     "usage.case_dismiss": Row((Perm.LIMITS, PlatformPerm.OPERATOR), lambda w, a: usage_services.case_dismiss(
         actor=a, case=w.case, reason="False alarm")),
+    "usage.webhook_create": Row(Perm.LIMITS, lambda w, a: webhook_services.webhook_create(
+        actor=a, url="https://8.8.8.8/hook", events=["abuse.case_opened"])),
+    "usage.webhook_update": Row(Perm.LIMITS, lambda w, a: webhook_services.webhook_update(
+        actor=a, webhook=w.webhook, events=["usage.limit_warning"])),
+    "usage.webhook_delete": Row(Perm.LIMITS, lambda w, a: webhook_services.webhook_delete(
+        actor=a, webhook=w.webhook)),
+    "usage.webhook_test_send": Row(Perm.LIMITS, lambda w, a: webhook_services.webhook_test_send(
+        actor=a, webhook=w.webhook)),
     "compliance.audit_export_start": Row(Perm.AUDIT_EXPORT, lambda w, a: compliance_services.audit_export_start(
         actor=a, filters={}, fmt="csv")),
     # audit/ sits below access/ in the layers: these operator-only functions check the
@@ -146,7 +155,7 @@ def world(tenant_a, operator, monkeypatch):
     deployment = region_services.deployment_create(
         actor=None, zone=DataZone.objects.get(code="us"), name="us-primary", endpoint="https://us.example.test",
         deployment="gpt", api_key_env="AZURE_OPENAI_KEY_US")
-    from copilot_admin.usage.models import AbuseCase
+    from copilot_admin.usage.models import AbuseCase, Webhook
 
     return SimpleNamespace(
         tenant=tenant, role=role, company=tenant_a.companies[0], tech=tenant_a.members["tech"],
@@ -154,6 +163,7 @@ def world(tenant_a, operator, monkeypatch):
         owner=tenant_a.members["auditor"].user, deployment=deployment,
         case=AbuseCase.objects.for_tenant(tenant).get(pk=object_pk("abuse_case", tenant_a)),
         admin=tenant_a.members["admin"], operator=operator,
+        webhook=Webhook.objects.for_tenant(tenant).get(pk=object_pk("webhook", tenant_a)),
     )
 
 
@@ -215,6 +225,7 @@ TAKES_A_TENANTS_OBJECT = (
     "access.role_clone", "access.role_update", "access.role_delete", "directory.company_update",
     "directory.membership_create", "directory.membership_update", "directory.invitation_resend",
     "usage.case_reinstate", "usage.case_terminate", "usage.case_dismiss",
+    "usage.webhook_update", "usage.webhook_delete", "usage.webhook_test_send",
 )
 
 

@@ -358,7 +358,7 @@ def test_api_test_button_and_delivery_log(tenant_a, rx, api_for):
     api = api_for(tenant_a.members["admin"].user)
     hook = make_hook(tenant_a, rx.url())
     answer = api.post(f"/api/v1/tenants/alpha/webhooks/{hook.pk}/test/")
-    assert answer.status_code == 202 and answer.json()["event"] == "webhook.test"
+    assert answer.status_code == 201 and answer.json()["event"] == "webhook.test"
     deliver(WebhookDelivery.objects.for_tenant(tenant_a.tenant).get(pk=answer.json()["id"]))
     log = api.get(f"/api/v1/tenants/alpha/webhooks/{hook.pk}/deliveries/").json()
     (row,) = log["results"]
