@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from copilot_admin.access.base_api import TenantAPIView, TenantViewSet
 from copilot_admin.access.permissions import Perm
+from copilot_admin.core.errors import ApplicationError
 from copilot_admin.usage import selectors, services, webhook_services
 from copilot_admin.usage.models import AbuseCase, Webhook
 from copilot_admin.usage.serializers import (
@@ -172,7 +173,11 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     def test(self, request, *args, **kwargs):
         """Queue a `webhook.test` event for this webhook (also when it is switched off); answers
         the new delivery, whose outcome shows in `deliveries/`."""
-        delivery = webhook_services.webhook_test_send(actor=self.membership, webhook=self.get_object())
+        webhook = self.get_object()
+        if request.data:  # reading it also refuses what cannot be parsed or stored (the parser's 400)
+            unknown = {str(name): ["unknown field"] for name in request.data} if isinstance(request.data, dict) else None
+            raise ApplicationError("This action takes no body.", code="validation_error", fields=unknown)
+        delivery = webhook_services.webhook_test_send(actor=self.membership, webhook=webhook)
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=WebhookDeliverySerializer(many=True))

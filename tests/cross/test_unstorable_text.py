@@ -71,7 +71,7 @@ def _pk(name, world, operator):
     kind = OBJECT_KIND.get(name)
     if kind is None:
         return 1
-    if kind == "abuse_case":
+    if kind in ("abuse_case", "webhook"):
         return object_pk(kind, world)
     return {"membership": world.members["tech"].pk, "company": world.companies[0].pk,
             "role": world.members["tech"].role_id}[kind]
