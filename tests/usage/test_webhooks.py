@@ -412,3 +412,43 @@ def test_latency_is_measured_within_the_attempt(tenant_a, rx):
     deliver(delivery)
     delivery.refresh_from_db()
     assert 0 <= delivery.latency_ms <= (time.monotonic() - before) * 1000 + 1
+
+
+# -- query counts ---------------------------------------------------------------------------------
+
+def _queries(fn) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = fn()
+    assert response.status_code == 200
+    return len(captured.captured_queries)
+
+
+def _grow(world, hook, count, start):
+    for n in range(start, start + count):
+        (delivery,) = webhooks.webhook_event_emit(tenant=world.tenant, event=WebhookEvent.CASE_OPENED,
+                                                  key=f"grow-{n}", summary="s", data={})
+        for number in (1, 2):
+            WebhookAttempt.objects.for_tenant(world.tenant).create(
+                tenant=world.tenant, delivery=delivery, number=number, response_status=503, latency_ms=3)
+    for n in range(start, start + count):
+        make_hook(world, f"http://127.0.0.1:9/extra-{n}", events=[WebhookEvent.LIMIT_WARNING])
+
+
+def test_webhook_pages_and_delivery_log_query_counts_are_flat(tenant_a, rx, client, api_for):
+    hook = make_hook(tenant_a, rx.url())
+    client.force_login(tenant_a.members["admin"].user)
+    api = api_for(tenant_a.members["admin"].user)
+    fetches = [
+        lambda: client.get("/t/alpha/usage/webhooks/"),
+        lambda: client.get(f"/t/alpha/usage/webhooks/{hook.pk}/deliveries/"),
+        lambda: api.get("/api/v1/tenants/alpha/webhooks/"),
+        lambda: api.get(f"/api/v1/tenants/alpha/webhooks/{hook.pk}/deliveries/"),
+    ]
+    _grow(tenant_a, hook, 1, 0)
+    few = [_queries(fetch) for fetch in fetches]
+    _grow(tenant_a, hook, 30, 1)
+    many = [_queries(fetch) for fetch in fetches]
+    assert few == many
