@@ -101,8 +101,11 @@ def webhook_deliver(*, tenant_id: int, delivery_id: int) -> DeliveryResult:
     now = timezone.now()
     with transaction.atomic():
         delivery = (
-            WebhookDelivery.objects.for_tenant(tenant).select_for_update(of=("self",))
-            .select_related("webhook").filter(pk=delivery_id).first()
+            WebhookDelivery.objects.for_tenant(tenant)
+            .select_for_update(of=("self",))
+            .select_related("webhook")
+            .filter(pk=delivery_id)
+            .first()
         )
         if delivery is None:
             return DeliveryResult("missing")
@@ -127,18 +130,39 @@ def webhook_deliver(*, tenant_id: int, delivery_id: int) -> DeliveryResult:
         delivery.response_status, delivery.latency_ms, delivery.last_error = status, latency, error
         delivery.last_attempt_at = now
         delivery.next_attempt_at = now + timedelta(seconds=retry_in) if retry_in is not None else None
-        delivery.save(update_fields=["status", "attempts", "response_status", "latency_ms", "last_error",
-                                     "last_attempt_at", "next_attempt_at", "delivered_at"])
+        delivery.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "response_status",
+                "latency_ms",
+                "last_error",
+                "last_attempt_at",
+                "next_attempt_at",
+                "delivered_at",
+            ]
+        )
         WebhookAttempt.objects.for_tenant(tenant).create(
-            tenant=tenant, delivery=delivery, number=delivery.attempts, response_status=status,
-            latency_ms=latency, error=error, retry_in_seconds=retry_in, attempted_at=now,
+            tenant=tenant,
+            delivery=delivery,
+            number=delivery.attempts,
+            response_status=status,
+            latency_ms=latency,
+            error=error,
+            retry_in_seconds=retry_in,
+            attempted_at=now,
         )
         if error:
-            logger.warning("Webhook delivery %s (tenant %s) attempt %s: %s", delivery.pk, tenant.pk,
-                           delivery.attempts, error)
+            logger.warning(
+                "Webhook delivery %s (tenant %s) attempt %s: %s", delivery.pk, tenant.pk, delivery.attempts, error
+            )
         if delivery.event != WEBHOOK_TEST_EVENT and delivery.status != DeliveryStatus.PENDING:
-            _count_outcome(webhook_id=webhook.pk, tenant=tenant, delivered=delivery.status == DeliveryStatus.DELIVERED,
-                           delivery=delivery)
+            _count_outcome(
+                webhook_id=webhook.pk,
+                tenant=tenant,
+                delivered=delivery.status == DeliveryStatus.DELIVERED,
+                delivery=delivery,
+            )
     return DeliveryResult(delivery.status, retry_in)
 
 
@@ -164,7 +188,8 @@ def _count_outcome(*, webhook_id: int, tenant: Tenant, delivered: bool, delivery
     webhook.save(update_fields=["active", "disabled_reason", "consecutive_failures", "updated_at"])
     audit_change_record(actor=None, tenant=tenant, instance=webhook, before=before)  # the system switches it off
     alerts.notify(
-        tenant=tenant, kind=NotificationKind.WEBHOOK_DISABLED,
+        tenant=tenant,
+        kind=NotificationKind.WEBHOOK_DISABLED,
         recipients=[admin.user for admin in alerts.tenant_administrators(tenant)],
         subject=f"Webhook switched off ({tenant.name})",
         reason=f"{webhook.url}: {webhook.disabled_reason}",

@@ -36,8 +36,9 @@ class WebhookUrlRefused(ApplicationError):
     """The URL may not be called: the reason names the rule."""
 
     def __init__(self, reason: str):
-        super().__init__(f"This webhook URL is not allowed: {reason}.", code="webhook_url_refused",
-                         fields={"url": [reason]})
+        super().__init__(
+            f"This webhook URL is not allowed: {reason}.", code="webhook_url_refused", fields={"url": [reason]}
+        )
         self.reason = reason
 
 
@@ -146,16 +147,26 @@ def webhook_post(target: Target, *, body: bytes, headers: dict[str, str], timeou
     pool_kwargs = {"timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False, "maxsize": 1}
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
-            target.address, target.port, server_hostname=target.host, assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED", **pool_kwargs,
+            target.address,
+            target.port,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            **pool_kwargs,
         )
     else:
         pool = urllib3.HTTPConnectionPool(target.address, target.port, **pool_kwargs)
     started = time.monotonic()
     try:
         response = pool.urlopen(
-            "POST", target.path, body=body, headers={**headers, "Host": _host_header(target)},
-            redirect=False, retries=False, preload_content=False, assert_same_host=False,
+            "POST",
+            target.path,
+            body=body,
+            headers={**headers, "Host": _host_header(target)},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
         )
         try:
             response.read(MAX_RESPONSE_BYTES)

@@ -40,7 +40,8 @@ def _clean_secret(secret: str) -> str:
     if not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH:
         raise ApplicationError(
             f"The secret must be {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} characters.",
-            code="validation_error", fields={"secret": ["length"]},
+            code="validation_error",
+            fields={"secret": ["length"]},
         )
     return secret
 
@@ -54,24 +55,34 @@ def _clean_format(fmt: str) -> str:
 def _clean_url(url: str) -> str:
     url = (url or "").strip()
     if not url or len(url) > 500:
-        raise ApplicationError("Enter a URL of at most 500 characters.", code="validation_error",
-                               fields={"url": ["invalid"]})
+        raise ApplicationError(
+            "Enter a URL of at most 500 characters.", code="validation_error", fields={"url": ["invalid"]}
+        )
     webhook_url_check(url)
     return url
 
 
 @transaction.atomic
 def webhook_create(
-    *, actor: Membership, url: str, events: Iterable[str], format: str = WebhookFormat.JSON,
-    active: bool = True, secret: str | None = None,
+    *,
+    actor: Membership,
+    url: str,
+    events: Iterable[str],
+    format: str = WebhookFormat.JSON,
+    active: bool = True,
+    secret: str | None = None,
 ) -> tuple[Webhook, str]:
     """Create a webhook; answers it and its secret (the given one, or a new random one when
     none is given) so the caller can show it this once."""
     permission_require(actor=actor, permission=Perm.LIMITS)
     secret = _clean_secret(secret) if secret else webhooks.secret_generate()
     webhook = Webhook.objects.for_tenant(actor.tenant).create(
-        tenant=actor.tenant, url=_clean_url(url), events=_clean_events(events), format=_clean_format(format),
-        active=bool(active), secret_ciphertext=webhooks.secret_encrypt(secret),
+        tenant=actor.tenant,
+        url=_clean_url(url),
+        events=_clean_events(events),
+        format=_clean_format(format),
+        active=bool(active),
+        secret_ciphertext=webhooks.secret_encrypt(secret),
     )
     audit_change_record(actor=actor, tenant=actor.tenant, instance=webhook)
     return webhook, secret
@@ -102,8 +113,14 @@ def webhook_update(*, actor: Membership, webhook: Webhook, **changes) -> Webhook
     webhook.save()
     audit_change_record(actor=actor, tenant=actor.tenant, instance=webhook, before=before)
     if new_secret:
-        audit_event_record(tenant=actor.tenant, actor=actor, action="webhook.secret_rotate", object_type="webhook",
-                           object_id=webhook.pk, object_repr=str(webhook))
+        audit_event_record(
+            tenant=actor.tenant,
+            actor=actor,
+            action="webhook.secret_rotate",
+            object_type="webhook",
+            object_id=webhook.pk,
+            object_repr=str(webhook),
+        )
     return webhook
 
 
@@ -123,8 +140,14 @@ def webhook_test_send(*, actor: Membership, webhook: Webhook) -> WebhookDelivery
     permission_require(actor=actor, permission=Perm.LIMITS, tenant=webhook.tenant_id)
     tenant = actor.tenant
     webhook = Webhook.objects.for_tenant(tenant).get(pk=webhook.pk)
-    audit_entry = audit_event_record(tenant=tenant, actor=actor, action="webhook.test", object_type="webhook",
-                                     object_id=webhook.pk, object_repr=str(webhook))
+    audit_entry = audit_event_record(
+        tenant=tenant,
+        actor=actor,
+        action="webhook.test",
+        object_type="webhook",
+        object_id=webhook.pk,
+        object_repr=str(webhook),
+    )
     payload = {
         "event": WEBHOOK_TEST_EVENT,
         "occurred_at": audit_entry.created_at.isoformat(),
@@ -133,7 +156,11 @@ def webhook_test_send(*, actor: Membership, webhook: Webhook) -> WebhookDelivery
         "data": {"webhook_id": webhook.pk},
     }
     delivery = WebhookDelivery.objects.for_tenant(tenant).create(
-        tenant=tenant, webhook=webhook, event=WEBHOOK_TEST_EVENT, event_key=f"test:{audit_entry.pk}", payload=payload,
+        tenant=tenant,
+        webhook=webhook,
+        event=WEBHOOK_TEST_EVENT,
+        event_key=f"test:{audit_entry.pk}",
+        payload=payload,
     )
     delivery_id, tenant_id = delivery.pk, tenant.pk
     transaction.on_commit(lambda: webhooks.deliveries_enqueue(tenant_id=tenant_id, ids=[delivery_id]), robust=True)

@@ -62,6 +62,7 @@ ACCESS_EVENTS = {
 
 # -- the signing secret ---------------------------------------------------------------------
 
+
 def _fernet() -> Fernet:
     material = settings.WEBHOOK_SECRETS_KEY or f"webhook-secrets:{settings.SECRET_KEY}"
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(material.encode()).digest()))
@@ -86,7 +87,12 @@ def signature_compute(*, secret: str, timestamp: str, body: bytes) -> str:
 
 
 def signature_verify(
-    *, secret: str, body: bytes, timestamp: str, signature: str, now: float | None = None,
+    *,
+    secret: str,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    now: float | None = None,
     tolerance_seconds: int | None = None,
 ) -> bool:
     """The receiver's check (the README's recipe, in Python): the signature matches the
@@ -103,6 +109,7 @@ def signature_verify(
 
 
 # -- payloads -------------------------------------------------------------------------------
+
 
 def _title(event: str) -> str:
     if event == WEBHOOK_TEST_EVENT:
@@ -130,20 +137,22 @@ def payload_render(delivery: WebhookDelivery, *, fmt: str) -> bytes:
         document = {
             "type": "message",
             "summary": title,
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": None,
-                "content": {
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.4",
-                    "body": [
-                        {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": True},
-                        {"type": "TextBlock", "text": summary, "wrap": True},
-                        {"type": "FactSet", "facts": facts},
-                    ],
-                },
-            }],
+            "attachments": [
+                {
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": None,
+                    "content": {
+                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                        "type": "AdaptiveCard",
+                        "version": "1.4",
+                        "body": [
+                            {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": True},
+                            {"type": "TextBlock", "text": summary, "wrap": True},
+                            {"type": "FactSet", "facts": facts},
+                        ],
+                    },
+                }
+            ],
         }
     else:
         document = {"id": delivery.pk, **stored}
@@ -174,22 +183,30 @@ def _envelope(*, tenant: Tenant, event: str, summary: str, data: dict, occurred_
 
 # -- the outbox -----------------------------------------------------------------------------
 
+
 def _subscribed(tenant: Tenant, event: str) -> list[Webhook]:
     hooks = Webhook.objects.for_tenant(tenant).filter(active=True).only("pk", "events", "tenant_id")
     return [hook for hook in hooks if event in (hook.events or [])]
 
 
-def deliveries_create(*, tenant: Tenant, hooks: Iterable[Webhook], event: str, key: str,
-                      payload: dict) -> list[WebhookDelivery]:
+def deliveries_create(
+    *, tenant: Tenant, hooks: Iterable[Webhook], event: str, key: str, payload: dict
+) -> list[WebhookDelivery]:
     """One outbox row per webhook for the event `key`, enqueued after commit; a row that
     exists already (the same event seen again) is skipped."""
     created = []
     for hook in hooks:
         try:
             with transaction.atomic():
-                created.append(WebhookDelivery.objects.for_tenant(tenant).create(
-                    tenant=tenant, webhook=hook, event=event, event_key=key[:120], payload=payload,
-                ))
+                created.append(
+                    WebhookDelivery.objects.for_tenant(tenant).create(
+                        tenant=tenant,
+                        webhook=hook,
+                        event=event,
+                        event_key=key[:120],
+                        payload=payload,
+                    )
+                )
         except IntegrityError:
             continue  # this webhook has this event already
     if created:
@@ -206,14 +223,16 @@ def deliveries_enqueue(*, tenant_id: int, ids: Iterable[int], countdown: int | N
 
     for delivery_id in ids:
         try:
-            deliver_webhook.apply_async(kwargs={"tenant_id": tenant_id, "delivery_id": delivery_id},
-                                        countdown=countdown)
+            deliver_webhook.apply_async(
+                kwargs={"tenant_id": tenant_id, "delivery_id": delivery_id}, countdown=countdown
+            )
         except Exception:
             logger.exception("Enqueueing webhook delivery %s failed; it stays pending.", delivery_id)
 
 
-def webhook_event_emit(*, tenant: Tenant, event: str, key: str, summary: str, data: dict,
-                       occurred_at=None) -> list[WebhookDelivery]:
+def webhook_event_emit(
+    *, tenant: Tenant, event: str, key: str, summary: str, data: dict, occurred_at=None
+) -> list[WebhookDelivery]:
     """Queue `event` for every active webhook of `tenant` subscribed to it, once per `key`.
     Call it inside the event's transaction. Never raises: a webhook must not fail the
     call or decision that caused the event (failures are logged)."""
@@ -239,36 +258,57 @@ def webhook_limit_warning(*, warning: LimitWarning, membership: Membership | Non
     """`usage.limit_warning` for a crossed threshold (user limits name the user)."""
     percent = round(100 * warning.used / warning.limit_value) if warning.limit_value else 100
     who = f"{membership.user.email}: " if membership is not None else "The tenant: "
-    summary = (f"{who}{LimitName(warning.limit).label} at {warning.used} of {warning.limit_value} ({percent}%, "
-               f"warning at {warning.threshold_percent}%) in the window from {warning.window_start:%Y-%m-%d %H:%M} UTC")
+    summary = (
+        f"{who}{LimitName(warning.limit).label} at {warning.used} of {warning.limit_value} ({percent}%, "
+        f"warning at {warning.threshold_percent}%) in the window from {warning.window_start:%Y-%m-%d %H:%M} UTC"
+    )
     return webhook_event_emit(
-        tenant=warning.tenant, event=WebhookEvent.LIMIT_WARNING, key=f"warning:{warning.pk}", summary=summary,
+        tenant=warning.tenant,
+        event=WebhookEvent.LIMIT_WARNING,
+        key=f"warning:{warning.pk}",
+        summary=summary,
         occurred_at=warning.created_at,
-        data={"limit": warning.limit, "used": warning.used, "limit_value": warning.limit_value,
-              "percent": percent, "threshold_percent": warning.threshold_percent,
-              "window_start": warning.window_start.isoformat(), "user": _user(membership)},
+        data={
+            "limit": warning.limit,
+            "used": warning.used,
+            "limit_value": warning.limit_value,
+            "percent": percent,
+            "threshold_percent": warning.threshold_percent,
+            "window_start": warning.window_start.isoformat(),
+            "user": _user(membership),
+        },
     )
 
 
 def _case_data(case: AbuseCase) -> dict:
-    return {"case_id": case.pk, "kind": case.kind, "status": case.status, "user": _user(case.membership),
-            "suspended_until": case.suspended_until.isoformat() if case.suspended_until else None}
+    return {
+        "case_id": case.pk,
+        "kind": case.kind,
+        "status": case.status,
+        "user": _user(case.membership),
+        "suspended_until": case.suspended_until.isoformat() if case.suspended_until else None,
+    }
 
 
 def webhook_access_changed(*, case: AbuseCase, kind: str, reason: str) -> list[WebhookDelivery]:
     """`usage.access_suspended|terminated|reinstated` beside the e-mail of the same change."""
     event = ACCESS_EVENTS[kind]
     return webhook_event_emit(
-        tenant=case.tenant, event=event, key=f"case:{case.pk}:{kind}",
-        summary=f"{case.membership.user.email}: {reason}", data=_case_data(case),
+        tenant=case.tenant,
+        event=event,
+        key=f"case:{case.pk}:{kind}",
+        summary=f"{case.membership.user.email}: {reason}",
+        data=_case_data(case),
     )
 
 
 def webhook_case_opened(*, case: AbuseCase) -> list[WebhookDelivery]:
     """`abuse.case_opened` for any new case (suspension, termination, review)."""
     return webhook_event_emit(
-        tenant=case.tenant, event=WebhookEvent.CASE_OPENED, key=f"case-opened:{case.pk}",
+        tenant=case.tenant,
+        event=WebhookEvent.CASE_OPENED,
+        key=f"case-opened:{case.pk}",
         summary=f"{case.get_kind_display()} case for {case.membership.user.email}: {case.summary}",
-        occurred_at=case.opened_at, data=_case_data(case),
+        occurred_at=case.opened_at,
+        data=_case_data(case),
     )
-

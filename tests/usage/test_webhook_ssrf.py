@@ -75,13 +75,16 @@ def test_a_dns_name_resolving_to_loopback_is_refused():
     assert "loopback" in refused.value.reason
 
 
-@pytest.mark.parametrize("url, reason", [
-    (f"http://{PUBLIC}/hook", "only https://"),
-    ("ftp://example.test/", "only https://"),
-    (f"https://user:pass@{PUBLIC}/", "credentials"),
-    ("https:///hook", "no host"),
-    ("https://name.invalid/hook", "does not resolve"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        (f"http://{PUBLIC}/hook", "only https://"),
+        ("ftp://example.test/", "only https://"),
+        (f"https://user:pass@{PUBLIC}/", "credentials"),
+        ("https:///hook", "no host"),
+        ("https://name.invalid/hook", "does not resolve"),
+    ],
+)
 def test_other_refusals(url, reason):
     with pytest.raises(WebhookUrlRefused) as refused:
         webhook_url_check(url)
@@ -96,8 +99,16 @@ def _resolving(monkeypatch, table: dict[str, list[str]]):
     def getaddrinfo(host, port, *args, **kwargs):
         asked.append(host)
         if host in table:
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
-                     (a, port, 0, 0) if ":" in a else (a, port)) for a in table[host]]
+            return [
+                (
+                    socket.AF_INET6 if ":" in a else socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    6,
+                    "",
+                    (a, port, 0, 0) if ":" in a else (a, port),
+                )
+                for a in table[host]
+            ]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
@@ -113,8 +124,12 @@ def test_every_resolved_address_must_be_public(monkeypatch):
 
 def test_api_refuses_on_save(tenant_a, api_for):
     api = api_for(tenant_a.members["admin"].user)
-    for url in ("https://localhost/", "https://169.254.169.254/latest/meta-data/", "https://[::ffff:10.0.0.1]/",
-                f"http://{PUBLIC}/"):
+    for url in (
+        "https://localhost/",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::ffff:10.0.0.1]/",
+        f"http://{PUBLIC}/",
+    ):
         answer = api.post("/api/v1/tenants/alpha/webhooks/", {"url": url, "events": ["abuse.case_opened"]})
         assert answer.status_code == 400, url
         assert answer.json()["error"]["code"] == "webhook_url_refused"
@@ -127,11 +142,14 @@ def test_checked_again_at_send_time_a_rebinding_name_is_refused(tenant_a, monkey
     try:
         table = {"rebind.example": [PUBLIC]}
         _resolving(monkeypatch, table)
-        hook, _ = webhook_services.webhook_create(actor=tenant_a.members["admin"],
-                                                  url=f"https://rebind.example:{receiver.port}/hook",
-                                                  events=[WebhookEvent.CASE_OPENED])
-        (delivery,) = webhooks.webhook_event_emit(tenant=tenant_a.tenant, event=WebhookEvent.CASE_OPENED, key="k",
-                                                  summary="s", data={})
+        hook, _ = webhook_services.webhook_create(
+            actor=tenant_a.members["admin"],
+            url=f"https://rebind.example:{receiver.port}/hook",
+            events=[WebhookEvent.CASE_OPENED],
+        )
+        (delivery,) = webhooks.webhook_event_emit(
+            tenant=tenant_a.tenant, event=WebhookEvent.CASE_OPENED, key="k", summary="s", data={}
+        )
         table["rebind.example"] = ["127.0.0.1"]  # the name now points at the portal's own host
         result = webhook_deliver(tenant_id=tenant_a.tenant.pk, delivery_id=delivery.pk)
         assert (result.status, result.retry_in) == (DeliveryStatus.FAILED, None)

@@ -56,22 +56,30 @@ def receiver():
 @pytest.fixture(scope="module")
 def worker(django_db_setup, django_db_blocker, smtp, tmp_path_factory):
     with django_db_blocker.unblock():
-        require_service("PostgreSQL", connection.vendor == "postgresql",
-                        "the worker subprocess needs the test's database on a server (DATABASE_URL=postgres://...)")
+        require_service(
+            "PostgreSQL",
+            connection.vendor == "postgresql",
+            "the worker subprocess needs the test's database on a server (DATABASE_URL=postgres://...)",
+        )
         settings_dict = dict(connection.settings_dict)
     redis_url = require_redis()
     process = CeleryWorker(
-        broker_url=broker_url_for(redis_url), database_url=database_url_of(settings_dict), smtp_port=smtp.port,
-        redis_url=redis_url, log_path=tmp_path_factory.mktemp("celery") / "worker.log",
+        broker_url=broker_url_for(redis_url),
+        database_url=database_url_of(settings_dict),
+        smtp_port=smtp.port,
+        redis_url=redis_url,
+        log_path=tmp_path_factory.mktemp("celery") / "worker.log",
     )
-    process.env.update({
-        "WEBHOOK_SECRETS_KEY": SECRETS_KEY,
-        "WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
-        "WEBHOOK_RETRY_BACKOFF_SECONDS": "1",
-        "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": "2",
-        "WEBHOOK_MAX_ATTEMPTS": "30",
-        "WEBHOOK_TIMEOUT_SECONDS": "30",
-    })
+    process.env.update(
+        {
+            "WEBHOOK_SECRETS_KEY": SECRETS_KEY,
+            "WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
+            "WEBHOOK_RETRY_BACKOFF_SECONDS": "1",
+            "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": "2",
+            "WEBHOOK_MAX_ATTEMPTS": "30",
+            "WEBHOOK_TIMEOUT_SECONDS": "30",
+        }
+    )
     process.start()
     yield process
     process.stop()
@@ -109,21 +117,33 @@ def assert_each_acknowledged_once(receiver, world):
     assert set(acknowledged) == {str(pk) for pk in rows(world).values_list("pk", flat=True)}
     for request in receiver.acknowledged():
         headers = request["headers"]
-        assert webhooks.signature_verify(secret="worker-test-secret-0123456789", body=request["body"],
-                                         timestamp=headers["x-copilot-admin-timestamp"],
-                                         signature=headers["x-copilot-admin-signature"])
+        assert webhooks.signature_verify(
+            secret="worker-test-secret-0123456789",
+            body=request["body"],
+            timestamp=headers["x-copilot-admin-timestamp"],
+            signature=headers["x-copilot-admin-signature"],
+        )
 
 
 def _hook(world, receiver, path="/hook"):
-    hook, _ = webhook_services.webhook_create(actor=world.members["admin"], url=receiver.url(path),
-                                              events=list(WebhookEvent.values), secret="worker-test-secret-0123456789")
+    hook, _ = webhook_services.webhook_create(
+        actor=world.members["admin"],
+        url=receiver.url(path),
+        events=list(WebhookEvent.values),
+        secret="worker-test-secret-0123456789",
+    )
     return hook
 
 
 def _emit(world, key):
     with transaction.atomic():
-        webhooks.webhook_event_emit(tenant=world.tenant, event=WebhookEvent.CASE_OPENED, key=key,
-                                    summary="review case opened", data={"key": key})
+        webhooks.webhook_event_emit(
+            tenant=world.tenant,
+            event=WebhookEvent.CASE_OPENED,
+            key=key,
+            summary="review case opened",
+            data={"key": key},
+        )
 
 
 def test_receiver_down_then_failing_then_up_delivers_every_event_exactly_once(tenant_a, delivery):
@@ -137,13 +157,17 @@ def test_receiver_down_then_failing_then_up_delivers_every_event_exactly_once(te
     for n in range(2):
         _emit(tenant_a, f"outage-{n}")
     assert rows(tenant_a).count() == 6  # three events for each of two webhooks
-    wait_until(lambda: all(r.attempts >= 1 and r.last_error for r in rows(tenant_a)),
-               what=f"failed first attempts; worker log: {worker.log()[-2000:]}")
+    wait_until(
+        lambda: all(r.attempts >= 1 and r.last_error for r in rows(tenant_a)),
+        what=f"failed first attempts; worker log: {worker.log()[-2000:]}",
+    )
     assert set(rows(tenant_a).values_list("status", flat=True)) == {DeliveryStatus.PENDING}
     receiver.answers.extend([503, 503, 500])
     receiver.start()
-    wait_until(lambda: set(rows(tenant_a).values_list("status", flat=True)) == {DeliveryStatus.DELIVERED},
-               what=f"all delivered; worker log: {worker.log()[-2000:]}")
+    wait_until(
+        lambda: set(rows(tenant_a).values_list("status", flat=True)) == {DeliveryStatus.DELIVERED},
+        what=f"all delivered; worker log: {worker.log()[-2000:]}",
+    )
     time.sleep(2)  # anything sent twice would have arrived by now
     assert len(receiver.acknowledged()) == 6
     assert_each_acknowledged_once(receiver, tenant_a)
@@ -162,8 +186,10 @@ def test_worker_killed_mid_request_still_delivers_exactly_once(tenant_a, deliver
     os.kill(children[0], signal.SIGKILL)  # the posting process dies before the receiver answers
     time.sleep(0.5)
     receiver.release()
-    wait_until(lambda: set(rows(tenant_a).values_list("status", flat=True)) == {DeliveryStatus.DELIVERED},
-               what=f"delivered after the kill; worker log: {worker.log()[-3000:]}")
+    wait_until(
+        lambda: set(rows(tenant_a).values_list("status", flat=True)) == {DeliveryStatus.DELIVERED},
+        what=f"delivered after the kill; worker log: {worker.log()[-3000:]}",
+    )
     time.sleep(2)
     assert_each_acknowledged_once(receiver, tenant_a)
     (row,) = rows(tenant_a)

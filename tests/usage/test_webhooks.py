@@ -57,14 +57,16 @@ def rx(receiver, settings):
 
 
 def make_hook(world, url, *, events=tuple(WebhookEvent.values), fmt=WebhookFormat.JSON, secret=SECRET) -> Webhook:
-    hook, _ = webhook_services.webhook_create(actor=world.members["admin"], url=url, events=list(events),
-                                              format=fmt, secret=secret)
+    hook, _ = webhook_services.webhook_create(
+        actor=world.members["admin"], url=url, events=list(events), format=fmt, secret=secret
+    )
     return hook
 
 
 def emit(world, key="k1", event=WebhookEvent.CASE_OPENED):
-    return webhooks.webhook_event_emit(tenant=world.tenant, event=event, key=key, summary="3 strikes within 60 minutes",
-                                       data={"case_id": 7})
+    return webhooks.webhook_event_emit(
+        tenant=world.tenant, event=event, key=key, summary="3 strikes within 60 minutes", data={"case_id": 7}
+    )
 
 
 def deliver(delivery):
@@ -72,6 +74,7 @@ def deliver(delivery):
 
 
 # -- signing -------------------------------------------------------------------------------------
+
 
 def test_signed_delivery_verifies_with_the_secret_and_nothing_else(tenant_a, rx):
     hook = make_hook(tenant_a, rx.url())
@@ -91,11 +94,13 @@ def test_signed_delivery_verifies_with_the_secret_and_nothing_else(tenant_a, rx)
 
     expected = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     assert signature == f"sha256={expected}"
-    assert not webhooks.signature_verify(secret="another-secret-0123456789", body=body, timestamp=timestamp,
-                                         signature=signature)
+    assert not webhooks.signature_verify(
+        secret="another-secret-0123456789", body=body, timestamp=timestamp, signature=signature
+    )
     assert not webhooks.signature_verify(secret=SECRET, body=body + b" ", timestamp=timestamp, signature=signature)
-    assert not webhooks.signature_verify(secret=SECRET, body=body, timestamp=str(int(timestamp) + 1),
-                                         signature=signature)
+    assert not webhooks.signature_verify(
+        secret=SECRET, body=body, timestamp=str(int(timestamp) + 1), signature=signature
+    )
     document = json.loads(body)
     assert document["id"] == delivery.pk and document["event"] == "abuse.case_opened"
     assert document["tenant"] == {"slug": "alpha", "name": "Alpha MSP"}
@@ -107,11 +112,13 @@ def test_signed_delivery_verifies_with_the_secret_and_nothing_else(tenant_a, rx)
 def test_replay_window_refuses_an_old_timestamp():
     body, now = b'{"event":"x"}', 1_800_000_000
     signature = webhooks.signature_compute(secret=SECRET, timestamp=str(now - 301), body=body)
-    assert not webhooks.signature_verify(secret=SECRET, body=body, timestamp=str(now - 301), signature=signature,
-                                         now=now, tolerance_seconds=300)
+    assert not webhooks.signature_verify(
+        secret=SECRET, body=body, timestamp=str(now - 301), signature=signature, now=now, tolerance_seconds=300
+    )
     signature = webhooks.signature_compute(secret=SECRET, timestamp=str(now - 299), body=body)
-    assert webhooks.signature_verify(secret=SECRET, body=body, timestamp=str(now - 299), signature=signature,
-                                     now=now, tolerance_seconds=300)
+    assert webhooks.signature_verify(
+        secret=SECRET, body=body, timestamp=str(now - 299), signature=signature, now=now, tolerance_seconds=300
+    )
     assert not webhooks.signature_verify(secret=SECRET, body=body, timestamp="not-a-time", signature=signature)
 
 
@@ -136,6 +143,7 @@ def test_teams_and_slack_formats(tenant_a, rx, fmt):
 
 # -- the outbox ------------------------------------------------------------------------------------
 
+
 def test_one_delivery_per_event_and_webhook_and_one_request(tenant_a, rx):
     first = make_hook(tenant_a, rx.url("/one"))
     second = make_hook(tenant_a, rx.url("/two"), events=[WebhookEvent.LIMIT_WARNING])
@@ -153,6 +161,7 @@ def test_one_delivery_per_event_and_webhook_and_one_request(tenant_a, rx):
 
 # -- retries ------------------------------------------------------------------------------------
 
+
 def test_backoff_schedule_doubles_and_is_capped(settings):
     settings.WEBHOOK_RETRY_BACKOFF_SECONDS = 30
     settings.WEBHOOK_RETRY_BACKOFF_MAX_SECONDS = 600
@@ -165,12 +174,20 @@ def test_5xx_is_retried_with_backoff_until_delivered(tenant_a, rx):
     (delivery,) = emit(tenant_a)
     results = [deliver(delivery) for _ in range(4)]
     assert [(r.status, r.retry_in) for r in results] == [
-        ("pending", 30), ("pending", 60), ("pending", 120), ("delivered", None)]
+        ("pending", 30),
+        ("pending", 60),
+        ("pending", 120),
+        ("delivered", None),
+    ]
     delivery.refresh_from_db()
     assert delivery.attempts == 4 and delivery.response_status == 200 and delivery.next_attempt_at is None
     log = list(WebhookAttempt.objects.for_tenant(tenant_a.tenant).filter(delivery=delivery).order_by("number"))
     assert [(a.number, a.response_status, a.retry_in_seconds) for a in log] == [
-        (1, 503, 30), (2, 500, 60), (3, 502, 120), (4, 200, None)]
+        (1, 503, 30),
+        (2, 500, 60),
+        (3, 502, 120),
+        (4, 200, None),
+    ]
     assert all(a.latency_ms >= 0 for a in log)
     assert len({r["headers"]["x-copilot-admin-delivery"] for r in rx.requests}) == 1
 
@@ -235,6 +252,7 @@ def test_redirects_are_not_followed(tenant_a, rx):
 
 # -- auto-disable ---------------------------------------------------------------------------------
 
+
 def test_repeated_failures_switch_the_webhook_off_and_email_the_administrators(tenant_a, rx, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     hook = make_hook(tenant_a, rx.url())
@@ -286,6 +304,7 @@ def test_test_event_is_sent_even_to_a_switched_off_webhook(tenant_a, rx):
 
 # -- the events of the usage rules ----------------------------------------------------------------
 
+
 def _events(world):
     return sorted(WebhookDelivery.objects.for_tenant(world.tenant).values_list("event", flat=True))
 
@@ -310,8 +329,11 @@ def test_suspension_and_reinstatement_queue_their_events(tenant_a, rx):
     assert isinstance(case, AbuseCase)
     assert _events(tenant_a) == [WebhookEvent.CASE_OPENED, WebhookEvent.ACCESS_SUSPENDED]
     case_reinstate(actor=tenant_a.members["admin"], case=case, reason="False alarm, talked to the technician")
-    assert _events(tenant_a) == [WebhookEvent.CASE_OPENED, WebhookEvent.ACCESS_REINSTATED,
-                                 WebhookEvent.ACCESS_SUSPENDED]
+    assert _events(tenant_a) == [
+        WebhookEvent.CASE_OPENED,
+        WebhookEvent.ACCESS_REINSTATED,
+        WebhookEvent.ACCESS_SUSPENDED,
+    ]
 
 
 def test_an_event_never_fails_the_cause(tenant_a, rx, monkeypatch):
@@ -327,6 +349,7 @@ def test_an_event_never_fails_the_cause(tenant_a, rx, monkeypatch):
 
 
 # -- the API: write-only secret, audit ------------------------------------------------------------
+
 
 def test_api_secret_is_write_only_and_shown_once(tenant_a, rx, api_for):
     api = api_for(tenant_a.members["admin"].user)
@@ -346,7 +369,9 @@ def test_api_secret_is_write_only_and_shown_once(tenant_a, rx, api_for):
     hook = Webhook.objects.for_tenant(tenant_a.tenant).get(pk=hook_id)
     assert webhooks.secret_decrypt(hook.secret_ciphertext) == "rotated-secret-0123456789"
     entries = AuditEntry.objects.for_tenant(tenant_a.tenant).filter(object_type="webhook")
-    assert {"webhook.create", "webhook.update", "webhook.secret_rotate"} <= set(entries.values_list("action", flat=True))
+    assert {"webhook.create", "webhook.update", "webhook.secret_rotate"} <= set(
+        entries.values_list("action", flat=True)
+    )
     dump = json.dumps(list(entries.values("changes", "metadata")))
     for value in (secret, "rotated-secret-0123456789", "my-own-secret-0123456789", hook.secret_ciphertext):
         assert value not in dump
@@ -366,14 +391,17 @@ def test_api_test_button_and_delivery_log(tenant_a, rx, api_for):
     assert row["attempt_log"][0]["number"] == 1 and row["attempt_log"][0]["latency_ms"] >= 0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"url": "https://example.invalid/", "events": []}, "events"),
-    ({"url": "https://example.invalid/", "events": ["usage.unknown"]}, "events"),
-    ({"url": "ftp://example.invalid/", "events": ["abuse.case_opened"]}, "url"),
-    ({"url": "http://127.0.0.1/", "events": ["abuse.case_opened"], "secret": "short"}, "secret"),
-    ({"url": "http://127.0.0.1/", "events": ["abuse.case_opened"], "format": "xml"}, "format"),
-    ({"url": "http://127.0.0.1/", "events": ["abuse.case_opened"], "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"url": "https://example.invalid/", "events": []}, "events"),
+        ({"url": "https://example.invalid/", "events": ["usage.unknown"]}, "events"),
+        ({"url": "ftp://example.invalid/", "events": ["abuse.case_opened"]}, "url"),
+        ({"url": "http://127.0.0.1/", "events": ["abuse.case_opened"], "secret": "short"}, "secret"),
+        ({"url": "http://127.0.0.1/", "events": ["abuse.case_opened"], "format": "xml"}, "format"),
+        ({"url": "http://127.0.0.1/", "events": ["abuse.case_opened"], "colour": "red"}, "colour"),
+    ],
+)
 def test_api_refuses_bad_input(tenant_a, rx, api_for, body, field):
     answer = api_for(tenant_a.members["admin"].user).post("/api/v1/tenants/alpha/webhooks/", body)
     assert answer.status_code == 400, answer.content
@@ -382,11 +410,18 @@ def test_api_refuses_bad_input(tenant_a, rx, api_for, body, field):
 
 # -- pages --------------------------------------------------------------------------------------
 
+
 def test_pages_create_shows_the_secret_once(tenant_a, rx, client):
     client.force_login(tenant_a.members["admin"].user)
-    created = client.post("/t/alpha/usage/webhooks/new/", {
-        "url": rx.url(), "events": ["usage.limit_warning", "abuse.case_opened"], "format": "json", "active": "on",
-    })
+    created = client.post(
+        "/t/alpha/usage/webhooks/new/",
+        {
+            "url": rx.url(),
+            "events": ["usage.limit_warning", "abuse.case_opened"],
+            "format": "json",
+            "active": "on",
+        },
+    )
     assert created.status_code == 201
     hook = Webhook.objects.for_tenant(tenant_a.tenant).get()
     secret = webhooks.secret_decrypt(hook.secret_ciphertext)
@@ -398,8 +433,10 @@ def test_pages_create_shows_the_secret_once(tenant_a, rx, client):
     assert WebhookDelivery.objects.for_tenant(tenant_a.tenant).filter(event="webhook.test").count() == 1
     log = client.get(f"/t/alpha/usage/webhooks/{hook.pk}/deliveries/")
     assert log.status_code == 200 and "webhook.test" in log.content.decode()
-    refused = client.post(f"/t/alpha/usage/webhooks/{hook.pk}/", {
-        "url": "https://10.0.0.1/", "events": ["abuse.case_opened"], "format": "json"})
+    refused = client.post(
+        f"/t/alpha/usage/webhooks/{hook.pk}/",
+        {"url": "https://10.0.0.1/", "events": ["abuse.case_opened"], "format": "json"},
+    )
     assert refused.status_code == 200 and "not allowed" in refused.content.decode()
     assert client.post(f"/t/alpha/usage/webhooks/{hook.pk}/delete/").status_code == 302
     assert not Webhook.objects.for_tenant(tenant_a.tenant).exists()
@@ -416,6 +453,7 @@ def test_latency_is_measured_within_the_attempt(tenant_a, rx):
 
 # -- query counts ---------------------------------------------------------------------------------
 
+
 def _queries(fn) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -428,11 +466,13 @@ def _queries(fn) -> int:
 
 def _grow(world, hook, count, start):
     for n in range(start, start + count):
-        (delivery,) = webhooks.webhook_event_emit(tenant=world.tenant, event=WebhookEvent.CASE_OPENED,
-                                                  key=f"grow-{n}", summary="s", data={})
+        (delivery,) = webhooks.webhook_event_emit(
+            tenant=world.tenant, event=WebhookEvent.CASE_OPENED, key=f"grow-{n}", summary="s", data={}
+        )
         for number in (1, 2):
             WebhookAttempt.objects.for_tenant(world.tenant).create(
-                tenant=world.tenant, delivery=delivery, number=number, response_status=503, latency_ms=3)
+                tenant=world.tenant, delivery=delivery, number=number, response_status=503, latency_ms=3
+            )
     for n in range(start, start + count):
         make_hook(world, f"http://127.0.0.1:9/extra-{n}", events=[WebhookEvent.LIMIT_WARNING])
 

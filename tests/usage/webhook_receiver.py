@@ -30,8 +30,13 @@ class _Handler(BaseHTTPRequestHandler):
         receiver: Receiver = self.server.receiver
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        record = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
-                  "status": None, "aborted": False}
+        record = {
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+            "status": None,
+            "aborted": False,
+        }
         with receiver.lock:
             receiver.requests.append(record)
             answer = receiver.answers.popleft() if receiver.answers else receiver.default_status
