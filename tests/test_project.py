@@ -55,10 +55,19 @@ def test_check_deploy_passes_with_production_settings():
 @pytest.mark.parametrize("env_change,message", [
     ({"DJANGO_SECRET_KEY": ""}, "DJANGO_SECRET_KEY must be set"),
     ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off"),
+    ({"WEBHOOK_ALLOW_HTTP_LOOPBACK": "true"}, "WEBHOOK_ALLOW_HTTP_LOOPBACK must be off"),
 ])
 def test_production_refuses_unsafe_settings(env_change, message):
     result = _manage("check", env=_production_env(**env_change))
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_production_webhooks_take_only_https_to_public_addresses_by_default():
+    env = {k: v for k, v in _production_env().items() if not k.startswith("WEBHOOK_")}
+    result = _manage("shell", "-c", "from django.conf import settings; print(settings.WEBHOOK_ALLOW_HTTP_LOOPBACK)",
+                     env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("False")
 
 
 def test_malformed_environment_value_is_named():

@@ -492,3 +492,50 @@ def test_webhook_pages_and_delivery_log_query_counts_are_flat(tenant_a, rx, clie
     _grow(tenant_a, hook, 30, 1)
     many = [_queries(fetch) for fetch in fetches]
     assert few == many
+
+
+# -- test events, lost tasks, eager runs ----------------------------------------------------------
+
+
+def test_test_events_do_not_count_towards_switching_off(tenant_a, rx):
+    hook = make_hook(tenant_a, rx.url())
+    rx.default_status = 400
+    for _ in range(4):
+        deliver(webhook_services.webhook_test_send(actor=tenant_a.members["admin"], webhook=hook))
+    hook.refresh_from_db()
+    assert hook.active and hook.consecutive_failures == 0
+
+
+def test_deliveries_whose_task_was_lost_are_enqueued_again(tenant_a, rx, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from copilot_admin.usage.webhook_delivery import webhook_deliveries_resend_pending
+
+    make_hook(tenant_a, rx.url())
+    now = timezone.now()
+    lost, fresh, overdue, waiting, done = (emit(tenant_a, key=f"k{n}")[0] for n in range(5))
+    deliveries = WebhookDelivery.objects.for_tenant(tenant_a.tenant)
+    deliveries.filter(pk__in=[lost.pk, overdue.pk, waiting.pk, done.pk]).update(created_at=now - timedelta(hours=1))
+    deliveries.filter(pk=overdue.pk).update(attempts=2, next_attempt_at=now - timedelta(minutes=10))
+    deliveries.filter(pk=waiting.pk).update(attempts=2, next_attempt_at=now + timedelta(minutes=10))
+    deliveries.filter(pk=done.pk).update(status=DeliveryStatus.DELIVERED)
+    enqueued = []
+    monkeypatch.setattr(webhooks, "deliveries_enqueue", lambda *, tenant_id, ids, countdown=None: enqueued.extend(ids))
+    assert webhook_deliveries_resend_pending(now=now) == 2
+    assert sorted(enqueued) == sorted([lost.pk, overdue.pk])
+    assert fresh.pk not in enqueued
+
+
+def test_an_eager_run_leaves_the_retry_to_the_maintenance_task(tenant_a, rx):
+    from copilot_admin.usage.tasks import deliver_webhook
+
+    make_hook(tenant_a, rx.url())
+    rx.default_status = 503
+    (delivery,) = emit(tenant_a)
+    result = deliver_webhook.apply(kwargs={"tenant_id": tenant_a.tenant.pk, "delivery_id": delivery.pk})
+    assert result.get() == DeliveryStatus.PENDING
+    assert len(rx.requests) == 1  # no retry run in-process
+    delivery.refresh_from_db()
+    assert delivery.next_attempt_at is not None
