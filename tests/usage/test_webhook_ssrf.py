@@ -175,3 +175,52 @@ def test_the_request_goes_to_the_checked_address_without_a_second_lookup(tenant_
         assert receiver.requests[0]["headers"]["host"] == f"hooks.example:{receiver.port}"
     finally:
         receiver.stop()
+
+
+def _self_signed_context(tmp_path, host: str):
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def test_tls_certificates_are_verified(settings, tmp_path):
+    """Connecting to the checked address does not weaken TLS: an untrusted certificate for the
+    host name fails the attempt (a transport error, retried), and nothing is accepted."""
+    settings.WEBHOOK_ALLOW_HTTP_LOOPBACK = True
+    receiver = Receiver(ssl_context=_self_signed_context(tmp_path, "localhost"))
+    receiver.start()
+    try:
+        target = webhook_url_check(f"https://localhost:{receiver.port}/hook")
+        with pytest.raises(webhook_http.WebhookTransportError) as failed:
+            webhook_http.webhook_post(target, body=b"{}", headers={}, timeout=5)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(failed.value) or "certificate" in str(failed.value).lower()
+        assert receiver.acknowledged() == []
+    finally:
+        receiver.stop()

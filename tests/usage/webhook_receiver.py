@@ -74,7 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, *, ssl_context=None) -> None:
+        self.ssl_context = ssl_context  # serve HTTPS with this server-side context
         self.lock = threading.Lock()
         self.requests: list[dict] = []
         self.answers: deque = deque()
@@ -92,6 +93,8 @@ class Receiver:
             return
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
         self.server.daemon_threads = True
+        if self.ssl_context is not None:
+            self.server.socket = self.ssl_context.wrap_socket(self.server.socket, server_side=True)
         self.server.receiver = self
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
