@@ -152,7 +152,6 @@ def _suspend(*, access: CopilotAccess, limits: EffectiveLimits, details: dict, n
         opened_at=now,
     )
     audit_change_record(actor=None, tenant=tenant, instance=case)
-    webhooks.webhook_case_opened(case=case)
     alerts.access_change_notify(
         case=case, kind=NotificationKind.ACCESS_SUSPENDED, reason=f"{summary} (until {until:%Y-%m-%d %H:%M} UTC)"
     )
@@ -196,7 +195,6 @@ def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, detai
         opened_by=actor,
     )
     audit_change_record(actor=actor, tenant=membership.tenant, instance=case)
-    webhooks.webhook_case_opened(case=case)
     alerts.access_change_notify(case=case, kind=NotificationKind.ACCESS_TERMINATED, reason=summary)
     return case
 

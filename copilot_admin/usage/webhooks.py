@@ -303,7 +303,8 @@ def webhook_access_changed(*, case: AbuseCase, kind: str, reason: str) -> list[W
 
 
 def webhook_case_opened(*, case: AbuseCase) -> list[WebhookDelivery]:
-    """`abuse.case_opened` for any new case (suspension, termination, review)."""
+    """`abuse.case_opened` for a case opened for review (suspensions and terminations have
+    their own events, `usage.access_suspended` and `usage.access_terminated`)."""
     return webhook_event_emit(
         tenant=case.tenant,
         event=WebhookEvent.CASE_OPENED,

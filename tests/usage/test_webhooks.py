@@ -327,13 +327,36 @@ def test_suspension_and_reinstatement_queue_their_events(tenant_a, rx):
     set_policy(strike_limit=1)
     case = abuse.strike_record(membership=tenant_a.members["tech"], kind=StrikeKind.CONTENT_FILTER)
     assert isinstance(case, AbuseCase)
-    assert _events(tenant_a) == [WebhookEvent.CASE_OPENED, WebhookEvent.ACCESS_SUSPENDED]
+    assert _events(tenant_a) == [WebhookEvent.ACCESS_SUSPENDED]
+    suspended = WebhookDelivery.objects.for_tenant(tenant_a.tenant).get()
+    assert suspended.payload["data"]["case_id"] == case.pk and suspended.payload["data"]["suspended_until"]
     case_reinstate(actor=tenant_a.members["admin"], case=case, reason="False alarm, talked to the technician")
-    assert _events(tenant_a) == [
-        WebhookEvent.CASE_OPENED,
-        WebhookEvent.ACCESS_REINSTATED,
-        WebhookEvent.ACCESS_SUSPENDED,
-    ]
+    assert _events(tenant_a) == [WebhookEvent.ACCESS_REINSTATED, WebhookEvent.ACCESS_SUSPENDED]
+
+
+def test_a_review_case_queues_case_opened(tenant_a, rx):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from copilot_admin.usage.models import HourlyUsage
+
+    make_hook(tenant_a, rx.url())
+    set_policy(user_requests_per_hour=100, review_near_limit_percent=90, review_sustained_hours=8)
+    tech, tenant = tenant_a.members["tech"], tenant_a.tenant
+    now = timezone.now()
+    for hour in range(1, 10):
+        HourlyUsage.objects.for_tenant(tenant).create(
+            tenant=tenant,
+            membership=tech,
+            requests=95,
+            hour=now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hour),
+        )
+    (case,) = abuse.usage_patterns_review(now=now)
+    assert _events(tenant_a) == [WebhookEvent.CASE_OPENED]
+    delivery = WebhookDelivery.objects.for_tenant(tenant).get()
+    assert delivery.payload["data"]["case_id"] == case.pk and delivery.payload["data"]["kind"] == "review"
+    assert "hourly request limit" in delivery.payload["summary"]
 
 
 def test_an_event_never_fails_the_cause(tenant_a, rx, monkeypatch):
