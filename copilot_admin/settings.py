@@ -134,6 +134,13 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# The copilot call's reads (token, membership, role, switches, company scope, access state,
+# limits, the zone's deployments) come from the cache, versioned so that every write takes
+# effect on the next call (copilot_admin/core/versioned_cache.py). 0 turns it off; it is off
+# in production without Redis (a per-process cache cannot see other processes' writes).
+ACCESS_CACHE_SECONDS = env_int("ACCESS_CACHE_SECONDS", 300) if (REDIS_URL or not PRODUCTION) else 0
+ACCESS_CACHE_KEY_PREFIX = "copilot-admin:access:"
+
 AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -205,7 +212,7 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        "copilot_admin.access.tokens.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

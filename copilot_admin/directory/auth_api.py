@@ -5,7 +5,7 @@ from django.contrib.auth import authenticate
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from knox.auth import TokenAuthentication
+from copilot_admin.access.tokens import CachedTokenAuthentication
 from knox.models import AuthToken
 from knox.settings import knox_settings
 from rest_framework import serializers, status
@@ -34,7 +34,7 @@ class AuthTokenView(APIView):
     and slow the account down from every address: see login_guard); beyond the per-user token
     limit the oldest live token is revoked. DELETE: revoke the token used for the request."""
 
-    authentication_classes = [TokenAuthentication]
+    authentication_classes = [CachedTokenAuthentication]
     permission_required = "authenticated"
 
     def perform_authentication(self, request):
