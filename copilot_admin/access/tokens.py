@@ -12,8 +12,8 @@ import binascii
 from hmac import compare_digest
 
 from django.utils import timezone
-from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication
 from knox.crypto import hash_token
 from knox.models import get_token_model

@@ -5,7 +5,6 @@ from django.contrib.auth import authenticate
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from copilot_admin.access.tokens import CachedTokenAuthentication
 from knox.models import AuthToken
 from knox.settings import knox_settings
 from rest_framework import serializers, status
@@ -13,6 +12,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_admin.access.tokens import CachedTokenAuthentication
 from copilot_admin.audit.services import audit_event_record_for_user_tenants
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.schema import error_response
