@@ -128,7 +128,7 @@ def _now() -> float:
 
 
 def _throttle_key(user) -> str:
-    return f"mfa-failures:{user.pk}"
+    return f"{settings.LOGIN_THROTTLE_KEY_PREFIX}mfa:{user.pk}"
 
 
 def mfa_throttle_retry_after(*, user) -> int:
