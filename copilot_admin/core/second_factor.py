@@ -22,7 +22,8 @@ class SecondFactorRefused(ApplicationError):
     status_code = status.HTTP_401_UNAUTHORIZED
     code = "mfa_required"
 
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None,
-                 retry_after: int | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, status_code: int | None = None, retry_after: int | None = None
+    ):
         super().__init__(message, code=code, status_code=status_code)
         self.retry_after = retry_after

@@ -1,4 +1,5 @@
 """Identity: how people and systems prove who they are (SSO with OpenID Connect, MFA, integration keys)."""
+
 from django.apps import AppConfig
 
 

@@ -168,7 +168,9 @@ def mfa_throttle_check(*, user) -> None:
     if retry_after:
         raise SecondFactorRefused(
             f"Too many failed second factors for this account; try again in {retry_after} seconds.",
-            code="login_throttled", status_code=429, retry_after=retry_after,
+            code="login_throttled",
+            status_code=429,
+            retry_after=retry_after,
         )
 
 
@@ -176,15 +178,27 @@ def _failure(user, *, factor: str, request, reason: str) -> SecondFactorRefused:
     """Count and audit one failed second factor; the error to raise."""
     _throttle_failure(user)
     with transaction.atomic():
-        _audit(user, action="identity.mfa_failed", request=request, outcome=Outcome.FAILURE,
-               object_repr=f"Second factor of {user.email}", metadata={"factor": factor, "reason": reason})
+        _audit(
+            user,
+            action="identity.mfa_failed",
+            request=request,
+            outcome=Outcome.FAILURE,
+            object_repr=f"Second factor of {user.email}",
+            metadata={"factor": factor, "reason": reason},
+        )
     return SecondFactorRefused("The second factor is wrong or was used already.", code="invalid_otp")
 
 
 def _audit(user, *, action: str, request, object_id="", object_repr="", metadata=None, outcome=Outcome.SUCCESS):
     audit_event_record_for_user_tenants(
-        user=user, actor=user, action=action, object_type="mfa_factor", object_id=str(object_id),
-        object_repr=object_repr or f"Second factor of {user.email}", request=request, outcome=outcome,
+        user=user,
+        actor=user,
+        action=action,
+        object_type="mfa_factor",
+        object_id=str(object_id),
+        object_repr=object_repr or f"Second factor of {user.email}",
+        request=request,
+        outcome=outcome,
         metadata=metadata or {},
     )
 
@@ -223,9 +237,14 @@ def mfa_verify_code(*, user, code: str, request=None) -> str:
             if recovery is not None:
                 recovery.used_at = timezone.now()
                 recovery.save(update_fields=["used_at"])
-                _audit(user, action="identity.mfa_recovery_code_used", request=request, object_id=recovery.pk,
-                       object_repr=f"Recovery code of {user.email}",
-                       metadata={"factor": Factor.RECOVERY_CODE, "left": mfa_recovery_codes_left(user=user)})
+                _audit(
+                    user,
+                    action="identity.mfa_recovery_code_used",
+                    request=request,
+                    object_id=recovery.pk,
+                    object_repr=f"Recovery code of {user.email}",
+                    metadata={"factor": Factor.RECOVERY_CODE, "left": mfa_recovery_codes_left(user=user)},
+                )
         if recovery is not None:
             _throttle_reset(user)
             return Factor.RECOVERY_CODE
@@ -236,8 +255,13 @@ def mfa_reauth_failed(*, user, request=None) -> None:
     """A wrong password on the re-authentication page: counted and audited like a failed second factor."""
     _throttle_failure(user)
     with transaction.atomic():
-        _audit(user, action="identity.mfa_reauth_failed", request=request, outcome=Outcome.FAILURE,
-               object_repr=f"Re-authentication of {user.email}")
+        _audit(
+            user,
+            action="identity.mfa_reauth_failed",
+            request=request,
+            outcome=Outcome.FAILURE,
+            object_repr=f"Re-authentication of {user.email}",
+        )
 
 
 @receiver(password_verified, dispatch_uid="mfa_second_factor")
@@ -271,15 +295,24 @@ def mfa_totp_confirm(*, user, device: TOTPDevice, code: str, name: str, request=
     when this is the user's first factor (else none). A wrong code: `ApplicationError`."""
     normalized = _normalize(code or "")
     if not (normalized.isdigit() and len(normalized) == 6 and device.verify_token(normalized)):
-        raise ApplicationError("That code does not match: check the app's clock and try the current code.",
-                               code="invalid_otp", fields={"code": ["Wrong code."]})
+        raise ApplicationError(
+            "That code does not match: check the app's clock and try the current code.",
+            code="invalid_otp",
+            fields={"code": ["Wrong code."]},
+        )
     with transaction.atomic():
         first = not mfa_has_factor(user=user)
         device.confirmed = True
         device.name = (name or "Authenticator app")[:64]
         device.save(update_fields=["confirmed", "name"])
-        _audit(user, action="identity.mfa_enrolled", request=request, object_id=f"totp:{device.pk}",
-               object_repr=f"Authenticator app '{device.name}' of {user.email}", metadata={"factor": Factor.TOTP})
+        _audit(
+            user,
+            action="identity.mfa_enrolled",
+            request=request,
+            object_id=f"totp:{device.pk}",
+            object_repr=f"Authenticator app '{device.name}' of {user.email}",
+            metadata={"factor": Factor.TOTP},
+        )
         return _recovery_codes_issue(user, request=request) if first else []
 
 
@@ -303,8 +336,13 @@ def _recovery_codes_issue(user, *, request) -> list[str]:
         raw = b32encode(secrets.token_bytes(10)).decode().lower()  # 80 bits, 16 characters
         codes.append("-".join(raw[i : i + 4] for i in range(0, 16, 4)))
     MfaRecoveryCode.objects.bulk_create(MfaRecoveryCode(user=user, code_hash=_recovery_hash(c)) for c in codes)
-    _audit(user, action="identity.mfa_recovery_codes_issued", request=request,
-           object_repr=f"Recovery codes of {user.email}", metadata={"count": len(codes)})
+    _audit(
+        user,
+        action="identity.mfa_recovery_codes_issued",
+        request=request,
+        object_repr=f"Recovery codes of {user.email}",
+        metadata={"count": len(codes)},
+    )
     return codes
 
 
@@ -334,12 +372,20 @@ def mfa_factor_remove(*, user, factor: str, factor_id: int, request=None) -> Non
         if not mfa_has_factor(user=user):
             if mfa_enrolment_required(user=user):
                 transaction.set_rollback(True)
-                raise ApplicationError("MFA is required for your account: add another factor before removing this one.",
-                                       code="mfa_required_for_account", status_code=409)
+                raise ApplicationError(
+                    "MFA is required for your account: add another factor before removing this one.",
+                    code="mfa_required_for_account",
+                    status_code=409,
+                )
             MfaRecoveryCode.objects.filter(user=user).delete()
-        _audit(user, action="identity.mfa_removed", request=request, object_id=f"{factor}:{factor_id}",
-               object_repr=f"{'Authenticator app' if factor == Factor.TOTP else 'Security key'} '{name}' of {user.email}",
-               metadata={"factor": factor})
+        _audit(
+            user,
+            action="identity.mfa_removed",
+            request=request,
+            object_id=f"{factor}:{factor_id}",
+            object_repr=f"{'Authenticator app' if factor == Factor.TOTP else 'Security key'} '{name}' of {user.email}",
+            metadata={"factor": factor},
+        )
 
 
 # -- security keys (WebAuthn) --------------------------------------------------------------------
@@ -360,10 +406,14 @@ def mfa_security_key_register_begin(*, user, request) -> str:
     """The options (JSON) for navigator.credentials.create(); the challenge is kept in the session."""
     rp_id, _origin = _relying_party(request)
     options = generate_registration_options(
-        rp_id=rp_id, rp_name=settings.WEBAUTHN_RP_NAME, user_id=str(user.pk).encode(), user_name=user.email,
+        rp_id=rp_id,
+        rp_name=settings.WEBAUTHN_RP_NAME,
+        user_id=str(user.pk).encode(),
+        user_name=user.email,
         user_display_name=user.full_name or user.email,
-        exclude_credentials=[PublicKeyCredentialDescriptor(id=bytes(k.credential_id))
-                             for k in mfa_security_keys(user=user)],
+        exclude_credentials=[
+            PublicKeyCredentialDescriptor(id=bytes(k.credential_id)) for k in mfa_security_keys(user=user)
+        ],
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.DISCOURAGED, user_verification=UserVerificationRequirement.PREFERRED
         ),
@@ -383,7 +433,9 @@ def mfa_security_key_register_finish(*, user, request, credential: dict | str, n
         verified = verify_registration_response(
             credential=credential if isinstance(credential, str) else json.dumps(credential),
             expected_challenge=base64url_to_bytes(challenge),
-            expected_rp_id=rp_id, expected_origin=origin, require_user_verification=False,
+            expected_rp_id=rp_id,
+            expected_origin=origin,
+            require_user_verification=False,
         )
     except (InvalidRegistrationResponse, ValueError, TypeError, KeyError) as exc:
         raise ApplicationError(f"The security key's answer was refused: {exc}", code="invalid_security_key") from None
@@ -392,15 +444,24 @@ def mfa_security_key_register_finish(*, user, request, credential: dict | str, n
         if MfaSecurityKey.objects.filter(credential_id_b64=credential_b64).exists():
             raise ApplicationError("This security key is registered already.", code="invalid_security_key")
         key = MfaSecurityKey.objects.create(
-            user=user, name=(name or "Security key")[:64], credential_id=verified.credential_id,
-            credential_id_b64=credential_b64, public_key=verified.credential_public_key,
+            user=user,
+            name=(name or "Security key")[:64],
+            credential_id=verified.credential_id,
+            credential_id_b64=credential_b64,
+            public_key=verified.credential_public_key,
             sign_count=verified.sign_count,
         )
         first = not TOTPDevice.objects.filter(user=user, confirmed=True).exists() and not (
             MfaSecurityKey.objects.filter(user=user).exclude(pk=key.pk).exists()
         )
-        _audit(user, action="identity.mfa_enrolled", request=request, object_id=f"security_key:{key.pk}",
-               object_repr=f"Security key '{key.name}' of {user.email}", metadata={"factor": Factor.SECURITY_KEY})
+        _audit(
+            user,
+            action="identity.mfa_enrolled",
+            request=request,
+            object_id=f"security_key:{key.pk}",
+            object_repr=f"Security key '{key.name}' of {user.email}",
+            metadata={"factor": Factor.SECURITY_KEY},
+        )
         key.recovery_codes = _recovery_codes_issue(user, request=request) if first else []
     return key
 
@@ -410,7 +471,9 @@ def mfa_security_key_authenticate_begin(*, user, request) -> str:
     rp_id, _origin = _relying_party(request)
     options = generate_authentication_options(
         rp_id=rp_id,
-        allow_credentials=[PublicKeyCredentialDescriptor(id=bytes(k.credential_id)) for k in mfa_security_keys(user=user)],
+        allow_credentials=[
+            PublicKeyCredentialDescriptor(id=bytes(k.credential_id)) for k in mfa_security_keys(user=user)
+        ],
         user_verification=UserVerificationRequirement.PREFERRED,
     )
     request.session[_AUTH_CHALLENGE] = bytes_to_base64url(options.challenge)
@@ -429,9 +492,13 @@ def mfa_security_key_authenticate_finish(*, user, request, credential: dict) -> 
         raise _failure(user, factor=Factor.SECURITY_KEY, request=request, reason="unknown_key_or_challenge")
     try:
         verified = verify_authentication_response(
-            credential=json.dumps(credential), expected_challenge=base64url_to_bytes(challenge), expected_rp_id=rp_id,
-            expected_origin=origin, credential_public_key=bytes(key.public_key),
-            credential_current_sign_count=key.sign_count, require_user_verification=False,
+            credential=json.dumps(credential),
+            expected_challenge=base64url_to_bytes(challenge),
+            expected_rp_id=rp_id,
+            expected_origin=origin,
+            credential_public_key=bytes(key.public_key),
+            credential_current_sign_count=key.sign_count,
+            require_user_verification=False,
         )
     except (InvalidAuthenticationResponse, ValueError, TypeError, KeyError):
         raise _failure(user, factor=Factor.SECURITY_KEY, request=request, reason="assertion_refused") from None
@@ -450,12 +517,13 @@ def mfa_tenant_required_set(*, actor, mfa_required: bool, request=None) -> MfaTe
     in the tenant's log)."""
     permission_require(actor=actor, permission=Perm.USERS)
     with transaction.atomic():
-        policy, _created = MfaTenantPolicy.objects.for_tenant(actor.tenant).select_for_update().get_or_create(
-            tenant=actor.tenant
+        policy, _created = (
+            MfaTenantPolicy.objects.for_tenant(actor.tenant).select_for_update().get_or_create(tenant=actor.tenant)
         )
         before = audit_snapshot(policy)
         policy.mfa_required = bool(mfa_required)
         policy.save()
-        audit_change_record(actor=actor, tenant=actor.tenant, instance=policy, before=before,
-                            action="identity.mfa_policy_update")
+        audit_change_record(
+            actor=actor, tenant=actor.tenant, instance=policy, before=before, action="identity.mfa_policy_update"
+        )
     return policy

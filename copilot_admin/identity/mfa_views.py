@@ -44,8 +44,9 @@ def mfa_reauthenticated_recently(request) -> bool:
 
 
 def _safe_next(request, value: str | None) -> str:
-    if value and url_has_allowed_host_and_scheme(value, allowed_hosts={request.get_host()},
-                                                 require_https=request.is_secure()):
+    if value and url_has_allowed_host_and_scheme(
+        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return value
     return resolve_url(settings.LOGIN_REDIRECT_URL)
 
@@ -75,14 +76,19 @@ class MfaLoginView(auth_views.LoginView):
             return _complete_login(self.request, user, backend, self.get_redirect_url())
         self.request.session.cycle_key()
         self.request.session[PENDING_KEY] = {
-            "user": user.pk, "backend": backend, "at": time.time(), "next": self.get_redirect_url(),
+            "user": user.pk,
+            "backend": backend,
+            "at": time.time(),
+            "next": self.get_redirect_url(),
         }
         return redirect("mfa:login_verify")
 
 
 class MfaCodeForm(StyledFormMixin, forms.Form):
     code = forms.CharField(
-        max_length=64, label="Code", strip=True,
+        max_length=64,
+        label="Code",
+        strip=True,
         help_text="The 6-digit code of your authenticator app, or one of your recovery codes.",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True}),
     )
@@ -98,9 +104,12 @@ def _pending_user(request):
 
 
 def _throttled_page(request, exc: SecondFactorRefused):
-    response = render(request, "registration/locked_out.html",
-                      {"code": "login_throttled", "message": exc.message, "wait": f"{exc.retry_after} seconds"},
-                      status=429)
+    response = render(
+        request,
+        "registration/locked_out.html",
+        {"code": "login_throttled", "message": exc.message, "wait": f"{exc.retry_after} seconds"},
+        status=429,
+    )
     response["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -112,10 +121,16 @@ class MfaLoginVerifyView(View):
     template_name = "identity/mfa_login_verify.html"
 
     def _render(self, request, user, form, status=200):
-        return render(request, self.template_name, {
-            "form": form, "has_security_key": mfa.mfa_security_keys(user=user).exists(),
-            "has_totp": mfa.mfa_totp_devices(user=user).exists(),
-        }, status=status)
+        return render(
+            request,
+            self.template_name,
+            {
+                "form": form,
+                "has_security_key": mfa.mfa_security_keys(user=user).exists(),
+                "has_totp": mfa.mfa_totp_devices(user=user).exists(),
+            },
+            status=status,
+        )
 
     def get(self, request):
         user, _pending = _pending_user(request)
@@ -201,8 +216,7 @@ class _ReauthRequiredMixin(_OwnAccountMixin):
     def dispatch(self, request, *args, **kwargs):
         if request.user.is_authenticated and not mfa_reauthenticated_recently(request):
             if request.content_type == "application/json":
-                return JsonResponse(error_body("reauthentication_required", "Confirm your password first."),
-                                    status=403)
+                return JsonResponse(error_body("reauthentication_required", "Confirm your password first."), status=403)
             return redirect(f"{reverse('mfa:reauth')}?next={request.path}")
         return super().dispatch(request, *args, **kwargs)
 
@@ -215,16 +229,22 @@ class MfaManageView(_OwnAccountMixin, TemplateView):
     def get_context_data(self, **kwargs):
         user = self.request.user
         return super().get_context_data(
-            totp_devices=mfa.mfa_totp_devices(user=user), security_keys=mfa.mfa_security_keys(user=user),
-            recovery_codes_left=mfa.mfa_recovery_codes_left(user=user), has_factor=mfa.mfa_has_factor(user=user),
+            totp_devices=mfa.mfa_totp_devices(user=user),
+            security_keys=mfa.mfa_security_keys(user=user),
+            recovery_codes_left=mfa.mfa_recovery_codes_left(user=user),
+            has_factor=mfa.mfa_has_factor(user=user),
             required=mfa.mfa_enrolment_required(user=user),
-            reauthenticated=mfa_reauthenticated_recently(self.request), **kwargs,
+            reauthenticated=mfa_reauthenticated_recently(self.request),
+            **kwargs,
         )
 
 
 class MfaReauthForm(StyledFormMixin, forms.Form):
-    password = forms.CharField(label="Your password", strip=False, widget=forms.PasswordInput(
-        attrs={"autocomplete": "current-password", "autofocus": True}))
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+    )
 
 
 class MfaReauthView(_OwnAccountMixin, TemplateView):
@@ -273,8 +293,13 @@ class MfaTotpEnrolView(_ReauthRequiredMixin, TemplateView):
         form = MfaTotpConfirmForm(request.POST)
         if form.is_valid():
             try:
-                codes = mfa.mfa_totp_confirm(user=request.user, device=device, code=form.cleaned_data["code"],
-                                             name=form.cleaned_data["name"], request=request)
+                codes = mfa.mfa_totp_confirm(
+                    user=request.user,
+                    device=device,
+                    code=form.cleaned_data["code"],
+                    name=form.cleaned_data["name"],
+                    request=request,
+                )
             except ApplicationError as exc:
                 form.add_error("code", exc.message)
             else:
@@ -289,8 +314,11 @@ class MfaTotpEnrolView(_ReauthRequiredMixin, TemplateView):
 
 class MfaTotpConfirmForm(StyledFormMixin, forms.Form):
     name = forms.CharField(max_length=64, required=False, label="Name (e.g. the phone)", initial="Authenticator app")
-    code = forms.CharField(max_length=12, label="The code the app shows now", widget=forms.TextInput(
-        attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
+    code = forms.CharField(
+        max_length=12,
+        label="The code the app shows now",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
 
 
 class MfaSecurityKeyOptionsView(_ReauthRequiredMixin, View):
@@ -307,7 +335,9 @@ class MfaSecurityKeyRegisterView(_ReauthRequiredMixin, View):
         try:
             body = _json_body(request)
             key = mfa.mfa_security_key_register_finish(
-                user=request.user, request=request, credential=body.get("credential") or {},
+                user=request.user,
+                request=request,
+                credential=body.get("credential") or {},
                 name=str(body.get("name") or "Security key"),
             )
         except ApplicationError as exc:
@@ -322,8 +352,9 @@ class MfaFactorRemoveView(_ReauthRequiredMixin, View):
     def post(self, request):
         try:
             factor_id = int(request.POST.get("id", ""))
-            mfa.mfa_factor_remove(user=request.user, factor=request.POST.get("factor", ""), factor_id=factor_id,
-                                  request=request)
+            mfa.mfa_factor_remove(
+                user=request.user, factor=request.POST.get("factor", ""), factor_id=factor_id, request=request
+            )
         except ValueError:
             messages.error(request, "Unknown factor.")
         except ApplicationError as exc:

@@ -94,10 +94,19 @@ def test_security_key_with_chromium_virtual_authenticator(browser_page, tenant_a
     page = browser_page
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
-    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-        "protocol": "ctap2", "transport": "usb", "hasResidentKey": False, "hasUserVerification": True,
-        "isUserVerified": True, "automaticPresenceSimulation": True,
-    }})
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "usb",
+                "hasResidentKey": False,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
 
     password_step(page, "tech@alpha.test")
     expect(page).to_have_url(re.compile(r"/t/alpha/$"))

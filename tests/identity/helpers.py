@@ -67,16 +67,24 @@ class SoftAuthenticator:
         return data
 
     def _client_data(self, kind: str, challenge: str, origin: str | None = None) -> bytes:
-        return json.dumps({"type": kind, "challenge": challenge, "origin": origin or self.origin,
-                           "crossOrigin": False}).encode()
+        return json.dumps(
+            {"type": kind, "challenge": challenge, "origin": origin or self.origin, "crossOrigin": False}
+        ).encode()
 
     def create(self, options: dict) -> dict:
         client_data = self._client_data("webauthn.create", options["challenge"])
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": self._auth_data(0x41, attested=True)})
         raw_id = bytes_to_base64url(self.credential_id)
-        return {"id": raw_id, "rawId": raw_id, "type": "public-key", "clientExtensionResults": {},
-                "response": {"clientDataJSON": bytes_to_base64url(client_data),
-                             "attestationObject": bytes_to_base64url(attestation)}}
+        return {
+            "id": raw_id,
+            "rawId": raw_id,
+            "type": "public-key",
+            "clientExtensionResults": {},
+            "response": {
+                "clientDataJSON": bytes_to_base64url(client_data),
+                "attestationObject": bytes_to_base64url(attestation),
+            },
+        }
 
     def get(self, options: dict, *, origin: str | None = None, signing_key=None) -> dict:
         self.sign_count += 1
@@ -86,7 +94,15 @@ class SoftAuthenticator:
             auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
         )
         raw_id = bytes_to_base64url(self.credential_id)
-        return {"id": raw_id, "rawId": raw_id, "type": "public-key", "clientExtensionResults": {},
-                "response": {"clientDataJSON": bytes_to_base64url(client_data),
-                             "authenticatorData": bytes_to_base64url(auth_data),
-                             "signature": bytes_to_base64url(signature), "userHandle": None}}
+        return {
+            "id": raw_id,
+            "rawId": raw_id,
+            "type": "public-key",
+            "clientExtensionResults": {},
+            "response": {
+                "clientDataJSON": bytes_to_base64url(client_data),
+                "authenticatorData": bytes_to_base64url(auth_data),
+                "signature": bytes_to_base64url(signature),
+                "userHandle": None,
+            },
+        }

@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 
 from copilot_admin.audit.models import AuditEntry
 from copilot_admin.identity import mfa
-from copilot_admin.identity.models import MfaRecoveryCode, MfaSecurityKey
 from copilot_admin.identity.mfa_views import PENDING_KEY, REAUTH_KEY
+from copilot_admin.identity.models import MfaRecoveryCode, MfaSecurityKey
 from tests.factories import PASSWORD
 from tests.identity.helpers import SoftAuthenticator, password_login, totp_clock, totp_code
 
@@ -32,7 +32,10 @@ def clock():
 
 def audit_actions(tenant, prefix="identity.") -> list[str]:
     return list(
-        AuditEntry.objects.for_chain(tenant).filter(action__startswith=prefix).order_by("pk").values_list("action", flat=True)
+        AuditEntry.objects.for_chain(tenant)
+        .filter(action__startswith=prefix)
+        .order_by("pk")
+        .values_list("action", flat=True)
     )
 
 
@@ -159,8 +162,11 @@ def test_changing_factors_needs_a_recent_password(tenant_a, clock, settings):
     session = client.session
     session[REAUTH_KEY] -= settings.MFA_REAUTH_SECONDS + 1
     session.save()
-    for method, url in [("get", "/account/mfa/totp/"), ("post", "/account/mfa/remove/"),
-                        ("post", "/account/mfa/recovery-codes/")]:
+    for method, url in [
+        ("get", "/account/mfa/totp/"),
+        ("post", "/account/mfa/remove/"),
+        ("post", "/account/mfa/recovery-codes/"),
+    ]:
         response = getattr(client, method)(url)
         assert response.status_code == 302 and response["Location"].startswith("/account/mfa/reauth/"), url
     refused = client.post("/account/mfa/security-key/options/", content_type="application/json")
@@ -325,8 +331,11 @@ def test_failed_second_factors_are_throttled(tenant_a, clock):
 
 def register_key(client, authenticator, name="YubiKey"):
     options = client.post("/account/mfa/security-key/options/", content_type="application/json").json()
-    return client.post("/account/mfa/security-key/", {"name": name, "credential": authenticator.create(options)},
-                       content_type="application/json")
+    return client.post(
+        "/account/mfa/security-key/",
+        {"name": name, "credential": authenticator.create(options)},
+        content_type="application/json",
+    )
 
 
 def test_security_key_registration_and_login(tenant_a):
@@ -370,8 +379,9 @@ def test_security_key_assertions_from_a_wrong_key_or_origin_are_refused_and_audi
         login = Client()
         password_login(login, EMAIL)
         options = login.post("/login/mfa/security-key/options/", content_type="application/json").json()
-        response = login.post("/login/mfa/security-key/verify/", authenticator.get(options, **kwargs),
-                              content_type="application/json")
+        response = login.post(
+            "/login/mfa/security-key/verify/", authenticator.get(options, **kwargs), content_type="application/json"
+        )
         assert response.status_code == 401 and "_auth_user_id" not in login.session
     assert audit_actions(tenant_a.tenant).count("identity.mfa_failed") == 2
 
