@@ -7,9 +7,10 @@ import json
 from unittest import mock
 
 import pytest
+from asgiref.sync import async_to_sync
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
-from django.test import Client
+from django.test import AsyncClient, Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
@@ -395,3 +396,43 @@ def test_security_key_registration_with_a_wrong_challenge_is_refused(tenant_a):
     response = client.post("/account/mfa/security-key/", {"credential": forged}, content_type="application/json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_security_key"
     assert not MfaSecurityKey.objects.exists()
+
+
+def test_forced_enrolment_holds_under_asgi_too(tenant_a, settings):
+    """The middleware's async path (ASGI, where the copilot's async views run) blocks the same way."""
+    mfa.mfa_tenant_required_set(actor=tenant_a.members["admin"], mfa_required=True)
+    client = Client()
+    password_login(client, EMAIL)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    async_client = AsyncClient()
+    async_client.cookies[settings.SESSION_COOKIE_NAME] = cookie
+    response = async_to_sync(async_client.get)("/api/v1/tenants/alpha/users/")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "mfa_enrolment_required"
+    page = async_to_sync(async_client.get)("/t/alpha/")
+    assert page.status_code == 302 and page["Location"] == "/account/mfa/"
+    # Token clients (no session cookie) are not held: they are refused at the token instead.
+    assert token().json()["error"]["code"] == "mfa_required"
+
+
+def test_operator_token_needs_mfa_in_production(operator, settings):
+    settings.PRODUCTION = True
+    response = token(email=operator.email)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "mfa_required"
+    settings.PRODUCTION = False
+    assert token(email=operator.email).status_code == 201
+
+
+def test_second_step_goes_where_the_login_was_headed(tenant_a, clock):
+    device, _codes, _ = logged_in_with_totp(tenant_a, clock)
+    client = Client()
+    client.post(
+        "/login/?next=/t/alpha/companies/", {"username": EMAIL, "password": PASSWORD, "next": "/t/alpha/companies/"}
+    )
+    clock.advance(30)
+    response = client.post("/login/mfa/", {"code": totp_code(device, clock.now)})
+    assert response.status_code == 302 and response["Location"] == "/t/alpha/companies/"
+    evil = Client()
+    evil.post("/login/", {"username": EMAIL, "password": PASSWORD, "next": "https://evil.example/"})
+    clock.advance(30)
+    response = evil.post("/login/mfa/", {"code": totp_code(device, clock.now)})
+    assert response.status_code == 302 and response["Location"] == "/"
