@@ -40,7 +40,7 @@ from webauthn import (
     verify_registration_response,
 )
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -431,13 +431,13 @@ def mfa_security_key_register_finish(*, user, request, credential: dict | str, n
         raise ApplicationError("Start the registration again.", code="invalid_security_key")
     try:
         verified = verify_registration_response(
-            credential=credential if isinstance(credential, str) else json.dumps(credential),
+            credential=json.dumps(credential),
             expected_challenge=base64url_to_bytes(challenge),
             expected_rp_id=rp_id,
             expected_origin=origin,
             require_user_verification=False,
         )
-    except (InvalidRegistrationResponse, ValueError, TypeError, KeyError) as exc:
+    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
         raise ApplicationError(f"The security key's answer was refused: {exc}", code="invalid_security_key") from None
     credential_b64 = bytes_to_base64url(verified.credential_id)
     with transaction.atomic():
@@ -500,7 +500,7 @@ def mfa_security_key_authenticate_finish(*, user, request, credential: dict) -> 
             credential_current_sign_count=key.sign_count,
             require_user_verification=False,
         )
-    except (InvalidAuthenticationResponse, ValueError, TypeError, KeyError):
+    except (WebAuthnException, ValueError, TypeError, KeyError):
         raise _failure(user, factor=Factor.SECURITY_KEY, request=request, reason="assertion_refused") from None
     key.sign_count = verified.new_sign_count
     key.last_used_at = timezone.now()

@@ -436,3 +436,27 @@ def test_second_step_goes_where_the_login_was_headed(tenant_a, clock):
     clock.advance(30)
     response = evil.post("/login/mfa/", {"code": totp_code(device, clock.now)})
     assert response.status_code == 302 and response["Location"] == "/"
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [{}, "x", 7, [], {"id": 1}, {"rawId": "AAAA", "response": {}}, {"rawId": "AAAA", "response": "x", "type": 3}],
+)
+def test_malformed_webauthn_answers_are_refused_not_500(tenant_a, garbage):
+    authenticator = SoftAuthenticator()
+    client = Client()
+    password_login(client, EMAIL)
+    client.post("/account/mfa/security-key/options/", content_type="application/json")
+    response = client.post("/account/mfa/security-key/", {"credential": garbage}, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_security_key"
+    assert register_key(client, authenticator).status_code == 201
+    login = Client()
+    password_login(login, EMAIL)
+    login.post("/login/mfa/security-key/options/", content_type="application/json")
+    key_id = MfaSecurityKey.objects.get(user__email=EMAIL).credential_id_b64
+    body = {**garbage, "rawId": key_id} if isinstance(garbage, dict) else garbage
+    response = login.post("/login/mfa/security-key/verify/", body, content_type="application/json")
+    assert response.status_code in (400, 401) and "_auth_user_id" not in login.session
+    assert (
+        login.post("/login/mfa/security-key/verify/", "{not json", content_type="application/json").status_code == 400
+    )
