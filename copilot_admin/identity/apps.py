@@ -8,4 +8,4 @@ class IdentityConfig(AppConfig):
     label = "identity"
 
     def ready(self) -> None:
-        from copilot_admin.identity import mfa
+        from copilot_admin.identity import mfa  # noqa: F401  (connects the second-factor receiver)
