@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "csp",
     "auditlog",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "tenants",
     "copilot_admin.access",
     "copilot_admin.directory",
@@ -69,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A login that must enrol a second factor first reaches only the enrolment pages (identity/mfa_middleware.py).
+    "copilot_admin.identity.mfa_middleware.MfaEnrolmentMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "copilot_admin.core.middleware.RequestScopeMiddleware",
@@ -401,3 +405,20 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
     "TenantStatusEnum": "tenants.models.TenantStatus",
     "AbuseCaseStatusEnum": "copilot_admin.usage.models.CaseStatus",
 })
+
+# MFA (copilot_admin/identity/mfa.py). TOTP through django-otp; its own per-device throttle is
+# off (factor 0) because every second factor goes through one account throttle (MFA_FAILURE_LIMIT
+# failures within MFA_FAILURE_WINDOW_MINUTES refuse further attempts until the window ends).
+OTP_TOTP_ISSUER = env_str("MFA_ISSUER", "copilot-admin")
+OTP_TOTP_THROTTLE_FACTOR = 0
+MFA_FAILURE_LIMIT = env_int("MFA_FAILURE_LIMIT", 5)
+MFA_FAILURE_WINDOW_SECONDS = env_int("MFA_FAILURE_WINDOW_MINUTES", 15) * 60
+# A password typed within MFA_REAUTH_SECONDS (login or the re-authentication page) allows adding
+# or removing factors; the second step of a login must follow the password within MFA_PENDING_SECONDS.
+MFA_REAUTH_SECONDS = env_int("MFA_REAUTH_SECONDS", 300)
+MFA_PENDING_SECONDS = env_int("MFA_PENDING_SECONDS", 300)
+# WebAuthn relying party: its id (a host name) and origin; unset, both follow the request's host
+# (already checked against DJANGO_ALLOWED_HOSTS).
+WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "copilot-admin")
+WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID", "")
+WEBAUTHN_ORIGIN = env_str("WEBAUTHN_ORIGIN", "")
