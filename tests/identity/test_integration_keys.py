@@ -291,6 +291,8 @@ def test_a_read_key_reads_what_an_auditor_reads_and_writes_nothing(tenant_a, us_
     slug = {"tenant_slug": "alpha"}
     for name in ("api:audit-list", "api:usage", "api:companies-list", "api:settings", "api:limits"):
         assert client.get(reverse(name, kwargs=slug)).status_code == 200, name
+    export = client.get(reverse("api:audit-export", kwargs=slug), {"format": "jsonl"})
+    assert export.status_code == 200 and b"integration_key.create" in b"".join(export.streaming_content)
     # What an auditor does not hold: managing users, roles and keys.
     for name in ("api:users-list", "api:roles-list", "api:integration-keys-list"):
         assert error_code(client.get(reverse(name, kwargs=slug)), 403) == "permission_denied", name
