@@ -27,6 +27,18 @@ GLOBAL_ROUTES = {
     "schema": PUBLIC,
     "api-docs": PUBLIC,
     "api:auth-token": PUBLIC,
+    # MFA (copilot_admin/identity/mfa_urls.py): the second step of a login is reachable only with a
+    # pending login in the session (else back to the login); the rest are the user's own factors.
+    "mfa:login_verify": PUBLIC,
+    "mfa:login_key_options": PUBLIC,
+    "mfa:login_key_verify": PUBLIC,
+    "mfa:manage": AUTHENTICATED,
+    "mfa:reauth": AUTHENTICATED,
+    "mfa:totp_enrol": AUTHENTICATED,
+    "mfa:key_options": AUTHENTICATED,
+    "mfa:key_register": AUTHENTICATED,
+    "mfa:remove": AUTHENTICATED,
+    "mfa:recovery_codes": AUTHENTICATED,
     "platform:tenants": OPERATOR,
     "platform:tenant_create": OPERATOR,
     "platform:tenant_edit": OPERATOR,
@@ -80,6 +92,7 @@ TENANT_PAGES = {
     "usage:webhook_test": Perm.LIMITS,
     "usage:webhook_delete": Perm.LIMITS,
     "usage:webhook_deliveries": Perm.LIMITS,
+    "identity:integration_keys": Perm.INTEGRATIONS,
 }
 
 # Tenant API: (name, method) -> permission.
@@ -119,6 +132,10 @@ TENANT_API = {
     ("api:webhooks-detail", "delete"): Perm.LIMITS,
     ("api:webhooks-test", "post"): Perm.LIMITS,
     ("api:webhooks-deliveries", "get"): Perm.LIMITS,
+    ("api:integration-keys-list", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-list", "post"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "delete"): Perm.INTEGRATIONS,
 }
 
 # Which object of the tenant a route's <pk> names.
@@ -142,6 +159,7 @@ OBJECT_KIND = {
     "api:webhooks-detail": "webhook",
     "api:webhooks-test": "webhook",
     "api:webhooks-deliveries": "webhook",
+    "api:integration-keys-detail": "integration_key",
 }
 
 
@@ -173,6 +191,11 @@ def object_pk(kind: str, world) -> int:
             secret_ciphertext=webhooks.secret_encrypt("policy-table-secret-0123456789"),
         )
         return hook.pk
+    if kind == "integration_key":
+        from copilot_admin.identity.services import integration_key_create
+
+        key, _ = integration_key_create(actor=world.members["admin"], name="policy-table", scopes=["read"])
+        return key.pk
     raise KeyError(kind)
 
 

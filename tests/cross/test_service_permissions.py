@@ -26,6 +26,7 @@ from copilot_admin.compliance import services as compliance_services
 from copilot_admin.copilot import settings_services
 from copilot_admin.core.errors import NotFound, PermissionRefused, api_exception_handler
 from copilot_admin.directory import services as directory_services
+from copilot_admin.identity import services as identity_services
 from copilot_admin.platform import services as platform_services
 from copilot_admin.regions import services as region_services
 from copilot_admin.regions.models import DataZone
@@ -123,6 +124,10 @@ TABLE = {
         actor=a, webhook=w.webhook)),
     "usage.webhook_test_send": Row(Perm.LIMITS, lambda w, a: webhook_services.webhook_test_send(
         actor=a, webhook=w.webhook)),
+    "identity.integration_key_create": Row(Perm.INTEGRATIONS, lambda w, a: identity_services.integration_key_create(
+        actor=a, name="PSA server", scopes=["copilot"])),
+    "identity.integration_key_revoke": Row(Perm.INTEGRATIONS, lambda w, a: identity_services.integration_key_revoke(
+        actor=a, key=w.key)),
     "compliance.audit_export_start": Row(Perm.AUDIT_EXPORT, lambda w, a: compliance_services.audit_export_start(
         actor=a, filters={}, fmt="csv")),
     # audit/ sits below access/ in the layers: these operator-only functions check the
@@ -164,6 +169,7 @@ def world(tenant_a, operator, monkeypatch):
         case=AbuseCase.objects.for_tenant(tenant).get(pk=object_pk("abuse_case", tenant_a)),
         admin=tenant_a.members["admin"], operator=operator,
         webhook=Webhook.objects.for_tenant(tenant).get(pk=object_pk("webhook", tenant_a)),
+        key=identity_services.integration_key_create(actor=tenant_a.members["admin"], name="PSA", scopes=["read"])[0],
     )
 
 
@@ -224,7 +230,7 @@ def test_an_actor_lacking_the_permission_is_refused(world, name):
 TAKES_A_TENANTS_OBJECT = (
     "access.role_clone", "access.role_update", "access.role_delete", "directory.company_update",
     "directory.membership_create", "directory.membership_update", "directory.invitation_resend",
-    "usage.case_reinstate", "usage.case_terminate", "usage.case_dismiss",
+    "usage.case_reinstate", "usage.case_terminate", "usage.case_dismiss", "identity.integration_key_revoke",
     "usage.webhook_update", "usage.webhook_delete", "usage.webhook_test_send",
 )
 
