@@ -18,6 +18,7 @@ from django.views.generic import FormView, TemplateView
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ANY_MEMBER, Perm, feature_grants
+from copilot_admin.access.setup_checks import setup_checklist
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin
 from copilot_admin.directory import services
@@ -55,8 +56,13 @@ class HomeView(LoginRequiredMixin, TemplateView):
 
 
 class OverviewView(TenantPageMixin, TemplateView):
+    """The tenant's front page: plan, zone, people, copilot switches and, for those who manage
+    users, the setup checklist. A platform operator (never a member) is sent to the tenant's
+    page in the console, which shows the same checklist read-only."""
+
     permission_required = ANY_MEMBER
     template_name = "tenants/overview.html"
+    operator_console_page = "platform:tenant_overview"
 
     def get_context_data(self, **kwargs):
         members = Membership.objects.for_tenant(self.tenant).aggregate(
@@ -69,6 +75,7 @@ class OverviewView(TenantPageMixin, TemplateView):
             members=members,
             companies=companies_in_scope(membership=self.membership).count(),
             roles=SecurityRole.objects.for_tenant(self.tenant).filter(is_active=True).count(),
+            checklist=setup_checklist(tenant=self.tenant) if Perm.USERS in self.request.permissions else None,
             features=[
                 (grant.feature, self.tenant.feature_enabled(grant.feature), grant.code in self.request.permissions)
                 for grant in feature_grants()

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class UsageConfig(AppConfig):
     name = "copilot_admin.usage"
     label = "usage"
+
+    def ready(self):
+        # The limits item of the tenant's setup checklist (access/setup_checks.py).
+        from copilot_admin.usage import setup_checks
+
+        setup_checks.register()

@@ -30,6 +30,9 @@ GLOBAL_ROUTES = {
     "platform:tenants": OPERATOR,
     "platform:tenant_create": OPERATOR,
     "platform:tenant_edit": OPERATOR,
+    "platform:tenant_overview": OPERATOR,
+    "platform:tenant_admin_invite": OPERATOR,
+    "platform:tenant_invitation_resend": OPERATOR,
     "api:platform-tenants-list": OPERATOR,
     "api:platform-tenants-detail": OPERATOR,
     # Platform operators and platform auditors (tests/audit/test_platform_auditor.py).
@@ -107,6 +110,10 @@ TENANT_API = {
     ("api:abuse-cases-terminate", "post"): Perm.LIMITS,
     ("api:abuse-cases-dismiss", "post"): Perm.LIMITS,
 }
+
+# Tenant pages that send a platform operator (never a member) to the tenant's console page
+# instead of answering 404 (access/base_views.py `operator_console_page`).
+OPERATOR_REDIRECTS = {"directory:overview": "platform:tenant_overview"}
 
 # Which object of the tenant a route's <pk> names.
 OBJECT_KIND = {
