@@ -146,3 +146,22 @@ def test_checklist_follows_what_exists(tenant_a, operator):
     fresh_items = {item.key: item for item in setup_checklist(tenant=fresh)}
     assert not fresh_items["administrator"].done and "Nobody is invited" in fresh_items["administrator"].detail
     assert not fresh_items["companies"].done
+
+
+def test_invitation_links_expire_after_the_configured_days(settings, tenant_a, monkeypatch):
+    import time
+
+    from copilot_admin.directory.selectors import invitation_resolve, invitation_token
+    from tests.factories import add_member
+
+    pending = add_member(tenant_a.tenant, "Technician", email="late@alpha.test", accepted=False)
+    settings.INVITATION_MAX_AGE_DAYS = 2
+    token = invitation_token(membership=pending)
+    assert invitation_resolve(token=token) == pending
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 2 * 24 * 3600 - 60)
+    assert invitation_resolve(token=token) == pending
+    monkeypatch.setattr(time, "time", lambda: now + 2 * 24 * 3600 + 60)
+    assert invitation_resolve(token=token) is None
+    # The set-password link (an account the invitation created) follows the same setting.
+    assert settings.PASSWORD_RESET_TIMEOUT == 14 * 24 * 3600  # the default, from INVITATION_MAX_AGE_DAYS=14
