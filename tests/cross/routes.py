@@ -60,6 +60,8 @@ TENANT_PAGES = {
     "directory:users": Perm.USERS,
     "directory:user_create": Perm.USERS,
     "directory:user_edit": Perm.USERS,
+    "directory:user_deactivate": Perm.USERS,
+    "directory:user_revoke": Perm.USERS,
     "directory:companies": ANY_MEMBER,
     "directory:company_create": Perm.COMPANIES,
     "directory:company_edit": Perm.COMPANIES,
@@ -118,6 +120,8 @@ OPERATOR_REDIRECTS = {"directory:overview": "platform:tenant_overview"}
 # Which object of the tenant a route's <pk> names.
 OBJECT_KIND = {
     "directory:user_edit": "membership",
+    "directory:user_deactivate": "membership",
+    "directory:user_revoke": "pending_membership",
     "directory:company_edit": "company",
     "access:role_edit": "role",
     "api:users-detail": "membership",
@@ -149,6 +153,13 @@ def object_pk(kind: str, world) -> int:
             summary="3 strikes within 60 minutes", suspended_until=timezone.now() + timedelta(hours=1),
         )
         return case.pk
+    if kind == "pending_membership":
+        from tenants.models import Membership
+        from tests.factories import add_member
+
+        pending = Membership.objects.for_tenant(world.tenant).pending().first()
+        return (pending or add_member(world.tenant, "Technician", email=f"pending@{world.tenant.slug}.invite",
+                                      accepted=False)).pk
     raise KeyError(kind)
 
 
