@@ -16,9 +16,9 @@ from django.utils import timezone
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
+from copilot_admin.access.member_badges import member_badges
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ANY_MEMBER, Perm, feature_grants
-from copilot_admin.access.member_badges import member_badges
 from copilot_admin.access.setup_checks import setup_checklist
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin
