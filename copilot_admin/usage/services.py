@@ -119,6 +119,7 @@ def usage_record_create(
     upstream_request_id: str = "",
     template_version: str = "",
     limit: str = "",
+    company_id: int | None = None,
 ) -> UsageRecord:
     """Record one copilot call (metadata only), add it to the daily and hourly roll-ups, and
     count a strike against the user for a content-filter refusal, or for a refusal by a limit
@@ -133,7 +134,7 @@ def usage_record_create(
             membership=membership, feature=feature, zone=zone, outcome=outcome, request_id=request_id,
             deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
-            upstream_request_id=upstream_request_id, template_version=template_version,
+            upstream_request_id=upstream_request_id, template_version=template_version, company_id=company_id,
         )
         rollups.usage_rollup_add(tenant=tenant, membership_id=membership.pk, feature=feature, at=record.created_at,
                                  **_rollup_numbers(outcome=outcome, error_code=error_code, prompt_tokens=prompt_tokens,
@@ -178,6 +179,7 @@ def _usage_record_insert(
     error_code: str,
     upstream_request_id: str,
     template_version: str,
+    company_id: int | None = None,
 ) -> UsageRecord:
     tenant = membership.tenant
     return UsageRecord.objects.for_tenant(tenant).create(
@@ -196,6 +198,7 @@ def _usage_record_insert(
         request_id=request_id,
         upstream_request_id=(upstream_request_id or "")[:128],
         template_version=template_version[:32],
+        company_id=company_id,
     )
 
 

@@ -108,6 +108,7 @@ TENANT_API = {
     ("api:limits", "get"): Perm.USAGE_VIEW,
     ("api:limits", "patch"): Perm.LIMITS,
     ("api:usage", "get"): Perm.USAGE_VIEW,
+    ("api:usage-export", "get"): Perm.USAGE_VIEW,
     ("api:abuse-cases-list", "get"): Perm.USAGE_VIEW,
     ("api:abuse-cases-detail", "get"): Perm.USAGE_VIEW,
     ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
