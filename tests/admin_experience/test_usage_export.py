@@ -87,3 +87,23 @@ def test_a_copilot_call_records_its_company(tenant_a):
     usage_services.usage_record_create(membership=tech, feature="summarize", zone="us", outcome="ok",
                                        request_id="with-company", company_id=company.pk)
     assert UsageRecord.objects.for_tenant(tenant_a.tenant).get(request_id="with-company").company == company
+
+
+def test_dashboard_shows_usage_per_company_the_export_links_and_why_it_is_empty(client, tenant_a):
+    client.force_login(tenant_a.members["admin"].user)
+    url = reverse("usage:dashboard", kwargs={"tenant_slug": "alpha"})
+    empty = client.get(url).content.decode()
+    assert "No copilot calls between" in empty and 'data-testid="usage-empty"' in empty
+    assert "/api/v1/tenants/alpha/usage/export/?format=csv&amp;group_by=company" in empty
+    tenant_a.tenant.plan = "itsm"
+    tenant_a.tenant.save()
+    assert "The copilot is not included in the ITSM plan" in client.get(url).content.decode()
+    from copilot_admin.usage import services as usage_services
+
+    usage_services.usage_record_create(membership=tenant_a.members["tech"], feature="summarize", zone="us",
+                                       outcome="ok", request_id="dash-1", prompt_tokens=100, completion_tokens=20,
+                                       company_id=tenant_a.companies[1].pk)
+    page = client.get(url).content.decode()
+    assert 'data-testid="usage-empty"' not in page
+    table = page.split('data-testid="company-usage-table"')[1].split("</table>")[0]
+    assert tenant_a.companies[1].name in table and ">120<" in table
