@@ -7,9 +7,14 @@ from copilot_admin.core.forms import StyledFormMixin
 class CopilotSettingsForm(StyledFormMixin, forms.Form):
     copilot_enabled = forms.BooleanField(required=False, label="Copilot enabled for this tenant")
 
-    def __init__(self, *args, features: list[str], **kwargs):
+    def __init__(self, *args, features: dict[str, str], read_only: bool = False, **kwargs):
+        """`features`: slug -> label. `read_only`: the plan does not include the copilot; the
+        switches are shown as they are and cannot change (a disabled field keeps its initial value)."""
         super().__init__(*args, **kwargs)
-        for feature in features:
-            self.fields[f"feature_{feature}"] = forms.BooleanField(required=False, label=feature.replace("-", " ").capitalize())
+        for feature, label in features.items():
+            self.fields[f"feature_{feature}"] = forms.BooleanField(required=False, label=label)
+        if read_only:
+            for field in self.fields.values():
+                field.disabled = True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantPageMixin
@@ -17,6 +18,8 @@ from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import request_ids
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin, StyledFormMixin
+from copilot_admin.core.humanize import moment_words
+from copilot_admin.usage.selectors import copilot_access_suspended_until
 from tenants.selectors import companies_in_scope
 
 
@@ -55,6 +58,35 @@ class PlaygroundForm(StyledFormMixin, forms.Form):
         }
 
 
+def refusal_badge(code: str, *, tenant) -> str:
+    """A refusal in a few words for a feature's badge ("Not in your role")."""
+    words = {
+        "not_entitled": f"Not in the {tenant.get_plan_display()} plan",
+        "copilot_disabled": f"Switched off for {tenant.name}",
+        "feature_disabled": f"Switched off for {tenant.name}",
+        "permission_denied": "Not in your role",
+        "access_suspended": "Your access is suspended",
+        "access_terminated": "Your access is terminated",
+        "tenant_suspended": f"{tenant.name} is suspended",
+    }
+    return words.get(code, services.REFUSALS.get(code, (0, code))[1])
+
+
+def refusal_reason(code: str, *, membership) -> str:
+    """The refusal as a sentence: for a suspension, until when and whom to ask."""
+    if code == "access_suspended":
+        until = copilot_access_suspended_until(membership=membership)
+        when = f" until {moment_words(until, now=timezone.now())}" if until else ""
+        return f"Your copilot access is suspended{when}. Ask an administrator of {membership.tenant.name} to review it."
+    if code == "access_terminated":
+        return ("Your copilot access is terminated until a platform operator reinstates it; "
+                f"ask an administrator of {membership.tenant.name}.")
+    if code == "not_entitled":
+        return (f"The copilot is not included in the {membership.tenant.get_plan_display()} plan; "
+                "the platform operator sets the plan.")
+    return services.REFUSALS[code][1]
+
+
 class PlaygroundView(TenantPageMixin, TemplateView):
     """Try the copilot features the caller's role grants; refusals show their reason."""
 
@@ -67,7 +99,8 @@ class PlaygroundView(TenantPageMixin, TemplateView):
                 "value": feature.slug,
                 "label": feature.label,
                 "refusal": (code := services.feature_refusal(self.membership, feature)),
-                "reason": services.REFUSALS[code][1] if code else "",
+                "badge": refusal_badge(code, tenant=self.tenant) if code else "",
+                "reason": refusal_reason(code, membership=self.membership) if code else "",
             }
             for feature in FEATURES.values()
         ]
@@ -91,6 +124,8 @@ class PlaygroundView(TenantPageMixin, TemplateView):
                 context["answer"] = answer
             except services.CopilotError as error:
                 context["error"] = error.body()["error"]
+                if error.code in ("access_suspended", "access_terminated", "not_entitled"):
+                    context["error"]["message"] = refusal_reason(error.code, membership=self.membership)
             except ApplicationError as error:
                 context["error"] = {"code": error.code, "message": error.message}
         else:
@@ -111,14 +146,23 @@ class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
     template_name = "tenants/copilot_settings.html"
 
     def get_form_kwargs(self):
-        return {**super().get_form_kwargs(), "features": list(FEATURES)}
+        return {
+            **super().get_form_kwargs(),
+            "features": {slug: feature.label for slug, feature in FEATURES.items()},
+            "read_only": not self.tenant.plan_includes_copilot,
+        }
+
+    def perform(self, form) -> str:
+        if not self.tenant.plan_includes_copilot:
+            return f"Nothing changed: the copilot is not included in the {self.tenant.get_plan_display()} plan."
+        return self._save(form)
 
     def get_initial(self):
         initial = {"copilot_enabled": self.tenant.copilot_enabled}
         initial.update({f"feature_{f}": self.tenant.feature_enabled(f) for f in FEATURES})
         return initial
 
-    def perform(self, form) -> str:
+    def _save(self, form) -> str:
         data = form.cleaned_data
         tenant_copilot_settings_update(
             actor=self.membership,

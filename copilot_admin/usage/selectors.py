@@ -257,3 +257,10 @@ def operator_termination_cases(*, status: str | None = CaseStatus.OPEN) -> Query
     if status:
         cases = cases.filter(status=status)
     return cases.select_related("tenant", "membership__user", "opened_by", "resolved_by").order_by("-opened_at", "-pk")
+
+
+def copilot_access_suspended_until(*, membership) -> datetime | None:
+    """When the member's current copilot suspension ends (None: not suspended, or no end)."""
+    access = CopilotAccess.objects.for_tenant(membership.tenant).filter(
+        membership=membership, status=AccessStatus.SUSPENDED).first()
+    return access.suspended_until if access else None
