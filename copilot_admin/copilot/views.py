@@ -19,6 +19,7 @@ from copilot_admin.core.context import request_ids
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin, StyledFormMixin
 from copilot_admin.core.humanize import moment_words
+from copilot_admin.identity.mfa import mfa_tenant_required, mfa_tenant_required_set
 from copilot_admin.usage.selectors import copilot_access_suspended_until
 from tenants.selectors import companies_in_scope
 
@@ -152,23 +153,23 @@ class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
             "read_only": not self.tenant.plan_includes_copilot,
         }
 
-    def perform(self, form) -> str:
-        if not self.tenant.plan_includes_copilot:
-            return f"Nothing changed: the copilot is not included in the {self.tenant.get_plan_display()} plan."
-        return self._save(form)
 
     def get_initial(self):
-        initial = {"copilot_enabled": self.tenant.copilot_enabled}
+        initial = {"copilot_enabled": self.tenant.copilot_enabled, "mfa_required": mfa_tenant_required(tenant=self.tenant)}
         initial.update({f"feature_{f}": self.tenant.feature_enabled(f) for f in FEATURES})
         return initial
 
-    def _save(self, form) -> str:
+    def perform(self, form) -> str:
         data = form.cleaned_data
-        tenant_copilot_settings_update(
-            actor=self.membership,
-            copilot_enabled=data["copilot_enabled"],
-            features={f: data[f"feature_{f}"] for f in FEATURES},
-        )
+        # Without the copilot in the plan its switches are read-only (disabled fields keep their values).
+        if self.tenant.plan_includes_copilot:
+            tenant_copilot_settings_update(
+                actor=self.membership,
+                copilot_enabled=data["copilot_enabled"],
+                features={f: data[f"feature_{f}"] for f in FEATURES},
+            )
+        if data["mfa_required"] != mfa_tenant_required(tenant=self.tenant):  # its own permission (admin.users)
+            mfa_tenant_required_set(actor=self.membership, mfa_required=data["mfa_required"], request=self.request)
         return "Copilot settings were saved."
 
     def get_success_url(self):

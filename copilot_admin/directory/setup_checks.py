@@ -33,11 +33,8 @@ def _sso(tenant: Tenant) -> SetupItem:
 
 
 def _mfa(tenant: Tenant) -> SetupItem:
-    required = bool(getattr(tenant, "mfa_required", False))
-    return SetupItem(
-        key="mfa", label="Second factor (MFA) for administrators", done=required,
-        detail="Required for members holding admin or audit permissions." if required else "Not required yet.",
-    )
+    # A placeholder: the identity room registers the real check under the same key.
+    return SetupItem(key="mfa", label="Second factor (MFA) for administrators", done=False, detail="Not required yet.")
 
 
 def _roles(tenant: Tenant) -> SetupItem:

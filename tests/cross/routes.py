@@ -27,6 +27,18 @@ GLOBAL_ROUTES = {
     "schema": PUBLIC,
     "api-docs": PUBLIC,
     "api:auth-token": PUBLIC,
+    # MFA (copilot_admin/identity/mfa_urls.py): the second step of a login is reachable only with a
+    # pending login in the session (else back to the login); the rest are the user's own factors.
+    "mfa:login_verify": PUBLIC,
+    "mfa:login_key_options": PUBLIC,
+    "mfa:login_key_verify": PUBLIC,
+    "mfa:manage": AUTHENTICATED,
+    "mfa:reauth": AUTHENTICATED,
+    "mfa:totp_enrol": AUTHENTICATED,
+    "mfa:key_options": AUTHENTICATED,
+    "mfa:key_register": AUTHENTICATED,
+    "mfa:remove": AUTHENTICATED,
+    "mfa:recovery_codes": AUTHENTICATED,
     "platform:tenants": OPERATOR,
     "platform:tenant_create": OPERATOR,
     "platform:tenant_edit": OPERATOR,
@@ -81,6 +93,7 @@ TENANT_PAGES = {
     "usage:abuse_case": Perm.USAGE_VIEW,
     "usage:abuse_case_resolve": Perm.LIMITS,
     "usage:notifications": Perm.USAGE_VIEW,
+    "identity:integration_keys": Perm.INTEGRATIONS,
 }
 
 # Tenant API: (name, method) -> permission.
@@ -114,6 +127,10 @@ TENANT_API = {
     ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
     ("api:abuse-cases-terminate", "post"): Perm.LIMITS,
     ("api:abuse-cases-dismiss", "post"): Perm.LIMITS,
+    ("api:integration-keys-list", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-list", "post"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "delete"): Perm.INTEGRATIONS,
 }
 
 # Tenant pages that send a platform operator (never a member) to the tenant's console page
@@ -138,6 +155,7 @@ OBJECT_KIND = {
     "api:abuse-cases-reinstate": "abuse_case",
     "api:abuse-cases-terminate": "abuse_case",
     "api:abuse-cases-dismiss": "abuse_case",
+    "api:integration-keys-detail": "integration_key",
 }
 
 
@@ -165,6 +183,11 @@ def object_pk(kind: str, world) -> int:
         pending = Membership.objects.for_tenant(world.tenant).pending().first()
         return (pending or add_member(world.tenant, "Technician", email=f"pending@{world.tenant.slug}.invite",
                                       accepted=False)).pk
+    if kind == "integration_key":
+        from copilot_admin.identity.services import integration_key_create
+
+        key, _ = integration_key_create(actor=world.members["admin"], name="policy-table", scopes=["read"])
+        return key.pk
     raise KeyError(kind)
 
 
