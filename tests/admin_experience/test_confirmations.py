@@ -23,6 +23,7 @@ def test_deactivating_the_held_auditor_role_is_refused_with_a_sentence(client, t
     page = client.get(url("access:role_deactivate", auditor_role.pk)).content.decode()
     assert "1 user holds this role; move them to another role first." in page
     assert 'class="btn btn-danger" type="submit"' not in page  # nothing to confirm while it is held
+    assert "What will follow" not in page
     client.post(url("access:role_deactivate", auditor_role.pk))
     auditor_role.refresh_from_db()
     assert auditor_role.is_active
