@@ -19,10 +19,10 @@ migrate: install
 
 # The demo's deployments are the built-in simulator: seeding creates them, runserver mounts it.
 seed: migrate
-	COPILOT_SIMULATOR=1 $(PY) manage.py seed_demo
+	PORT=$(PORT) COPILOT_SIMULATOR=1 $(PY) manage.py seed_demo
 
 run: seed
-	COPILOT_SIMULATOR=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
+	PORT=$(PORT) COPILOT_SIMULATOR=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ from copilot_admin.directory.auth_api import AuthTokenView
 from copilot_admin.identity.api import IntegrationKeyViewSet
 from copilot_admin.platform.api import PlatformDeploymentViewSet, PlatformTenantViewSet
 from copilot_admin.platform.limits_api import PlatformAbuseCaseViewSet, PlatformLimitsView
-from copilot_admin.usage.api import AbuseCaseViewSet, LimitsView, UsageView, WebhookViewSet
+from copilot_admin.usage.api import AbuseCaseViewSet, LimitsView, UsageExportView, UsageView, WebhookViewSet
 
 tenant_router = SimpleRouter()
 tenant_router.register("users", UserViewSet, basename="users")
@@ -36,6 +36,7 @@ urlpatterns = [
     path("tenants/<slug:tenant_slug>/settings/", CopilotSettingsView.as_view(), name="settings"),
     path("tenants/<slug:tenant_slug>/limits/", LimitsView.as_view(), name="limits"),
     path("tenants/<slug:tenant_slug>/usage/", UsageView.as_view(), name="usage"),
+    path("tenants/<slug:tenant_slug>/usage/export/", UsageExportView.as_view(), name="usage-export"),
     path("platform/limits/", PlatformLimitsView.as_view(), name="platform-limits"),
     path("platform/", include(platform_router.urls)),
     *copilot_api_urlpatterns,

@@ -282,7 +282,11 @@ EMAIL_BACKEND = (
     if EMAIL_HOST
     else "django.core.mail.backends.console.EmailBackend"
 )
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+# Links in e-mails: the address `make run` / the Procfile serve on unless SITE_URL says otherwise.
+SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
+# How long an invitation link (accept page or first password) stays valid; each link is single-use.
+INVITATION_MAX_AGE_DAYS = env_int("INVITATION_MAX_AGE_DAYS", 14)
+PASSWORD_RESET_TIMEOUT = INVITATION_MAX_AGE_DAYS * 24 * 3600
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "copilot-admin <no-reply@copilot-admin.localhost>")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -15,12 +15,16 @@ declare its permission; both are refused when the class is created, not when it 
 from django.contrib.auth.mixins import AccessMixin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.views.generic import DetailView, ListView
 
 from copilot_admin.access.permissions import ANY_MEMBER, PlatformPerm, all_permissions
+from copilot_admin.access.policy import has_permission
 from copilot_admin.access.resolver import platform_request_resolve, tenant_request_resolve
 from copilot_admin.core.context import Channel, audit_scope, request_ids
 from copilot_admin.core.errors import NotFound, PermissionRefused
+from tenants.models import Tenant
 
 # The method a subclass may not override -> what to do instead.
 SAFE_HOOKS = {
@@ -102,6 +106,9 @@ class TenantPageMixin(BaseClassGuard, AccessMixin):
                 channel=Channel.WEB,
             )
         except NotFound as exc:
+            console_page = self._operator_console_page(request, kwargs["tenant_slug"])
+            if console_page:
+                return redirect(console_page)
             raise Http404("Not found.") from exc
         except PermissionRefused as exc:
             raise PermissionDenied(exc.message) from exc
@@ -112,6 +119,16 @@ class TenantPageMixin(BaseClassGuard, AccessMixin):
 
     def prepare(self) -> None:
         """Runs after the access checks, before the handler (e.g. loads the object the URL names)."""
+
+    # A platform operator is never a member of a tenant; on the page naming this console page
+    # (a URL name taking the tenant's pk) an operator is sent there instead of a 404.
+    operator_console_page: str | None = None
+
+    def _operator_console_page(self, request, tenant_slug: str) -> str | None:
+        if not self.operator_console_page or not has_permission(request.user, PlatformPerm.OPERATOR):
+            return None
+        tenant = Tenant.objects.filter(slug=tenant_slug).only("pk").first()
+        return reverse(self.operator_console_page, kwargs={"pk": tenant.pk}) if tenant else None
 
 
 class _TenantQuerysetMixin:

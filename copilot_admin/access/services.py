@@ -183,9 +183,10 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
     if "description" in changes:
         role.description = changes["description"]
     if "is_active" in changes:
-        if not changes["is_active"]:
+        if not changes["is_active"] and role.is_active:
             if actor.role_id == role.pk:
                 raise Conflict("You cannot deactivate the role you hold yourself.", code="own_role")
+            role_ensure_removable(role=role)
         role.is_active = changes["is_active"]
     with refusing_duplicates(constraint=ROLE_NAME_CONSTRAINT, error=_name_taken(role.name)):
         role.save()
@@ -193,12 +194,40 @@ def role_update(*, actor: Membership, role: SecurityRole, **changes) -> Security
     return role
 
 
+def role_holders_sentence(count: int) -> str:
+    return f"{count} user{' holds' if count == 1 else 's hold'} this role"
+
+
+def role_removal_blockers(*, role: SecurityRole) -> list[str]:
+    """Why the role cannot be deactivated or deleted now (empty: it can). Users holding it
+    (invited ones too) would lose their access silently: they are moved first. A system role
+    stays while it is the only active role for its user type (clone it instead)."""
+    blockers = []
+    holders = role.memberships.count()
+    if holders:
+        blockers.append(f"{role_holders_sentence(holders)}; move them to another role first.")
+    if role.is_system:
+        others = SecurityRole.objects.for_tenant(role.tenant).filter(
+            user_type=role.user_type, is_active=True).exclude(pk=role.pk)
+        if not others.exists():
+            blockers.append(
+                f"It is the only active role for {role.get_user_type_display().lower()} users; "
+                "clone it instead and change the copy."
+            )
+    return blockers
+
+
+def role_ensure_removable(*, role: SecurityRole) -> None:
+    blockers = role_removal_blockers(role=role)
+    if blockers:
+        raise Conflict(" ".join(blockers), code="role_in_use")
+
+
 @transaction.atomic
 def role_delete(*, actor: Membership, role: SecurityRole) -> None:
     permission_require(actor=actor, permission=Perm.ROLES, tenant=role.tenant_id)
     _ensure_editable(role)
     ensure_can_grant(actor=actor, permissions=role.permission_set)
-    if role.memberships.exists():
-        raise Conflict("Users hold this role; assign them another role or deactivate it.", code="role_in_use")
+    role_ensure_removable(role=role)
     audit_change_record(actor=actor, tenant=actor.tenant, instance=role, deleted=True)
     role.delete()

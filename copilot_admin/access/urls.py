@@ -8,4 +8,6 @@ urlpatterns = [
     path("roles/", views.RoleListView.as_view(), name="roles"),
     path("roles/new/", views.RoleCreateView.as_view(), name="role_create"),
     path("roles/<int:pk>/", views.RoleEditView.as_view(), name="role_edit"),
+    path("roles/<int:pk>/deactivate/", views.RoleDeactivateView.as_view(), name="role_deactivate"),
+    path("roles/<int:pk>/delete/", views.RoleDeleteView.as_view(), name="role_delete"),
 ]

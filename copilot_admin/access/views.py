@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.db.models import Count
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.generic import FormView
+from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access import services
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
@@ -104,3 +104,62 @@ class RoleEditView(TenantObjectMixin, FormView):
             return self.form_invalid(form)
         messages.success(request, f"The role {form.cleaned_data['name']} was saved.")
         return redirect("access:roles", tenant_slug=self.tenant.slug)
+
+
+class _RoleConfirmView(TenantObjectMixin, TemplateView):
+    """A confirmation page of its own (no JavaScript needed): what follows, or why it cannot be
+    done yet (users hold the role; the only active role of its user type)."""
+
+    permission_required = Perm.ROLES
+    model = SecurityRole
+    template_name = "confirm.html"
+    verb = ""
+
+    def get_context_data(self, **kwargs):
+        role = self.object
+        return super().get_context_data(
+            title=f"{self.verb.capitalize()} the role {role.name}?",
+            blockers=services.role_removal_blockers(role=role),
+            consequences=self.consequences(role),
+            confirm_label=self.verb.capitalize(),
+            cancel_url=reverse("access:role_edit", kwargs={"tenant_slug": self.tenant.slug, "pk": role.pk}),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        try:
+            self.perform()
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return redirect(request.path)
+        messages.success(request, f"The role {self.object.name} was {self.verb}d.")
+        return redirect("access:roles", tenant_slug=self.tenant.slug)
+
+
+class RoleDeactivateView(_RoleConfirmView):
+    verb = "deactivate"
+
+    def narrow_queryset(self, queryset):
+        return queryset.filter(is_active=True)
+
+    def consequences(self, role):
+        return [
+            f"{role.name} can no longer be given to users; nobody holds it now, so nobody loses access.",
+            "You can activate it again from its page.",
+        ]
+
+    def perform(self):
+        services.role_update(actor=self.membership, role=self.object, is_active=False)
+
+
+class RoleDeleteView(_RoleConfirmView):
+    verb = "delete"
+
+    def narrow_queryset(self, queryset):
+        return queryset.filter(is_system=False)
+
+    def consequences(self, role):
+        return [f"{role.name} is removed for good; its changes stay in the audit log."]
+
+    def perform(self):
+        services.role_delete(actor=self.membership, role=self.object)

@@ -7,4 +7,6 @@ class CopilotConfig(AppConfig):
 
     def ready(self):
         # Declares the copilot features; each one's grant joins access's permission catalogue.
-        from copilot_admin.copilot import features  # noqa: F401
+        from copilot_admin.copilot import features, setup_checks  # noqa: F401
+
+        setup_checks.register()

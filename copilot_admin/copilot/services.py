@@ -182,6 +182,7 @@ class AdmittedCall:
     messages: list[ChatMessage]
     reservation: usage.Reservation
     origin: CallOrigin
+    company_id: int | None = None  # the client company the ticket belongs to (usage per company)
     started: float = field(default_factory=time.perf_counter)
     _concluded: bool = field(default=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -265,11 +266,12 @@ def _company_id(body: object) -> int:
     return int(text)
 
 
-def _check_company(membership: Membership, body: object) -> None:
+def _check_company(membership: Membership, body: object) -> int:
     """Step 8: unknown, foreign and out-of-scope companies answer alike."""
     company_id = _company_id(body)
     if company_id not in company_ids_in_scope(membership=membership):
         raise CopilotError.refusal("company_out_of_scope")
+    return company_id
 
 
 def _prepare_messages(
@@ -316,7 +318,7 @@ def copilot_admit(
         refusal = feature_refusal(membership, spec)
         if refusal:
             raise CopilotError.refusal(refusal)
-        _check_company(membership, body)
+        company_id = _check_company(membership, body)
     except CopilotError as error:
         _audit(membership=membership, feature=spec.slug, outcome="denied", error_code=error.code,
                origin=origin, metadata={"zone": zone, "request_id": request_id})
@@ -334,13 +336,13 @@ def copilot_admit(
         error = CopilotError(refused.message, code=refused.code, status_code=refused.status_code,
                              retry_after=retry_after if refused.status_code == 429 else None)
         _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin,
-                 limit=getattr(refused, "limit", "") or "")
+                 limit=getattr(refused, "limit", "") or "", company_id=company_id)
         raise error from None
 
     # Admitted: from here on, every way out settles the reservation and records the call.
     call = AdmittedCall(
         membership=membership, spec=spec, zone=zone, request_id=request_id, targets=[], messages=messages,
-        reservation=reservation, origin=origin,
+        reservation=reservation, origin=origin, company_id=company_id,
     )
     try:
         call.targets = deployments_for_zone(tenant.zone_id)
@@ -357,7 +359,8 @@ def copilot_admit(
         if call.claim_conclusion():
             _settle(call, _Ending(outcome=UsageOutcome.REFUSED, sent=False))
             try:
-                _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin)
+                _refused(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error, origin=origin,
+                         company_id=company_id)
             except Exception as fault:  # noqa: BLE001 - the refusal stands; the fault is logged
                 _log_fault(call, fault, stage="record")
         raise
@@ -583,23 +586,24 @@ def upstream_error(failure: azure.UpstreamFailure, *, request_id: str) -> Copilo
 
 def _refused(
     *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin,
-    limit: str = "",
+    limit: str = "", company_id: int | None = None,
 ) -> None:
     """A call refused after the access checks: usage (nothing sent), the strike of a refusal
     by a limit (`limit`), and audit, in one transaction."""
     with transaction.atomic():
         _refused_record(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error,
-                        origin=origin, limit=limit)
+                        origin=origin, limit=limit, company_id=company_id)
     _log(membership=membership, feature=spec.slug, zone=zone, request_id=request_id, code=error.code)
 
 
 def _refused_record(
     *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin,
-    limit: str = "",
+    limit: str = "", company_id: int | None = None,
 ) -> None:
     usage.usage_record_create(
         membership=membership, feature=spec.slug, zone=zone, outcome=UsageOutcome.REFUSED,
         request_id=request_id, error_code=error.code, template_version=spec.prompt_version, limit=limit,
+        company_id=company_id,
         integration_key=origin.integration_key,
     )
     metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
@@ -622,7 +626,8 @@ def _finish(call: AdmittedCall, ending: _Ending) -> None:
             request_id=call.request_id, deployment=ending.deployment, attempts=attempts,
             prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens, latency_ms=latency_ms,
             error_code=ending.error_code, upstream_request_id=ending.upstream_request_id,
-            template_version=call.spec.prompt_version, integration_key=call.origin.integration_key,
+            template_version=call.spec.prompt_version, company_id=call.company_id,
+            integration_key=call.origin.integration_key,
         )
         metadata = {
             "zone": call.zone, "deployment": ending.deployment, "prompt_tokens": ending.prompt_tokens,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantPageMixin
@@ -17,7 +18,9 @@ from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import request_ids
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin, StyledFormMixin
+from copilot_admin.core.humanize import moment_words
 from copilot_admin.identity.mfa import mfa_tenant_required, mfa_tenant_required_set
+from copilot_admin.usage.selectors import copilot_access_suspended_until
 from tenants.selectors import companies_in_scope
 
 
@@ -56,6 +59,35 @@ class PlaygroundForm(StyledFormMixin, forms.Form):
         }
 
 
+def refusal_badge(code: str, *, tenant) -> str:
+    """A refusal in a few words for a feature's badge ("Not in your role")."""
+    words = {
+        "not_entitled": f"Not in the {tenant.get_plan_display()} plan",
+        "copilot_disabled": f"Switched off for {tenant.name}",
+        "feature_disabled": f"Switched off for {tenant.name}",
+        "permission_denied": "Not in your role",
+        "access_suspended": "Your access is suspended",
+        "access_terminated": "Your access is terminated",
+        "tenant_suspended": f"{tenant.name} is suspended",
+    }
+    return words.get(code, services.REFUSALS.get(code, (0, code))[1])
+
+
+def refusal_reason(code: str, *, membership) -> str:
+    """The refusal as a sentence: for a suspension, until when and whom to ask."""
+    if code == "access_suspended":
+        until = copilot_access_suspended_until(membership=membership)
+        when = f" until {moment_words(until, now=timezone.now())}" if until else ""
+        return f"Your copilot access is suspended{when}. Ask an administrator of {membership.tenant.name} to review it."
+    if code == "access_terminated":
+        return ("Your copilot access is terminated until a platform operator reinstates it; "
+                f"ask an administrator of {membership.tenant.name}.")
+    if code == "not_entitled":
+        return (f"The copilot is not included in the {membership.tenant.get_plan_display()} plan; "
+                "the platform operator sets the plan.")
+    return services.REFUSALS[code][1]
+
+
 class PlaygroundView(TenantPageMixin, TemplateView):
     """Try the copilot features the caller's role grants; refusals show their reason."""
 
@@ -68,7 +100,8 @@ class PlaygroundView(TenantPageMixin, TemplateView):
                 "value": feature.slug,
                 "label": feature.label,
                 "refusal": (code := services.feature_refusal(self.membership, feature)),
-                "reason": services.REFUSALS[code][1] if code else "",
+                "badge": refusal_badge(code, tenant=self.tenant) if code else "",
+                "reason": refusal_reason(code, membership=self.membership) if code else "",
             }
             for feature in FEATURES.values()
         ]
@@ -92,6 +125,8 @@ class PlaygroundView(TenantPageMixin, TemplateView):
                 context["answer"] = answer
             except services.CopilotError as error:
                 context["error"] = error.body()["error"]
+                if error.code in ("access_suspended", "access_terminated", "not_entitled"):
+                    context["error"]["message"] = refusal_reason(error.code, membership=self.membership)
             except ApplicationError as error:
                 context["error"] = {"code": error.code, "message": error.message}
         else:
@@ -112,7 +147,12 @@ class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
     template_name = "tenants/copilot_settings.html"
 
     def get_form_kwargs(self):
-        return {**super().get_form_kwargs(), "features": list(FEATURES)}
+        return {
+            **super().get_form_kwargs(),
+            "features": {slug: feature.label for slug, feature in FEATURES.items()},
+            "read_only": not self.tenant.plan_includes_copilot,
+        }
+
 
     def get_initial(self):
         initial = {"copilot_enabled": self.tenant.copilot_enabled, "mfa_required": mfa_tenant_required(tenant=self.tenant)}
@@ -121,11 +161,13 @@ class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
 
     def perform(self, form) -> str:
         data = form.cleaned_data
-        tenant_copilot_settings_update(
-            actor=self.membership,
-            copilot_enabled=data["copilot_enabled"],
-            features={f: data[f"feature_{f}"] for f in FEATURES},
-        )
+        # Without the copilot in the plan its switches are read-only (disabled fields keep their values).
+        if self.tenant.plan_includes_copilot:
+            tenant_copilot_settings_update(
+                actor=self.membership,
+                copilot_enabled=data["copilot_enabled"],
+                features={f: data[f"feature_{f}"] for f in FEATURES},
+            )
         if data["mfa_required"] != mfa_tenant_required(tenant=self.tenant):  # its own permission (admin.users)
             mfa_tenant_required_set(actor=self.membership, mfa_required=data["mfa_required"], request=self.request)
         return "Copilot settings were saved."

@@ -9,4 +9,9 @@ class DirectoryConfig(AppConfig):
     label = "directory"
 
     def ready(self):
-        from copilot_admin.directory import login_guard  # noqa: F401  (connects the failed-login counter)
+        from copilot_admin.directory import (
+            login_guard,  # noqa: F401  (connects the failed-login counter)
+            setup_checks,
+        )
+
+        setup_checks.register()

@@ -40,7 +40,7 @@ class _AssignmentFields(StyledFormMixin, forms.Form):
 
 
 class MembershipCreateForm(_AssignmentFields):
-    email = forms.EmailField(max_length=254)
+    email = forms.EmailField(max_length=254, label="E-mail")
     full_name = forms.CharField(
         max_length=150, required=False, label="Name",
         help_text="Used only if the address has no account yet; an existing account keeps its own name.",

@@ -1,9 +1,11 @@
 """Reads of the directory: invitations (signed, single-use links) and who they are for."""
 
 
+from django.conf import settings
 from django.core import signing
 from django.db.models import QuerySet
 
+from copilot_admin.access.permissions import all_permissions
 from tenants.models import Membership, User
 
 
@@ -15,7 +17,7 @@ def invitation_token(*, membership: Membership) -> str:
 def invitation_resolve(*, token: str) -> Membership | None:
     """The pending membership a valid, unexpired accept link names; None otherwise."""
     try:
-        data = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_MAX_AGE)
+        data = signing.loads(token, salt=INVITATION_SALT, max_age=invitation_max_age_seconds())
     except signing.BadSignature:
         return None
     if not isinstance(data, dict):
@@ -47,6 +49,16 @@ def _invitations() -> QuerySet[Membership]:
 INVITATION_SALT = "tenants.invitation"
 
 
-INVITATION_MAX_AGE = 14 * 24 * 3600  # seconds an invitation link stays valid
+def invitation_max_age_seconds() -> int:
+    """How long an invitation link stays valid (`INVITATION_MAX_AGE_DAYS`, default 14)."""
+    return settings.INVITATION_MAX_AGE_DAYS * 24 * 3600
 
 
+
+
+def tenant_administrators(*, tenant) -> list[Membership]:
+    """The tenant's memberships holding every permission (its administrators), invited or
+    accepted, oldest first: what the operator console shows of a tenant's people."""
+    everything = all_permissions()
+    memberships = Membership.objects.for_tenant(tenant).select_related("user", "role").order_by("created_at")
+    return [m for m in memberships if m.role.permission_set >= everything]

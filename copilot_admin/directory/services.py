@@ -15,7 +15,7 @@ from django.utils.http import urlsafe_base64_encode
 from knox.models import AuthToken
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import Perm
+from copilot_admin.access.permissions import Perm, PlatformPerm, all_permissions
 from copilot_admin.access.policy import permission_require
 from copilot_admin.access.services import ensure_can_grant
 from copilot_admin.audit.services import (
@@ -129,10 +129,22 @@ def membership_create(
     this creates. `actor` None only for server-side setup (benchmarks, commands), whose
     memberships are accepted at once.
     """
-    email = User.objects.normalize_email(email).lower()
     if actor is not None:
         permission_require(actor=actor, permission=Perm.USERS, tenant=tenant)
         companies = _validate_assignment(actor=actor, user_type=user_type, role=role, companies=companies)
+    return _membership_invite(
+        actor=actor, tenant=tenant, email=email, user_type=user_type, role=role, companies=companies,
+        full_name=full_name, password=password, send_invite=send_invite, accept_now=actor is None,
+    )
+
+
+def _membership_invite(
+    *, actor, tenant: Tenant, email: str, user_type: str, role: SecurityRole, companies, full_name: str,
+    password: str | None, send_invite: bool, accept_now: bool,
+) -> Membership:
+    """The invitation itself, once the caller checked its actor (`membership_create`,
+    `tenant_admin_invite`)."""
+    email = User.objects.normalize_email(email).lower()
     # One row written for a new address (no password hashing: the owner sets it), none for an
     # existing one; the inviting tenant's log reads the same either way: the account is
     # recorded below, in the platform log, on both paths.
@@ -148,7 +160,7 @@ def membership_create(
     )
     membership = Membership.objects.for_tenant(tenant).create(
         tenant=tenant, user=user, user_type=user_type, role=role, created_account=created,
-        accepted_at=timezone.now() if actor is None and not user.is_platform_operator else None,
+        accepted_at=timezone.now() if accept_now and not user.is_platform_operator else None,
     )
     membership.companies.set(companies)
     audit_change_record(actor=actor, tenant=tenant, instance=membership)
@@ -156,6 +168,42 @@ def membership_create(
                             after=companies)
     if send_invite and membership.accepted_at is None:
         transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=tenant.pk))
+    return membership
+
+
+def tenant_admin_role(*, tenant: Tenant) -> SecurityRole:
+    """The tenant's system role that holds every permission (seeded with the tenant)."""
+    everything = all_permissions()
+    for role in SecurityRole.objects.for_tenant(tenant).filter(is_system=True, user_type=UserType.INTERNAL):
+        if role.permission_set >= everything:
+            return role
+    raise Conflict("This tenant has no Tenant Administrator role.", code="no_admin_role")
+
+
+@transaction.atomic
+def tenant_admin_invite(*, actor: User, tenant: Tenant, email: str) -> Membership:
+    """A platform operator invites a tenant's administrator (its first one, when the tenant is
+    created): a pending membership holding the tenant's Tenant Administrator role, e-mailed
+    after commit. It grants nothing until its owner accepts, like every invitation."""
+    permission_require(actor=actor, permission=PlatformPerm.OPERATOR, message="Only platform operators do this.")
+    return _membership_invite(
+        actor=actor, tenant=tenant, email=email, user_type=UserType.INTERNAL, role=tenant_admin_role(tenant=tenant),
+        companies=[], full_name="", password=None, send_invite=True, accept_now=False,
+    )
+
+
+@transaction.atomic
+def tenant_admin_invitation_resend(*, actor: User, membership: Membership) -> Membership:
+    """A platform operator e-mails a pending administrator invitation again (a fresh link)."""
+    permission_require(actor=actor, permission=PlatformPerm.OPERATOR, message="Only platform operators do this.")
+    membership = Membership.objects.for_tenant(membership.tenant).select_for_update().get(pk=membership.pk)
+    if membership.accepted_at is not None:
+        raise Conflict("This user accepted the invitation already.", code="already_accepted")
+    audit_event_record(
+        tenant=membership.tenant, actor=actor, action="membership.invitation_resend", object_type="membership",
+        object_id=membership.pk, object_repr=str(membership),
+    )
+    transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=membership.tenant_id))
     return membership
 
 
@@ -185,6 +233,20 @@ def invitation_resend(*, actor: Membership, membership: Membership) -> Membershi
     )
     transaction.on_commit(lambda: _enqueue_invite(membership_id=membership.pk, tenant_id=membership.tenant_id))
     return membership
+
+
+@transaction.atomic
+def invitation_revoke(*, actor: Membership, membership: Membership) -> None:
+    """Withdraw a pending invitation: the membership is removed, its links stop working (they
+    name a membership that no longer exists). An account the invitation created stays, unused."""
+    permission_require(actor=actor, permission=Perm.USERS, tenant=membership.tenant_id)
+    membership = Membership.objects.for_tenant(actor.tenant).select_for_update().get(pk=membership.pk)
+    if membership.accepted_at is not None:
+        raise Conflict("This user accepted the invitation already; deactivate the user instead.",
+                       code="already_accepted")
+    ensure_can_grant(actor=actor, permissions=membership.role.permission_set)
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=membership, deleted=True)
+    membership.delete()
 
 
 @transaction.atomic

@@ -16,10 +16,13 @@ from django.utils import timezone
 from django.views.generic import FormView, TemplateView
 
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
+from copilot_admin.access.member_badges import member_badges
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ANY_MEMBER, Perm, feature_grants
+from copilot_admin.access.setup_checks import setup_checklist
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin
+from copilot_admin.core.sorting import sort_columns, sort_fields, sort_param
 from copilot_admin.directory import services
 from copilot_admin.directory.forms import (
     AccountNameForm,
@@ -55,8 +58,13 @@ class HomeView(LoginRequiredMixin, TemplateView):
 
 
 class OverviewView(TenantPageMixin, TemplateView):
+    """The tenant's front page: plan, zone, people, copilot switches and, for those who manage
+    users, the setup checklist. A platform operator (never a member) is sent to the tenant's
+    page in the console, which shows the same checklist read-only."""
+
     permission_required = ANY_MEMBER
     template_name = "tenants/overview.html"
+    operator_console_page = "platform:tenant_overview"
 
     def get_context_data(self, **kwargs):
         members = Membership.objects.for_tenant(self.tenant).aggregate(
@@ -69,6 +77,7 @@ class OverviewView(TenantPageMixin, TemplateView):
             members=members,
             companies=companies_in_scope(membership=self.membership).count(),
             roles=SecurityRole.objects.for_tenant(self.tenant).filter(is_active=True).count(),
+            checklist=setup_checklist(tenant=self.tenant) if Perm.USERS in self.request.permissions else None,
             features=[
                 (grant.feature, self.tenant.feature_enabled(grant.feature), grant.code in self.request.permissions)
                 for grant in feature_grants()
@@ -82,9 +91,18 @@ class UserListView(TenantListView):
     model = Membership
     template_name = "tenants/user_list.html"
 
+    # ?sort=<key> (or -<key>): the columns a list can be sorted by; anything else sorts by e-mail.
+    SORTS = {
+        "email": ("user__email",), "name": ("user__full_name", "user__email"), "type": ("user_type", "user__email"),
+        "role": ("role__name", "user__email"), "status": ("accepted_at", "is_active", "user__email"),
+    }
+    COLUMNS = {"name": "Name", "email": "E-mail", "type": "Type", "role": "Security role", "status": "Status"}
+
     def narrow_queryset(self, queryset):
         self.filter_form = MembershipFilterForm(self.request.GET or None, tenant=self.tenant)
-        queryset = queryset.select_related("user", "role").prefetch_related("companies").order_by("user__email")
+        self.sort = sort_param(self.request, self.SORTS, default="email")
+        queryset = queryset.select_related("user", "role").prefetch_related("companies").order_by(
+            *sort_fields(self.SORTS, self.sort))
         if self.filter_form.is_valid():
             data = self.filter_form.cleaned_data
             if data["user_type"]:
@@ -101,7 +119,12 @@ class UserListView(TenantListView):
         return queryset
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(filter_form=self.filter_form, **kwargs)
+        context = super().get_context_data(filter_form=self.filter_form, **kwargs)
+        badges = member_badges(tenant=self.tenant, memberships=context["object_list"])
+        for membership in context["object_list"]:
+            membership.badges = badges.get(membership.pk, [])
+        context["sort_columns"] = sort_columns(self.request, self.COLUMNS, self.sort)
+        return context
 
 
 class UserCreateView(ServiceFormMixin, TenantPageMixin, FormView):
@@ -141,7 +164,8 @@ class UserEditView(ServiceFormMixin, TenantObjectMixin, FormView):
         return kwargs
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(object=self.object, **kwargs)
+        badges = member_badges(tenant=self.tenant, memberships=[self.object]).get(self.object.pk, [])
+        return super().get_context_data(object=self.object, badges=badges, **kwargs)
 
     def post(self, request, *args, **kwargs):
         if request.POST.get("action") != "resend":
@@ -155,11 +179,88 @@ class UserEditView(ServiceFormMixin, TenantObjectMixin, FormView):
         return redirect(self.get_success_url())
 
     def perform(self, form) -> str:
-        services.membership_update(actor=self.membership, membership=self.object, **form.cleaned_data)
+        changes = dict(form.cleaned_data)
+        # Deactivating cannot be undone by accident: it waits for its own confirmation page.
+        self.deactivation_asked = self.object.is_active and not changes.get("is_active", True)
+        if self.deactivation_asked:
+            changes.pop("is_active")
+        services.membership_update(actor=self.membership, membership=self.object, **changes)
+        if self.deactivation_asked:
+            return f"{self.object.user.email} was updated; confirm the deactivation below."
         return f"{self.object.user.email} was updated."
 
     def get_success_url(self):
+        if getattr(self, "deactivation_asked", False):
+            return reverse("directory:user_deactivate", kwargs={"tenant_slug": self.tenant.slug, "pk": self.object.pk})
         return reverse("directory:users", kwargs={"tenant_slug": self.tenant.slug})
+
+
+class UserDeactivateView(TenantObjectMixin, TemplateView):
+    """Confirm deactivating a user (GET: what follows; POST: do it). Works without JavaScript."""
+
+    permission_required = Perm.USERS
+    model = Membership
+    template_name = "confirm.html"
+
+    def narrow_queryset(self, queryset):
+        return queryset.select_related("user", "role").filter(accepted_at__isnull=False, is_active=True)
+
+    def get_context_data(self, **kwargs):
+        email = self.object.user.email
+        return super().get_context_data(
+            title=f"Deactivate {email}?",
+            consequences=[
+                f"{email} loses access to {self.tenant.name} at once: its pages, the API and the copilot.",
+                "Its login sessions and API tokens issued before now never reach this tenant again, "
+                "also after a later re-activation.",
+                "Its usage and audit history stay.",
+            ],
+            confirm_label="Deactivate",
+            cancel_url=reverse("directory:user_edit", kwargs={"tenant_slug": self.tenant.slug, "pk": self.object.pk}),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        try:
+            services.membership_update(actor=self.membership, membership=self.object, is_active=False)
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return redirect("directory:user_edit", tenant_slug=self.tenant.slug, pk=self.object.pk)
+        messages.success(request, f"{self.object.user.email} was deactivated.")
+        return redirect("directory:users", tenant_slug=self.tenant.slug)
+
+
+class UserRevokeView(TenantObjectMixin, TemplateView):
+    """Confirm withdrawing a pending invitation (GET: what follows; POST: do it)."""
+
+    permission_required = Perm.USERS
+    model = Membership
+    template_name = "confirm.html"
+
+    def narrow_queryset(self, queryset):
+        return queryset.select_related("user", "role").filter(accepted_at__isnull=True)
+
+    def get_context_data(self, **kwargs):
+        email = self.object.user.email
+        return super().get_context_data(
+            title=f"Revoke the invitation of {email}?",
+            consequences=[
+                f"The invitation links sent to {email} stop working.",
+                f"{email} disappears from the users of {self.tenant.name}; you can invite the address again later.",
+            ],
+            confirm_label="Revoke invitation",
+            cancel_url=reverse("directory:user_edit", kwargs={"tenant_slug": self.tenant.slug, "pk": self.object.pk}),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        try:
+            services.invitation_revoke(actor=self.membership, membership=self.object)
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return redirect("directory:user_edit", tenant_slug=self.tenant.slug, pk=self.object.pk)
+        messages.success(request, f"The invitation of {self.object.user.email} was revoked.")
+        return redirect("directory:users", tenant_slug=self.tenant.slug)
 
 
 class CompanyListView(TenantListView):

@@ -17,3 +17,8 @@ class IdentityConfig(AppConfig):
         from copilot_admin.identity.delegation import IntegrationKeyCredential
 
         IntegrationKeyAuthentication.credential_class = IntegrationKeyCredential
+
+        # The MFA item of the tenant's setup checklist (access/setup_checks.py).
+        from copilot_admin.identity import setup_checks
+
+        setup_checks.register()

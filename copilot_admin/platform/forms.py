@@ -10,7 +10,15 @@ class TenantCreateForm(StyledFormMixin, forms.Form):
     name = forms.CharField(max_length=120)
     slug = forms.SlugField(max_length=50)
     plan = forms.ChoiceField(choices=Plan.choices)
-    zone = forms.ModelChoiceField(queryset=DataZone.objects.all())
+    zone = forms.ModelChoiceField(queryset=DataZone.objects.all(), label="Data zone")
+    admin_email = forms.EmailField(
+        label="First administrator's e-mail",
+        help_text="Invited as the tenant's Tenant Administrator; the invitation can be re-sent from the tenant's page.",
+    )
+
+
+class AdminInviteForm(StyledFormMixin, forms.Form):
+    email = forms.EmailField(label="E-mail")
 
 
 class TenantEditForm(StyledFormMixin, forms.Form):

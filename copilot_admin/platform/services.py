@@ -10,6 +10,7 @@ from copilot_admin.access.policy import permission_require
 from copilot_admin.access.services import roles_seed_system
 from copilot_admin.audit.services import audit_change_record, audit_event_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.directory.services import tenant_admin_invite
 from copilot_admin.regions.models import DataZone
 from tenants.models import Membership, Tenant, TenantStatus, User, UserSession
 
@@ -19,8 +20,11 @@ def _ensure_operator(actor: User) -> None:
 
 
 @transaction.atomic
-def tenant_create(*, actor: User | None, name: str, slug: str, plan: str, zone: DataZone) -> Tenant:
-    """A new tenant with its system roles. `actor` None only for the demo seed."""
+def tenant_create(
+    *, actor: User | None, name: str, slug: str, plan: str, zone: DataZone, admin_email: str = ""
+) -> Tenant:
+    """A new tenant with its system roles and, with `admin_email`, the invitation of its first
+    administrator (e-mailed after commit). `actor` None only for the demo seed."""
     if actor is not None:
         _ensure_operator(actor)
     if Tenant.objects.filter(slug=slug).exists():
@@ -28,6 +32,8 @@ def tenant_create(*, actor: User | None, name: str, slug: str, plan: str, zone: 
     tenant = Tenant.objects.create(name=name, slug=slug, plan=plan, zone=zone)
     audit_change_record(actor=actor, tenant=tenant, instance=tenant)
     roles_seed_system(actor=actor, tenant=tenant)
+    if admin_email:
+        tenant_admin_invite(actor=actor, tenant=tenant, email=admin_email)
     return tenant
 
 

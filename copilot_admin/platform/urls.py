@@ -8,6 +8,13 @@ urlpatterns = [
     path("", views.TenantListView.as_view(), name="tenants"),
     path("tenants/new/", views.TenantCreateView.as_view(), name="tenant_create"),
     path("tenants/<int:pk>/", views.TenantEditView.as_view(), name="tenant_edit"),
+    path("tenants/<int:pk>/overview/", views.TenantOverviewView.as_view(), name="tenant_overview"),
+    path("tenants/<int:pk>/administrators/", views.TenantAdminInviteView.as_view(), name="tenant_admin_invite"),
+    path(
+        "tenants/<int:pk>/invitations/<int:membership_pk>/resend/",
+        views.TenantInvitationResendView.as_view(),
+        name="tenant_invitation_resend",
+    ),
     path("deployments/", views.DeploymentListView.as_view(), name="deployments"),
     path("deployments/new/", views.DeploymentCreateView.as_view(), name="deployment_create"),
     path("deployments/<int:pk>/", views.DeploymentEditView.as_view(), name="deployment_edit"),

@@ -1,19 +1,26 @@
 """The operator console: tenants, plans, data zones, status; Azure deployments."""
 
 from django.contrib import messages
+from django.db import transaction
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
-from django.views.generic import FormView, ListView
+from django.views import View
+from django.views.generic import FormView, ListView, TemplateView
 
 from copilot_admin.access.base_views import OperatorPageMixin
+from copilot_admin.access.setup_checks import setup_checklist
+from copilot_admin.audit.hooks import audit_operator_tenant_access
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import form_add_service_error
+from copilot_admin.directory import services as directory_services
+from copilot_admin.directory.selectors import tenant_administrators
 from copilot_admin.platform import services
-from copilot_admin.platform.forms import TenantCreateForm, TenantEditForm
+from copilot_admin.platform.forms import AdminInviteForm, TenantCreateForm, TenantEditForm
 from copilot_admin.regions import services as deployment_services
 from copilot_admin.regions.forms import DeploymentForm
 from copilot_admin.regions.models import AzureDeployment
 from copilot_admin.regions.selectors import deployment_list
-from tenants.models import Tenant
+from tenants.models import Membership, Tenant
 
 
 class TenantListView(OperatorPageMixin, ListView):
@@ -34,8 +41,12 @@ class TenantCreateView(OperatorPageMixin, FormView):
         except ApplicationError as error:
             form_add_service_error(form, error)
             return self.form_invalid(form)
-        messages.success(self.request, f"The tenant {tenant.name} was created with its system roles.")
-        return redirect("platform:tenants")
+        messages.success(
+            self.request,
+            f"The tenant {tenant.name} was created with its system roles; "
+            f"{form.cleaned_data['admin_email']} is invited as its administrator.",
+        )
+        return redirect("platform:tenant_overview", pk=tenant.pk)
 
 
 class TenantEditView(OperatorPageMixin, FormView):
@@ -105,3 +116,72 @@ class DeploymentEditView(OperatorPageMixin, FormView):
             return self.form_invalid(form)
         messages.success(self.request, f"The deployment {deployment.name} was saved.")
         return redirect("platform:deployments")
+
+
+class TenantOverviewView(OperatorPageMixin, TemplateView):
+    """A tenant seen from the console, read-only: its facts, the setup checklist, and its
+    administrators' invitations (invite another, re-send a pending one). The operator is not a
+    member of the tenant, so `/t/<slug>/` sends it here; opening it is recorded in the tenant's log."""
+
+    template_name = "platform/tenant_overview.html"
+
+    def prepare(self) -> None:
+        self.object = get_object_or_404(Tenant.objects.select_related("zone"), pk=self.kwargs["pk"])
+
+    def get(self, request, *args, **kwargs):
+        with transaction.atomic():
+            audit_operator_tenant_access(request=request, tenant=self.object)
+        return super().get(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**tenant_overview_context(tenant=self.object), **kwargs)
+
+
+def tenant_overview_context(*, tenant: Tenant, invite_form: AdminInviteForm | None = None) -> dict:
+    return {
+        "object": tenant,
+        "checklist": setup_checklist(tenant=tenant),
+        "administrators": tenant_administrators(tenant=tenant),
+        "invite_form": invite_form or AdminInviteForm(),
+    }
+
+
+class TenantAdminInviteView(OperatorPageMixin, FormView):
+    """Invite an administrator to a tenant (POST from the tenant's console page)."""
+
+    form_class = AdminInviteForm
+    template_name = "platform/tenant_overview.html"
+    http_method_names = ["post"]
+
+    def prepare(self) -> None:
+        self.object = get_object_or_404(Tenant.objects.select_related("zone"), pk=self.kwargs["pk"])
+
+    def form_valid(self, form):
+        try:
+            membership = directory_services.tenant_admin_invite(
+                actor=self.request.user, tenant=self.object, email=form.cleaned_data["email"]
+            )
+        except ApplicationError as error:
+            form_add_service_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"{membership.user.email} was invited as administrator of {self.object.name}.")
+        return redirect("platform:tenant_overview", pk=self.object.pk)
+
+    def form_invalid(self, form):
+        context = tenant_overview_context(tenant=self.object, invite_form=form)
+        return self.render_to_response(context, status=400)
+
+
+class TenantInvitationResendView(OperatorPageMixin, View):
+    """Re-send a pending administrator invitation of a tenant (POST)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, pk: int, membership_pk: int):
+        tenant = get_object_or_404(Tenant, pk=pk)
+        membership = Membership.objects.for_tenant(tenant).pending().filter(pk=membership_pk).first()
+        if membership is None:
+            raise Http404("Not found.")
+        directory_services.tenant_admin_invitation_resend(actor=request.user, membership=membership)
+        messages.success(request, f"The invitation to {membership.user.email} was sent again.")
+        return redirect("platform:tenant_overview", pk=tenant.pk)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.humanize import duration_words
 from copilot_admin.usage.counters import (
     LimitCheck,
     LimitsUnavailable,
@@ -107,8 +109,27 @@ def call_check(*, membership: Membership, limits: EffectiveLimits, estimated_tok
     )
 
 
-def _refusal_message(limit: str, value: int, retry_after: int) -> str:
-    return f"Usage limit reached: {limit} ({value}). Try again in {retry_after} s."
+# How each limit reads in a sentence: (the period, what is counted, who).
+_LIMIT_WORDS = {
+    LimitName.USER_REQUESTS_PER_MINUTE: ("this minute's", "requests", "your"),
+    LimitName.USER_REQUESTS_PER_HOUR: ("this hour's", "requests", "your"),
+    LimitName.USER_REQUESTS_PER_DAY: ("today's", "requests", "your"),
+    LimitName.USER_TOKENS_PER_DAY: ("today's", "tokens", "your"),
+    LimitName.TENANT_TOKENS_PER_DAY: ("today's", "tokens", "your organization's"),
+}
+
+
+def _refusal_message(limit: str, value: int, retry_after: int, *, now: datetime | None = None) -> str:
+    """The refusal as a sentence people read ("You have reached today's limit of 6 requests.
+    It resets at 00:00 UTC (in 2 h 01 min)."); the API's `Retry-After` carries the seconds."""
+    period, unit, whose = _LIMIT_WORDS.get(limit, ("the", "requests", "your"))
+    now = now or datetime.now(tz=UTC)
+    resets = now + timedelta(seconds=retry_after)
+    subject = "You have" if whose == "your" else "Your organization has"
+    return (
+        f"{subject} reached {period} limit of {value:,} {unit}. "
+        f"It resets at {resets:%H:%M} UTC (in {duration_words(resets - now)})."
+    )
 
 
 def reserve(*, membership: Membership, limits: EffectiveLimits, estimated_tokens: int, feature: str) -> Reservation:

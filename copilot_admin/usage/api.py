@@ -2,16 +2,21 @@
 detail and decisions), `webhooks/` (alerts beside e-mail, with their delivery log). Thin
 adapters over `selectors` (reads) and `services` (changes)."""
 
+from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from copilot_admin.access.base_api import TenantAPIView, TenantViewSet
 from copilot_admin.access.permissions import Perm
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.schema import error_response
 from copilot_admin.usage import selectors, services, webhook_services
+from copilot_admin.usage.exports import ExportFormat, usage_export_lines, usage_grouped
 from copilot_admin.usage.models import AbuseCase, Webhook
 from copilot_admin.usage.serializers import (
     AbuseCaseSerializer,
@@ -19,6 +24,7 @@ from copilot_admin.usage.serializers import (
     CaseFilterSerializer,
     LimitsSerializer,
     LimitsUpdateSerializer,
+    UsageExportQuerySerializer,
     UsageQuerySerializer,
     UsageSummarySerializer,
     WebhookCreatedSerializer,
@@ -67,6 +73,47 @@ class UsageView(TenantAPIView):
             near = [item for item in near if item.user == data["user"]]
         summary["near_limit"] = [item.as_dict() for item in near]
         return Response(UsageSummarySerializer(summary).data)
+
+
+class UsageExportView(TenantAPIView):
+    """Usage between two UTC days grouped by `day`, `user`, `company` or `feature`, streamed as
+    CSV or JSON Lines. Metadata only: counts and tokens per group, never content."""
+
+    permissions = {"get": Perm.USAGE_VIEW}
+    renderer_classes = [JSONRenderer]
+
+    def perform_content_negotiation(self, request, force=False):
+        # `?format=` names the export's format, not a DRF renderer: errors are JSON.
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+    @extend_schema(
+        parameters=[UsageExportQuerySerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header line, then one line per group."),
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One group per line."),
+            (400, "application/json"): error_response(400, "A parameter is malformed: `fields` says which."),
+            (401, "application/json"): error_response(401),
+            (403, "application/json"): error_response(403, "The security role does not allow it."),
+            (404, "application/json"): error_response(404),
+        },
+    )
+    def get(self, request, tenant_slug):
+        query = UsageExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        rows = usage_grouped(
+            tenant=self.tenant, since=data["since"], until=data["until"], group_by=data["group_by"],
+            membership_id=data.get("user"), feature=data.get("feature"),
+        )
+        fmt = data["format"]
+        response = StreamingHttpResponse(
+            usage_export_lines(rows, group_by=data["group_by"], fmt=fmt), content_type=ExportFormat.CONTENT_TYPES[fmt]
+        )
+        filename = f"usage-{self.tenant.slug}-{data['group_by']}-{data['since']}-{data['until']}.{fmt}"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class AbuseCaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):

@@ -7,6 +7,7 @@ class UsageConfig(AppConfig):
 
     def ready(self) -> None:
         from copilot_admin.core.versioned_cache import GLOBAL, bump_on_change
+        from copilot_admin.usage import member_badges, setup_checks
         from copilot_admin.usage.models import CopilotAccess, PlatformLimitPolicy, TenantLimitPolicy
         from tenants.versioning import tenant_owned_scopes
 
@@ -14,3 +15,7 @@ class UsageConfig(AppConfig):
         bump_on_change(CopilotAccess, tenant_owned_scopes)
         bump_on_change(TenantLimitPolicy, tenant_owned_scopes)
         bump_on_change(PlatformLimitPolicy, lambda policy: (GLOBAL,))
+        # The limits item of the tenant's setup checklist (access/setup_checks.py) and the
+        # copilot-access badges on members (access/member_badges.py).
+        setup_checks.register()
+        member_badges.register()

@@ -51,6 +51,11 @@ class UsageRecord(TenantOwned):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     membership = models.ForeignKey("tenants.Membership", null=True, on_delete=models.SET_NULL, related_name="+")
+    # The client company the ticket belongs to (usage per company); empty for calls refused
+    # before the company was checked, and for calls recorded before it was kept.
+    company = models.ForeignKey(
+        "tenants.ClientCompany", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     feature = models.CharField(max_length=32)
     zone = models.CharField(max_length=16, help_text="Code of the data zone the call was routed in.")
     deployment = models.CharField(max_length=64, blank=True, help_text="The deployment that answered or failed last.")

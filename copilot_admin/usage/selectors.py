@@ -278,3 +278,8 @@ def webhook_deliveries(*, tenant: Tenant, webhook: Webhook) -> QuerySet[WebhookD
         WebhookDelivery.objects.for_tenant(tenant).filter(webhook=webhook)
         .prefetch_related(Prefetch("attempt_log", queryset=attempts)).order_by("-created_at", "-pk")
     )
+def copilot_access_suspended_until(*, membership) -> datetime | None:
+    """When the member's current copilot suspension ends (None: not suspended, or no end)."""
+    access = CopilotAccess.objects.for_tenant(membership.tenant).filter(
+        membership=membership, status=AccessStatus.SUSPENDED).first()
+    return access.suspended_until if access else None

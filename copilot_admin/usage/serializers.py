@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from copilot_admin.access.permissions import feature_choices
 from copilot_admin.core.fields import CatalogueChoiceField, JSONBooleanField, QueryParamsSerializer
+from copilot_admin.usage.exports import ExportFormat, GroupBy
 from copilot_admin.usage.limits import (
     ABUSE_RULE_FIELDS,
     LIMIT_FIELDS,
@@ -103,6 +104,11 @@ class UsageQuerySerializer(QueryParamsSerializer):
         if until - since > timedelta(days=MAX_RANGE_DAYS - 1):
             raise serializers.ValidationError({"since": [f"at most {MAX_RANGE_DAYS} days"]})
         return {**attrs, "since": since, "until": until}
+
+
+class UsageExportQuerySerializer(UsageQuerySerializer):
+    format = serializers.ChoiceField(choices=ExportFormat.CHOICES, default=ExportFormat.CSV)
+    group_by = serializers.ChoiceField(choices=GroupBy.CHOICES, default=GroupBy.DAY)
 
 
 class UsageNumbersSerializer(serializers.Serializer):

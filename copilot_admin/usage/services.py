@@ -124,6 +124,7 @@ def usage_record_create(
     upstream_request_id: str = "",
     template_version: str = "",
     limit: str = "",
+    company_id: int | None = None,
     integration_key: str = "",
 ) -> UsageRecord:
     """Record one copilot call (metadata only), add it to the daily and hourly roll-ups, and
@@ -140,7 +141,7 @@ def usage_record_create(
             membership=membership, feature=feature, zone=zone, outcome=outcome, request_id=request_id,
             deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
-            upstream_request_id=upstream_request_id, template_version=template_version,
+            upstream_request_id=upstream_request_id, template_version=template_version, company_id=company_id,
             integration_key=integration_key,
         )
         rollups.usage_rollup_add(tenant=tenant, membership_id=membership.pk, feature=feature, at=record.created_at,
@@ -186,6 +187,7 @@ def _usage_record_insert(
     error_code: str,
     upstream_request_id: str,
     template_version: str,
+    company_id: int | None = None,
     integration_key: str = "",
 ) -> UsageRecord:
     tenant = membership.tenant
@@ -205,6 +207,7 @@ def _usage_record_insert(
         request_id=request_id,
         upstream_request_id=(upstream_request_id or "")[:128],
         template_version=template_version[:32],
+        company_id=company_id,
         integration_key=integration_key[:16],
     )
 

@@ -1,6 +1,8 @@
 """Usage pages: the dashboard (charts and tables), the tenant's limits, abuse cases, the
 notifications sent and the webhooks with their delivery log. Thin adapters over `selectors` (reads) and `services` (changes)."""
 
+from urllib.parse import urlencode
+
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.urls import reverse
@@ -12,6 +14,7 @@ from copilot_admin.access.permissions import Perm, feature_choices
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin, form_add_service_error
 from copilot_admin.usage import selectors, services, webhook_services
+from copilot_admin.usage.exports import GroupBy, usage_grouped
 from copilot_admin.usage.forms import (
     CaseDecisionForm,
     CaseFilterForm,
@@ -48,6 +51,20 @@ def _chart_data(summary: dict) -> dict:
     }
 
 
+def _empty_reason(tenant, summary: dict) -> str:
+    """Why the charts are empty, in a sentence ("" when they are not)."""
+    totals = summary["totals"]
+    if totals["requests"] or totals["rate_limited"]:
+        return ""
+    period = f"between {summary['since']:%Y-%m-%d} and {summary['until']:%Y-%m-%d} (UTC)"
+    if not tenant.plan_includes_copilot:
+        return (f"The copilot is not included in the {tenant.get_plan_display()} plan, so there is no usage {period}.")
+    if not tenant.copilot_enabled:
+        return f"No copilot calls {period}: the copilot is switched off for {tenant.name}."
+    return (f"No copilot calls {period}. Calls appear here once members use a feature (the playground counts too); "
+            "calls refused by a limit are counted as refusals.")
+
+
 class UsageDashboardView(TenantPageMixin, TemplateView):
     """Requests and tokens per day, feature and user; who is near a limit; restricted users;
     open abuse cases. A fixed number of queries, from the roll-ups only (works without Redis)."""
@@ -62,9 +79,19 @@ class UsageDashboardView(TenantPageMixin, TemplateView):
         summary = _with_feature_labels(selectors.usage_summary(tenant=self.tenant, since=since, until=until))
         effective = selectors.effective_limits(self.tenant)
         now = timezone.now()
+        per_company = usage_grouped(tenant=self.tenant, since=since, until=until, group_by=GroupBy.COMPANY)
+        export_url = reverse("api:usage-export", kwargs={"tenant_slug": self.tenant.slug})
         return super().get_context_data(
             form=form,
             summary=summary,
+            per_company=per_company,
+            exports=[
+                (label, f"{export_url}?{urlencode({'format': fmt, 'group_by': group, 'since': since, 'until': until})}")
+                for group, label in (("company", "per company"), ("user", "per user"), ("feature", "per feature"),
+                                     ("day", "per day"))
+                for fmt in ("csv",)
+            ],
+            empty_reason=_empty_reason(self.tenant, summary),
             chart=_chart_data(summary),
             limits=effective,
             limit_labels=dict(LimitName.choices),

@@ -174,7 +174,8 @@ def test_api_refuses_changes_to_a_role_above_the_actor(tenant_a, user_admin, aud
 
 
 def test_api_refuses_reactivating_a_role_above_the_actor(tenant_a, user_admin, auditors):
-    services.role_update(actor=tenant_a.members["admin"], role=auditors, is_active=False)
+    # A held role deactivated before held roles were refused deactivation (issue 14): set directly.
+    SecurityRole.objects.for_tenant(tenant_a.tenant).filter(pk=auditors.pk).update(is_active=False)
     api = api_client_for(user_admin.user)
     response = api.patch(role_url(auditors.pk), {"is_active": True}, format="json")
     assert response.status_code == 403 and response.json()["error"]["code"] == "escalation_refused"
@@ -211,7 +212,8 @@ def test_page_refuses_changes_to_a_role_above_the_actor(client, tenant_a, user_a
 
 
 def test_page_refuses_reactivating_a_role_above_the_actor(client, tenant_a, user_admin, auditors):
-    services.role_update(actor=tenant_a.members["admin"], role=auditors, is_active=False)
+    # A held role deactivated before held roles were refused deactivation (issue 14): set directly.
+    SecurityRole.objects.for_tenant(tenant_a.tenant).filter(pk=auditors.pk).update(is_active=False)
     client.force_login(user_admin.user)
     response = client.post(role_page(auditors.pk), {"action": "activate"})
     assert response.status_code == 200 and "You cannot grant permissions you do not hold" in response.content.decode()

@@ -113,10 +113,14 @@ def test_system_roles_can_be_cloned_and_deactivated(tenant_a):
     clone = api.post(roles_url(), {"name": "Senior Tech", "clone_from": role.pk}, format="json")
     assert clone.status_code == 201
     assert clone.json()["permissions"] == sorted(copilot_grants()) and clone.json()["is_system"] is False
+    # Held by the technician: refused until it is moved (issue 14: no silent lock-out).
+    held = api.patch(role_url(role.pk), {"is_active": False}, format="json")
+    assert held.status_code == 409 and held.json()["error"]["code"] == "role_in_use"
+    assert "1 user holds this role" in held.json()["error"]["message"]
+    tech_url = reverse("api:users-detail", kwargs={"tenant_slug": "alpha", "pk": tenant_a.members["tech"].pk})
+    assert api.patch(tech_url, {"role": clone.json()["id"]}, format="json").status_code == 200
     response = api.patch(role_url(role.pk), {"is_active": False}, format="json")
     assert response.status_code == 200 and response.json()["is_active"] is False
-    # A deactivated role grants nothing.
-    assert permissions_of(tenant_a.members["tech"].__class__.objects.for_tenant(tenant_a.tenant).get(pk=tenant_a.members["tech"].pk)) == frozenset()
 
 
 def test_cannot_deactivate_own_role(tenant_a):

@@ -42,6 +42,9 @@ GLOBAL_ROUTES = {
     "platform:tenants": OPERATOR,
     "platform:tenant_create": OPERATOR,
     "platform:tenant_edit": OPERATOR,
+    "platform:tenant_overview": OPERATOR,
+    "platform:tenant_admin_invite": OPERATOR,
+    "platform:tenant_invitation_resend": OPERATOR,
     "api:platform-tenants-list": OPERATOR,
     "api:platform-tenants-detail": OPERATOR,
     # Platform operators and platform auditors (tests/audit/test_platform_auditor.py).
@@ -69,6 +72,8 @@ TENANT_PAGES = {
     "directory:users": Perm.USERS,
     "directory:user_create": Perm.USERS,
     "directory:user_edit": Perm.USERS,
+    "directory:user_deactivate": Perm.USERS,
+    "directory:user_revoke": Perm.USERS,
     "directory:companies": ANY_MEMBER,
     "directory:company_create": Perm.COMPANIES,
     "directory:company_edit": Perm.COMPANIES,
@@ -77,6 +82,8 @@ TENANT_PAGES = {
     "access:roles": Perm.ROLES,
     "access:role_create": Perm.ROLES,
     "access:role_edit": Perm.ROLES,
+    "access:role_deactivate": Perm.ROLES,
+    "access:role_delete": Perm.ROLES,
     "audit:list": Perm.AUDIT_VIEW,
     "regions:zone": Perm.REGION,
     "copilot:playground": ANY_MEMBER,
@@ -120,6 +127,7 @@ TENANT_API = {
     ("api:limits", "get"): Perm.USAGE_VIEW,
     ("api:limits", "patch"): Perm.LIMITS,
     ("api:usage", "get"): Perm.USAGE_VIEW,
+    ("api:usage-export", "get"): Perm.USAGE_VIEW,
     ("api:abuse-cases-list", "get"): Perm.USAGE_VIEW,
     ("api:abuse-cases-detail", "get"): Perm.USAGE_VIEW,
     ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
@@ -138,11 +146,19 @@ TENANT_API = {
     ("api:integration-keys-detail", "delete"): Perm.INTEGRATIONS,
 }
 
+# Tenant pages that send a platform operator (never a member) to the tenant's console page
+# instead of answering 404 (access/base_views.py `operator_console_page`).
+OPERATOR_REDIRECTS = {"directory:overview": "platform:tenant_overview"}
+
 # Which object of the tenant a route's <pk> names.
 OBJECT_KIND = {
     "directory:user_edit": "membership",
+    "directory:user_deactivate": "membership",
+    "directory:user_revoke": "pending_membership",
     "directory:company_edit": "company",
     "access:role_edit": "role",
+    "access:role_deactivate": "role",
+    "access:role_delete": "role",
     "api:users-detail": "membership",
     "api:companies-detail": "company",
     "api:roles-detail": "role",
@@ -191,6 +207,13 @@ def object_pk(kind: str, world) -> int:
             secret_ciphertext=webhooks.secret_encrypt("policy-table-secret-0123456789"),
         )
         return hook.pk
+    if kind == "pending_membership":
+        from tenants.models import Membership
+        from tests.factories import add_member
+
+        pending = Membership.objects.for_tenant(world.tenant).pending().first()
+        return (pending or add_member(world.tenant, "Technician", email=f"pending@{world.tenant.slug}.invite",
+                                      accepted=False)).pk
     if kind == "integration_key":
         from copilot_admin.identity.services import integration_key_create
 

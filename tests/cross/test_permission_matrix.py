@@ -9,6 +9,7 @@ from tests.conftest import ROLES, api_client_for
 from tests.cross.routes import (
     GLOBAL_ROUTES,
     OBJECT_KIND,
+    OPERATOR_REDIRECTS,
     TENANT_API,
     TENANT_PAGES,
     all_routes,
@@ -93,7 +94,11 @@ def test_tenant_page_matrix(client, tenant_a, tenant_b, operator, custom_role, n
         client.force_login(user)
     response = client.get(_url(name, tenant_a, custom_role))
     expected = _expected(actor, TENANT_PAGES[name], tenant_a, api=False)
-    if expected is None:
+    if actor == "operator" and name in OPERATOR_REDIRECTS:
+        # Not a member, never let in: sent to the tenant's page in the console.
+        target = reverse(OPERATOR_REDIRECTS[name], kwargs={"pk": tenant_a.tenant.pk})
+        assert (response.status_code, response.get("Location")) == (302, target), (name, actor)
+    elif expected is None:
         assert response.status_code == 200, (name, actor)
     else:
         assert response.status_code == expected, (name, actor, response.status_code)
@@ -116,12 +121,14 @@ def test_tenant_api_matrix(tenant_a, tenant_b, operator, custom_role, name, meth
 
 
 @pytest.mark.parametrize("actor", ACTORS)
-@pytest.mark.parametrize("name", ["platform:tenants", "platform:tenant_create", "platform:tenant_edit"])
+@pytest.mark.parametrize(
+    "name", ["platform:tenants", "platform:tenant_create", "platform:tenant_edit", "platform:tenant_overview"]
+)
 def test_platform_pages_matrix(client, tenant_a, tenant_b, operator, name, actor):
     user = _actor_user(actor, tenant_a, tenant_b, operator)
     if user is not None:
         client.force_login(user)
-    kwargs = {"pk": tenant_a.tenant.pk} if name.endswith("_edit") else {}
+    kwargs = {"pk": tenant_a.tenant.pk} if name.endswith(("_edit", "_overview")) else {}
     response = client.get(reverse(name, kwargs=kwargs))
     expected = {"operator": 200, "anonymous": 302}.get(actor, 404)
     assert response.status_code == expected

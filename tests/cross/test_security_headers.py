@@ -40,6 +40,8 @@ def _url(name: str, route: str, world, operator_world) -> str:
         kwargs["path"] = "openai/deployments/x/chat/completions"
     if "pk>" in route or "<int:pk>" in route:
         kwargs["pk"] = _pk(name, world, operator_world)
+    if "<int:membership_pk>" in route:  # a tenant's pending invitation, from the console
+        kwargs["membership_pk"] = object_pk("pending_membership", world)
     return reverse(name, kwargs=kwargs)
 
 

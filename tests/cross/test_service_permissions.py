@@ -93,6 +93,12 @@ TABLE = {
         actor=a, membership=w.tech, is_active=False)),
     "directory.invitation_resend": Row(Perm.USERS, lambda w, a: directory_services.invitation_resend(
         actor=a, membership=w.pending)),
+    "directory.invitation_revoke": Row(Perm.USERS, lambda w, a: directory_services.invitation_revoke(
+        actor=a, membership=w.pending)),
+    "directory.tenant_admin_invite": Row(PlatformPerm.OPERATOR, lambda w, a: directory_services.tenant_admin_invite(
+        actor=a, tenant=w.tenant, email="second-admin@alpha.test")),
+    "directory.tenant_admin_invitation_resend": Row(PlatformPerm.OPERATOR, lambda w, a: (
+        directory_services.tenant_admin_invitation_resend(actor=a, membership=w.pending))),
     "directory.account_update": Row(OWNER, lambda w, a: directory_services.account_update(
         actor=a, user=w.owner, full_name="Ana Ruiz")),
     "access.roles_seed_system": Row(PlatformPerm.OPERATOR, lambda w, a: access_services.roles_seed_system(

@@ -299,7 +299,9 @@ def test_an_operator_address_gets_the_same_answer_and_never_becomes_a_member(
         services.membership_accept(user=operator, membership=membership)
     membership.refresh_from_db()
     assert not membership.is_accepted
-    assert client.get("/t/alpha/").status_code == 404
+    assert client.get("/t/alpha/users/").status_code == 404
+    # The tenant's root sends the operator to the console's page of the tenant, not inside it (issue 14).
+    assert client.get("/t/alpha/")["Location"] == reverse("platform:tenant_overview", kwargs={"pk": tenant_a.tenant.pk})
     assert client.get("/platform/").status_code == 200  # the console, as before
 
 

@@ -41,9 +41,9 @@ def test_operator_changes_plan_zone_and_status(operator, tenant_a):
 
 def test_operator_pages(client, operator, tenant_a):
     client.force_login(operator)
-    response = client.post(reverse("platform:tenant_create"), {"name": "Echo", "slug": "echo", "plan": "ultimate", "zone": 1})
+    response = client.post(reverse("platform:tenant_create"), {"name": "Echo", "slug": "echo", "plan": "ultimate", "zone": 1, "admin_email": "boss@echo.test"})
     assert response.status_code == 302 and Tenant.objects.filter(slug="echo").exists()
-    dup = client.post(reverse("platform:tenant_create"), {"name": "Echo 2", "slug": "echo", "plan": "ultimate", "zone": 1})
+    dup = client.post(reverse("platform:tenant_create"), {"name": "Echo 2", "slug": "echo", "plan": "ultimate", "zone": 1, "admin_email": "b@echo.test"})
     assert dup.status_code == 200 and "taken" in dup.content.decode()
     edit = client.post(reverse("platform:tenant_edit", kwargs={"pk": tenant_a.tenant.pk}),
                        {"name": "Alpha MSP", "plan": "essentials", "zone": 1, "status": "suspended"})

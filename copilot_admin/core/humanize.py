@@ -1,0 +1,23 @@
+"""Words for times and waits that people read on pages ("in 2 h 01 min", "00:00 UTC")."""
+
+from datetime import datetime, timedelta
+
+
+def duration_words(delta: timedelta) -> str:
+    """A wait as people say it: "45 s", "12 min", "2 h 01 min", "3 days 4 h"."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h"
+
+
+def moment_words(moment: datetime, *, now: datetime) -> str:
+    """"2026-12-03 14:00 UTC (in 3 h 00 min)": the moment in UTC and how far off it is."""
+    return f"{moment:%Y-%m-%d %H:%M} UTC (in {duration_words(moment - now)})"
