@@ -394,3 +394,10 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
     "TenantStatusEnum": "tenants.models.TenantStatus",
     "AbuseCaseStatusEnum": "copilot_admin.usage.models.CaseStatus",
 })
+
+# Single sign-on (identity/): the redirect URI registered at the tenants' identity providers.
+# Empty: built from the request's host (`<scheme>://<host>/login/sso/callback/`); set it when the
+# portal runs behind a proxy that changes the host or scheme.
+SSO_CALLBACK_URL = env_str("SSO_CALLBACK_URL", "")
+# How long a started sign-in (state, nonce, PKCE verifier in the session) may take to come back.
+SSO_FLOW_MAX_AGE_SECONDS = 600

@@ -5,14 +5,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from copilot_admin.directory.forms import EmailAuthenticationForm
 from copilot_admin.directory.views import HomeView, InvitationAcceptView, PasswordSetView, ProfileView
+from copilot_admin.identity.sso_views import LoginView, SsoCallbackView, SsoStartView
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),
     path(
         "login/",
-        auth_views.LoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True),
+        # E-mail first, then single sign-on or the password (identity/sso_views.py).
+        LoginView.as_view(authentication_form=EmailAuthenticationForm),
         name="login",
     ),
+    path("login/sso/", SsoStartView.as_view(), name="sso_login_start"),
+    path("login/sso/callback/", SsoCallbackView.as_view(), name="sso_login_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password/set/<uidb64>/<token>/", PasswordSetView.as_view(), name="password_reset_confirm"),
     path("account/", ProfileView.as_view(), name="profile"),
@@ -23,6 +27,7 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/", include("copilot_admin.regions.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.copilot.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.usage.urls")),
+    path("t/<slug:tenant_slug>/", include("copilot_admin.identity.urls")),
     path("platform/", include("copilot_admin.platform.urls")),
     path("audit/", include("copilot_admin.compliance.platform_urls")),
     path("api/v1/", include("copilot_admin.api_urls")),

@@ -1,6 +1,15 @@
+"""Identity: how people and systems prove who they are (SSO with OpenID Connect, MFA, integration keys)."""
+
 from django.apps import AppConfig
 
 
 class IdentityConfig(AppConfig):
     name = "copilot_admin.identity"
     label = "identity"
+
+    def ready(self):
+        from copilot_admin.core.login_policy import password_login_check_register
+        from copilot_admin.identity.sso_services import sso_password_login_check
+
+        # Password login (page and API) for a domain with enforced single sign-on: 403 sso_required.
+        password_login_check_register(sso_password_login_check)
