@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import Perm, PlatformPerm
+from copilot_admin.access.permissions import ADMIN_PERMISSIONS, Perm, PlatformPerm
 from copilot_admin.access.policy import permission_require, permissions_of
 from copilot_admin.audit.models import ActorType, Outcome
 from copilot_admin.audit.services import audit_change_record, audit_event_record, audit_snapshot
@@ -239,7 +239,12 @@ def sso_refusal_record(*, config: SsoConfiguration, reason: str, email: str = ""
 
 def _lowest_internal_role(tenant) -> SecurityRole | None:
     roles = SecurityRole.objects.for_tenant(tenant).filter(is_active=True, user_type=UserType.INTERNAL)
-    return min(roles, key=lambda role: (len(role.permissions), role.name), default=None)
+    # Lowest: the fewest admin, usage and audit permissions first, then the fewest permissions at all.
+    return min(
+        roles,
+        key=lambda role: (len(ADMIN_PERMISSIONS.intersection(role.permissions)), len(role.permissions), role.name),
+        default=None,
+    )
 
 
 def _jit_pending_membership(*, config: SsoConfiguration, email: str, user: User | None, request) -> None:

@@ -38,6 +38,7 @@ from copilot_admin.identity.sso_services import (
     sso_login_resolve,
     sso_refusal_record,
 )
+from tenants.models import Tenant
 
 SESSION_FLOWS = "sso_flows"
 MAX_FLOWS = 5
@@ -171,12 +172,10 @@ class SsoCallbackView(View):
                     request=request,
                 )
             return _login_refused(request, "This sign-in is no longer valid; please start again.", status=400)
+        tenant = Tenant.objects.filter(pk=flow.get("tenant")).first()
         config = (
-            SsoConfiguration.objects.for_tenant(flow["tenant"])
-            .filter(pk=flow["config"])
-            .select_related("tenant")
-            .first()
-            if flow.get("tenant")
+            SsoConfiguration.objects.for_tenant(tenant).filter(pk=flow["config"]).select_related("tenant").first()
+            if tenant
             else None
         )
         if config is None or not config.enabled:
