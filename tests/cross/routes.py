@@ -20,6 +20,8 @@ SIMULATOR_TOKEN = "simulator token"
 GLOBAL_ROUTES = {
     "home": AUTHENTICATED,
     "login": PUBLIC,
+    "sso_login_start": PUBLIC,
+    "sso_login_callback": PUBLIC,
     "logout": PUBLIC,
     "password_reset_confirm": PUBLIC,
     "profile": AUTHENTICATED,
@@ -45,6 +47,11 @@ GLOBAL_ROUTES = {
     "api:platform-limits": OPERATOR,
     "api:platform-abuse-cases-list": OPERATOR,
     "api:platform-abuse-cases-reinstate": OPERATOR,
+    "platform:sso_domains": OPERATOR,
+    "platform:sso_domain_decide": OPERATOR,
+    "api:platform-sso-domains-list": OPERATOR,
+    "api:platform-sso-domains-approve": OPERATOR,
+    "api:platform-sso-domains-reject": OPERATOR,
 }
 if settings.COPILOT_SIMULATOR:
     # Development only, mounted when COPILOT_SIMULATOR is set (never by DEBUG alone): the
@@ -74,6 +81,7 @@ TENANT_PAGES = {
     "usage:abuse_case": Perm.USAGE_VIEW,
     "usage:abuse_case_resolve": Perm.LIMITS,
     "usage:notifications": Perm.USAGE_VIEW,
+    "identity:sso": Perm.IDENTITY,
 }
 
 # Tenant API: (name, method) -> permission.
@@ -106,6 +114,8 @@ TENANT_API = {
     ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
     ("api:abuse-cases-terminate", "post"): Perm.LIMITS,
     ("api:abuse-cases-dismiss", "post"): Perm.LIMITS,
+    ("api:sso", "get"): Perm.IDENTITY,
+    ("api:sso", "patch"): Perm.IDENTITY,
 }
 
 # Which object of the tenant a route's <pk> names.

@@ -21,7 +21,7 @@ from tests.conftest import require_service
 
 PROVIDER_DIR = Path(__file__).parent / "oidc_provider"
 CLIENT_ID = "copilot-admin-test"
-CLIENT_SECRET = "loopback-test-secret"  # noqa: S105 - the loopback provider's test client
+CLIENT_SECRET = "loopback-test-secret"  # the loopback provider's test client
 SECRET_ENV = "OIDC_CLIENT_SECRET_TEST"
 TEST_CALLBACK = "http://testserver/login/sso/callback/"
 
