@@ -9,6 +9,7 @@ replayed or forged callback finds nothing and is refused).
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import login
@@ -74,6 +75,16 @@ class LoginView(auth_views.LoginView):
             kwargs.setdefault("email", email)
             kwargs.setdefault("sso", sso_configuration_for_email(email) if email else None)
         return super().get_context_data(**kwargs)
+
+    def render_to_response(self, context, **kwargs):
+        response = super().render_to_response(context, **kwargs)
+        config = context.get("sso")
+        if config is not None:
+            # The "Sign in with Microsoft" form's navigation goes on to the provider: the page's
+            # Content-Security-Policy (form-action 'self') admits that one origin as well.
+            parts = urlsplit(config.issuer)
+            response._csp_update = {"form-action": [f"{parts.scheme}://{parts.netloc}"]}
+        return response
 
     def post(self, request, *args, **kwargs):
         if request.POST.get("step") == "email":

@@ -142,6 +142,8 @@ def test_sign_in_with_the_provider(tenant_a, operator, oidc_provider, sso_secret
     client = Client()
     step = client.post("/login/", {"step": "email", "email": "tech@alpha.test"})
     assert b"Sign in with Microsoft" in step.content
+    # The form's navigation continues at the provider: the page's CSP form-action admits its origin.
+    assert oidc_provider.issuer in step["Content-Security-Policy"]
     _, response = sign_in(client, "tech@alpha.test", next_url="/t/alpha/")
     assert response.status_code == 302 and response["Location"] == "/t/alpha/"
     assert signed_in_as(client) == tenant_a.members["tech"].user
