@@ -33,10 +33,10 @@ def log_out(page):
 
 
 def test_admin_configures_sso_operator_approves_and_a_technician_signs_in(
-    browser_page,
+    browser_page,  # noqa: F811  (the imported fixture)
     tenant_a,
     operator,
-    provider_for_live_server,  # noqa: F811
+    provider_for_live_server,
 ):
     from playwright.sync_api import expect
 
