@@ -2,7 +2,29 @@
 
 from rest_framework import serializers
 
+from copilot_admin.core.fields import JSONBooleanField
 from copilot_admin.identity.models import SsoDomainStatus
+
+
+class _JSONStringMixin:
+    """A JSON string, as the schema declares: a number or a boolean is 400, not silently a string."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StringField(_JSONStringMixin, serializers.CharField):
+    pass
+
+
+class URLStringField(_JSONStringMixin, serializers.URLField):
+    pass
+
+
+class EmailStringField(_JSONStringMixin, serializers.EmailField):
+    pass
 
 
 class SsoDomainSerializer(serializers.Serializer):
@@ -11,10 +33,10 @@ class SsoDomainSerializer(serializers.Serializer):
 
 
 class SsoConfigurationSerializer(serializers.Serializer):
-    enabled = serializers.BooleanField(required=False)
-    issuer = serializers.URLField(required=False, allow_blank=True, max_length=500)
-    client_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
-    client_secret_env = serializers.CharField(
+    enabled = JSONBooleanField(required=False)
+    issuer = URLStringField(required=False, allow_blank=True, max_length=500)
+    client_id = StringField(required=False, allow_blank=True, max_length=255)
+    client_secret_env = StringField(
         required=False,
         allow_blank=True,
         max_length=128,
@@ -27,10 +49,24 @@ class SsoConfigurationSerializer(serializers.Serializer):
         help_text="The domains claimed; each takes effect once a platform operator approves it (see `domains`).",
     )
     domains = SsoDomainSerializer(many=True, read_only=True)
-    enforced = serializers.BooleanField(required=False)
-    jit_enabled = serializers.BooleanField(required=False)
-    break_glass_email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    enforced = JSONBooleanField(required=False)
+    jit_enabled = JSONBooleanField(required=False)
+    break_glass_email = EmailStringField(required=False, allow_blank=True, max_length=254)
     callback_url = serializers.CharField(read_only=True, help_text="The redirect URI to register at the provider.")
+
+    def validate(self, attrs):
+        # A misspelt field must not be silently ignored (e.g. `enforce` for `enforced`).
+        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - {
+            name for name, field in self.fields.items() if not field.read_only})
+        if unknown:
+            raise serializers.ValidationError({name or "(empty)": ["unknown field"] for name in unknown})
+        return super().validate(attrs)
+
+
+class SsoDomainFilterSerializer(serializers.Serializer):
+    """The operators' list of claims: `pending` by default, `all` for every status."""
+
+    status = serializers.ChoiceField(choices=[*SsoDomainStatus.values, "all"], required=False, default="pending")
 
 
 class PlatformSsoDomainSerializer(serializers.Serializer):

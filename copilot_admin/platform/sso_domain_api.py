@@ -1,6 +1,6 @@
 """Platform API (operators only): tenants' claims on e-mail domains for single sign-on."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -8,21 +8,25 @@ from rest_framework.response import Response
 from copilot_admin.access.base_api import OperatorViewSet
 from copilot_admin.identity.models import SsoDomainStatus
 from copilot_admin.identity.sso_selectors import sso_domain_claims
-from copilot_admin.identity.sso_serializers import PlatformSsoDomainSerializer
+from copilot_admin.identity.sso_serializers import PlatformSsoDomainSerializer, SsoDomainFilterSerializer
 from copilot_admin.identity.sso_services import sso_domain_decide
 
 
 class PlatformSsoDomainViewSet(mixins.ListModelMixin, OperatorViewSet):
-    """Domain claims of every tenant (pending by default; `status=approved|rejected`, or `status=` for all)."""
+    """Domain claims of every tenant (pending by default; `status=approved|rejected`, or `status=all`)."""
 
     serializer_class = PlatformSsoDomainSerializer
     filter_backends: list = []
 
     def get_queryset(self):
-        status = self.request.query_params.get("status", SsoDomainStatus.PENDING) if self.request else None
+        status = None
+        if self.action == "list":
+            filters = SsoDomainFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            status = filters.validated_data["status"]
         return sso_domain_claims(status=status if status in SsoDomainStatus.values else None)
 
-    @extend_schema(parameters=[OpenApiParameter("status", str, enum=[*SsoDomainStatus.values, ""])])
+    @extend_schema(parameters=[SsoDomainFilterSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
