@@ -393,6 +393,8 @@ CELERY_BEAT_SCHEDULE["audit-seal"] = {
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
     "TenantStatusEnum": "tenants.models.TenantStatus",
     "AbuseCaseStatusEnum": "copilot_admin.usage.models.CaseStatus",
+    "SsoDomainStatusEnum": "copilot_admin.identity.models.SsoDomainStatus",
+    "SsoDomainStatusFilterEnum": ["pending", "approved", "rejected", "all"],
 })
 
 # Single sign-on (identity/): the redirect URI registered at the tenants' identity providers.

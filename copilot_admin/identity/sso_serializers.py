@@ -56,11 +56,23 @@ class SsoConfigurationSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         # A misspelt field must not be silently ignored (e.g. `enforce` for `enforced`).
-        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - {
-            name for name, field in self.fields.items() if not field.read_only})
+        unknown = sorted(
+            set(getattr(self, "initial_data", {}) or {})
+            - {name for name, field in self.fields.items() if not field.read_only}
+        )
         if unknown:
             raise serializers.ValidationError({name or "(empty)": ["unknown field"] for name in unknown})
         return super().validate(attrs)
+
+
+class SsoDomainDecisionSerializer(serializers.Serializer):
+    """The body of an operator's decision: empty (`{}`); anything in it is refused."""
+
+    def validate(self, attrs):
+        unknown = sorted(getattr(self, "initial_data", {}) or {})
+        if unknown:
+            raise serializers.ValidationError({name or "(empty)": ["unknown field"] for name in unknown})
+        return attrs
 
 
 class SsoDomainFilterSerializer(serializers.Serializer):

@@ -8,7 +8,11 @@ from rest_framework.response import Response
 from copilot_admin.access.base_api import OperatorViewSet
 from copilot_admin.identity.models import SsoDomainStatus
 from copilot_admin.identity.sso_selectors import sso_domain_claims
-from copilot_admin.identity.sso_serializers import PlatformSsoDomainSerializer, SsoDomainFilterSerializer
+from copilot_admin.identity.sso_serializers import (
+    PlatformSsoDomainSerializer,
+    SsoDomainDecisionSerializer,
+    SsoDomainFilterSerializer,
+)
 from copilot_admin.identity.sso_services import sso_domain_decide
 
 
@@ -31,16 +35,17 @@ class PlatformSsoDomainViewSet(mixins.ListModelMixin, OperatorViewSet):
         return super().list(request, *args, **kwargs)
 
     def _decide(self, pk, approve: bool):
+        SsoDomainDecisionSerializer(data=self.request.data).is_valid(raise_exception=True)
         claim = sso_domain_decide(actor=self.request.user, domain_id=int(pk), approve=approve)
         return Response(PlatformSsoDomainSerializer(claim).data)
 
-    @extend_schema(request=None, responses=PlatformSsoDomainSerializer)
+    @extend_schema(request=SsoDomainDecisionSerializer, responses=PlatformSsoDomainSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         """Approve the claim: the domain signs in with the tenant's SSO (recorded in its audit log)."""
         return self._decide(pk, True)
 
-    @extend_schema(request=None, responses=PlatformSsoDomainSerializer)
+    @extend_schema(request=SsoDomainDecisionSerializer, responses=PlatformSsoDomainSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         """Reject (or revoke) the claim; the domain is free for another tenant's claim."""

@@ -337,3 +337,19 @@ def test_new_tenant_administrator_roles_hold_admin_identity_and_the_migration_gr
     role.refresh_from_db()
     assert Perm.IDENTITY in role.permissions
     assert Perm.IDENTITY not in tenant_a.members["tech"].role.permissions
+
+
+def test_the_sso_api_refuses_what_its_schema_does_not_accept(tenant_a, operator):
+    api = api_client_for(tenant_a.members["admin"].user)
+    for body in ({"client_id": 0.5}, {"enabled": 1}, {"email_domains": [7]}, {"enforce": True}, {"domains": []}):
+        response = api.patch("/api/v1/tenants/alpha/sso/", body, format="json")
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid", body
+    operator_api = api_client_for(operator)
+    assert operator_api.get("/api/v1/platform/sso-domains/?status=maybe").status_code == 400
+    assert operator_api.get("/api/v1/platform/sso-domains/?status=all").status_code == 200
+    sso_configuration_update(actor=tenant_a.members["admin"], email_domains=["alpha.test"])
+    claim = SsoDomain.objects.for_tenant(tenant_a.tenant).get()
+    refused = operator_api.post(f"/api/v1/platform/sso-domains/{claim.pk}/approve/", {"x": 1}, format="json")
+    assert refused.status_code == 400
+    claim.refresh_from_db()
+    assert claim.status == SsoDomainStatus.PENDING
