@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from copilot_admin.core.fields import JSONBooleanField
+from copilot_admin.core.fields import JSONBooleanField, QueryParamsSerializer
 from copilot_admin.identity.models import SsoDomainStatus
 
 
@@ -75,7 +75,7 @@ class SsoDomainDecisionSerializer(serializers.Serializer):
         return attrs
 
 
-class SsoDomainFilterSerializer(serializers.Serializer):
+class SsoDomainFilterSerializer(QueryParamsSerializer):
     """The operators' list of claims: `pending` by default, `all` for every status."""
 
     status = serializers.ChoiceField(choices=[*SsoDomainStatus.values, "all"], required=False, default="pending")

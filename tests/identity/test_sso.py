@@ -346,6 +346,7 @@ def test_the_sso_api_refuses_what_its_schema_does_not_accept(tenant_a, operator)
         assert response.status_code == 400 and response.json()["error"]["code"] == "invalid", body
     operator_api = api_client_for(operator)
     assert operator_api.get("/api/v1/platform/sso-domains/?status=maybe").status_code == 400
+    assert operator_api.get("/api/v1/platform/sso-domains/?status=").status_code == 400
     assert operator_api.get("/api/v1/platform/sso-domains/?status=all").status_code == 200
     sso_configuration_update(actor=tenant_a.members["admin"], email_domains=["alpha.test"])
     claim = SsoDomain.objects.for_tenant(tenant_a.tenant).get()
