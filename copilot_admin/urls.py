@@ -11,13 +11,15 @@ urlpatterns = [
     path("", HomeView.as_view(), name="home"),
     path(
         "login/",
-        # E-mail first, then single sign-on or the password (identity/sso_views.py).
-        LoginView.as_view(authentication_form=EmailAuthenticationForm),
+        # Identity's login view: e-mail first, then single sign-on or the password; a user with a
+        # second factor is not logged in until it passes it (sso_views.LoginView < MfaLoginView).
+        LoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True),
         name="login",
     ),
     path("login/sso/", SsoStartView.as_view(), name="sso_login_start"),
     path("login/sso/callback/", SsoCallbackView.as_view(), name="sso_login_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("copilot_admin.identity.mfa_urls")),
     path("password/set/<uidb64>/<token>/", PasswordSetView.as_view(), name="password_reset_confirm"),
     path("account/", ProfileView.as_view(), name="profile"),
     path("invitations/<str:token>/", InvitationAcceptView.as_view(), name="invitation_accept"),

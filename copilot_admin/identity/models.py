@@ -1,17 +1,71 @@
-"""Identity models: a tenant's single sign-on (OpenID Connect) configuration and the e-mail
-domains it claims.
+"""Identity: second factors of a user (MFA) and the tenant's MFA policy; a tenant's single
+sign-on (OpenID Connect) configuration and the e-mail domains it claims.
 
-A domain takes effect only once a platform operator approves it, and one domain belongs to one
-tenant at most: a live claim (pending or approved) is unique across all tenants in the database
-(`sso_domain_unique_live_claim`), so two tenants can never claim one domain, also under
+TOTP authenticators are django-otp's `TOTPDevice` (otp_totp app: drift, replay protection by
+the last accepted time step); security keys and recovery codes are ours, below.
+
+An SSO domain takes effect only once a platform operator approves it, and one domain belongs to
+one tenant at most: a live claim (pending or approved) is unique across all tenants in the
+database (`sso_domain_unique_live_claim`), so two tenants can never claim one domain, also under
 concurrent writes. A rejected claim stays visible to its tenant and frees the domain.
 """
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from tenants.scoping import TenantOwned
+
+
+class MfaTenantPolicy(TenantOwned):
+    """The tenant's MFA setting (`settings/` `mfa_required`): when on, members holding any admin
+    or audit permission must enrol a second factor on their next login before anything else.
+    No row reads as off."""
+
+    mfa_required = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta(TenantOwned.Meta):
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="mfa_policy_one_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"MFA policy (required: {self.mfa_required})"
+
+
+class MfaSecurityKey(models.Model):
+    """A WebAuthn credential (security key, platform authenticator) registered by its user.
+    Holds only public data: the credential id and the public key (COSE)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mfa_security_keys")
+    name = models.CharField(max_length=64)
+    credential_id = models.BinaryField(max_length=1024)
+    credential_id_b64 = models.CharField(max_length=1400, unique=True)
+    public_key = models.BinaryField(max_length=2048)
+    sign_count = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"Security key {self.name}"
+
+
+class MfaRecoveryCode(models.Model):
+    """One single-use recovery code, stored as a password hash (Django's hasher), never in clear."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mfa_recovery_codes")
+    code_hash = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return "Recovery code"
 
 
 class SsoConfiguration(TenantOwned):

@@ -34,6 +34,7 @@ from copilot_admin.audit.models import ActorType, Outcome
 from copilot_admin.audit.services import audit_change_record, audit_event_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError, NotFound, refusing_duplicates
 from copilot_admin.core.secrets import OIDC_CLIENT_SECRET_ENV_PREFIX, oidc_client_secret_env_allowed
+from copilot_admin.identity.mfa import mfa_has_factor
 from copilot_admin.identity.models import SSO_DOMAIN_LIVE_CONSTRAINT, SsoConfiguration, SsoDomain, SsoDomainStatus
 from copilot_admin.identity.sso_selectors import sso_configuration_for_email
 from tenants.models import Membership, User, UserType
@@ -106,6 +107,8 @@ def _break_glass_membership(*, tenant, email: str) -> Membership | None:
             "break_glass_email",
             "The break-glass account must be an active administrator of this organization who manages identity.",
         )
+    if not mfa_has_factor(user=membership.user):
+        raise _field_error("break_glass_email", "The break-glass account must have a second factor (MFA) set up first.")
     return membership
 
 
@@ -315,7 +318,9 @@ def sso_password_login_check(*, email: str, request=None) -> None:
     if config is None or not config.enforced:
         return
     glass = config.break_glass
-    if glass is not None and glass.is_active and glass.user.email == email:
+    # The break-glass password login needs the account's second factor too (MFA's login step and
+    # the token API's `otp`): without an enrolled factor it is refused like everyone else's.
+    if glass is not None and glass.is_active and glass.user.email == email and mfa_has_factor(user=glass.user):
         with transaction.atomic():
             audit_event_record(
                 tenant=config.tenant,

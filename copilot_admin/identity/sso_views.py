@@ -12,8 +12,8 @@ import time
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
-from django.contrib.auth import views as auth_views
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -29,6 +29,9 @@ from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin
 from copilot_admin.core.login_policy import password_login_check
 from copilot_admin.identity import oidc
+from copilot_admin.identity.mfa import mfa_enrolment_missing
+from copilot_admin.identity.mfa_middleware import ENROL_SESSION_KEY
+from copilot_admin.identity.mfa_views import MfaLoginView
 from copilot_admin.identity.models import SsoConfiguration
 from copilot_admin.identity.sso_forms import LoginEmailForm, SsoConfigurationForm
 from copilot_admin.identity.sso_selectors import sso_configuration_for_email, sso_configuration_summary
@@ -56,7 +59,7 @@ def _safe_next(request, value: str) -> str:
     return ""
 
 
-class LoginView(auth_views.LoginView):
+class LoginView(MfaLoginView):
     """The login page, e-mail first. Step 1 asks for the e-mail; step 2 offers "Sign in with
     Microsoft" when the e-mail's domain has approved single sign-on, and the password form
     (folded away when SSO is enforced: only the break-glass administrator may use it). A password
@@ -226,7 +229,13 @@ class SsoCallbackView(View):
             user = sso_login_resolve(config=config, email=email, request=request)
         except SsoRefused as refusal:
             return _login_refused(request, refusal.message)
+        # The provider authenticated the user (with its own MFA, e.g. Entra Conditional Access):
+        # the portal's second factor is not asked again, but a required enrolment still holds.
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if mfa_enrolment_missing(user=user):
+            request.session[ENROL_SESSION_KEY] = True
+            messages.warning(request, "Your account needs a second factor: set one up before you continue.")
+            return redirect("mfa:manage")
         return redirect(flow.get("next") or settings.LOGIN_REDIRECT_URL)
 
 

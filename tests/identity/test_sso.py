@@ -11,6 +11,8 @@ from django.apps import apps
 from django.contrib.auth import SESSION_KEY
 from django.db import IntegrityError, transaction
 from django.test import Client
+from django.urls import reverse
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from copilot_admin.access.permissions import Perm
 from copilot_admin.core.errors import ApplicationError
@@ -23,6 +25,7 @@ from tests.audit.conftest import entries
 from tests.conftest import api_client_for
 from tests.factories import PASSWORD, add_member
 from tests.identity.conftest import CLIENT_ID, SECRET_ENV, authorize, configure_sso, sign_in
+from tests.identity.helpers import totp_clock, totp_code
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services]
 
@@ -130,6 +133,11 @@ def test_enforcing_needs_enabled_and_the_break_glass_account_must_be_an_identity
     with pytest.raises(ApplicationError) as refused:
         sso_configuration_update(actor=admin, break_glass_email="tech@alpha.test")
     assert "break_glass_email" in refused.value.fields
+    # An administrator without a second factor cannot be the break-glass account.
+    with pytest.raises(ApplicationError) as refused:
+        sso_configuration_update(actor=admin, break_glass_email="admin@alpha.test")
+    assert "second factor" in refused.value.message
+    TOTPDevice.objects.create(user=admin.user, name="Phone", confirmed=True)
     sso_configuration_update(actor=admin, break_glass_email="admin@alpha.test")
     assert SsoConfiguration.objects.for_tenant(tenant_a.tenant).get().break_glass == admin
 
@@ -316,20 +324,40 @@ def test_password_login_still_works_while_sso_is_not_enforced_or_the_domain_not_
     assert Client().post("/login/", {"username": "someone@new.test", "password": PASSWORD}).status_code == 302
 
 
-def test_the_break_glass_administrator_keeps_password_login_and_it_is_recorded(tenant_a, operator, oidc_provider):
-    configure_sso(tenant_a, oidc_provider, operator, enforced=True, break_glass_email="admin@alpha.test")
-    assert Client().post("/login/", {"username": "admin@alpha.test", "password": PASSWORD}).status_code == 302
-    token = api_client_for(None).post(
-        "/api/v1/auth/token/", {"email": "admin@alpha.test", "password": PASSWORD}, format="json"
-    )
-    assert token.status_code == 201
-    assert entries(tenant_a, action="sso.break_glass_attempt").count() == 2
+def test_the_break_glass_administrator_keeps_password_login_with_its_second_factor_and_it_is_recorded(
+    tenant_a, operator, oidc_provider
+):
+    admin = tenant_a.members["admin"]
+    with totp_clock() as clock:
+        device = TOTPDevice.objects.create(user=admin.user, name="Phone", confirmed=True)
+        configure_sso(tenant_a, oidc_provider, operator, enforced=True, break_glass_email="admin@alpha.test")
+        client = Client()
+        page = client.post("/login/", {"username": "admin@alpha.test", "password": PASSWORD})
+        # The password is accepted, and MFA's second step follows (not yet logged in).
+        assert page.status_code == 302 and page["Location"] == reverse("mfa:login_verify")
+        assert signed_in_as(client) is None
+        api = api_client_for(None)
+        without_otp = api.post(
+            "/api/v1/auth/token/", {"email": "admin@alpha.test", "password": PASSWORD}, format="json"
+        )
+        assert without_otp.status_code == 401 and without_otp.json()["error"]["code"] == "mfa_required"
+        token = api.post(
+            "/api/v1/auth/token/",
+            {"email": "admin@alpha.test", "password": PASSWORD, "otp": totp_code(device, clock.now)},
+            format="json",
+        )
+        assert token.status_code == 201
+    assert entries(tenant_a, action="sso.break_glass_attempt").count() == 3
+    # Without its second factor the break-glass account is refused like everyone else.
+    device.delete()
+    refused = api.post("/api/v1/auth/token/", {"email": "admin@alpha.test", "password": PASSWORD}, format="json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "sso_required"
     # Everyone else of the domain is still refused.
     assert Client().post("/login/", {"username": "tech@alpha.test", "password": PASSWORD}).status_code == 403
 
 
 def test_new_tenant_administrator_roles_hold_admin_identity_and_the_migration_grants_it_to_existing_ones(tenant_a):
-    migration = importlib.import_module("copilot_admin.identity.migrations.0001_sso_configuration_and_domains")
+    migration = importlib.import_module("copilot_admin.identity.migrations.0002_sso_configuration_and_domains")
     role = tenant_a.members["admin"].role
     role.permissions = [code for code in role.permissions if code != Perm.IDENTITY]
     role.save()

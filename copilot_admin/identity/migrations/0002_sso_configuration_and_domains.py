@@ -31,11 +31,10 @@ def revoke_identity(apps, schema_editor):
 
 class Migration(migrations.Migration):
 
-    initial = True
-
     dependencies = [
         ('tenants', '0002_membership_invitations'),
         ('access', '0002_initial'),
+        ('identity', '0001_mfa_factors_and_policy'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
