@@ -13,3 +13,10 @@ class IdentityConfig(AppConfig):
 
         # Password login (page and API) for a domain with enforced single sign-on: 403 sso_required.
         password_login_check_register(sso_password_login_check)
+        # DRF loads the authentication class early (its settings); what it hands to the resolver,
+        # and the schema extension, need the rooms below, loaded by now.
+        from copilot_admin.identity import schema  # noqa: F401  (registers the OpenAPI security scheme)
+        from copilot_admin.identity.authentication import IntegrationKeyAuthentication
+        from copilot_admin.identity.delegation import IntegrationKeyCredential
+
+        IntegrationKeyAuthentication.credential_class = IntegrationKeyCredential

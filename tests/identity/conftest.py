@@ -1,4 +1,5 @@
-"""A real OpenID Connect provider for the SSO tests: panva/oidc-provider (OpenID Certified), run
+"""Identity test fixtures: the copilot's simulator, for integration key calls that go all the way;
+and a real OpenID Connect provider for the SSO tests: panva/oidc-provider (OpenID Certified), run
 by Node.js on loopback from tests/identity/oidc_provider/ (`make test` installs it with `npm ci`;
 this fixture does too when it is missing)."""
 
@@ -18,6 +19,8 @@ import requests
 from copilot_admin.identity.models import SsoDomain
 from copilot_admin.identity.sso_services import sso_configuration_update, sso_domain_decide
 from tests.conftest import require_service
+from tests.copilot.conftest import sim, simulator_url  # noqa: F401
+from tests.regions.fixtures import deployment_factory  # noqa: F401
 
 PROVIDER_DIR = Path(__file__).parent / "oidc_provider"
 CLIENT_ID = "copilot-admin-test"

@@ -357,7 +357,7 @@ def test_the_break_glass_administrator_keeps_password_login_with_its_second_fact
 
 
 def test_new_tenant_administrator_roles_hold_admin_identity_and_the_migration_grants_it_to_existing_ones(tenant_a):
-    migration = importlib.import_module("copilot_admin.identity.migrations.0002_sso_configuration_and_domains")
+    migration = importlib.import_module("copilot_admin.identity.migrations.0003_sso_configuration_and_domains")
     role = tenant_a.members["admin"].role
     role.permissions = [code for code in role.permissions if code != Perm.IDENTITY]
     role.save()

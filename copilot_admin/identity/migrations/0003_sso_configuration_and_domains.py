@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('tenants', '0002_membership_invitations'),
         ('access', '0002_initial'),
-        ('identity', '0001_mfa_factors_and_policy'),
+        ('identity', '0002_integration_keys'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
