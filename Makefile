@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test bench install migrate seed check-deploy clean
+.PHONY: run test bench install oidc-provider oidc-provider-run migrate seed check-deploy clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The SSO tests' OpenID Connect provider (panva/oidc-provider on loopback): npm ci from the lock file.
+OIDC_PROVIDER := tests/identity/oidc_provider
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --silent
+	touch $@
+
+oidc-provider: $(OIDC_PROVIDER)/node_modules/.installed
 
 migrate: install
 	$(PY) manage.py migrate --noinput
@@ -24,7 +32,7 @@ seed: migrate
 run: seed
 	PORT=$(PORT) COPILOT_SIMULATOR=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-test: install
+test: install oidc-provider
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
@@ -36,3 +44,8 @@ check-deploy: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles
+
+# Try single sign-on locally (README): the loopback OpenID Connect provider for `make run`'s portal.
+OIDC_PORT ?= 9000
+oidc-provider-run: oidc-provider
+	OIDC_PORT=$(OIDC_PORT) OIDC_CLIENTS='[{"client_id":"copilot-admin-local","client_secret":"local-dev-secret","redirect_uris":["http://127.0.0.1:$(PORT)/login/sso/callback/"]}]' node $(OIDC_PROVIDER)/server.mjs

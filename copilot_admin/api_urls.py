@@ -10,8 +10,10 @@ from copilot_admin.copilot.urls import api_urlpatterns as copilot_api_urlpattern
 from copilot_admin.directory.api import CompanyViewSet, UserViewSet
 from copilot_admin.directory.auth_api import AuthTokenView
 from copilot_admin.identity.api import IntegrationKeyViewSet
+from copilot_admin.identity.sso_api import SsoConfigurationView
 from copilot_admin.platform.api import PlatformDeploymentViewSet, PlatformTenantViewSet
 from copilot_admin.platform.limits_api import PlatformAbuseCaseViewSet, PlatformLimitsView
+from copilot_admin.platform.sso_domain_api import PlatformSsoDomainViewSet
 from copilot_admin.usage.api import AbuseCaseViewSet, LimitsView, UsageExportView, UsageView, WebhookViewSet
 
 tenant_router = SimpleRouter()
@@ -27,6 +29,7 @@ platform_router = SimpleRouter()
 platform_router.register("tenants", PlatformTenantViewSet, basename="platform-tenants")
 platform_router.register("deployments", PlatformDeploymentViewSet, basename="platform-deployments")
 platform_router.register("abuse-cases", PlatformAbuseCaseViewSet, basename="platform-abuse-cases")
+platform_router.register("sso-domains", PlatformSsoDomainViewSet, basename="platform-sso-domains")
 
 app_name = "api"
 
@@ -37,6 +40,7 @@ urlpatterns = [
     path("tenants/<slug:tenant_slug>/limits/", LimitsView.as_view(), name="limits"),
     path("tenants/<slug:tenant_slug>/usage/", UsageView.as_view(), name="usage"),
     path("tenants/<slug:tenant_slug>/usage/export/", UsageExportView.as_view(), name="usage-export"),
+    path("tenants/<slug:tenant_slug>/sso/", SsoConfigurationView.as_view(), name="sso"),
     path("platform/limits/", PlatformLimitsView.as_view(), name="platform-limits"),
     path("platform/", include(platform_router.urls)),
     *copilot_api_urlpatterns,

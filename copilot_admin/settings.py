@@ -435,6 +435,8 @@ CELERY_BEAT_SCHEDULE["audit-seal"] = {
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
     "TenantStatusEnum": "tenants.models.TenantStatus",
     "AbuseCaseStatusEnum": "copilot_admin.usage.models.CaseStatus",
+    "SsoDomainStatusEnum": "copilot_admin.identity.models.SsoDomainStatus",
+    "SsoDomainStatusFilterEnum": ["pending", "approved", "rejected", "all"],
 })
 
 # MFA (copilot_admin/identity/mfa.py). TOTP through django-otp; its own per-device throttle is
@@ -453,3 +455,10 @@ MFA_PENDING_SECONDS = env_int("MFA_PENDING_SECONDS", 300)
 WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "copilot-admin")
 WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID", "")
 WEBAUTHN_ORIGIN = env_str("WEBAUTHN_ORIGIN", "")
+
+# Single sign-on (identity/): the redirect URI registered at the tenants' identity providers.
+# Empty: built from the request's host (`<scheme>://<host>/login/sso/callback/`); set it when the
+# portal runs behind a proxy that changes the host or scheme.
+SSO_CALLBACK_URL = env_str("SSO_CALLBACK_URL", "")
+# How long a started sign-in (state, nonce, PKCE verifier in the session) may take to come back.
+SSO_FLOW_MAX_AGE_SECONDS = 600

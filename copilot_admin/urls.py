@@ -5,16 +5,19 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from copilot_admin.directory.forms import EmailAuthenticationForm
 from copilot_admin.directory.views import HomeView, InvitationAcceptView, PasswordSetView, ProfileView
-from copilot_admin.identity.mfa_views import MfaLoginView
+from copilot_admin.identity.sso_views import LoginView, SsoCallbackView, SsoStartView
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),
     path(
         "login/",
-        # Identity's login view: a user with a second factor is not logged in until it passes it.
-        MfaLoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True),
+        # Identity's login view: e-mail first, then single sign-on or the password; a user with a
+        # second factor is not logged in until it passes it (sso_views.LoginView < MfaLoginView).
+        LoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True),
         name="login",
     ),
+    path("login/sso/", SsoStartView.as_view(), name="sso_login_start"),
+    path("login/sso/callback/", SsoCallbackView.as_view(), name="sso_login_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("copilot_admin.identity.mfa_urls")),
     path("password/set/<uidb64>/<token>/", PasswordSetView.as_view(), name="password_reset_confirm"),

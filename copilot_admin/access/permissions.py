@@ -26,6 +26,7 @@ class Perm(models.TextChoices):
     COPILOT_SETTINGS = "admin.copilot_settings", "Manage copilot settings"
     LIMITS = "admin.limits", "Manage usage limits"
     REGION = "admin.region", "View data zone and deployments"
+    IDENTITY = "admin.identity", "Manage single sign-on"
     USAGE_VIEW = "usage.view", "View usage"
     AUDIT_VIEW = "audit.view", "View audit log"
     AUDIT_EXPORT = "audit.export", "Export audit log"
@@ -146,6 +147,7 @@ def modules() -> tuple[Module, ...]:
         _module("Copilot settings", Perm.COPILOT_SETTINGS),
         _module("Usage limits", Perm.LIMITS),
         _module("Data zone", Perm.REGION),
+        _module("Identity", Perm.IDENTITY),
         _module("Usage", Perm.USAGE_VIEW),
         _module("Audit", Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT),
         _module("Integrations", Perm.INTEGRATIONS),

@@ -223,6 +223,8 @@ OBJECT_TYPES = {
     "usage.copilotaccess": "copilot_access",
     "usage.abusecase": "abuse_case",
     "usage.limitwarning": "limit_warning",
+    "identity.ssoconfiguration": "sso",
+    "identity.ssodomain": "sso_domain",
 }
 
 

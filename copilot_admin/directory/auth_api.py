@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from copilot_admin.access.tokens import CachedTokenAuthentication
 from copilot_admin.audit.services import audit_event_record_for_user_tenants
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.login_policy import password_login_check
 from copilot_admin.core.schema import error_response
 from copilot_admin.core.second_factor import password_verified
 from copilot_admin.directory.login_guard import lockout_response
@@ -59,6 +60,7 @@ class AuthTokenView(APIView):
                 "`invalid_credentials`: wrong e-mail or password, or an inactive account; `mfa_required`: the "
                 "account needs its second factor (`otp`); `invalid_otp`: the second factor is wrong or used.",
             ),
+            403: error_response(403, "`sso_required`: the e-mail's organization signs in with single sign-on."),
             429: error_response(
                 429, "`locked_out`, `login_throttled`: too many failed logins or second factors (see Retry-After)."
             ),
@@ -68,6 +70,8 @@ class AuthTokenView(APIView):
     def post(self, request):
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        # Registered checks (single sign-on enforced: 403 sso_required) run before any password is.
+        password_login_check(email=serializer.validated_data["email"], request=request)
         try:
             user = authenticate(
                 request._request, email=serializer.validated_data["email"], password=serializer.validated_data["password"]

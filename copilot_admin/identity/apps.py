@@ -1,5 +1,4 @@
 """Identity: how people and systems prove who they are (SSO with OpenID Connect, MFA, integration keys)."""
-
 from django.apps import AppConfig
 
 
@@ -8,8 +7,12 @@ class IdentityConfig(AppConfig):
     label = "identity"
 
     def ready(self) -> None:
+        from copilot_admin.core.login_policy import password_login_check_register
         from copilot_admin.identity import mfa  # noqa: F401  (connects the second-factor receiver)
+        from copilot_admin.identity.sso_services import sso_password_login_check
 
+        # Password login (page and API) for a domain with enforced single sign-on: 403 sso_required.
+        password_login_check_register(sso_password_login_check)
         # DRF loads the authentication class early (its settings); what it hands to the resolver,
         # and the schema extension, need the rooms below, loaded by now.
         from copilot_admin.identity import schema  # noqa: F401  (registers the OpenAPI security scheme)

@@ -1,12 +1,19 @@
-"""Identity: second factors of a user (MFA), the tenant's MFA policy, and the credentials
-systems hold to act in a tenant (integration keys of PSA servers).
+"""Identity: second factors of a user (MFA), the tenant's MFA policy, the credentials systems
+hold to act in a tenant (integration keys of PSA servers), and a tenant's single sign-on (OpenID
+Connect) configuration with the e-mail domains it claims.
 
 TOTP authenticators are django-otp's `TOTPDevice` (otp_totp app: drift, replay protection by
 the last accepted time step); security keys and recovery codes are ours, below.
+
+An SSO domain takes effect only once a platform operator approves it, and one domain belongs to
+one tenant at most: a live claim (pending or approved) is unique across all tenants in the
+database (`sso_domain_unique_live_claim`), so two tenants can never claim one domain, also under
+concurrent writes. A rejected claim stays visible to its tenant and frees the domain.
 """
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from tenants.scoping import TenantOwned
@@ -60,6 +67,76 @@ class MfaRecoveryCode(models.Model):
 
     def __str__(self) -> str:
         return "Recovery code"
+
+
+class SsoConfiguration(TenantOwned):
+    """One per tenant: the OpenID Connect client the portal uses for the tenant's e-mail domains.
+
+    The client secret is never stored: `client_secret_env` names the environment variable that
+    holds it (`OIDC_CLIENT_SECRET_` + A-Z, 0-9, _), read when the code is exchanged."""
+
+    enabled = models.BooleanField(default=False)
+    issuer = models.URLField(max_length=500, blank=True, help_text="The issuer (discovery) URL.")
+    client_id = models.CharField(max_length=255, blank=True)
+    client_secret_env = models.CharField(max_length=128, blank=True)
+    enforced = models.BooleanField(
+        default=False, help_text="Password login is refused for the tenant's approved domains."
+    )
+    jit_enabled = models.BooleanField(
+        default=False,
+        help_text="An unknown user of an approved domain gets a pending membership with the lowest role.",
+    )
+    # Break-glass: one named tenant administrator keeps password login while SSO is enforced.
+    break_glass = models.ForeignKey(
+        "tenants.Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    AUDIT_EXCLUDED_FIELDS = ("updated_at",)
+
+    class Meta(TenantOwned.Meta):
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="sso_configuration_one_per_tenant")]
+
+    def __str__(self) -> str:
+        return "Single sign-on"
+
+
+class SsoDomainStatus(models.TextChoices):
+    PENDING = "pending", "Awaiting operator approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+SSO_DOMAIN_LIVE_CONSTRAINT = "sso_domain_unique_live_claim"
+
+
+class SsoDomain(TenantOwned):
+    """An e-mail domain a tenant claims for its single sign-on (lower-case, no `@`)."""
+
+    domain = models.CharField(max_length=253)
+    status = models.CharField(max_length=10, choices=SsoDomainStatus.choices, default=SsoDomainStatus.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now, editable=False)
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    decided_by = models.ForeignKey(
+        "tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    AUDIT_EXCLUDED_FIELDS = ("decided_by",)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["domain"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain"],
+                condition=Q(status__in=["pending", "approved"]),
+                name=SSO_DOMAIN_LIVE_CONSTRAINT,
+            ),
+            models.UniqueConstraint(fields=["tenant", "domain"], name="sso_domain_unique_per_tenant"),
+            models.CheckConstraint(condition=Q(domain=models.functions.Lower("domain")), name="sso_domain_lower_case"),
+        ]
+
+    def __str__(self) -> str:
+        return self.domain
 class IntegrationKeyScope(models.TextChoices):
     """What a key may do. `copilot`: call the copilot for the member named in the body.
     `read`: read what the Compliance Auditor reads (audit log, usage, directory), nothing else."""

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from copilot_admin.platform import limits_views, views
+from copilot_admin.platform import limits_views, sso_domain_views, views
 
 app_name = "platform"
 
@@ -25,4 +25,6 @@ urlpatterns = [
         limits_views.PlatformAbuseCaseReinstateView.as_view(),
         name="abuse_case_reinstate",
     ),
+    path("sso-domains/", sso_domain_views.SsoDomainListView.as_view(), name="sso_domains"),
+    path("sso-domains/<int:pk>/decide/", sso_domain_views.SsoDomainDecideView.as_view(), name="sso_domain_decide"),
 ]

@@ -37,6 +37,7 @@ def code_for(secret_b32: str, at: float) -> str:
 def password_step(page, email: str) -> None:
     page.goto("/login/")
     page.get_by_label("E-mail").fill(email)
+    page.get_by_role("button", name="Continue").click()  # e-mail first (SSO or password)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
 

@@ -20,6 +20,8 @@ SIMULATOR_TOKEN = "simulator token"
 GLOBAL_ROUTES = {
     "home": AUTHENTICATED,
     "login": PUBLIC,
+    "sso_login_start": PUBLIC,
+    "sso_login_callback": PUBLIC,
     "logout": PUBLIC,
     "password_reset_confirm": PUBLIC,
     "profile": AUTHENTICATED,
@@ -60,6 +62,11 @@ GLOBAL_ROUTES = {
     "api:platform-limits": OPERATOR,
     "api:platform-abuse-cases-list": OPERATOR,
     "api:platform-abuse-cases-reinstate": OPERATOR,
+    "platform:sso_domains": OPERATOR,
+    "platform:sso_domain_decide": OPERATOR,
+    "api:platform-sso-domains-list": OPERATOR,
+    "api:platform-sso-domains-approve": OPERATOR,
+    "api:platform-sso-domains-reject": OPERATOR,
 }
 if settings.COPILOT_SIMULATOR:
     # Development only, mounted when COPILOT_SIMULATOR is set (never by DEBUG alone): the
@@ -99,6 +106,7 @@ TENANT_PAGES = {
     "usage:webhook_test": Perm.LIMITS,
     "usage:webhook_delete": Perm.LIMITS,
     "usage:webhook_deliveries": Perm.LIMITS,
+    "identity:sso": Perm.IDENTITY,
     "identity:integration_keys": Perm.INTEGRATIONS,
 }
 
@@ -140,6 +148,8 @@ TENANT_API = {
     ("api:webhooks-detail", "delete"): Perm.LIMITS,
     ("api:webhooks-test", "post"): Perm.LIMITS,
     ("api:webhooks-deliveries", "get"): Perm.LIMITS,
+    ("api:sso", "get"): Perm.IDENTITY,
+    ("api:sso", "patch"): Perm.IDENTITY,
     ("api:integration-keys-list", "get"): Perm.INTEGRATIONS,
     ("api:integration-keys-list", "post"): Perm.INTEGRATIONS,
     ("api:integration-keys-detail", "get"): Perm.INTEGRATIONS,

@@ -27,6 +27,8 @@ from copilot_admin.copilot import settings_services
 from copilot_admin.core.errors import NotFound, PermissionRefused, api_exception_handler
 from copilot_admin.directory import services as directory_services
 from copilot_admin.identity import services as identity_services
+from copilot_admin.identity import sso_services
+from copilot_admin.identity.models import SsoDomain
 from copilot_admin.platform import services as platform_services
 from copilot_admin.regions import services as region_services
 from copilot_admin.regions.models import DataZone
@@ -136,6 +138,10 @@ TABLE = {
         actor=a, key=w.key)),
     "compliance.audit_export_start": Row(Perm.AUDIT_EXPORT, lambda w, a: compliance_services.audit_export_start(
         actor=a, filters={}, fmt="csv")),
+    "identity.sso_configuration_update": Row(Perm.IDENTITY, lambda w, a: sso_services.sso_configuration_update(
+        actor=a, email_domains=["alpha.test"], enforced=False)),
+    "identity.sso_domain_decide": Row(PlatformPerm.OPERATOR, lambda w, a: sso_services.sso_domain_decide(
+        actor=a, domain_id=_sso_claim(w), approve=True)),
     # audit/ sits below access/ in the layers: these operator-only functions check the
     # operator flag themselves (they cannot import the policy function); proven all the same.
     "audit.audit_retention_set": Row(PlatformPerm.OPERATOR, lambda w, a: audit_services.audit_retention_set(
@@ -145,6 +151,12 @@ TABLE = {
     "audit.platform_auditor_revoke": Row(PlatformPerm.OPERATOR, lambda w, a: audit_services.platform_auditor_revoke(
         actor=a, user=w.owner)),
 }
+
+def _sso_claim(world) -> int:
+    """A pending claim of the world's tenant on a domain (for the operator's decision)."""
+    claims = SsoDomain.objects.for_tenant(world.tenant)
+    return (claims.filter(domain="claimed.test").first() or claims.create(tenant=world.tenant, domain="claimed.test")).pk
+
 
 # Functions that take an `actor` only to record it: the recorder (audit/) writes the actor it is
 # given, whoever checked the permission before.
