@@ -18,7 +18,7 @@ from copilot_admin.usage.forms import (
     case_actions,
 )
 from copilot_admin.usage.limits import POLICY_FIELDS
-from copilot_admin.usage.models import AbuseCase, CaseStatus, LimitName, Notification, Strike
+from copilot_admin.usage.models import AbuseCase, CaseKind, CaseStatus, LimitName, Notification, Strike
 
 
 def _with_feature_labels(summary: dict) -> dict:
@@ -142,8 +142,11 @@ class AbuseCaseDetailView(TenantDetailView):
         strikes = Strike.objects.for_tenant(self.tenant).filter(membership_id=case.membership_id).order_by(
             "-occurred_at"
         )[:20]
+        chart = (case.details or {}).get("chart") if case.kind == CaseKind.ANOMALY else None
         return super().get_context_data(
             strikes=list(strikes),
+            evidence_chart=chart,
+            evidence_rows=list(zip(chart["labels"], chart["calls"], strict=False)) if chart else [],
             actions=case_actions(case, access_status=case.access_status),
             may_decide=Perm.LIMITS in self.request.permissions,
             **kwargs,
