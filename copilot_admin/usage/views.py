@@ -17,7 +17,7 @@ from copilot_admin.usage.forms import (
     UsageRangeForm,
     case_actions,
 )
-from copilot_admin.usage.limits import POLICY_FIELDS
+from copilot_admin.usage.limits import POLICY_FIELDS, TENANT_SETTING_FIELDS
 from copilot_admin.usage.models import AbuseCase, CaseKind, CaseStatus, LimitName, Notification, Strike
 
 
@@ -84,7 +84,13 @@ class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
         return TenantLimitsForm(**self.get_form_kwargs(), describe=self.describe)
 
     def get_initial(self):
-        return dict(self.describe["overrides"])
+        own = self.describe["own_settings"]
+        return {
+            **self.describe["overrides"],
+            "warning_thresholds": ", ".join(str(t) for t in own["warning_thresholds"] or []),
+            "alert_digest": bool(own["alert_digest"]),
+            "anomaly_auto_suspend": bool(own["anomaly_auto_suspend"]),
+        }
 
     def get_context_data(self, **kwargs):
         d = self.describe
@@ -97,7 +103,8 @@ class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
 
     def perform(self, form) -> str:
         services.tenant_limits_update(
-            actor=self.membership, changes={name: form.cleaned_data.get(name) for name in POLICY_FIELDS}
+            actor=self.membership,
+            changes={name: form.cleaned_data.get(name) for name in (*POLICY_FIELDS, *TENANT_SETTING_FIELDS)},
         )
         return "The usage limits were saved."
 

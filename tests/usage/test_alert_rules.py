@@ -128,3 +128,25 @@ def test_near_limit_reads_the_live_counters_per_minute_included(tenant_a, clocke
         ("tech@alpha.test", "user_requests_per_minute", 9, 90)]
     clock.advance(60)  # the minute is over: nobody is near a limit any more
     assert api_client_for(tenant_a.members["admin"].user).get(USAGE).json()["near_limit"] == []
+
+
+def test_the_limits_page_sets_thresholds_digest_and_auto_suspension_audited(client, tenant_a, db):
+    from django.urls import reverse
+
+    from copilot_admin.usage.models import TenantLimitPolicy
+    from tests.audit.conftest import object_entries
+
+    set_policy()
+    admin = tenant_a.members["admin"]
+    client.force_login(admin.user)
+    url = reverse("usage:limits", kwargs={"tenant_slug": "alpha"})
+    bad = client.post(url, {"warning_thresholds": "60, lots"})
+    assert bad.status_code == 200 and "Whole percentages" in bad.content.decode()
+    saved = client.post(url, {"warning_thresholds": "90, 60", "alert_digest": "on", "anomaly_auto_suspend": "on"})
+    assert saved.status_code == 302, saved.content.decode()[-2000:]
+    limits = effective_limits(tenant_a.tenant)
+    assert (limits.warning_thresholds, limits.alert_digest, limits.anomaly_auto_suspend) == ((60, 90), True, True)
+    page = client.get(url).content.decode()
+    assert 'data-testid="warning-thresholds">60%, 90%' in page
+    policy = TenantLimitPolicy.objects.for_tenant(tenant_a.tenant).get()
+    assert object_entries(policy).last().actor == admin.user
