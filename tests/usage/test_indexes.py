@@ -16,7 +16,6 @@ from copilot_admin.usage.rollups import HOURLY_KEPT
 from tenants.models import Membership
 from tests.conftest import require_service
 
-
 HOURLY_KEPT_HOURS = int(HOURLY_KEPT.total_seconds() // 3600)
 
 
