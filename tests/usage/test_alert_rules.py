@@ -150,3 +150,25 @@ def test_the_limits_page_sets_thresholds_digest_and_auto_suspension_audited(clie
     assert 'data-testid="warning-thresholds">60%, 90%' in page
     policy = TenantLimitPolicy.objects.for_tenant(tenant_a.tenant).get()
     assert object_entries(policy).last().actor == admin.user
+
+
+def test_operators_set_the_platform_thresholds_and_the_anomaly_rule(tenant_a, operator):
+    from django.urls import reverse
+
+    from copilot_admin.usage.models import PlatformLimitPolicy
+
+    set_policy()
+    api = api_client_for(operator)
+    url = reverse("api:platform-limits")
+    body = api.get(url).json()
+    assert (body["warning_thresholds"], body["anomaly_z_threshold"], body["anomaly_baseline_weeks"]) == (
+        [80, 95], 6, 4)
+    assert api.patch(url, {"anomaly_z_threshold": 1}, format="json").status_code == 400  # below 2
+    assert api.patch(url, {"anomaly_baseline_weeks": 13}, format="json").status_code == 400  # past the roll-ups
+    assert api.patch(url, {"warning_thresholds": [101]}, format="json").status_code == 400
+    done = api.patch(url, {"warning_thresholds": [90, 70], "anomaly_z_threshold": 8}, format="json")
+    assert done.status_code == 200, done.content
+    policy = PlatformLimitPolicy.objects.get()
+    assert (policy.warning_thresholds, policy.anomaly_z_threshold) == ([70, 90], 8)
+    # The platform's 80% default threshold stays the lowest; its thresholds above it follow.
+    assert effective_limits(tenant_a.tenant).warning_thresholds == (80, 90)
