@@ -16,6 +16,7 @@ switches), not up front.
 
 from __future__ import annotations
 
+from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -33,6 +34,7 @@ from copilot_admin.copilot.settings_services import tenant_copilot_settings_upda
 from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import request_ids
 from copilot_admin.core.parsers import DepthLimitedJSONParser
+from copilot_admin.identity.mfa import mfa_tenant_required_set
 
 _ERRORS = {
     400: "`invalid_payload` (or `parse_error`, `too_deep`): the body is malformed; nothing was sent.",
@@ -132,7 +134,12 @@ class CopilotSettingsView(TenantAPIView):
     def patch(self, request, tenant_slug):
         serializer = CopilotSettingsSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        tenant = tenant_copilot_settings_update(actor=self.membership, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        mfa_required = data.pop("mfa_required", None)
+        with transaction.atomic():
+            tenant = tenant_copilot_settings_update(actor=self.membership, **data)
+            if mfa_required is not None:  # identity's own service, with its own permission (admin.users)
+                mfa_tenant_required_set(actor=self.membership, mfa_required=mfa_required, request=request)
         return Response(CopilotSettingsSerializer(tenant).data, status=status.HTTP_200_OK)
 
 

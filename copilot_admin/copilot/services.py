@@ -74,7 +74,7 @@ from copilot_admin.regions.services import deployment_health_record
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import UsageOutcome
 from tenants.models import Membership, User
-from tenants.selectors import companies_in_scope, membership_resolve
+from tenants.selectors import company_ids_in_scope, membership_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def _company_id(body: object) -> int:
 def _check_company(membership: Membership, body: object) -> None:
     """Step 8: unknown, foreign and out-of-scope companies answer alike."""
     company_id = _company_id(body)
-    if not companies_in_scope(membership=membership).filter(pk=company_id).exists():
+    if company_id not in company_ids_in_scope(membership=membership):
         raise CopilotError.refusal("company_out_of_scope")
 
 

@@ -35,6 +35,7 @@ from copilot_admin.access.permissions import Perm, PlatformPerm
 from copilot_admin.access.policy import has_permission, permission_require
 from copilot_admin.audit.services import audit_change_record
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.versioned_cache import cached, tenant_scope
 from copilot_admin.usage import abuse, admission, alerts, limits, rollups, selectors
 from copilot_admin.usage.admission import RateLimitExceeded, Reservation
 from copilot_admin.usage.models import (
@@ -56,12 +57,16 @@ AccessState = Literal["active", "suspended", "terminated"]
 
 def copilot_access_state(membership: Membership) -> AccessState:
     """The user's copilot access in this tenant now: active, suspended (for a period) or
-    terminated (a lapsed suspension is active). One query."""
-    access = (
-        CopilotAccess.objects.for_tenant(membership.tenant)
+    terminated (a lapsed suspension is active). Read through the versioned cache: a change
+    to the access row takes effect on the next call."""
+    slug = membership.tenant.slug
+    access = cached(
+        f"copilot-access:{slug}:{membership.pk}",
+        (tenant_scope(slug),),
+        lambda: CopilotAccess.objects.for_tenant(membership.tenant)
         .filter(membership_id=membership.pk)
         .only("status", "suspended_until")
-        .first()
+        .first(),
     )
     return AccessStatus.ACTIVE if access is None else access.state_at(timezone.now())
 
@@ -74,7 +79,7 @@ def limits_reserve(*, membership: Membership, feature: str, estimated_tokens: in
     transaction), `LimitsUnavailable` when the counters cannot be reached (and fail-open is
     off); then nothing was reserved. An admitted call that crosses a warning threshold is warned of.
     """
-    effective = selectors.effective_limits(membership.tenant)
+    effective = selectors.call_limits(membership.tenant)
     reservation = admission.reserve(
         membership=membership, limits=effective, estimated_tokens=estimated_tokens, feature=feature
     )

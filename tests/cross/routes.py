@@ -27,6 +27,18 @@ GLOBAL_ROUTES = {
     "schema": PUBLIC,
     "api-docs": PUBLIC,
     "api:auth-token": PUBLIC,
+    # MFA (copilot_admin/identity/mfa_urls.py): the second step of a login is reachable only with a
+    # pending login in the session (else back to the login); the rest are the user's own factors.
+    "mfa:login_verify": PUBLIC,
+    "mfa:login_key_options": PUBLIC,
+    "mfa:login_key_verify": PUBLIC,
+    "mfa:manage": AUTHENTICATED,
+    "mfa:reauth": AUTHENTICATED,
+    "mfa:totp_enrol": AUTHENTICATED,
+    "mfa:key_options": AUTHENTICATED,
+    "mfa:key_register": AUTHENTICATED,
+    "mfa:remove": AUTHENTICATED,
+    "mfa:recovery_codes": AUTHENTICATED,
     "platform:tenants": OPERATOR,
     "platform:tenant_create": OPERATOR,
     "platform:tenant_edit": OPERATOR,
