@@ -587,7 +587,8 @@ def run(runner: Callable) -> dict:
         wait_for(f"{simulator_url}/_sim/health", simulator)
         if SERVER_ENV.get("CELERY_BROKER_URL"):
             processes.append(subprocess.Popen(
-                ["celery", "-A", "copilot_admin", "worker", "-B", "--concurrency", "1", "--loglevel", "WARNING"],
+                ["celery", "-A", "copilot_admin", "worker", "-B", "--concurrency", "1", "--loglevel", "WARNING",
+                 "--schedule", str(WORKDIR / "celerybeat-schedule")],
                 cwd=ROOT, env=SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             ))
         web = subprocess.Popen(web_command(web_port), cwd=ROOT, env=SERVER_ENV, stdout=subprocess.DEVNULL,

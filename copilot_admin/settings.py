@@ -216,6 +216,8 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Integration keys (`Bearer cak_...`) first; any other bearer credential is an API token.
+        "copilot_admin.identity.authentication.IntegrationKeyAuthentication",
         "copilot_admin.access.tokens.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -339,6 +341,12 @@ REQUIRE_SERVICES = env_bool("REQUIRE_SERVICES", False)
 COPILOT_UPSTREAM_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_TIMEOUT_SECONDS", 30)
 COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5)
 COPILOT_CALL_DEADLINE_SECONDS = env_int("COPILOT_CALL_DEADLINE_SECONDS", 60)
+
+# Integration keys (identity/authentication.py): requests per key and minute, across all the
+# key's acting members (each member's own usage limits apply as well); 0 turns the per-key
+# rate off. Counted in the cache (Redis with REDIS_URL).
+INTEGRATION_KEY_REQUESTS_PER_MINUTE = env_int("INTEGRATION_KEY_REQUESTS_PER_MINUTE", 600)
+INTEGRATION_KEY_RATE_KEY_PREFIX = "integration-key-rate:"
 # Connections each web process opens to one deployment at most (one per upstream request in
 # flight): sized for 500 calls in flight per process; more wait for a free one.
 COPILOT_UPSTREAM_MAX_CONNECTIONS = env_int("COPILOT_UPSTREAM_MAX_CONNECTIONS", 500)

@@ -26,6 +26,7 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/", include("copilot_admin.regions.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.copilot.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.usage.urls")),
+    path("t/<slug:tenant_slug>/", include("copilot_admin.identity.urls")),
     path("platform/", include("copilot_admin.platform.urls")),
     path("audit/", include("copilot_admin.compliance.platform_urls")),
     path("api/v1/", include("copilot_admin.api_urls")),

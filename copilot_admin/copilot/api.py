@@ -22,6 +22,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from copilot_admin.access.base_api import TenantAPIView, TenantAsyncAPIView
+from copilot_admin.access.credentials import DelegatedCredential
 from copilot_admin.access.permissions import ANY_MEMBER, Perm
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
@@ -40,12 +41,16 @@ _ERRORS = {
     400: "`invalid_payload` (or `parse_error`, `too_deep`): the body is malformed; nothing was sent.",
     401: "`not_authenticated` / `authentication_failed`.",
     403: "`tenant_suspended`, `not_entitled`, `copilot_disabled`, `feature_disabled`, `permission_denied`, "
-    "`access_suspended`, `access_terminated`, `company_out_of_scope` (checked in this order).",
-    404: "`not_found`: no such tenant, or the caller is not an active member of it.",
+    "`access_suspended`, `access_terminated`, `company_out_of_scope` (checked in this order). With an "
+    "integration key: `address_not_allowed`; `permission_denied` also when the key's scopes do not allow "
+    "the call or `acting_user` is not an active member.",
+    404: "`not_found`: no such tenant, or the caller is not an active member of it (or the integration "
+    "key belongs to another tenant).",
     413: "`payload_too_large`: the ticket text exceeds the input limits; nothing was sent.",
     415: "`unsupported_media_type`: send application/json.",
     422: "`content_filtered`: Azure's content filter blocked the `stage` (prompt or completion); `categories`.",
-    429: "`rate_limited`: a usage limit, or the zone's deployments, refused; see the Retry-After header.",
+    429: "`rate_limited`: a usage limit, the integration key's own rate, or the zone's deployments, refused; "
+    "see the Retry-After header.",
     502: "`upstream_error`: Azure OpenAI answered with something unusable.",
     503: "`no_deployment_in_zone` or `upstream_unavailable`.",
     504: "`upstream_timeout`.",
@@ -85,7 +90,12 @@ class CopilotCallView(TenantAsyncAPIView):
         return super().handle_exception(exc)
 
     async def post(self, request, tenant_slug: str):
-        origin = services.CallOrigin(remote_addr=client_ip(request) or "", **request_ids(request))
+        # A PSA server's integration key acts for the member the resolver put in request.user.
+        credential = request.auth if isinstance(request.auth, DelegatedCredential) else None
+        origin = services.CallOrigin(
+            remote_addr=client_ip(request) or "", integration_key=credential.public_id if credential else "",
+            **request_ids(request),
+        )
         answer = await services.acopilot_invoke(
             user=request.user, membership=self.membership, feature=self.feature, body=request.data,
             origin=origin, caller_thread=self.caller_thread,

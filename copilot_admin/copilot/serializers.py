@@ -39,6 +39,11 @@ class CopilotRequestSerializer(serializers.Serializer):
     )
     contact = ContactSerializer(required=False)
     issue = IssueSerializer()
+    acting_user = serializers.EmailField(
+        required=False, max_length=254,
+        help_text="With an integration key (required then): the e-mail of the member the call is made for; "
+        "the whole access chain runs for that member. Never reaches the model.",
+    )
 
 
 class UsageSerializer(serializers.Serializer):

@@ -160,11 +160,14 @@ class CopilotAnswer:
 @dataclass(frozen=True)
 class CallOrigin:
     """Where a call came from, for its audit entry: the client address, the correlation id of
-    the request (always ours) and the client's own X-Request-ID, kept apart from it."""
+    the request (always ours) and the client's own X-Request-ID, kept apart from it; the public
+    id of the integration key a PSA server made the call with for the member (empty: the
+    member's own credential), named in the audit entry and the usage record."""
 
     remote_addr: str = ""
     correlation_id: str = ""
     client_request_id: str = ""
+    integration_key: str = ""
 
 
 @dataclass
@@ -597,6 +600,7 @@ def _refused_record(
     usage.usage_record_create(
         membership=membership, feature=spec.slug, zone=zone, outcome=UsageOutcome.REFUSED,
         request_id=request_id, error_code=error.code, template_version=spec.prompt_version, limit=limit,
+        integration_key=origin.integration_key,
     )
     metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
     if error.retry_after is not None:
@@ -618,7 +622,7 @@ def _finish(call: AdmittedCall, ending: _Ending) -> None:
             request_id=call.request_id, deployment=ending.deployment, attempts=attempts,
             prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens, latency_ms=latency_ms,
             error_code=ending.error_code, upstream_request_id=ending.upstream_request_id,
-            template_version=call.spec.prompt_version,
+            template_version=call.spec.prompt_version, integration_key=call.origin.integration_key,
         )
         metadata = {
             "zone": call.zone, "deployment": ending.deployment, "prompt_tokens": ending.prompt_tokens,
@@ -655,7 +659,10 @@ def _audit(
         object_type=AUDIT_OBJECT_TYPE,
         object_id=feature,
         outcome=outcome,
-        metadata={"feature": feature, "outcome": error_code or "ok", **metadata},
+        metadata={
+            "feature": feature, "outcome": error_code or "ok", **metadata,
+            **({"integration_key": origin.integration_key} if origin.integration_key else {}),
+        },
         remote_addr=origin.remote_addr or None,
         correlation_id=origin.correlation_id or None,
         client_request_id=origin.client_request_id or None,

@@ -1,4 +1,5 @@
-"""Identity: second factors of a user (MFA) and the tenant's MFA policy.
+"""Identity: second factors of a user (MFA), the tenant's MFA policy, and the credentials
+systems hold to act in a tenant (integration keys of PSA servers).
 
 TOTP authenticators are django-otp's `TOTPDevice` (otp_totp app: drift, replay protection by
 the last accepted time step); security keys and recovery codes are ours, below.
@@ -59,3 +60,49 @@ class MfaRecoveryCode(models.Model):
 
     def __str__(self) -> str:
         return "Recovery code"
+class IntegrationKeyScope(models.TextChoices):
+    """What a key may do. `copilot`: call the copilot for the member named in the body.
+    `read`: read what the Compliance Auditor reads (audit log, usage, directory), nothing else."""
+
+    COPILOT = "copilot", "Call the copilot for a member"
+    READ = "read", "Read what an auditor reads"
+
+
+class IntegrationKey(TenantOwned):
+    """A key a PSA server presents as `Authorization: Bearer <key>` in one tenant.
+
+    The secret is shown once, at creation, and stored as its digest only (knox's hashing, as
+    API tokens are): `key_id` is its public head (`cak_` and 8 hex digits), by which it is
+    looked up and named in the list, the audit log and usage records. A revoked key stays
+    listed (`revoked_at`), never works again.
+    """
+
+    name = models.CharField(max_length=100)
+    key_id = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=128, editable=False)
+    scopes = models.JSONField(default=list)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allowed_addresses = models.JSONField(default=list, blank=True, help_text="CIDR networks; empty: any address.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # The digest is a secret's hash; the last use changes on every call.
+    AUDIT_EXCLUDED_FIELDS = ("digest", "last_used_at")
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="integration_key_tenant_time")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())

@@ -124,11 +124,13 @@ def usage_record_create(
     upstream_request_id: str = "",
     template_version: str = "",
     limit: str = "",
+    integration_key: str = "",
 ) -> UsageRecord:
     """Record one copilot call (metadata only), add it to the daily and hourly roll-ups, and
     count a strike against the user for a content-filter refusal, or for a refusal by a limit
     (`limit`: the one that refused, from `RateLimitExceeded.limit`): at most one strike per
-    limit and window, so a burst refused within one minute is one strike.
+    limit and window, so a burst refused within one minute is one strike. `integration_key`:
+    the public id of the integration key the call was made with, for the member.
 
     All of it commits with the caller's transaction, or with its own when there is none: no
     savepoint of its own, so a failure anywhere in the caller's bookkeeping leaves none of it
@@ -140,6 +142,7 @@ def usage_record_create(
             deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
             upstream_request_id=upstream_request_id, template_version=template_version,
+            integration_key=integration_key,
         )
         rollups.usage_rollup_add(tenant=tenant, membership_id=membership.pk, feature=feature, at=record.created_at,
                                  **_rollup_numbers(outcome=outcome, error_code=error_code, prompt_tokens=prompt_tokens,
@@ -185,6 +188,7 @@ def _usage_record_insert(
     error_code: str,
     upstream_request_id: str,
     template_version: str,
+    integration_key: str = "",
 ) -> UsageRecord:
     tenant = membership.tenant
     return UsageRecord.objects.for_tenant(tenant).create(
@@ -203,6 +207,7 @@ def _usage_record_insert(
         request_id=request_id,
         upstream_request_id=(upstream_request_id or "")[:128],
         template_version=template_version[:32],
+        integration_key=integration_key[:16],
     )
 
 

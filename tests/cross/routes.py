@@ -86,6 +86,7 @@ TENANT_PAGES = {
     "usage:abuse_case": Perm.USAGE_VIEW,
     "usage:abuse_case_resolve": Perm.LIMITS,
     "usage:notifications": Perm.USAGE_VIEW,
+    "identity:integration_keys": Perm.INTEGRATIONS,
 }
 
 # Tenant API: (name, method) -> permission.
@@ -118,6 +119,10 @@ TENANT_API = {
     ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
     ("api:abuse-cases-terminate", "post"): Perm.LIMITS,
     ("api:abuse-cases-dismiss", "post"): Perm.LIMITS,
+    ("api:integration-keys-list", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-list", "post"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "delete"): Perm.INTEGRATIONS,
 }
 
 # Which object of the tenant a route's <pk> names.
@@ -134,6 +139,7 @@ OBJECT_KIND = {
     "api:abuse-cases-reinstate": "abuse_case",
     "api:abuse-cases-terminate": "abuse_case",
     "api:abuse-cases-dismiss": "abuse_case",
+    "api:integration-keys-detail": "integration_key",
 }
 
 
@@ -154,6 +160,11 @@ def object_pk(kind: str, world) -> int:
             summary="3 strikes within 60 minutes", suspended_until=timezone.now() + timedelta(hours=1),
         )
         return case.pk
+    if kind == "integration_key":
+        from copilot_admin.identity.services import integration_key_create
+
+        key, _ = integration_key_create(actor=world.members["admin"], name="policy-table", scopes=["read"])
+        return key.pk
     raise KeyError(kind)
 
 

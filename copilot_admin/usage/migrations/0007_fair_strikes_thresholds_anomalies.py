@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('tenants', '0002_membership_invitations'),
-        ('usage', '0005_indexes_for_growth'),
+        ('usage', '0006_usage_record_integration_key'),
     ]
 
     operations = [
