@@ -407,6 +407,10 @@ from celery.schedules import crontab  # noqa: E402  (only the beat schedule need
 CELERY_BEAT_SCHEDULE = {
     "usage-review-patterns": {"task": "copilot_admin.usage.tasks.review_usage_patterns", "schedule": crontab(minute=7)},
     "usage-maintenance": {"task": "copilot_admin.usage.tasks.usage_maintenance", "schedule": crontab(minute="*/5")},
+    # After the hour's last roll-up increments have committed.
+    "usage-review-anomalies": {"task": "copilot_admin.usage.tasks.review_anomalies", "schedule": crontab(minute=3)},
+    "usage-warning-digests": {"task": "copilot_admin.usage.tasks.send_warning_digests",
+                              "schedule": crontab(hour=0, minute=15)},
 }
 
 # The audit log (copilot_admin/audit/): each tenant keeps its entries AUDIT_RETENTION_DEFAULT_DAYS

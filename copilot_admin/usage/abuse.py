@@ -1,6 +1,8 @@
 """Abuse rules: strikes, suspensions, terminations, reinstatement, and the pattern review.
 
-- A strike is a call refused by a hard limit or by the content filter (`strike_record`).
+- A strike is a call refused by a hard limit or by the content filter (`strike_record`); a
+  limit strikes at most once per window (the strike's unique constraint on limit and window),
+  so thirty calls refused within one minute are one strike, not thirty.
   `strike_limit` strikes within `strike_window_minutes` suspend the user's copilot access
   for `suspension_minutes` (a suspension case); the strike-out that would be the
   `suspensions_to_terminate`-th suspension within `termination_window_days` terminates the
@@ -45,6 +47,7 @@ from copilot_admin.usage.models import (
     HourlyUsage,
     NotificationKind,
     Strike,
+    StrikeKind,
 )
 from copilot_admin.usage.selectors import effective_limits, platform_policy
 from tenants.models import Membership, Tenant, TenantStatus, User
@@ -75,17 +78,29 @@ def _access_locked(membership: Membership, *, actor: User | None) -> CopilotAcce
 
 # -- strikes and the automatic transitions -------------------------------------------------------
 
-def strike_record(*, membership: Membership, kind: str, limit: str = "") -> AbuseCase | None:
+def strike_record(
+    *, membership: Membership, kind: str, limit: str = "", window_start=None
+) -> AbuseCase | None:
     """Count a strike against the user and apply the strike rules. Returns the suspension or
-    termination case it caused, if any. Never raises: the refusal that caused the strike
+    termination case it caused, if any.
+
+    A hard-limit strike with its limit's `window_start` counts once per limit and window: a
+    later refusal in the same window finds the strike there (the unique constraint, atomic
+    under any concurrency) and is no strike. Never raises: the refusal that caused the strike
     stands whatever happens here (a failure is logged)."""
     try:
         with transaction.atomic():
             now = timezone.now()
             tenant = membership.tenant
-            Strike.objects.for_tenant(tenant).create(
-                tenant=tenant, membership=membership, kind=kind, limit=limit, occurred_at=now
-            )
+            try:
+                with transaction.atomic():
+                    Strike.objects.for_tenant(tenant).create(
+                        tenant=tenant, membership=membership, kind=kind, limit=limit, occurred_at=now,
+                        window_start=window_start if kind == StrikeKind.HARD_LIMIT else None,
+                    )
+            except IntegrityError:
+                return None  # this limit struck in this window already
+
             limits = effective_limits(tenant)
             access = _access_locked(membership, actor=None)
             if access.state_at(now) != AccessStatus.ACTIVE:
@@ -181,7 +196,8 @@ def _terminate(*, access: CopilotAccess, actor: User | None, summary: str, detai
     access.save()
     audit_change_record(actor=actor, tenant=membership.tenant, instance=access, before=before)
     superseded = AbuseCase.objects.for_tenant(membership.tenant).filter(
-        membership_id=membership.pk, status=CaseStatus.OPEN, kind__in=[CaseKind.SUSPENSION, CaseKind.REVIEW]
+        membership_id=membership.pk, status=CaseStatus.OPEN,
+        kind__in=[CaseKind.SUSPENSION, CaseKind.REVIEW, CaseKind.ANOMALY]
     )
     for case in superseded.select_for_update():
         _resolve(case, resolution=CaseResolution.TERMINATED, actor=actor, reason=reason or summary, now=now)
@@ -230,7 +246,7 @@ def case_reinstate(*, case: AbuseCase, decider: User, decider_is_operator: bool,
         raise PermissionRefused(
             "A terminated copilot access is reinstated only by a platform operator.", code="operator_required"
         )
-    if state == AccessStatus.ACTIVE and case.kind == CaseKind.REVIEW:
+    if state == AccessStatus.ACTIVE and case.kind in (CaseKind.REVIEW, CaseKind.ANOMALY):
         raise Conflict("The user's copilot access is active: nothing to reinstate. Dismiss the case instead.",
                        code="nothing_to_reinstate")
     changed = access.status != AccessStatus.ACTIVE

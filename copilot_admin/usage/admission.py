@@ -34,7 +34,7 @@ from copilot_admin.usage.counters import (
     get_counter_backend,
     limits_fail_open,
 )
-from copilot_admin.usage.limits import TOKEN_LIMITS, EffectiveLimits
+from copilot_admin.usage.limits import LIMIT_WINDOWS, TOKEN_LIMITS, EffectiveLimits
 from copilot_admin.usage.models import LimitName
 from tenants.models import Membership
 
@@ -168,6 +168,23 @@ def reserve(*, membership: Membership, limits: EffectiveLimits, estimated_tokens
     return Reservation(
         membership=membership, limits=limits, estimated_tokens=estimated_tokens, windows=result.windows
     )
+
+
+def current_usage(windows) -> tuple[WindowUsage, ...]:
+    """The live usage of `windows` (LimitWindows) on the counters the calls are admitted by,
+    changing nothing; raises `LimitsUnavailable` when they cannot be read."""
+    return get_counter_backend().current(windows=windows)
+
+
+def limit_window_start(name: str) -> datetime | None:
+    """The start of the current window of limit `name` on the counters' clock (the bucket a
+    refusal by that limit was counted in, but for a refusal in the last instant of a window),
+    or None for an unknown name. Strikes are kept once per limit and window by it."""
+    window = LIMIT_WINDOWS.get(name)
+    if window is None:
+        return None
+    now = get_counter_backend().now()
+    return datetime.fromtimestamp(int(now // window.seconds) * window.seconds, tz=UTC)
 
 
 def settle(

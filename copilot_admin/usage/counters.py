@@ -299,6 +299,10 @@ class CounterBackend(ABC):
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock
 
+    def now(self) -> float:
+        """The Unix time this backend buckets by (its clock)."""
+        return self._clock()
+
     def reserve(self, *, check: LimitCheck) -> ReserveResult:
         """Reserve every window's amount in the current buckets, atomically, all or nothing.
 

@@ -6,8 +6,21 @@ from datetime import timedelta
 from django import forms
 
 from copilot_admin.core.forms import StyledFormMixin
-from copilot_admin.usage.limits import ABUSE_RULE_FIELDS, LIMIT_FIELDS, PERCENT_FIELDS, POLICY_FIELDS
-from copilot_admin.usage.models import CaseKind, CaseStatus, LimitName, PlatformLimitPolicy, WebhookEvent, WebhookFormat
+from copilot_admin.usage.limits import (
+    ABUSE_RULE_FIELDS,
+    LIMIT_FIELDS,
+    MAX_WARNING_THRESHOLDS,
+    PERCENT_FIELDS,
+    POLICY_FIELDS,
+)
+from copilot_admin.usage.models import (
+    CaseKind,
+    CaseStatus,
+    LimitName,
+    PlatformLimitPolicy,
+    WebhookEvent,
+    WebhookFormat,
+)
 from copilot_admin.usage.selectors import MAX_RANGE_DAYS, default_range
 
 _LABELS = {
@@ -57,6 +70,30 @@ class TenantLimitsForm(StyledFormMixin, forms.Form):
                 help_text=help_text + ". Leave empty to follow the default.",
                 widget=forms.NumberInput(attrs={"class": "form-control"}),
             )
+        platform_thresholds = ", ".join(f"{t}%" for t in describe["platform_warning_thresholds"]) or "none"
+        self.fields["warning_thresholds"] = forms.CharField(
+            label="Warning thresholds (%)", required=False,
+            help_text=f"Up to {MAX_WARNING_THRESHOLDS} percentages, comma-separated (e.g. 70, 90); each warns once "
+                      f"per limit and window. Empty: the warning threshold above and the platform's higher ones "
+                      f"({platform_thresholds}).",
+        )
+        self.fields["alert_digest"] = forms.BooleanField(
+            label="Daily digest instead of one e-mail per warning", required=False,
+            help_text="Per-minute limits never e-mail: they show on the dashboard and in webhooks.",
+        )
+        self.fields["anomaly_auto_suspend"] = forms.BooleanField(
+            label="Suspend automatically on unusual usage", required=False,
+            help_text="Off: an anomaly opens a case for an administrator to look at and changes nothing.",
+        )
+
+    def clean_warning_thresholds(self) -> list[int] | None:
+        text = (self.cleaned_data.get("warning_thresholds") or "").replace("%", "")
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if not parts:
+            return None
+        if not all(part.isdigit() for part in parts):
+            raise forms.ValidationError("Whole percentages separated by commas, e.g. 70, 90.")
+        return [int(part) for part in parts]
 
 
 class CaseDecisionForm(StyledFormMixin, forms.Form):

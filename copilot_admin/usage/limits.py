@@ -37,9 +37,18 @@ ABUSE_RULE_FIELDS: tuple[str, ...] = (
     "review_near_limit_percent",
     "review_sustained_hours",
     "review_sustained_days",
+    "anomaly_z_threshold",
+    "anomaly_baseline_weeks",
+    "anomaly_min_requests",
 )
 PLATFORM_FIELDS: tuple[str, ...] = (*POLICY_FIELDS, *MAXIMUM_FIELDS, *ABUSE_RULE_FIELDS)
 PERCENT_FIELDS = frozenset({"warning_threshold_percent", "review_near_limit_percent"})
+# Bounds of the abuse rules that are not just "at least 1" (the model's validators say the same).
+RULE_BOUNDS = {"anomaly_z_threshold": (2, 100), "anomaly_baseline_weeks": (1, 12)}
+# The tenant's alert settings beside its limits: the warning thresholds, the daily digest and
+# whether an anomaly suspends by itself.
+TENANT_SETTING_FIELDS: tuple[str, ...] = ("warning_thresholds", "alert_digest", "anomaly_auto_suspend")
+MAX_WARNING_THRESHOLDS = 5
 
 # Which window each limit counts in, whom it limits, and what it counts.
 LIMIT_WINDOWS: dict[str, Window] = {
@@ -71,11 +80,22 @@ class EffectiveLimits:
     review_near_limit_percent: int
     review_sustained_hours: int
     review_sustained_days: int
+    anomaly_z_threshold: int = 6
+    anomaly_baseline_weeks: int = 4
+    anomaly_min_requests: int = 20
+    warning_thresholds: tuple[int, ...] = (80, 95)
+    alert_digest: bool = False
+    anomaly_auto_suspend: bool = False
 
     @classmethod
     def of(cls, *, platform: PlatformLimitPolicy, override: TenantLimitPolicy | None) -> EffectiveLimits:
-        """The tenant's override where set, else the platform default; never above a platform maximum."""
-        values: dict[str, int] = {}
+        """The tenant's override where set, else the platform default; never above a platform maximum.
+
+        The warning thresholds: the tenant's own list when it set one (its lowest is then the
+        `warning_threshold_percent`); otherwise `warning_threshold_percent` (the tenant's or the
+        platform's) and every platform threshold above it (defaults: 80% and 95%).
+        """
+        values: dict = {}
         for name in POLICY_FIELDS:
             own = getattr(override, name, None) if override is not None else None
             value = getattr(platform, name) if own is None else own
@@ -83,6 +103,16 @@ class EffectiveLimits:
                 value = min(value, getattr(platform, f"max_{name}"))
             values[name] = int(value)
         values.update({name: int(getattr(platform, name)) for name in ABUSE_RULE_FIELDS})
+        own_thresholds = getattr(override, "warning_thresholds", None) if override is not None else None
+        if own_thresholds:
+            thresholds = sorted({int(item) for item in own_thresholds})
+            values["warning_threshold_percent"] = thresholds[0]
+        else:
+            lowest = values["warning_threshold_percent"]
+            thresholds = sorted({lowest, *(int(t) for t in (platform.warning_thresholds or ()) if int(t) > lowest)})
+        values["warning_thresholds"] = tuple(thresholds)
+        values["alert_digest"] = bool(getattr(override, "alert_digest", False))
+        values["anomaly_auto_suspend"] = bool(getattr(override, "anomaly_auto_suspend", False))
         return cls(**values)
 
     def value(self, name: str) -> int:
@@ -116,6 +146,29 @@ def _checked_int(name: str, value, *, low: int, high: int | None, errors: dict) 
     return value
 
 
+def warning_thresholds_clean(value, *, errors: dict, name: str = "warning_thresholds") -> list[int] | None:
+    """A list of 1 to `MAX_WARNING_THRESHOLDS` distinct whole percentages (1-100), sorted;
+    None or an empty list: none of its own."""
+    if value is None or value == []:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_WARNING_THRESHOLDS:
+        errors[name] = [f"a list of at most {MAX_WARNING_THRESHOLDS} percentages"]
+        return None
+    if any(isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= 100 for item in value):
+        errors[name] = ["each threshold is a whole number between 1 and 100"]
+        return None
+    return sorted(set(value))
+
+
+def _checked_setting(name: str, value, *, errors: dict):
+    if name == "warning_thresholds":
+        return warning_thresholds_clean(value, errors=errors)
+    if not isinstance(value, bool):
+        errors[name] = ["must be true or false"]
+        return None
+    return value
+
+
 def _refuse_unknown(changes: Mapping, allowed: Iterable[str]) -> None:
     unknown = sorted(set(changes) - set(allowed))
     if unknown:
@@ -134,10 +187,13 @@ def tenant_override_write(
     and 100 percent; otherwise nothing changes (400 with the offending fields). Runs inside
     the caller's transaction (the override row is locked until it ends).
     """
-    _refuse_unknown(changes, POLICY_FIELDS)
+    _refuse_unknown(changes, (*POLICY_FIELDS, *TENANT_SETTING_FIELDS))
     errors: dict[str, list[str]] = {}
-    cleaned: dict[str, int | None] = {}
+    cleaned: dict[str, object] = {}
     for name, value in changes.items():
+        if name in TENANT_SETTING_FIELDS:
+            cleaned[name] = _checked_setting(name, value, errors=errors)
+            continue
         if value is None:
             cleaned[name] = None
             continue
@@ -178,13 +234,16 @@ def platform_policy_write(*, actor: User, changes: Mapping[str, int]) -> Platfor
     at most its maximum; otherwise nothing changes. Tenants' overrides above a lowered maximum
     are capped when read. Runs inside the caller's transaction (the row is locked until it ends).
     """
-    _refuse_unknown(changes, PLATFORM_FIELDS)
+    _refuse_unknown(changes, (*PLATFORM_FIELDS, "warning_thresholds"))
     policy, created = PlatformLimitPolicy.objects.select_for_update().get_or_create(pk=PlatformLimitPolicy.SINGLETON_PK)
     before = None if created else audit_snapshot(policy)
     errors: dict[str, list[str]] = {}
     for name, value in changes.items():
-        high = 100 if name in PERCENT_FIELDS else column_maximum(name)
-        checked = _checked_int(name, value, low=1, high=high, errors=errors)
+        if name == "warning_thresholds":
+            policy.warning_thresholds = warning_thresholds_clean(value, errors=errors) or []
+            continue
+        low, high = RULE_BOUNDS.get(name, (1, 100 if name in PERCENT_FIELDS else column_maximum(name)))
+        checked = _checked_int(name, value, low=low, high=high, errors=errors)
         if checked is not None:
             setattr(policy, name, checked)
     for name in LIMIT_FIELDS:

@@ -105,6 +105,11 @@ class LimitName(models.TextChoices):
     TENANT_TOKENS_PER_DAY = "tenant_tokens_per_day", "Tokens per tenant per day"
 
 
+def default_warning_thresholds() -> list[int]:
+    """The platform's warning thresholds: 80% (time to look) and 95% (about to be refused)."""
+    return [80, 95]
+
+
 def _percent_validators():
     return [MinValueValidator(1), MaxValueValidator(100)]
 
@@ -159,6 +164,23 @@ class PlatformLimitPolicy(models.Model):
         default=3, validators=_positive(),
         help_text="Days near the daily token limit within seven days that open a review case.",
     )
+    warning_thresholds = models.JSONField(
+        default=default_warning_thresholds, blank=True,
+        help_text="Percentages of a limit at which a warning goes out (each once per window), "
+                  "besides `warning_threshold_percent`.",
+    )
+    anomaly_z_threshold = models.PositiveSmallIntegerField(
+        default=6, validators=[MinValueValidator(2), MaxValueValidator(100)],
+        help_text="Robust z-score (against the user's own baseline and against its peers) that opens an anomaly case.",
+    )
+    anomaly_baseline_weeks = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(12)],
+        help_text="Weeks of hourly roll-ups the baseline is taken from (same hour of the week).",
+    )
+    anomaly_min_requests = models.PositiveIntegerField(
+        default=20, validators=_positive(),
+        help_text="Fewer calls than this in an hour are never an anomaly, whatever the score.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     AUDIT_EXCLUDED_FIELDS = ("updated_at",)
@@ -195,6 +217,15 @@ class TenantLimitPolicy(TenantOwned):
     user_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
     tenant_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
     warning_threshold_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    warning_thresholds = models.JSONField(
+        null=True, blank=True, help_text="The tenant's own warning thresholds (percent); empty: the platform's."
+    )
+    alert_digest = models.BooleanField(
+        default=False, help_text="Limit warnings by e-mail once a day (a digest) instead of one e-mail per warning."
+    )
+    anomaly_auto_suspend = models.BooleanField(
+        default=False, help_text="An anomaly case also suspends the user's copilot access (off: the case only)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     AUDIT_EXCLUDED_FIELDS = ("updated_at",)
@@ -252,15 +283,27 @@ class StrikeKind(models.TextChoices):
 
 
 class Strike(TenantOwned):
-    """One strike against a user: a call refused by a limit or by the content filter."""
+    """One strike against a user: a call refused by a limit or by the content filter.
+
+    A limit strikes at most once per window: `window_start` is the refusing limit's window and
+    the partial unique constraint lets only the first refusal of a burst through (the others
+    are refused calls, not strikes)."""
 
     membership = models.ForeignKey("tenants.Membership", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=StrikeKind.choices)
     limit = models.CharField(max_length=32, blank=True, help_text="The limit that refused (hard-limit strikes).")
+    window_start = models.DateTimeField(null=True, blank=True, help_text="The refusing limit's window (hard-limit).")
     occurred_at = models.DateTimeField(default=timezone.now)
 
     class Meta(TenantOwned.Meta):
         indexes = [models.Index(fields=["membership", "occurred_at"], name="usage_strike_member_time")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "membership", "limit", "window_start"],
+                condition=models.Q(kind="hard_limit", window_start__isnull=False),
+                name="usage_strike_once_per_limit_window",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} strike of membership {self.membership_id}"
@@ -270,6 +313,7 @@ class CaseKind(models.TextChoices):
     SUSPENSION = "suspension", "Suspension"
     TERMINATION = "termination", "Termination"
     REVIEW = "review", "Usage pattern review"
+    ANOMALY = "anomaly", "Unusual usage for this user"
 
 
 class CaseStatus(models.TextChoices):
@@ -334,8 +378,10 @@ class AbuseCase(TenantOwned):
 
 class LimitWarning(TenantOwned):
     """A limit's warning threshold was crossed in one window: at most one row per limit,
-    subject (a user or the tenant) and window, which is what keeps the warning e-mail to
-    once per limit and window, across processes and restarts."""
+    subject (a user or the tenant), window and threshold, which is what keeps each warning to
+    once per threshold and window, across processes and restarts. `emailed` is false when the
+    warning went to the dashboard and the webhooks only (a per-minute limit) or waits for the
+    tenant's daily digest (`digested_at` set once the digest went out)."""
 
     limit = models.CharField(max_length=32, choices=LimitName.choices)
     subject_key = models.CharField(max_length=64, help_text="u:<membership id> or t:<tenant id>.")
@@ -346,13 +392,16 @@ class LimitWarning(TenantOwned):
     limit_value = models.PositiveBigIntegerField()
     used = models.PositiveBigIntegerField()
     threshold_percent = models.PositiveSmallIntegerField()
+    emailed = models.BooleanField(default=True, help_text="An e-mail went out for this warning alone.")
+    digested_at = models.DateTimeField(null=True, blank=True, help_text="When the daily digest listed it.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta(TenantOwned.Meta):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "limit", "subject_key", "window_start"], name="usage_limitwarning_once_per_window"
+                fields=["tenant", "limit", "subject_key", "window_start", "threshold_percent"],
+                name="usage_limitwarning_once_per_threshold_window",
             )
         ]
 
@@ -366,6 +415,8 @@ class NotificationKind(models.TextChoices):
     ACCESS_TERMINATED = "access_terminated", "Copilot access terminated"
     ACCESS_REINSTATED = "access_reinstated", "Copilot access reinstated"
     WEBHOOK_DISABLED = "webhook_disabled", "Webhook disabled after failures"
+    WARNING_DIGEST = "warning_digest", "Daily digest of limit warnings"
+    CASE_OPENED = "case_opened", "Abuse case opened"
 
 
 class NotificationStatus(models.TextChoices):
@@ -439,7 +490,8 @@ class DailyUsage(TenantOwned):
 
 
 class HourlyUsage(TenantOwned):
-    """Per user and UTC hour: calls and tokens, for the pattern review (kept eight days)."""
+    """Per user and UTC hour: calls and tokens, for the pattern review and the anomaly
+    baselines (kept as many weeks as the baseline needs, `rollups.HOURLY_KEPT`)."""
 
     membership = models.ForeignKey("tenants.Membership", on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField()

@@ -68,11 +68,13 @@ def usage_rollup_add(
         )
 
 
-HOURLY_KEPT = timedelta(days=8)
+# The anomaly baselines read up to 12 weeks back (`anomaly_baseline_weeks` is at most 12).
+HOURLY_KEPT = timedelta(weeks=12, days=1)
 
 
 def hourly_usage_purge(*, now: datetime | None = None) -> int:
-    """Delete hourly roll-ups older than the pattern review needs; returns how many went."""
+    """Delete hourly roll-ups older than the anomaly baselines and the pattern review need;
+    returns how many went."""
     cutoff = (now or datetime.now(tz=UTC)) - HOURLY_KEPT
     deleted = 0
     for tenant in Tenant.objects.all().only("pk"):

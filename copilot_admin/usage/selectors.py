@@ -4,8 +4,9 @@ abuse cases.
 Aggregates come from the daily and hourly roll-ups (one row per user, feature and day), never
 from the usage records, and each read is a fixed number of grouped queries: the cost follows
 the date range and the number of users, not the history, and a page's query count does not
-grow with its rows. Nothing here needs the limit counters, so the dashboards keep working
-when Redis does not.
+grow with its rows. Only "who is near a limit now" reads the live limit counters (so the
+per-minute limit shows too), and falls back to the roll-ups when the counters cannot be read,
+so the dashboards keep working when Redis does not.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from copilot_admin.core.versioned_cache import GLOBAL, cached, tenant_scope
-from copilot_admin.usage.limits import ABUSE_RULE_FIELDS, LIMIT_FIELDS, POLICY_FIELDS, EffectiveLimits
+from copilot_admin.usage.admission import call_check, current_usage
+from copilot_admin.usage.counters import LimitsUnavailable, LimitWindow
+from copilot_admin.usage.limits import (
+    ABUSE_RULE_FIELDS,
+    LIMIT_FIELDS,
+    POLICY_FIELDS,
+    TENANT_SETTING_FIELDS,
+    EffectiveLimits,
+)
 from copilot_admin.usage.models import (
     AbuseCase,
     AccessStatus,
@@ -35,7 +44,7 @@ from copilot_admin.usage.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
-from tenants.models import Tenant
+from tenants.models import Membership, Tenant
 
 # -- the limit policy ---------------------------------------------------------------------------
 
@@ -80,6 +89,11 @@ def limits_describe(tenant: Tenant) -> dict:
         "platform_defaults": {name: getattr(platform, name) for name in POLICY_FIELDS},
         "platform_maxima": {name: getattr(platform, f"max_{name}") for name in LIMIT_FIELDS},
         "abuse_rules": {name: getattr(platform, name) for name in ABUSE_RULE_FIELDS},
+        "warning_thresholds": list(effective.warning_thresholds),
+        "alert_digest": effective.alert_digest,
+        "anomaly_auto_suspend": effective.anomaly_auto_suspend,
+        "platform_warning_thresholds": list(platform.warning_thresholds or []),
+        "own_settings": {name: getattr(override, name, None) if override else None for name in TENANT_SETTING_FIELDS},
     }
 
 
@@ -180,9 +194,48 @@ class NearLimit:
 
 
 def near_limits(*, tenant: Tenant, limits: EffectiveLimits, now: datetime | None = None) -> list[NearLimit]:
-    """Who is at or above the warning threshold now: per user, today's requests and tokens
-    and this hour's requests; the tenant's tokens today. Three queries, from the roll-ups
-    (tokens as used, not as reserved)."""
+    """Who is at or above the (lowest) warning threshold now, from the live limit counters:
+    per user, this minute's, this hour's and today's requests and today's tokens; the tenant's
+    tokens today. One query for the members and one read of the counters (one Redis round
+    trip), whatever the history. Tokens are as reserved (the estimate until a call settles).
+    When the counters cannot be read, the roll-ups answer instead (no per-minute limit then)."""
+    try:
+        return _near_limits_live(tenant=tenant, limits=limits)
+    except LimitsUnavailable:
+        return near_limits_from_rollups(tenant=tenant, limits=limits, now=now)
+
+
+def _near_limits_live(*, tenant: Tenant, limits: EffectiveLimits) -> list[NearLimit]:
+    percent = limits.warning_threshold_percent
+    members = list(
+        Membership.objects.for_tenant(tenant).granting_access().values_list("pk", "user__email").order_by("pk")
+    )
+    windows: list[LimitWindow] = []
+    owners: list[tuple[int | None, str]] = []
+    for index, (membership_id, email) in enumerate(members):
+        check = call_check(membership=Membership(pk=membership_id, tenant_id=tenant.pk), limits=limits,
+                           estimated_tokens=0)
+        chosen = check.windows if index == 0 else check.windows[:-1]  # the tenant's window once
+        for window in chosen:
+            windows.append(LimitWindow(key=window.key, window=window.window, limit=window.limit, amount=0,
+                                       name=window.name, subject=window.subject))
+            owners.append((None, "") if window.name == LimitName.TENANT_TOKENS_PER_DAY else (membership_id, email))
+    if not windows:
+        return []
+    found = []
+    for usage, (membership_id, email) in zip(current_usage(windows), owners, strict=True):
+        if usage.limit and usage.used_after * 100 >= percent * usage.limit and usage.used_after:
+            found.append(NearLimit(limit=usage.name, used=usage.used_after, limit_value=usage.limit,
+                                   user=membership_id, email=email))
+    return sorted(found, key=lambda item: (-item.percent, item.email, item.limit))
+
+
+def near_limits_from_rollups(
+    *, tenant: Tenant, limits: EffectiveLimits, now: datetime | None = None
+) -> list[NearLimit]:
+    """Who is at or above the warning threshold from the roll-ups (when the counters are down):
+    per user, today's requests and tokens and this hour's requests; the tenant's tokens today.
+    Three queries (tokens as used, not as reserved)."""
     now = now or timezone.now()
     percent = limits.warning_threshold_percent
 

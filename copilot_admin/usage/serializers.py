@@ -10,6 +10,7 @@ from copilot_admin.usage.exports import ExportFormat, GroupBy
 from copilot_admin.usage.limits import (
     ABUSE_RULE_FIELDS,
     LIMIT_FIELDS,
+    MAX_WARNING_THRESHOLDS,
     PERCENT_FIELDS,
     PLATFORM_FIELDS,
     POLICY_FIELDS,
@@ -52,11 +53,39 @@ def _serializer(name: str, doc: str, fields: dict, *bases) -> type:
     return type(name, (*bases, serializers.Serializer), {"__doc__": doc, "__module__": __name__, **fields})
 
 
+def _thresholds_field(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=100), max_length=MAX_WARNING_THRESHOLDS, **kwargs
+    )
+
+
+_SETTING_INPUTS = {
+    "warning_thresholds": _thresholds_field(
+        required=False, allow_null=True, allow_empty=True,
+        help_text="Percentages of each limit at which a warning goes out, once per threshold and window; "
+                  "null or []: the platform's.",
+    ),
+    "alert_digest": serializers.BooleanField(
+        required=False, help_text="Limit warnings by e-mail once a day instead of one e-mail per warning."
+    ),
+    "anomaly_auto_suspend": serializers.BooleanField(
+        required=False, help_text="An anomaly case also suspends the user's copilot access."
+    ),
+}
 LimitsUpdateSerializer = _serializer(
     "LimitsUpdate",
-    "PATCH `limits/`: a number overrides the platform default (within its maximum); null follows the default again.",
-    _int_fields(POLICY_FIELDS, optional=True, allow_null=True, bounded=True),
+    "PATCH `limits/`: a number overrides the platform default (within its maximum); null follows the default again. "
+    "Besides the limits: the warning thresholds, the daily digest and automatic suspension on anomalies.",
+    {**_int_fields(POLICY_FIELDS, optional=True, allow_null=True, bounded=True), **_SETTING_INPUTS},
     StrictFieldsMixin,
+)
+TenantSettingsSerializer = _serializer(
+    "LimitOwnSettings", "The tenant's own alert settings; null thresholds: the platform's.",
+    {
+        "warning_thresholds": _thresholds_field(allow_null=True),
+        "alert_digest": serializers.BooleanField(allow_null=True),
+        "anomaly_auto_suspend": serializers.BooleanField(allow_null=True),
+    },
 )
 LimitOverridesSerializer = _serializer(
     "LimitOverrides", "The tenant's own values; null: follows the platform default.",
@@ -76,11 +105,18 @@ LimitsSerializer = _serializer(
         "platform_defaults": LimitDefaultsSerializer(),
         "platform_maxima": LimitMaximaSerializer(),
         "abuse_rules": AbuseRulesSerializer(),
+        "warning_thresholds": _thresholds_field(help_text="The thresholds in force (percent), lowest first."),
+        "alert_digest": serializers.BooleanField(),
+        "anomaly_auto_suspend": serializers.BooleanField(),
+        "platform_warning_thresholds": _thresholds_field(),
+        "own_settings": TenantSettingsSerializer(),
     },
 )
 PlatformLimitsSerializer = _serializer(
-    "PlatformLimits", "The platform policy: defaults, maxima (`max_<limit>`) and abuse rules.",
-    _int_fields(PLATFORM_FIELDS, optional=True, bounded=True), StrictFieldsMixin,
+    "PlatformLimits", "The platform policy: defaults, maxima (`max_<limit>`), abuse rules and warning thresholds.",
+    {**_int_fields(PLATFORM_FIELDS, optional=True, bounded=True),
+     "warning_thresholds": _thresholds_field(required=False, allow_empty=True)},
+    StrictFieldsMixin,
 )
 
 

@@ -129,8 +129,9 @@ def usage_record_create(
 ) -> UsageRecord:
     """Record one copilot call (metadata only), add it to the daily and hourly roll-ups, and
     count a strike against the user for a content-filter refusal, or for a refusal by a limit
-    (`limit`: the one that refused, from `RateLimitExceeded.limit`). `integration_key`: the
-    public id of the integration key the call was made with, for the member.
+    (`limit`: the one that refused, from `RateLimitExceeded.limit`): at most one strike per
+    limit and window, so a burst refused within one minute is one strike. `integration_key`:
+    the public id of the integration key the call was made with, for the member.
 
     All of it commits with the caller's transaction, or with its own when there is none: no
     savepoint of its own, so a failure anywhere in the caller's bookkeeping leaves none of it
@@ -150,7 +151,8 @@ def usage_record_create(
         if error_code == CONTENT_FILTERED:
             abuse.strike_record(membership=membership, kind=StrikeKind.CONTENT_FILTER)
         elif outcome == UsageOutcome.REFUSED and error_code == RateLimitExceeded.code:
-            abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=limit)
+            abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=limit,
+                                window_start=admission.limit_window_start(limit))
     return record
 
 

@@ -5,10 +5,13 @@ exponential backoff while SMTP fails, and idempotent through its `Notification` 
 The periodic tasks are scheduled by Celery beat (`CELERY_BEAT_SCHEDULE` in settings).
 """
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
-from copilot_admin.usage import abuse, alerts, rollups, webhook_delivery
+from copilot_admin.usage import abuse, alerts, anomalies, rollups, webhook_delivery
 from copilot_admin.usage.counters import DatabaseCounterBackend, get_counter_backend
 
 
@@ -46,9 +49,21 @@ def review_usage_patterns() -> int:
 
 
 @shared_task(acks_late=True)
+def review_anomalies() -> int:
+    """Open anomaly cases for the last whole hour's usage far outside each user's baseline (hourly)."""
+    return len(anomalies.anomalies_review())
+
+
+@shared_task(acks_late=True)
+def send_warning_digests() -> int:
+    """E-mail yesterday's limit warnings to the tenants that take the daily digest (daily, after midnight UTC)."""
+    return len(alerts.warning_digest_send(day=(timezone.now() - timedelta(days=1)).date()))
+
+
+@shared_task(acks_late=True)
 def usage_maintenance() -> dict:
-    """End lapsed suspensions, enqueue notifications and webhook deliveries whose task was lost, purge expired
-    database counters and hourly roll-ups older than eight days."""
+    """End lapsed suspensions, enqueue notifications and webhook deliveries whose task was lost, purge
+    expired database counters and hourly roll-ups older than the anomaly baselines need."""
     result = {
         "suspensions_ended": abuse.suspensions_expire(),
         "notifications_enqueued": alerts.notifications_resend_pending(),

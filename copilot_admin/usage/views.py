@@ -24,8 +24,17 @@ from copilot_admin.usage.forms import (
     WebhookForm,
     case_actions,
 )
-from copilot_admin.usage.limits import POLICY_FIELDS
-from copilot_admin.usage.models import AbuseCase, CaseStatus, LimitName, Notification, Strike, Webhook, WebhookEvent
+from copilot_admin.usage.limits import POLICY_FIELDS, TENANT_SETTING_FIELDS
+from copilot_admin.usage.models import (
+    AbuseCase,
+    CaseKind,
+    CaseStatus,
+    LimitName,
+    Notification,
+    Strike,
+    Webhook,
+    WebhookEvent,
+)
 
 
 def _with_feature_labels(summary: dict) -> dict:
@@ -115,7 +124,13 @@ class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
         return TenantLimitsForm(**self.get_form_kwargs(), describe=self.describe)
 
     def get_initial(self):
-        return dict(self.describe["overrides"])
+        own = self.describe["own_settings"]
+        return {
+            **self.describe["overrides"],
+            "warning_thresholds": ", ".join(str(t) for t in own["warning_thresholds"] or []),
+            "alert_digest": bool(own["alert_digest"]),
+            "anomaly_auto_suspend": bool(own["anomaly_auto_suspend"]),
+        }
 
     def get_context_data(self, **kwargs):
         d = self.describe
@@ -128,7 +143,8 @@ class LimitsPageView(ServiceFormMixin, TenantPageMixin, FormView):
 
     def perform(self, form) -> str:
         services.tenant_limits_update(
-            actor=self.membership, changes={name: form.cleaned_data.get(name) for name in POLICY_FIELDS}
+            actor=self.membership,
+            changes={name: form.cleaned_data.get(name) for name in (*POLICY_FIELDS, *TENANT_SETTING_FIELDS)},
         )
         return "The usage limits were saved."
 
@@ -173,8 +189,11 @@ class AbuseCaseDetailView(TenantDetailView):
         strikes = Strike.objects.for_tenant(self.tenant).filter(membership_id=case.membership_id).order_by(
             "-occurred_at"
         )[:20]
+        chart = (case.details or {}).get("chart") if case.kind == CaseKind.ANOMALY else None
         return super().get_context_data(
             strikes=list(strikes),
+            evidence_chart=chart,
+            evidence_rows=list(zip(chart["labels"], chart["calls"], strict=False)) if chart else [],
             actions=case_actions(case, access_status=case.access_status),
             may_decide=Perm.LIMITS in self.request.permissions,
             **kwargs,

@@ -39,9 +39,13 @@ def strict(clocked):
                       suspensions_to_terminate=2, termination_window_days=7)
 
 
-def strike_out(membership):
+def strike_out(membership, clock):
+    """Two strikes: a limit strikes once per window, so the second refusal comes a minute later."""
     call(membership)
     refused(membership)
+    refused(membership)  # the same minute: refused, but no second strike
+    clock.advance(60)
+    call(membership)
     refused(membership)
 
 
@@ -57,7 +61,7 @@ def test_strikes_suspend_and_repeated_suspensions_terminate(tenant_a, strict, cl
                                                               django_capture_on_commit_callbacks):
     tech = tenant_a.members["tech"]
     with django_capture_on_commit_callbacks(execute=True):
-        strike_out(tech)
+        strike_out(tech, clocked[0])
     assert usage.copilot_access_state(tech) == "suspended"
     case = AbuseCase.objects.for_tenant(tenant_a.tenant).get()
     assert (case.kind, case.status, case.opened_by, case.details["strikes"]) == ("suspension", "open", None, 2)
@@ -73,18 +77,18 @@ def test_strikes_suspend_and_repeated_suspensions_terminate(tenant_a, strict, cl
 
     clocked[0].advance(60)  # a fresh minute window for the counters
     with django_capture_on_commit_callbacks(execute=True):
-        strike_out(tech)
+        strike_out(tech, clocked[0])
     assert usage.copilot_access_state(tech) == "terminated"
     termination = AbuseCase.objects.for_tenant(tenant_a.tenant).get(kind=CaseKind.TERMINATION)
     assert termination.is_open and termination.details["earlier_suspensions"] == 1
     assert any("terminated" in m.subject.lower() for m in mail.outbox)
 
 
-def test_automatic_transitions_are_the_systems_even_inside_a_users_request(tenant_a, strict):
+def test_automatic_transitions_are_the_systems_even_inside_a_users_request(tenant_a, strict, clocked):
     tech, admin = tenant_a.members["tech"], tenant_a.members["admin"]
     company = tenant_a.companies[2]
     with set_actor(actor=tech.user):
-        strike_out(tech)
+        strike_out(tech, clocked[0])
         directory.company_update(actor=admin, company=company, name="Renamed in the same request")
     access = CopilotAccess.objects.for_tenant(tenant_a.tenant).get(membership=tech)
     assert {entry.actor for entry in entries(CopilotAccess, access.pk)} == {None}
@@ -103,10 +107,10 @@ def test_content_filter_refusals_are_strikes(tenant_a, strict):
     assert (day.requests, day.failed, day.filtered, day.prompt_tokens) == (2, 2, 2, 80)
 
 
-def test_an_administrator_reinstates_a_suspension_through_the_api(tenant_a, strict,
+def test_an_administrator_reinstates_a_suspension_through_the_api(tenant_a, strict, clocked,
                                                                    django_capture_on_commit_callbacks):
     tech, admin = tenant_a.members["tech"], tenant_a.members["admin"]
-    strike_out(tech)
+    strike_out(tech, clocked[0])
     case = AbuseCase.objects.for_tenant(tenant_a.tenant).get()
     api = api_client_for(admin.user)
     listed = api.get(CASES, {"status": "open"}).json()["results"]
@@ -129,14 +133,16 @@ def test_an_administrator_reinstates_a_suspension_through_the_api(tenant_a, stri
     assert any("reinstated" in m.subject.lower() for m in mail.outbox)
     again = api.post(f"{CASES}{case.pk}/reinstate/", {"reason": "twice"}, format="json")
     assert again.status_code == 409 and again.json()["error"]["code"] == "case_resolved"
-    # The strikes before the reinstatement are forgiven: one more refusal does not suspend.
+    # The strikes before the reinstatement are forgiven: one more strike does not suspend.
+    clocked[0].advance(60)
+    call(tech)
     refused(tech)
     assert usage.copilot_access_state(tech) == "active"
 
 
-def test_only_a_platform_operator_reinstates_a_termination(tenant_a, tenant_b, operator, strict):
+def test_only_a_platform_operator_reinstates_a_termination(tenant_a, tenant_b, operator, strict, clocked):
     tech, admin = tenant_a.members["tech"], tenant_a.members["admin"]
-    strike_out(tech)
+    strike_out(tech, clocked[0])
     suspension = AbuseCase.objects.for_tenant(tenant_a.tenant).get()
     api = api_client_for(admin.user)
     terminated = api.post(f"{CASES}{suspension.pk}/terminate/", {"reason": "Repeated abuse"}, format="json")
@@ -164,9 +170,9 @@ def test_only_a_platform_operator_reinstates_a_termination(tenant_a, tenant_b, o
     assert platform.get(reverse("api:platform-abuse-cases-list")).json()["results"] == []
 
 
-def test_dismiss_keeps_the_access_as_it_is(tenant_a, strict):
+def test_dismiss_keeps_the_access_as_it_is(tenant_a, strict, clocked):
     tech = tenant_a.members["tech"]
-    strike_out(tech)
+    strike_out(tech, clocked[0])
     case = AbuseCase.objects.for_tenant(tenant_a.tenant).get()
     response = api_client_for(tenant_a.members["admin"].user).post(
         f"{CASES}{case.pk}/dismiss/", {"reason": "Known batch job"}, format="json")
@@ -174,9 +180,9 @@ def test_dismiss_keeps_the_access_as_it_is(tenant_a, strict):
     assert usage.copilot_access_state(tech) == "suspended"
 
 
-def test_suspension_termination_and_reinstatement_through_the_pages(client, tenant_a, operator, strict):
+def test_suspension_termination_and_reinstatement_through_the_pages(client, tenant_a, operator, strict, clocked):
     tech, admin = tenant_a.members["tech"], tenant_a.members["admin"]
-    strike_out(tech)
+    strike_out(tech, clocked[0])
     case = AbuseCase.objects.for_tenant(tenant_a.tenant).get()
     client.force_login(admin.user)
     dashboard = client.get(reverse("usage:dashboard", kwargs={"tenant_slug": "alpha"})).content.decode()
@@ -230,9 +236,9 @@ def test_pattern_review_opens_each_case_once(tenant_a, db):
     assert AbuseCase.objects.for_tenant(tenant).filter(status=CaseStatus.OPEN).count() == 1
 
 
-def test_notifications_page_lists_every_email(client, tenant_a, strict, django_capture_on_commit_callbacks):
+def test_notifications_page_lists_every_email(client, tenant_a, strict, clocked, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        strike_out(tenant_a.members["tech"])
+        strike_out(tenant_a.members["tech"], clocked[0])
     client.force_login(tenant_a.members["auditor"].user)
     page = client.get(reverse("usage:notifications", kwargs={"tenant_slug": "alpha"})).content.decode()
     for notification in Notification.objects.for_tenant(tenant_a.tenant):

@@ -43,29 +43,36 @@ def tech_api(tenant_a):
 
 def test_rate_limited_with_retry_after_then_suspended_then_reinstated(tenant_a, us_deployment, tech_api, clocked,
                                                                       django_capture_on_commit_callbacks):
-    set_policy(user_requests_per_minute=2, strike_limit=2, strike_window_minutes=60, suspension_minutes=15)
+    set_policy(user_requests_per_hour=2, strike_limit=2, strike_window_minutes=120, suspension_minutes=15)
     body = ticket(tenant_a.companies[0])
     with django_capture_on_commit_callbacks(execute=True):
         assert [tech_api.post(URL, body, format="json").status_code for _ in range(2)] == [200, 200]
     refused = tech_api.post(URL, body, format="json")
     assert refused.status_code == 429, refused.content
     assert refused.json()["error"]["code"] == "rate_limited"
-    assert "this minute's limit of 2 requests" in refused.json()["error"]["message"]
-    assert refused["Retry-After"] == "55"
+    assert "user_requests_per_hour" in refused.json()["error"]["message"]
+    assert refused["Retry-After"] == "2575"  # 10:17:05 to 11:00:00
+    # A burst inside the same window: refused with Retry-After every time, but one strike only.
+    for _ in range(5):
+        again = tech_api.post(URL, body, format="json")
+        assert again.status_code == 429 and again["Retry-After"] == "2575"
+    assert Strike.objects.for_tenant(tenant_a.tenant).count() == 1
+    clocked[0].advance(3600)  # the next hour's window
+    assert [tech_api.post(URL, body, format="json").status_code for _ in range(2)] == [200, 200]
     with django_capture_on_commit_callbacks(execute=True):
         assert tech_api.post(URL, body, format="json").status_code == 429  # the second strike suspends
     suspended = tech_api.post(URL, body, format="json")
     assert suspended.status_code == 403 and suspended.json()["error"]["code"] == "access_suspended"
     assert Strike.objects.for_tenant(tenant_a.tenant).count() == 2
     day = DailyUsage.objects.for_tenant(tenant_a.tenant).get()
-    assert (day.requests, day.rate_limited) == (2, 2)
+    assert (day.requests, day.rate_limited) == (4, 7)
 
     case = AbuseCase.objects.for_tenant(tenant_a.tenant).get()
     admin = api_client_for(tenant_a.members["admin"].user)
     response = admin.post(f"/api/v1/tenants/alpha/abuse-cases/{case.pk}/reinstate/", {"reason": "Agreed"},
                           format="json")
     assert response.status_code == 200
-    clocked[0].advance(60)
+    clocked[0].advance(3600)
     assert tech_api.post(URL, body, format="json").status_code == 200
     # Warning and suspension e-mails went out, and none carries anything of the tickets.
     assert {"limit_warning", "access_suspended"} <= set(Notification.objects.for_tenant(tenant_a.tenant)

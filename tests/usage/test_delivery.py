@@ -89,7 +89,7 @@ def assert_each_once(messages, tenant):
 
 def test_threshold_warning_arrives_once(tenant_a, delivery):
     worker, smtp = delivery
-    set_policy(user_requests_per_day=10, warning_threshold_percent=50)
+    set_policy(user_requests_per_day=10, warning_threshold_percent=50, warning_thresholds=[])  # 50% only
     tech = tenant_a.members["tech"]
     for _ in range(8):
         call(tech)

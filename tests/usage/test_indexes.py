@@ -12,8 +12,11 @@ from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
 from copilot_admin.usage.models import DailyUsage, HourlyUsage
+from copilot_admin.usage.rollups import HOURLY_KEPT
 from tenants.models import Membership
 from tests.conftest import require_service
+
+HOURLY_KEPT_HOURS = int(HOURLY_KEPT.total_seconds() // 3600)
 
 
 def _index_names(state, model):
@@ -40,7 +43,8 @@ def _explain(queryset) -> str:
 @pytest.fixture
 def big_rollups(db, tenant_a, tenant_b):
     """Per tenant: every membership x 25 features x 1,500 days of daily rows, and every
-    membership x 8 days of hourly rows (the hourly table's retention), for both tenants."""
+    membership x the hourly table's retention (12 weeks, kept for the anomaly baselines) of
+    hourly rows, for both tenants."""
     require_service("PostgreSQL", connection.vendor == "postgresql", "the plans asserted are PostgreSQL's")
     today = timezone.now().date()
     hour = timezone.now().replace(minute=0, second=0, microsecond=0)
@@ -56,8 +60,8 @@ def big_rollups(db, tenant_a, tenant_b):
                 )
                 cursor.execute(
                     f"INSERT INTO {HourlyUsage._meta.db_table} (tenant_id, membership_id, hour, requests, tokens) "
-                    "SELECT %s, %s, %s - g * interval '1 hour', 3, 150 FROM generate_series(0, 8 * 24 - 1) AS g",
-                    [world.tenant.pk, membership_id, hour],
+                    "SELECT %s, %s, %s - g * interval '1 hour', 3, 150 FROM generate_series(0, %s - 1) AS g",
+                    [world.tenant.pk, membership_id, hour, HOURLY_KEPT_HOURS],
                 )
         cursor.execute(f"ANALYZE {DailyUsage._meta.db_table}")
         cursor.execute(f"ANALYZE {HourlyUsage._meta.db_table}")

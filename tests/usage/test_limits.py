@@ -174,30 +174,31 @@ def test_tokens_are_reserved_then_reconciled_and_the_tenant_limit_is_shared(tena
     assert backend.current(windows=windows)[0].used_after == 150
 
 
-def test_threshold_warning_is_sent_once_per_limit_and_window(tenant_a, clocked, django_capture_on_commit_callbacks):
+def test_each_threshold_warns_once_per_limit_and_window(tenant_a, clocked, django_capture_on_commit_callbacks):
+    """The platform default thresholds, 80% and 95%: each warns (and e-mails) once per window."""
     clock, _ = clocked
-    set_policy(user_requests_per_minute=10, warning_threshold_percent=80)
+    set_policy(user_requests_per_hour=10, warning_threshold_percent=80)
     tech = tenant_a.members["tech"]
     with django_capture_on_commit_callbacks(execute=True):
         for _ in range(10):
             call(tech)
         refused(tech)
     warnings = LimitWarning.objects.for_tenant(tenant_a.tenant)
-    assert warnings.count() == 1
-    warning = warnings.get()
-    assert (warning.limit, warning.used, warning.limit_value, warning.membership_id) == (
-        "user_requests_per_minute", 8, 10, tech.pk)
+    assert sorted(warnings.values_list("threshold_percent", "used")) == [(80, 8), (95, 10)]
+    warning = warnings.get(threshold_percent=80)
+    assert (warning.limit, warning.limit_value, warning.membership_id, warning.emailed) == (
+        "user_requests_per_hour", 10, tech.pk, True)
     to = sorted(message.to[0] for message in mail.outbox)
-    assert to == ["admin@alpha.test", "tech@alpha.test"]
+    assert to == ["admin@alpha.test", "admin@alpha.test", "tech@alpha.test", "tech@alpha.test"]
     message = mail.outbox[0]
-    assert "user_requests_per_minute" in message.body and message.alternatives[0][1] == "text/html"
+    assert "user_requests_per_hour" in message.body and message.alternatives[0][1] == "text/html"
     assert set(Notification.objects.for_tenant(tenant_a.tenant).values_list("status", flat=True)) == {"sent"}
 
-    clock.advance(60)  # the next minute: a new window, a new warning
+    clock.advance(3600)  # the next hour: a new window, a new warning at 80% (9 calls stay below 95%)
     with django_capture_on_commit_callbacks(execute=True):
         for _ in range(9):
             call(tech)
-    assert warnings.count() == 2 and len(mail.outbox) == 4
+    assert warnings.count() == 3 and len(mail.outbox) == 6
 
 
 def test_tenant_limit_warning_goes_to_the_administrators(tenant_a, clocked, django_capture_on_commit_callbacks):
