@@ -69,6 +69,8 @@ def _shown(value) -> str:
         return ", ".join(_shown(v) for v in value)
     if isinstance(value, bool):
         return ON if value else OFF
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_shown(item)}" for key, item in sorted(value.items()))
     return str(value)
 
 

@@ -290,7 +290,9 @@ def readable_field_value(instance, field):
         return ON if value else OFF
     if field.choices:
         return str(dict(field.flatchoices).get(value, value))
-    if isinstance(value, (list, dict)):
+    if isinstance(value, dict):  # switches by name: {"summarize": "on", ...}
+        return {key: (ON if item else OFF) if isinstance(item, bool) else item for key, item in sorted(value.items())}
+    if isinstance(value, list):
         return value
     return str(get_field_value(instance, field))
 
