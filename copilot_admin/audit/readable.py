@@ -114,7 +114,7 @@ class ReadableNames:
             obj = related_model.objects.filter(pk=pk, memberships__tenant_id=self.tenant_id).first()
             return (obj.email or "").lower() if obj else None
         if label == "tenants.membership":
-            obj = related_model.objects.filter(pk=pk, tenant_id=self.tenant_id).select_related("user").first()
+            obj = related_model.objects.for_tenant(Tenant(pk=self.tenant_id)).filter(pk=pk).select_related("user").first()
             return (obj.user.email or "").lower() if obj else None
         if any(field.name == "tenant" for field in related_model._meta.concrete_fields):
             # Tenant-owned (fail-closed manager): read inside the entry's tenant only.

@@ -8,7 +8,7 @@ committed out of order.)
 
 from dataclasses import dataclass
 
-from django.db.models import CharField, Count, Q, QuerySet, Subquery
+from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast
 
 from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash
@@ -80,7 +80,8 @@ def _subject_filter(filters: dict) -> Q | None:
     if filters.get("user"):
         conditions.append(Q(object_type="membership", object_id=str(filters["user"])))
         # Its account's own entries (security events): only entries of this tenant's chain are read.
-        accounts = Membership.objects.filter(pk=filters["user"]).annotate(
+        # unscoped(): the membership is read in the entry's own tenant (OuterRef), never another.
+        accounts = Membership.objects.unscoped().filter(pk=filters["user"], tenant_id=OuterRef("tenant_id")).annotate(
             user_text=Cast("user_id", output_field=CharField())
         ).values("user_text")
         conditions.append(Q(object_type="user", object_id__in=Subquery(accounts)))

@@ -17,7 +17,7 @@ from copilot_admin.audit.chain import entry_hash
 from copilot_admin.audit.services import audit_event_record, audit_seal
 from tests.audit.conftest import chain_fill, entries
 from tests.conftest import api_client_for
-from tests.cross.routes import TENANT_API, TENANT_PAGES
+from tests.cross.routes import TENANT_API, TENANT_PAGES, holds
 
 LIST_PAGE = "/t/alpha/audit/"
 LIST_API = "/api/v1/tenants/alpha/audit/"
@@ -243,7 +243,7 @@ def test_export_streams_thousands_of_entries_in_constant_memory(tenant_a, audito
 # -- the auditor changes nothing ------------------------------------------------------------
 
 def _writes_refused_to(membership):
-    pages = [name for name, perm in TENANT_PAGES.items() if not has_permission(membership, perm)]
+    pages = [name for name, perm in TENANT_PAGES.items() if not holds(membership, perm)]
     api = [(name, method) for (name, method), perm in TENANT_API.items()
            if method != "get" and perm in ADMIN_PERMISSIONS and not has_permission(membership, perm)]
     return pages, api
