@@ -343,3 +343,25 @@ def test_platform_auditor_exports_across_tenants_streamed_and_recorded(client, t
 def test_tenant_members_cannot_export_across_tenants(client, tenant_a, who):
     client.force_login(tenant_a.members[who].user)
     assert client.get(reverse("platform_audit:export"), {"format": "csv"}).status_code == 404
+
+
+def test_tenant_export_carries_readable_values_beside_the_raw_ones(tenant_a, auditor_api):
+    tech = tenant_a.members["tech"]
+    technician, auditor_role = _role(tenant_a, "Technician"), _role(tenant_a, "Compliance Auditor")
+    old = entry_append(
+        tenant_id=tenant_a.tenant.pk, actor_id=None, actor_email="", actor_type="system", action="membership.update",
+        object_type="membership", object_id=str(tech.pk), object_repr=tech.user.email,
+        changes={"role": [str(technician.pk), str(auditor_role.pk)]},
+        content_type_id=ContentType.objects.get_for_model(Membership).pk,
+    )
+    response = auditor_api.get("/api/v1/tenants/alpha/audit/export/", {"format": "jsonl"})
+    lines = {line["id"] if "id" in line else line["seq"]: line
+             for line in map(json.loads, b"".join(response.streaming_content).decode().splitlines())}
+    line = next(line for line in lines.values() if line["object_id"] == str(tech.pk) and line["changes"] == old.changes)
+    assert line["changes"] == {"role": [str(technician.pk), str(auditor_role.pk)]}  # raw, as hashed
+    assert line["changes_readable"] == {"role": ["Technician", "Compliance Auditor"]}
+    assert line["summary"] == "system changed user tech@alpha.test: role Technician → Compliance Auditor"
+    assert entry_hash(line) == line["hash"] and line["tenant"] == "alpha"
+    csv_rows = b"".join(auditor_api.get("/api/v1/tenants/alpha/audit/export/", {"format": "csv"})
+                        .streaming_content).decode()
+    assert "system changed user tech@alpha.test: role Technician → Compliance Auditor" in csv_rows
