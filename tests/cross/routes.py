@@ -28,6 +28,18 @@ GLOBAL_ROUTES = {
     "schema": PUBLIC,
     "api-docs": PUBLIC,
     "api:auth-token": PUBLIC,
+    # MFA (copilot_admin/identity/mfa_urls.py): the second step of a login is reachable only with a
+    # pending login in the session (else back to the login); the rest are the user's own factors.
+    "mfa:login_verify": PUBLIC,
+    "mfa:login_key_options": PUBLIC,
+    "mfa:login_key_verify": PUBLIC,
+    "mfa:manage": AUTHENTICATED,
+    "mfa:reauth": AUTHENTICATED,
+    "mfa:totp_enrol": AUTHENTICATED,
+    "mfa:key_options": AUTHENTICATED,
+    "mfa:key_register": AUTHENTICATED,
+    "mfa:remove": AUTHENTICATED,
+    "mfa:recovery_codes": AUTHENTICATED,
     "platform:tenants": OPERATOR,
     "platform:tenant_create": OPERATOR,
     "platform:tenant_edit": OPERATOR,
@@ -88,6 +100,7 @@ TENANT_PAGES = {
     "usage:abuse_case": Perm.USAGE_VIEW,
     "usage:abuse_case_resolve": Perm.LIMITS,
     "usage:notifications": Perm.USAGE_VIEW,
+    "identity:integration_keys": Perm.INTEGRATIONS,
 }
 
 # Tenant API: (name, method) -> permission.
@@ -121,6 +134,10 @@ TENANT_API = {
     ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
     ("api:abuse-cases-terminate", "post"): Perm.LIMITS,
     ("api:abuse-cases-dismiss", "post"): Perm.LIMITS,
+    ("api:integration-keys-list", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-list", "post"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "delete"): Perm.INTEGRATIONS,
 }
 
 # Which object of the tenant a route's <pk> names.
@@ -139,6 +156,7 @@ OBJECT_KIND = {
     "api:abuse-cases-dismiss": "abuse_case",
     "audit:entry": "audit_entry",
     "api:audit-detail": "audit_entry",
+    "api:integration-keys-detail": "integration_key",
 }
 
 
@@ -165,6 +183,11 @@ def object_pk(kind: str, world) -> int:
 
         entry = AuditEntry.objects.for_tenant(world.tenant).filter(action="test.policy_table").first()
         return (entry or audit_event_record(tenant=world.tenant, actor=None, action="test.policy_table")).pk
+    if kind == "integration_key":
+        from copilot_admin.identity.services import integration_key_create
+
+        key, _ = integration_key_create(actor=world.members["admin"], name="policy-table", scopes=["read"])
+        return key.pk
     raise KeyError(kind)
 
 
