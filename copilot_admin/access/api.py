@@ -19,6 +19,8 @@ class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
         "list": Perm.ROLES, "retrieve": Perm.ROLES, "create": Perm.ROLES,
         "update": Perm.ROLES, "partial_update": Perm.ROLES, "destroy": Perm.ROLES,
     }
+    # Auditors read the roles and their permissions (read-only).
+    alternatives = {"list": Perm.DIRECTORY_VIEW, "retrieve": Perm.DIRECTORY_VIEW}
     filterset_fields = ["user_type", "is_system", "is_active"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 

@@ -90,20 +90,31 @@ class BaseClassGuard:
 
 class TenantPageMixin(BaseClassGuard, AccessMixin):
     """A page of one tenant. Subclasses declare `permission_required`; `prepare()` runs after
-    the access checks, before the handler, in the request's audit scope."""
+    the access checks, before the handler, in the request's audit scope.
+
+    `read_permission` (optional) lets a reader in as well, for GET and HEAD only: the page
+    shows itself read-only to them (`self.read_only`); any other method still needs
+    `permission_required` (refused 403 and recorded)."""
 
     base_class = True
     final_methods = ("dispatch",)
     permission_attribute = "permission_required"
     permission_required = None
+    read_permission = None
+
+    @classmethod
+    def declared_permissions(cls) -> list:
+        declared = super().declared_permissions()
+        return declared if cls.read_permission is None or not declared else [*declared, cls.read_permission]
 
     def dispatch(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
             return self.handle_no_permission()
         try:
+            reading = request.method in ("GET", "HEAD") and self.read_permission is not None
             access = tenant_request_resolve(
                 request=request, tenant_slug=kwargs["tenant_slug"], permission=self.permission_required,
-                channel=Channel.WEB,
+                alternatives=(self.read_permission,) if reading else (), channel=Channel.WEB,
             )
         except NotFound as exc:
             console_page = self._operator_console_page(request, kwargs["tenant_slug"])
@@ -113,6 +124,10 @@ class TenantPageMixin(BaseClassGuard, AccessMixin):
         except PermissionRefused as exc:
             raise PermissionDenied(exc.message) from exc
         self.access, self.membership, self.tenant = access, access.membership, access.tenant
+        # A reader let in by `read_permission` only: the page offers no change.
+        self.read_only = (
+            self.permission_required is not ANY_MEMBER and self.permission_required not in access.permissions
+        )
         with access.scope(request):
             self.prepare()
             return super().dispatch(request, *args, **kwargs)

@@ -31,6 +31,7 @@ class Perm(models.TextChoices):
     AUDIT_VIEW = "audit.view", "View audit log"
     AUDIT_EXPORT = "audit.export", "Export audit log"
     INTEGRATIONS = "admin.integrations", "Manage integration keys"
+    DIRECTORY_VIEW = "directory.view", "View users, roles and companies (read-only)"
 
 
 class PlatformPerm(models.TextChoices):
@@ -149,7 +150,7 @@ def modules() -> tuple[Module, ...]:
         _module("Data zone", Perm.REGION),
         _module("Identity", Perm.IDENTITY),
         _module("Usage", Perm.USAGE_VIEW),
-        _module("Audit", Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT),
+        _module("Audit", Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT, Perm.DIRECTORY_VIEW),
         _module("Integrations", Perm.INTEGRATIONS),
         Module("Copilot features", tuple((grant.code, grant.grant_label) for grant in _FEATURE_GRANTS.values())),
     )

@@ -45,9 +45,10 @@ def system_roles() -> tuple[dict, ...]:
         },
         {
             "name": "Compliance Auditor",
-            "description": "Reads the audit log and usage, exports the audit log; changes nothing.",
+            "description": "Reads the audit log, usage, users, roles and companies, exports the audit log; "
+                           "changes nothing.",
             "user_type": UserType.INTERNAL,
-            "permissions": sorted({Perm.USAGE_VIEW, Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT}),
+            "permissions": sorted({Perm.USAGE_VIEW, Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT, Perm.DIRECTORY_VIEW}),
         },
     )
 
@@ -127,6 +128,13 @@ def role_create(
     *, actor: Membership, name: str, user_type: str, permissions, description: str = "", is_active: bool = True
 ) -> SecurityRole:
     permission_require(actor=actor, permission=Perm.ROLES)
+    return _role_insert(actor=actor, name=name, user_type=user_type, permissions=permissions,
+                        description=description, is_active=is_active)
+
+
+def _role_insert(
+    *, actor: Membership, name, user_type, permissions, description, is_active, source=None
+) -> SecurityRole:
     permissions = _clean_permissions(permissions=permissions, user_type=user_type)
     ensure_can_grant(actor=actor, permissions=permissions)
     _ensure_unique_name(tenant=actor.tenant, name=name)
@@ -135,7 +143,12 @@ def role_create(
             tenant=actor.tenant, name=name, user_type=user_type, permissions=permissions, description=description,
             is_active=bool(is_active),
         )
-    audit_change_record(actor=actor, tenant=actor.tenant, instance=role)
+    if source is None:
+        audit_change_record(actor=actor, tenant=actor.tenant, instance=role)
+    else:
+        # The entry names the role it was cloned from (its name then, and its id).
+        audit_change_record(actor=actor, tenant=actor.tenant, instance=role, action="role.clone",
+                            metadata={"cloned_from": source.name, "cloned_from_id": source.pk})
     return role
 
 
@@ -143,15 +156,17 @@ def role_create(
 def role_clone(
     *, actor: Membership, source: SecurityRole, name: str, permissions=None, description=None, is_active: bool = True
 ) -> SecurityRole:
-    """A new, editable role starting from `source` (system roles included)."""
+    """A new, editable role starting from `source` (system roles included); its entry
+    (`role.clone`) names the source."""
     permission_require(actor=actor, permission=Perm.ROLES, tenant=source.tenant_id)
-    return role_create(
+    return _role_insert(
         actor=actor,
         name=name,
         user_type=source.user_type,
         permissions=source.permissions if permissions is None else permissions,
         description=source.description if description is None else description,
         is_active=is_active,
+        source=source,
     )
 
 

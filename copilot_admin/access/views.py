@@ -10,13 +10,14 @@ from copilot_admin.access import services
 from copilot_admin.access.base_views import TenantListView, TenantObjectMixin, TenantPageMixin
 from copilot_admin.access.forms import RoleForm
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.access.permissions import Perm
+from copilot_admin.access.permissions import Perm, modules
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin, form_add_service_error
 
 
 class RoleListView(TenantListView):
     permission_required = Perm.ROLES
+    read_permission = Perm.DIRECTORY_VIEW
     model = SecurityRole
     template_name = "access/role_list.html"
 
@@ -52,7 +53,12 @@ class RoleCreateView(ServiceFormMixin, TenantPageMixin, FormView):
         return super().get_context_data(source=self._source(), **kwargs)
 
     def perform(self, form) -> str:
-        role = services.role_create(actor=self.membership, **form.cleaned_data)
+        source = self._source()
+        if source is None or form.cleaned_data.get("user_type", source.user_type) != source.user_type:
+            role = services.role_create(actor=self.membership, **form.cleaned_data)
+        else:
+            data = {key: value for key, value in form.cleaned_data.items() if key != "user_type"}
+            role = services.role_clone(actor=self.membership, source=source, **data)
         return f"The role {role.name} was created."
 
     def get_success_url(self):
@@ -63,6 +69,7 @@ class RoleEditView(TenantObjectMixin, FormView):
     """The permission matrix of one role; system roles are shown read-only."""
 
     permission_required = Perm.ROLES
+    read_permission = Perm.DIRECTORY_VIEW
     model = SecurityRole
     form_class = RoleForm
     template_name = "access/role_form.html"
@@ -81,7 +88,7 @@ class RoleEditView(TenantObjectMixin, FormView):
         }
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(object=self.object, read_only=self.object.is_system, **kwargs)
+        return super().get_context_data(object=self.object, read_only=self.object.is_system or self.read_only, **kwargs)
 
     def post(self, request, *args, **kwargs):
         form = self.get_form()
@@ -163,3 +170,24 @@ class RoleDeleteView(_RoleConfirmView):
 
     def perform(self):
         services.role_delete(actor=self.membership, role=self.object)
+
+
+class RoleMatrixView(TenantPageMixin, TemplateView):
+    """Every role of the tenant against every permission of the catalogue, on one page: who
+    may do what, at a glance (administrators and auditors)."""
+
+    permission_required = Perm.ROLES
+    read_permission = Perm.DIRECTORY_VIEW
+    template_name = "access/role_matrix.html"
+
+    def get_context_data(self, **kwargs):
+        roles = list(
+            SecurityRole.objects.for_tenant(self.tenant).annotate(user_count=Count("memberships"))
+            .order_by("-is_system", "name")
+        )
+        rows = [
+            {"module": module.name, "first": index == 0, "span": len(module.permissions), "code": code,
+             "label": label, "cells": [code in role.permission_set for role in roles]}
+            for module in modules() for index, (code, label) in enumerate(module.permissions)
+        ]
+        return super().get_context_data(roles=roles, rows=rows, **kwargs)

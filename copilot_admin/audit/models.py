@@ -28,6 +28,8 @@ from tenants.scoping import TenantScopeRequired
 GENESIS_HASH = "0" * 64
 PLATFORM_CHAIN = "platform"
 SEAL_FIELDS = ("seq", "prev_hash", "hash")
+# metadata key of a change entry: the raw values (ids, codes) beside the readable `changes`.
+RAW_CHANGES_KEY = "raw"
 
 
 class ActorType(models.TextChoices):

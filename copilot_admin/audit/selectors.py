@@ -8,7 +8,8 @@ committed out of order.)
 
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
 
 from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash
 from copilot_admin.audit.models import (
@@ -20,7 +21,7 @@ from copilot_admin.audit.models import (
     chain_key,
 )
 from copilot_admin.core.errors import NotFound
-from tenants.models import Tenant
+from tenants.models import Membership, Tenant
 
 PAGE_SIZE = 50
 
@@ -56,6 +57,11 @@ def audit_entries_filter(queryset: QuerySet[AuditEntry], *, filters: dict) -> Qu
         queryset = queryset.filter(object_id=filters["object_id"])
     if filters.get("outcome"):
         queryset = queryset.filter(outcome=filters["outcome"])
+    if filters.get("correlation_id"):
+        queryset = queryset.filter(correlation_id=filters["correlation_id"])
+    subject = _subject_filter(filters)
+    if subject is not None:
+        queryset = queryset.filter(subject)
     text = (filters.get("q") or "").strip()
     if text:
         # Non-content fields only: what happened to what, by whom, from where.
@@ -65,6 +71,30 @@ def audit_entries_filter(queryset: QuerySet[AuditEntry], *, filters: dict) -> Qu
             | Q(correlation_id=text)
         )
     return queryset
+
+
+def _subject_filter(filters: dict) -> Q | None:
+    """"Changes to this user / role / company": entries whose object is the member (its
+    membership or its account), the role or the company (ids of the entries' tenant)."""
+    conditions = []
+    if filters.get("user"):
+        conditions.append(Q(object_type="membership", object_id=str(filters["user"])))
+        # Its account's own entries (security events): only entries of this tenant's chain are read.
+        # unscoped(): the membership is read in the entry's own tenant (OuterRef), never another.
+        accounts = Membership.objects.unscoped().filter(pk=filters["user"], tenant_id=OuterRef("tenant_id")).annotate(
+            user_text=Cast("user_id", output_field=CharField())
+        ).values("user_text")
+        conditions.append(Q(object_type="user", object_id__in=Subquery(accounts)))
+    if filters.get("role"):
+        conditions.append(Q(object_type="role", object_id=str(filters["role"])))
+    if filters.get("company"):
+        conditions.append(Q(object_type="company", object_id=str(filters["company"])))
+    if not conditions:
+        return None
+    combined = conditions[0]
+    for condition in conditions[1:]:
+        combined |= condition
+    return combined
 
 
 @dataclass(frozen=True)
@@ -111,34 +141,16 @@ def audit_entry_get(*, tenant, entry_id) -> AuditEntry:
     return entry
 
 
-@dataclass(frozen=True)
-class ChangeRow:
-    field: str
-    before: str
-    after: str
+def audit_facets(queryset: QuerySet[AuditEntry]) -> dict[str, list[tuple[str, int]]]:
+    """How many entries per action and per object type (and outcome) in `queryset`, most
+    frequent first: the filters' choices with their counts. Three grouped reads on the tenant's
+    indexes."""
 
+    def counted(field: str) -> list[tuple[str, int]]:
+        rows = queryset.order_by().values_list(field).annotate(count=Count("id")).order_by("-count", field)
+        return [(value, count) for value, count in rows if value]
 
-def changes_readable(changes: dict) -> list[ChangeRow]:
-    """Before/after per field, with many-to-many changes as the objects added or removed."""
-    rows = []
-    for field, value in sorted((changes or {}).items()):
-        if isinstance(value, dict) and value.get("type") == "m2m":
-            objects = ", ".join(str(o) for o in value.get("objects", []))
-            added = value.get("operation") == "add"
-            rows.append(ChangeRow(field, "" if added else objects, objects if added else ""))
-        elif isinstance(value, (list, tuple)) and len(value) == 2:
-            rows.append(ChangeRow(field, _shown(value[0]), _shown(value[1])))
-        else:
-            rows.append(ChangeRow(field, "", _shown(value)))
-    return rows
-
-
-def _shown(value) -> str:
-    if value is None or value == "None":
-        return "—"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_shown(v) for v in value)
-    return str(value)
+    return {"action": counted("action"), "object_type": counted("object_type"), "outcome": counted("outcome")}
 
 
 # -- tamper evidence ---------------------------------------------------------------------------

@@ -28,11 +28,20 @@ from django.utils import timezone
 
 from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash, json_safe
 from copilot_admin.audit.export import ExportFormat, export_stream
-from copilot_admin.audit.models import ActorType, AuditChainHead, AuditEntry, Outcome, PlatformAuditor, chain_key
+from copilot_admin.audit.models import (
+    RAW_CHANGES_KEY,
+    ActorType,
+    AuditChainHead,
+    AuditEntry,
+    Outcome,
+    PlatformAuditor,
+    chain_key,
+)
 from copilot_admin.audit.selectors import (
     audit_chains_to_verify,
     audit_chains_unsealed,
     audit_entries,
+    audit_entries_across_tenants,
     audit_entries_filter,
 )
 from copilot_admin.core.client_ip import client_ip
@@ -250,27 +259,78 @@ def excluded_fields_of(model) -> frozenset[str]:
     return frozenset(getattr(model, "AUDIT_EXCLUDED_FIELDS", ()))
 
 
-def field_changes(before, after) -> dict:
-    """{field: [before, after]} for the concrete fields whose value differs, in
-    django-auditlog's representation (`auditlog.diff.get_field_value`: text; a related
-    object by its id; "None" for a missing side); the model's excluded fields never appear.
+ON, OFF = "on", "off"
+
+
+def readable_name(obj) -> str:
+    """How an entry names a related object: a user or a membership by its e-mail, anything
+    else by its own name (`str`)."""
+    if obj is None:
+        return None
+    if obj._meta.label_lower == "tenants.membership":
+        return (obj.user.email or "").lower()
+    email = getattr(obj, "email", None)
+    if isinstance(email, str) and email:
+        return email.lower()
+    return str(obj)
+
+
+def readable_field_value(instance, field):
+    """The value of `field` on `instance` as a reader wants it, at this moment: a related
+    object by its name, a choice by its label, a boolean as on/off; None for a missing side
+    (or an empty relation)."""
+    if instance is None:
+        return None
+    if field.is_relation and (field.many_to_one or field.one_to_one):
+        if getattr(instance, field.attname) is None:
+            return None
+        return readable_name(getattr(instance, field.name))
+    value = getattr(instance, field.attname)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ON if value else OFF
+    if field.choices:
+        return str(dict(field.flatchoices).get(value, value))
+    if isinstance(value, dict):  # switches by name: {"summarize": "on", ...}
+        return {key: (ON if item else OFF) if isinstance(item, bool) else item for key, item in sorted(value.items())}
+    if isinstance(value, list):
+        return value
+    return str(get_field_value(instance, field))
+
+
+def field_changes(before, after) -> tuple[dict, dict]:
+    """({field: [before, after]} readable, {field: [before, after]} raw) for the concrete
+    fields whose value differs; the model's excluded fields never appear.
+
+    The raw pair is django-auditlog's representation (`auditlog.diff.get_field_value`: text; a
+    related object by its id; "None" for a missing side). The readable pair names what a
+    reader needs at the time of the change (`readable_field_value`: a role by its name, a user
+    by its e-mail, a choice by its label, a boolean as on/off); the raw pair is kept only
+    where it differs from the readable one.
 
     (`auditlog.diff.model_instance_diff` reads its options from django-auditlog's registry,
     which holds no model here: nothing is recorded by its signals.)"""
     model = type(after if after is not None else before)
     excluded = excluded_fields_of(model)
-    changes = {}
+    changes, raw = {}, {}
     for field in model._meta.concrete_fields:
         if field.name in excluded:
             continue
         old, new = get_field_value(before, field), get_field_value(after, field)
-        if old != new:
-            changes[field.name] = [str(old), str(new)]
-    return changes
+        if old == new:
+            continue
+        pair = [str(old), str(new)]
+        readable = [readable_field_value(before, field), readable_field_value(after, field)]
+        changes[field.name] = readable
+        if readable != pair:
+            raw[field.name] = pair
+    return changes, raw
 
 
 def audit_change_record(
     *, actor, tenant, instance, before=None, deleted: bool = False, action: str | None = None,
+    metadata: dict | None = None,
 ) -> AuditEntry | None:
     """Record a change of a model instance, with `actor` (a user, a membership, or None for
     the system), in `tenant`'s chain (a tenant or its id; None: the platform chain). Call it
@@ -280,20 +340,24 @@ def audit_change_record(
     created); with `deleted`, record before calling `delete()`. The entry's action is
     `<object type>.<create|update|delete>` unless `action` names another. An update that
     changed no recorded field records nothing (returns None).
+
+    `changes` holds readable values (names at the time of the change, labels, on/off) and
+    `metadata["raw"]` the raw ones where they differ (ids, codes): see `field_changes`.
     """
     model = type(instance)
     if deleted:
-        verb, changes = ChangeVerb.DELETE, field_changes(instance, None)
+        verb, (changes, raw) = ChangeVerb.DELETE, field_changes(instance, None)
     elif before is None:
-        verb, changes = ChangeVerb.CREATE, field_changes(None, instance)
+        verb, (changes, raw) = ChangeVerb.CREATE, field_changes(None, instance)
     else:
-        verb, changes = ChangeVerb.UPDATE, field_changes(before, instance)
+        verb, (changes, raw) = ChangeVerb.UPDATE, field_changes(before, instance)
         if not changes:
             return None
     object_type = object_type_of(model)
     return audit_event_record(
         tenant=tenant, actor=actor, action=action or f"{object_type}.{verb}", object_type=object_type,
-        object_id=instance.pk, object_repr=str(instance), changes=changes,
+        object_id=instance.pk, object_repr=readable_name(instance), changes=changes,
+        metadata={**(metadata or {}), RAW_CHANGES_KEY: raw},
         content_type_id=ContentType.objects.get_for_model(model).pk,
     )
 
@@ -316,8 +380,10 @@ def audit_m2m_change_record(
         if objects:
             recorded.append(audit_event_record(
                 tenant=tenant, actor=actor, action=action or f"{object_type}.{ChangeVerb.UPDATE}",
-                object_type=object_type, object_id=instance.pk, object_repr=str(instance),
-                changes={field: {"type": "m2m", "operation": operation, "objects": [str(obj) for obj in objects]}},
+                object_type=object_type, object_id=instance.pk, object_repr=readable_name(instance),
+                changes={field: {"type": "m2m", "operation": operation,
+                                 "objects": [readable_name(obj) for obj in objects]}},
+                metadata={RAW_CHANGES_KEY: {field: {"operation": operation, "ids": [obj.pk for obj in objects]}}},
                 content_type_id=ContentType.objects.get_for_model(model).pk,
             ))
     return recorded
@@ -444,6 +510,41 @@ def audit_export_open(*, tenant, actor, filters: dict, fmt: str, request=None):
     entry.refresh_from_db(fields=["seq"])
     queryset = audit_entries_filter(audit_entries(tenant=tenant).filter(seq__lt=entry.seq), filters=filters)
     filename = f"audit-{tenant.slug}-{entry.created_at:%Y%m%dT%H%M%SZ}.{fmt}"
+    return filename, ExportFormat.CONTENT_TYPES[fmt], export_stream(queryset, fmt)
+
+
+def audit_export_across_open(*, actor, filters: dict, fmt: str, request=None):
+    """Start an export across tenants for a platform auditor or operator (the caller checks
+    the grant): every chain's entries, or one tenant's (`filters["tenant"]`: a slug, or
+    `platform`), matching `filters`. Recorded in the platform chain and, for one tenant, in
+    that tenant's chain too (its auditors see who exported it); then (filename, content type,
+    stream of bytes), each row naming its tenant.
+
+    The export holds what was sealed before it started: it seals the chains it reads first.
+    """
+    filters = dict(filters)
+    tenant_slug = filters.pop("tenant", "")
+    queryset, tenant = audit_entries_across_tenants(tenant_slug=tenant_slug)
+    recorded_filters = {name: (value.isoformat() if hasattr(value, "isoformat") else value)
+                        for name, value in filters.items()}
+    metadata = {"format": fmt, "filters": recorded_filters, "tenant": tenant_slug or "*"}
+    with transaction.atomic():
+        entry = audit_event_record(
+            tenant=None, actor=actor, action="audit.platform_export", object_type="audit",
+            object_id=tenant_slug or "*", object_repr="Audit log of " + (tenant.name if tenant else "every tenant"),
+            request=request, metadata=metadata,
+        )
+        if tenant is not None:
+            audit_event_record(
+                tenant=tenant, actor=actor, action="audit.platform_export", object_type="audit",
+                object_id=tenant.slug, object_repr=f"Audit log of {tenant.name}", request=request, metadata=metadata,
+            )
+    audit_seal(tenant_id=EVERY_CHAIN if tenant is None and tenant_slug != "platform" else
+               (tenant.pk if tenant is not None else None))
+    # What was recorded before this export started, sealed (this export's own entries excluded).
+    queryset = audit_entries_filter(queryset.filter(id__lt=entry.id, seq__isnull=False), filters=filters)
+    scope = tenant.slug if tenant is not None else (tenant_slug or "all")
+    filename = f"audit-{scope}-{entry.created_at:%Y%m%dT%H%M%SZ}.{fmt}"
     return filename, ExportFormat.CONTENT_TYPES[fmt], export_stream(queryset, fmt)
 
 

@@ -15,7 +15,7 @@ from copilot_admin.audit.export import ExportFormat
 from copilot_admin.audit.models import AuditEntry
 from copilot_admin.audit.selectors import PAGE_SIZE, audit_entries_filter
 from copilot_admin.compliance.forms import AuditFilterForm
-from copilot_admin.compliance.serializers import AuditEntrySerializer
+from copilot_admin.compliance.serializers import AuditEntryDetailSerializer, AuditEntrySerializer
 from copilot_admin.compliance.services import audit_export_start
 from copilot_admin.core.pagination import query_int
 from copilot_admin.core.schema import error_response
@@ -29,6 +29,10 @@ FILTER_PARAMETERS = [
     OpenApiParameter("object_id", OpenApiTypes.STR),
     OpenApiParameter("outcome", OpenApiTypes.STR, enum=["success", "denied", "failure"]),
     OpenApiParameter("q", OpenApiTypes.STR, description="Free text over non-content fields."),
+    OpenApiParameter("correlation_id", OpenApiTypes.STR, description="Entries of one request."),
+    OpenApiParameter("user", OpenApiTypes.INT, description="Changes to this user (a user id of `users/`)."),
+    OpenApiParameter("role", OpenApiTypes.INT, description="Changes to this role (a role id)."),
+    OpenApiParameter("company", OpenApiTypes.INT, description="Changes to this client company (a company id)."),
 ]
 
 ERROR_RESPONSES = {
@@ -81,15 +85,15 @@ def _filters(request) -> dict:
     return form.filters()
 
 
-class AuditEntryViewSet(mixins.ListModelMixin, TenantViewSet):
-    """The tenant's audit log. `export/` streams the same filters as CSV or JSON Lines."""
+class AuditEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """The tenant's audit log. `<id>/` is one entry with its changes readable; `export/`
+    streams the same filters as CSV or JSON Lines."""
 
     model = AuditEntry
-    serializer_class = AuditEntrySerializer
     pagination_class = AuditCursorPagination
     renderer_classes = [JSONRenderer]
     filter_backends = []
-    permissions = {"list": Perm.AUDIT_VIEW, "export": Perm.AUDIT_EXPORT}
+    permissions = {"list": Perm.AUDIT_VIEW, "retrieve": Perm.AUDIT_VIEW, "export": Perm.AUDIT_EXPORT}
     http_method_names = ["get", "head", "options"]
 
     def perform_content_negotiation(self, request, force=False):
@@ -97,8 +101,18 @@ class AuditEntryViewSet(mixins.ListModelMixin, TenantViewSet):
         renderer = JSONRenderer()
         return renderer, renderer.media_type
 
+    def get_serializer_class(self):
+        return AuditEntryDetailSerializer if self.action == "retrieve" else AuditEntrySerializer
+
     def narrow_queryset(self, queryset):
+        if self.action == "retrieve":
+            return queryset
         return audit_entries_filter(queryset, filters=_filters(self.request))
+
+    @extend_schema(responses={200: AuditEntryDetailSerializer, 401: ERROR_RESPONSES[401],
+                              403: ERROR_RESPONSES[403], 404: error_response(404, "No such entry in this tenant.")})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(parameters=FILTER_PARAMETERS, responses={200: AuditEntrySerializer(many=True), **ERROR_RESPONSES})
     def list(self, request, *args, **kwargs):

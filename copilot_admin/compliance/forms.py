@@ -70,12 +70,50 @@ class AuditFilterForm(StyledFormMixin, forms.Form):
     object_id = forms.CharField(
         required=False, max_length=64, widget=forms.TextInput(attrs={"placeholder": "Object id", "aria-label": "Object id"})
     )
-    outcome = forms.ChoiceField(choices=[("", "Any outcome"), *Outcome.choices], required=False)
+    outcome = forms.ChoiceField(choices=[("", "Any outcome"), *Outcome.choices], required=False,
+                                widget=forms.Select(attrs={"aria-label": "Outcome"}))
     q = forms.CharField(
         required=False, max_length=100, label="Search",
         widget=forms.TextInput(attrs={"placeholder": "Search (object, e-mail, address, correlation id)",
                                       "aria-label": "Search"}),
     )
+
+    correlation_id = forms.CharField(
+        required=False, max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "Correlation id", "aria-label": "Correlation id"}),
+    )
+    user = forms.IntegerField(required=False, min_value=1, max_value=2**62, label="Changes to user",
+                              widget=forms.NumberInput(attrs={"aria-label": "Changes to user"}))
+    role = forms.IntegerField(required=False, min_value=1, max_value=2**62, label="Changes to role",
+                              widget=forms.NumberInput(attrs={"aria-label": "Changes to role"}))
+    company = forms.IntegerField(required=False, min_value=1, max_value=2**62, label="Changes to company",
+                                 widget=forms.NumberInput(attrs={"aria-label": "Changes to company"}))
+
+    def offer_choices(self, *, facets: dict | None = None, subjects: dict | None = None) -> None:
+        """Show the action, object type and outcome filters as choices with their counts
+        (`audit_facets`), and the user, role and company filters as choices of names
+        (`subjects`: {field: [(id, name)]}). The fields still accept any value (the API's prefixes)."""
+        for name, rows in (facets or {}).items():
+            current = self.data.get(name, "") if self.is_bound else ""
+            choices = [("", self.fields[name].widget.attrs.get("aria-label", name.title()) + ": any")]
+            if name == "action":
+                prefixes = {}
+                for value, count in rows:
+                    prefix = value.split(".", 1)[0]
+                    prefixes[prefix] = prefixes.get(prefix, 0) + count
+                choices += [(prefix, f"{prefix}.* ({count})") for prefix, count in sorted(prefixes.items())]
+            labels = dict(Outcome.choices) if name == "outcome" else {}
+            choices += [(value, f"{labels.get(value, value)} ({count})") for value, count in rows]
+            if current and current not in {value for value, _ in choices}:
+                choices.append((current, current))
+            self.fields[name].widget = forms.Select(choices=choices, attrs={
+                "aria-label": self.fields[name].widget.attrs.get("aria-label", name), "class": "form-select"})
+        for name, rows in (subjects or {}).items():
+            label = self.fields[name].label
+            self.fields[name].widget = forms.Select(
+                choices=[("", f"{label}: any"), *((str(pk), text) for pk, text in rows)],
+                attrs={"aria-label": label, "class": "form-select"},
+            )
 
     def clean(self):
         data = super().clean()

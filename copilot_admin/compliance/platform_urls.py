@@ -8,4 +8,5 @@ app_name = "platform_audit"
 
 urlpatterns = [
     path("", views.PlatformAuditLogView.as_view(), name="list"),
+    path("export/", views.PlatformAuditExportView.as_view(), name="export"),
 ]

@@ -6,4 +6,5 @@ app_name = "audit"
 
 urlpatterns = [
     path("", views.AuditLogView.as_view(), name="list"),
+    path("<int:pk>/", views.AuditEntryView.as_view(), name="entry"),
 ]

@@ -38,6 +38,8 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
         "list": Perm.USERS, "retrieve": Perm.USERS, "create": Perm.USERS,
         "update": Perm.USERS, "partial_update": Perm.USERS,
     }
+    # Auditors read the directory (read-only).
+    alternatives = {"list": Perm.DIRECTORY_VIEW, "retrieve": Perm.DIRECTORY_VIEW}
     filterset_class = MembershipFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
 

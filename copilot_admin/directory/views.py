@@ -88,6 +88,7 @@ class OverviewView(TenantPageMixin, TemplateView):
 
 class UserListView(TenantListView):
     permission_required = Perm.USERS
+    read_permission = Perm.DIRECTORY_VIEW
     model = Membership
     template_name = "tenants/user_list.html"
 
@@ -146,6 +147,7 @@ class UserCreateView(ServiceFormMixin, TenantPageMixin, FormView):
 
 class UserEditView(ServiceFormMixin, TenantObjectMixin, FormView):
     permission_required = Perm.USERS
+    read_permission = Perm.DIRECTORY_VIEW
     model = Membership
     form_class = MembershipEditForm
     template_name = "tenants/user_form.html"
@@ -290,6 +292,7 @@ class CompanyCreateView(ServiceFormMixin, TenantPageMixin, FormView):
 
 class CompanyEditView(ServiceFormMixin, TenantObjectMixin, FormView):
     permission_required = Perm.COMPANIES
+    read_permission = Perm.DIRECTORY_VIEW
     model = ClientCompany
     form_class = CompanyForm
     template_name = "tenants/company_form.html"

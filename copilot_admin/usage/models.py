@@ -236,7 +236,7 @@ class TenantLimitPolicy(TenantOwned):
         constraints = [models.UniqueConstraint(fields=["tenant"], name="usage_tenantlimitpolicy_one_per_tenant")]
 
     def __str__(self) -> str:
-        return f"Limit policy of tenant {self.tenant_id}"
+        return f"Usage limits of {self.tenant.name}"
 
 
 class AccessStatus(models.TextChoices):
@@ -266,7 +266,7 @@ class CopilotAccess(TenantOwned):
         verbose_name_plural = "copilot access"
 
     def __str__(self) -> str:
-        return f"copilot access of membership {self.membership_id}: {self.status}"
+        return f"Copilot access of {self.membership.user.email}: {self.get_status_display().lower()}"
 
 
     def state_at(self, moment) -> str:

@@ -17,7 +17,7 @@ from copilot_admin.audit.chain import entry_hash
 from copilot_admin.audit.services import audit_event_record, audit_seal
 from tests.audit.conftest import chain_fill, entries
 from tests.conftest import api_client_for
-from tests.cross.routes import TENANT_API, TENANT_PAGES
+from tests.cross.routes import TENANT_API, TENANT_PAGES, holds
 
 LIST_PAGE = "/t/alpha/audit/"
 LIST_API = "/api/v1/tenants/alpha/audit/"
@@ -62,14 +62,19 @@ def test_entry_detail_shows_the_diff_and_links_the_objects_history(auditor_clien
     api_client_for(tenant_a.members["admin"].user).patch(
         f"/api/v1/tenants/alpha/companies/{company.pk}/", {"name": "Renamed Client"}, format="json")
     entry = entries(tenant_a, action="company.update").get()
-    body = auditor_client.get(LIST_PAGE, {"entry": entry.pk}).content.decode()
+    # The entry's former address leads to its own page.
+    assert auditor_client.get(LIST_PAGE, {"entry": entry.pk}).url == f"{LIST_PAGE}{entry.pk}/"
+    body = auditor_client.get(f"{LIST_PAGE}{entry.pk}/").content.decode()
     assert "Alpha MSP Client One" in body and "Renamed Client" in body and entry.hash in body
-    history = f"?object_type=company&amp;object_id={company.pk}"
+    history = f"?company={company.pk}"
     assert history in body
+    assert {e.object_id for e in auditor_client.get(LIST_PAGE, {"company": company.pk}).context["entries"]} == {
+        str(company.pk)}
     listed = auditor_client.get(LIST_PAGE, {"object_type": "company", "object_id": company.pk}).context["entries"]
     assert {e.object_id for e in listed} == {str(company.pk)} and len(listed) == 2  # created, renamed
     foreign = entries(tenant_b).first()
-    assert auditor_client.get(LIST_PAGE, {"entry": foreign.pk}).status_code == 404
+    assert auditor_client.get(LIST_PAGE, {"entry": foreign.pk}, follow=True).status_code == 404
+    assert auditor_client.get(f"{LIST_PAGE}{foreign.pk}/").status_code == 404
     assert auditor_client.get(LIST_PAGE, {"entry": "not-a-number"}).status_code == 404
 
 
@@ -240,7 +245,7 @@ def test_export_streams_thousands_of_entries_in_constant_memory(tenant_a, audito
 # -- the auditor changes nothing ------------------------------------------------------------
 
 def _writes_refused_to(membership):
-    pages = [name for name, perm in TENANT_PAGES.items() if not has_permission(membership, perm)]
+    pages = [name for name, perm in TENANT_PAGES.items() if not holds(membership, perm)]
     api = [(name, method) for (name, method), perm in TENANT_API.items()
            if method != "get" and perm in ADMIN_PERMISSIONS and not has_permission(membership, perm)]
     return pages, api

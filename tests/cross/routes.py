@@ -8,6 +8,7 @@ from django.conf import settings
 from django.urls import URLResolver, get_resolver
 
 from copilot_admin.access.permissions import ANY_MEMBER, Perm, feature_grants
+from copilot_admin.access.policy import has_permission
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
@@ -51,6 +52,7 @@ GLOBAL_ROUTES = {
     "api:platform-tenants-detail": OPERATOR,
     # Platform operators and platform auditors (tests/audit/test_platform_auditor.py).
     "platform_audit:list": OPERATOR,
+    "platform_audit:export": OPERATOR,
     "platform:deployments": OPERATOR,
     "platform:deployment_create": OPERATOR,
     "platform:deployment_edit": OPERATOR,
@@ -73,25 +75,37 @@ if settings.COPILOT_SIMULATOR:
     # built-in Azure OpenAI simulator behind the demo deployments.
     GLOBAL_ROUTES["copilot-simulator"] = SIMULATOR_TOKEN
 
-# Tenant pages (GET): name -> permission.
+# A route readers may GET as well (auditors read the directory): (the permission, the reader's).
+def read_too(permission):
+    return (permission, Perm.DIRECTORY_VIEW)
+
+
+def holds(member, permission) -> bool:
+    """True when `member` holds the tabled permission (a tuple: any one of them)."""
+    return any(has_permission(member, one) for one in (permission if isinstance(permission, tuple) else (permission,)))
+
+
+# Tenant pages (GET): name -> permission (a tuple: any one of them).
 TENANT_PAGES = {
     "directory:overview": ANY_MEMBER,
-    "directory:users": Perm.USERS,
+    "directory:users": read_too(Perm.USERS),
     "directory:user_create": Perm.USERS,
-    "directory:user_edit": Perm.USERS,
+    "directory:user_edit": read_too(Perm.USERS),
     "directory:user_deactivate": Perm.USERS,
     "directory:user_revoke": Perm.USERS,
     "directory:companies": ANY_MEMBER,
     "directory:company_create": Perm.COMPANIES,
-    "directory:company_edit": Perm.COMPANIES,
+    "directory:company_edit": read_too(Perm.COMPANIES),
     "copilot:settings": Perm.COPILOT_SETTINGS,
     "directory:login_security": Perm.USERS,
-    "access:roles": Perm.ROLES,
+    "access:roles": read_too(Perm.ROLES),
+    "access:role_matrix": read_too(Perm.ROLES),
     "access:role_create": Perm.ROLES,
-    "access:role_edit": Perm.ROLES,
+    "access:role_edit": read_too(Perm.ROLES),
     "access:role_deactivate": Perm.ROLES,
     "access:role_delete": Perm.ROLES,
     "audit:list": Perm.AUDIT_VIEW,
+    "audit:entry": Perm.AUDIT_VIEW,
     "regions:zone": Perm.REGION,
     "copilot:playground": ANY_MEMBER,
     "usage:dashboard": Perm.USAGE_VIEW,
@@ -112,13 +126,13 @@ TENANT_PAGES = {
 
 # Tenant API: (name, method) -> permission.
 TENANT_API = {
-    ("api:users-list", "get"): Perm.USERS,
+    ("api:users-list", "get"): read_too(Perm.USERS),
     ("api:users-list", "post"): Perm.USERS,
-    ("api:users-detail", "get"): Perm.USERS,
+    ("api:users-detail", "get"): read_too(Perm.USERS),
     ("api:users-detail", "patch"): Perm.USERS,
-    ("api:roles-list", "get"): Perm.ROLES,
+    ("api:roles-list", "get"): read_too(Perm.ROLES),
     ("api:roles-list", "post"): Perm.ROLES,
-    ("api:roles-detail", "get"): Perm.ROLES,
+    ("api:roles-detail", "get"): read_too(Perm.ROLES),
     ("api:roles-detail", "patch"): Perm.ROLES,
     ("api:roles-detail", "delete"): Perm.ROLES,
     ("api:companies-list", "get"): ANY_MEMBER,
@@ -128,6 +142,7 @@ TENANT_API = {
     ("api:settings", "get"): ANY_MEMBER,
     ("api:settings", "patch"): Perm.COPILOT_SETTINGS,
     ("api:audit-list", "get"): Perm.AUDIT_VIEW,
+    ("api:audit-detail", "get"): Perm.AUDIT_VIEW,
     ("api:audit-export", "get"): Perm.AUDIT_EXPORT,
     # One route per declared copilot feature, requiring the feature's grant (copilot/features.py).
     **{(f"api:copilot-{grant.feature}", "post"): grant.code for grant in feature_grants()},
@@ -185,6 +200,8 @@ OBJECT_KIND = {
     "api:webhooks-detail": "webhook",
     "api:webhooks-test": "webhook",
     "api:webhooks-deliveries": "webhook",
+    "audit:entry": "audit_entry",
+    "api:audit-detail": "audit_entry",
     "api:integration-keys-detail": "integration_key",
 }
 
@@ -224,6 +241,12 @@ def object_pk(kind: str, world) -> int:
         pending = Membership.objects.for_tenant(world.tenant).pending().first()
         return (pending or add_member(world.tenant, "Technician", email=f"pending@{world.tenant.slug}.invite",
                                       accepted=False)).pk
+    if kind == "audit_entry":
+        from copilot_admin.audit.models import AuditEntry
+        from copilot_admin.audit.services import audit_event_record
+
+        entry = AuditEntry.objects.for_tenant(world.tenant).filter(action="test.policy_table").first()
+        return (entry or audit_event_record(tenant=world.tenant, actor=None, action="test.policy_table")).pk
     if kind == "integration_key":
         from copilot_admin.identity.services import integration_key_create
 

@@ -289,15 +289,20 @@ def test_a_read_key_reads_what_an_auditor_reads_and_writes_nothing(tenant_a, us_
     _, secret = make_key(tenant_a, scopes=("read",))
     client = key_client(secret)
     slug = {"tenant_slug": "alpha"}
-    for name in ("api:audit-list", "api:usage", "api:companies-list", "api:settings", "api:limits"):
+    # The auditor reads the directory too (directory.view): users and roles, read-only.
+    for name in ("api:audit-list", "api:usage", "api:companies-list", "api:settings", "api:limits",
+                 "api:users-list", "api:roles-list"):
         assert client.get(reverse(name, kwargs=slug)).status_code == 200, name
     export = client.get(reverse("api:audit-export", kwargs=slug), {"format": "jsonl"})
     assert export.status_code == 200 and b"integration_key.create" in b"".join(export.streaming_content)
-    # What an auditor does not hold: managing users, roles and keys.
-    for name in ("api:users-list", "api:roles-list", "api:integration-keys-list"):
+    # What an auditor does not hold: managing keys (and any write to users or roles, below).
+    for name in ("api:integration-keys-list",):
         assert error_code(client.get(reverse(name, kwargs=slug)), 403) == "permission_denied", name
     writes = [
         client.post(reverse("api:companies-list", kwargs=slug), {"name": "Evil Corp"}, format="json"),
+        client.post(reverse("api:roles-list", kwargs=slug), {"name": "Evil", "user_type": "internal"}, format="json"),
+        client.patch(reverse("api:users-detail", kwargs={**slug, "pk": tenant_a.members["tech"].pk}),
+                     {"is_active": False}, format="json"),
         client.patch(reverse("api:settings", kwargs=slug), {"copilot_enabled": False}, format="json"),
         client.patch(reverse("api:limits", kwargs=slug), {"user_requests_per_minute": 1}, format="json"),
         client.post(keys_url(), {"name": "another", "scopes": ["copilot"]}, format="json"),
