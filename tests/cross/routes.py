@@ -66,6 +66,9 @@ TENANT_PAGES = {
     "access:role_create": Perm.ROLES,
     "access:role_edit": Perm.ROLES,
     "audit:list": Perm.AUDIT_VIEW,
+    "compliance:checkpoints": Perm.AUDIT_VIEW,
+    "compliance:access_review": Perm.AUDIT_VIEW,
+    "compliance:data_exchange": Perm.AUDIT_VIEW,
     "regions:zone": Perm.REGION,
     "copilot:playground": ANY_MEMBER,
     "usage:dashboard": Perm.USAGE_VIEW,
@@ -95,6 +98,9 @@ TENANT_API = {
     ("api:settings", "patch"): Perm.COPILOT_SETTINGS,
     ("api:audit-list", "get"): Perm.AUDIT_VIEW,
     ("api:audit-export", "get"): Perm.AUDIT_EXPORT,
+    ("api:audit-checkpoints", "get"): Perm.AUDIT_VIEW,
+    ("api:access-review", "get"): Perm.AUDIT_VIEW,
+    ("api:data-exchange", "get"): Perm.AUDIT_VIEW,
     # One route per declared copilot feature, requiring the feature's grant (copilot/features.py).
     **{(f"api:copilot-{grant.feature}", "post"): grant.code for grant in feature_grants()},
     # Reads of limits and abuse cases also allow admin.limits (the views' `alternatives`).
