@@ -62,10 +62,10 @@ def _paths(value, prefix: str = "") -> list[str]:
     return [prefix]
 
 
-def fields_leaving(*, minimizer=minimize_payload) -> list[dict]:
+def fields_leaving(*, minimizer=None) -> list[dict]:
     """The fields a copilot call sends upstream, as `{"path", "label"}`, from the minimizer
-    itself (a probe run through it)."""
-    payload = minimizer(body=PROBE_BODY, today=dt.date(2026, 1, 1))
+    itself (a probe run through it; `minimizer` defaults to the copilot's)."""
+    payload = (minimizer or minimize_payload)(body=PROBE_BODY, today=dt.date(2026, 1, 1))
     return [{"path": path, "label": FIELD_LABELS.get(path, path)} for path in _paths(payload.as_prompt_data())]
 
 
@@ -94,7 +94,7 @@ def _recipient(deployment) -> Recipient:
     )
 
 
-def data_exchange_record(*, tenant, minimizer=minimize_payload) -> dict:
+def data_exchange_record(*, tenant, minimizer=None) -> dict:
     """The tenant's data-exchange record (the page and `data-exchange/` render it)."""
     recipients = [_recipient(deployment) for deployment in deployments_serving(tenant.zone_id)]
     stored = [f.name for f in UsageRecord._meta.concrete_fields if f.name not in ("id", "tenant")]
