@@ -5,7 +5,12 @@ from rest_framework.routers import SimpleRouter
 
 from copilot_admin.access.api import RoleViewSet
 from copilot_admin.compliance.api import AuditEntryViewSet
-from copilot_admin.compliance.evidence_api import AccessReviewView, AuditCheckpointsView, DataExchangeView
+from copilot_admin.compliance.evidence_api import (
+    AccessReviewView,
+    AuditCheckpointsView,
+    DataExchangeView,
+    ReviewCampaignViewSet,
+)
 from copilot_admin.copilot.api import CopilotSettingsView
 from copilot_admin.copilot.urls import api_urlpatterns as copilot_api_urlpatterns
 from copilot_admin.directory.api import CompanyViewSet, UserViewSet
@@ -20,6 +25,7 @@ tenant_router.register("roles", RoleViewSet, basename="roles")
 tenant_router.register("companies", CompanyViewSet, basename="companies")
 tenant_router.register("abuse-cases", AbuseCaseViewSet, basename="abuse-cases")
 tenant_router.register("audit", AuditEntryViewSet, basename="audit")
+tenant_router.register("access-reviews", ReviewCampaignViewSet, basename="access-reviews")
 
 platform_router = SimpleRouter()
 platform_router.register("tenants", PlatformTenantViewSet, basename="platform-tenants")

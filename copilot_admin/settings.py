@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "copilot_admin.copilot",
     "copilot_admin.usage",
     "copilot_admin.audit",
+    "copilot_admin.compliance",
     "copilot_admin.platform",
     "copilot_admin.simulator",
 ]

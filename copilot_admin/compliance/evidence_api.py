@@ -9,21 +9,36 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins
+from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from copilot_admin.access.base_api import TenantAPIView
+from copilot_admin.access.base_api import TenantAPIView, TenantViewSet
+from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
 from copilot_admin.audit.checkpoints import audit_checkpoints, checkpoints_document
+from copilot_admin.compliance.campaigns import (
+    campaign_complete,
+    campaign_export_start,
+    campaign_item_decide,
+    campaign_items,
+    campaign_start,
+)
 from copilot_admin.compliance.evidence_serializers import (
     AccessReviewForm,
     AccessReviewSerializer,
     CheckpointQuerySerializer,
     CheckpointsDocumentSerializer,
     DataExchangeSerializer,
+    ReviewCampaignCreateSerializer,
+    ReviewCampaignDetailSerializer,
+    ReviewCampaignSerializer,
+    ReviewDecisionSerializer,
 )
 from copilot_admin.compliance.exchange import data_exchange_record
+from copilot_admin.compliance.models import ReviewCampaign
 from copilot_admin.compliance.review import CSV_COLUMNS, access_review
 
 
@@ -115,3 +130,67 @@ class DataExchangeView(TenantAPIView):
     @extend_schema(responses=DataExchangeSerializer)
     def get(self, request, tenant_slug):
         return Response(DataExchangeSerializer(data_exchange_record(tenant=self.tenant)).data)
+
+
+class ReviewCampaignViewSet(mixins.ListModelMixin, TenantViewSet):
+    """Access review campaigns. The auditor starts one (`POST`) and completes it; the tenant
+    administrator decides each member (`decide/`: confirm, or flag with the change); `export/`
+    gives the finished review as CSV (recorded)."""
+
+    model = ReviewCampaign
+    serializer_class = ReviewCampaignSerializer
+    filter_backends: list = []
+    permissions = {
+        "list": Perm.AUDIT_VIEW, "create": Perm.AUDIT_VIEW, "retrieve": Perm.AUDIT_VIEW,
+        "decide": Perm.USERS, "complete": Perm.AUDIT_VIEW, "export": Perm.AUDIT_EXPORT,
+    }
+    http_method_names = ["get", "post", "head", "options"]
+
+    def narrow_queryset(self, queryset):
+        return queryset.select_related("started_by").order_by("-at", "-id")
+
+    def _detail(self, campaign, status=200):
+        serializer = ReviewCampaignDetailSerializer(campaign, context={"items": campaign_items(campaign=campaign)})
+        return Response(serializer.data, status=status)
+
+    @extend_schema(request=ReviewCampaignCreateSerializer, responses={201: ReviewCampaignDetailSerializer})
+    def create(self, request, *args, **kwargs):
+        body = ReviewCampaignCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._detail(campaign_start(actor=self.membership, name=body.validated_data["name"]), status=201)
+
+    @extend_schema(responses=ReviewCampaignDetailSerializer)
+    def retrieve(self, request, *args, **kwargs):
+        return self._detail(self.get_object())
+
+    @extend_schema(request=ReviewDecisionSerializer, responses=ReviewCampaignDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def decide(self, request, *args, **kwargs):
+        campaign = self.get_object()
+        body = ReviewDecisionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        item = campaign_items(campaign=campaign).filter(pk=data["item"]).first()
+        role = None
+        if data["role"] is not None:
+            role = SecurityRole.objects.for_tenant(self.tenant).filter(pk=data["role"]).first()
+            if role is None:
+                raise ValidationError({"role": ["No such role in this tenant."]})
+        if item is None:
+            raise ValidationError({"item": ["No such member in this review."]})
+        campaign_item_decide(actor=self.membership, item=item, decision=data["decision"], note=data["note"],
+                             role=role, deactivate=data["deactivate"])
+        return self._detail(campaign)
+
+    @extend_schema(request=None, responses=ReviewCampaignDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def complete(self, request, *args, **kwargs):
+        return self._detail(campaign_complete(actor=self.membership, campaign=self.get_object()))
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row per member.")})
+    @action(detail=True, methods=["get"])
+    def export(self, request, *args, **kwargs):
+        filename, stream = campaign_export_start(actor=self.membership, campaign=self.get_object())
+        response = StreamingHttpResponse(stream, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -2,6 +2,7 @@
 the data-exchange record (all read-only)."""
 
 from django import forms
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from copilot_admin.compliance.forms import MomentField
@@ -95,3 +96,52 @@ class DataExchangeSerializer(serializers.Serializer):
     transport = serializers.CharField()
     stored_here = StoredHereSerializer()
     answer = serializers.CharField()
+
+
+class ReviewItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.CharField()
+    user_type = serializers.CharField()
+    role = serializers.CharField()
+    permissions = serializers.ListField(child=serializers.CharField())
+    companies = serializers.ListField(child=serializers.CharField())
+    is_active = serializers.BooleanField()
+    copilot_access = serializers.CharField()
+    decision = serializers.CharField()
+    change = serializers.CharField(help_text="What a flag changed.")
+    note = serializers.CharField()
+    decided_by = serializers.CharField(source="decided_by_email", help_text="E-mail of who decided.")
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReviewCampaignSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    at = serializers.DateTimeField(help_text="The moment whose access is reviewed.")
+    status = serializers.CharField()
+    started_by = serializers.SerializerMethodField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+    def get_started_by(self, campaign) -> str:
+        return campaign.started_by.email if campaign.started_by_id else ""
+
+
+class ReviewCampaignDetailSerializer(ReviewCampaignSerializer):
+    items = serializers.SerializerMethodField()
+
+    @extend_schema_field(ReviewItemSerializer(many=True))
+    def get_items(self, campaign) -> list[dict]:
+        return ReviewItemSerializer(self.context["items"], many=True).data
+
+
+class ReviewCampaignCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=120, default="")
+
+
+class ReviewDecisionSerializer(serializers.Serializer):
+    item = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    decision = serializers.ChoiceField(choices=["confirmed", "flagged"])
+    note = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+    role = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**63 - 1, default=None,
+                                    help_text="Flag: the role the member gets instead.")
+    deactivate = serializers.BooleanField(required=False, default=False, help_text="Flag: deactivate the member.")

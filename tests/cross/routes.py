@@ -69,6 +69,8 @@ TENANT_PAGES = {
     "compliance:checkpoints": Perm.AUDIT_VIEW,
     "compliance:access_review": Perm.AUDIT_VIEW,
     "compliance:data_exchange": Perm.AUDIT_VIEW,
+    "compliance:reviews": Perm.AUDIT_VIEW,
+    "compliance:review": Perm.AUDIT_VIEW,
     "regions:zone": Perm.REGION,
     "copilot:playground": ANY_MEMBER,
     "usage:dashboard": Perm.USAGE_VIEW,
@@ -101,6 +103,12 @@ TENANT_API = {
     ("api:audit-checkpoints", "get"): Perm.AUDIT_VIEW,
     ("api:access-review", "get"): Perm.AUDIT_VIEW,
     ("api:data-exchange", "get"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-list", "get"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-list", "post"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-detail", "get"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-decide", "post"): Perm.USERS,
+    ("api:access-reviews-complete", "post"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-export", "get"): Perm.AUDIT_EXPORT,
     # One route per declared copilot feature, requiring the feature's grant (copilot/features.py).
     **{(f"api:copilot-{grant.feature}", "post"): grant.code for grant in feature_grants()},
     # Reads of limits and abuse cases also allow admin.limits (the views' `alternatives`).
@@ -128,6 +136,11 @@ OBJECT_KIND = {
     "api:abuse-cases-reinstate": "abuse_case",
     "api:abuse-cases-terminate": "abuse_case",
     "api:abuse-cases-dismiss": "abuse_case",
+    "compliance:review": "access_review",
+    "api:access-reviews-detail": "access_review",
+    "api:access-reviews-decide": "access_review",
+    "api:access-reviews-complete": "access_review",
+    "api:access-reviews-export": "access_review",
 }
 
 
@@ -148,6 +161,13 @@ def object_pk(kind: str, world) -> int:
             summary="3 strikes within 60 minutes", suspended_until=timezone.now() + timedelta(hours=1),
         )
         return case.pk
+    if kind == "access_review":
+        from copilot_admin.compliance.models import ReviewCampaign
+
+        campaign = ReviewCampaign.objects.for_tenant(world.tenant).filter(name="policy-table").first()
+        campaign = campaign or ReviewCampaign.objects.for_tenant(world.tenant).create(
+            tenant=world.tenant, name="policy-table")
+        return campaign.pk
     raise KeyError(kind)
 
 
