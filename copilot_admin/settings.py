@@ -401,6 +401,11 @@ elif not AUDIT_CHECKPOINT_KEY:
     AUDIT_CHECKPOINT_KEY = "development-only-audit-checkpoint-key-never-use-in-production"
     AUDIT_CHECKPOINT_KEY_ID = AUDIT_CHECKPOINT_KEY_ID or "dev"
 AUDIT_CHECKPOINT_KEY_ID = AUDIT_CHECKPOINT_KEY_ID or "default"
+# Each day's checkpoints e-mailed to each tenant's auditors (copilot_admin/compliance/checkpoint_mail.py).
+AUDIT_CHECKPOINT_EMAIL = env_bool("AUDIT_CHECKPOINT_EMAIL", False)
+CELERY_BEAT_SCHEDULE["compliance-checkpoints-mail"] = {
+    "task": "copilot_admin.compliance.tasks.checkpoints_mail_daily", "schedule": crontab(hour=0, minute=23),
+}
 CELERY_BEAT_SCHEDULE["audit-seal"] = {
     "task": "copilot_admin.audit.tasks.audit_seal_pending", "schedule": float(AUDIT_SEAL_INTERVAL_SECONDS),
     # A seal that waited past the next one is redundant: the next seal does its work.
