@@ -107,3 +107,23 @@ def test_page_shows_the_review_with_downloads(client, tenant_a):
     assert "tech@alpha.test" in body and "Technician" in body and "format=csv" in body
     bad = client.get("/t/alpha/compliance/access-review/", {"at": "nonsense"})
     assert bad.status_code == 200 and "invalid-feedback" in bad.content.decode()
+
+
+def test_query_count_does_not_grow_with_members_or_changes(tenant_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api_client_for(tenant_a.members["auditor"].user)
+    at = timezone.now()
+
+    def count():
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(API, {"at": at.isoformat()}).status_code == 200
+        return len(ctx.captured_queries)
+
+    add_member(tenant_a.tenant, "Co-managed Help Desk", email="grow0@alpha.test", companies=tenant_a.companies[:2])
+    small = count()
+    for i in range(1, 30):
+        add_member(tenant_a.tenant, "Co-managed Help Desk", email=f"grow{i}@alpha.test",
+                   companies=tenant_a.companies[:2])
+    assert count() == small
