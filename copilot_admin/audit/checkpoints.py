@@ -73,7 +73,7 @@ def checkpoints_document(*, tenant, checkpoints) -> dict:
     """The downloadable file: what `audit_verify --checkpoints` reads back."""
     return {
         "format": FORMAT, "tenant": tenant.slug, "chain": chain_key(tenant.pk),
-        "checkpoints": [checkpoint_as_dict(checkpoint) for checkpoint in checkpoints],
+        "results": [checkpoint_as_dict(checkpoint) for checkpoint in checkpoints],
     }
 
 
@@ -105,9 +105,9 @@ def checkpoints_load(text: str) -> tuple[str, list[dict]]:
         raise CheckpointFileError(f"not JSON: {exc}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CheckpointFileError(f"not a checkpoints file (format must be {FORMAT!r})")
-    chain, items = document.get("chain"), document.get("checkpoints")
+    chain, items = document.get("chain"), document.get("results")
     if not isinstance(chain, str) or not isinstance(items, list):
-        raise CheckpointFileError("`chain` and `checkpoints` are required")
+        raise CheckpointFileError("`chain` and `results` (the checkpoints) are required")
     chain_tenant_id(chain)
     required = {"sequence": int, "head_hash": str, "at": str, "signature": str, "key_id": str}
     for position, item in enumerate(items):

@@ -24,7 +24,7 @@ class CheckpointsDocumentSerializer(serializers.Serializer):
     format = serializers.CharField()
     tenant = serializers.CharField()
     chain = serializers.CharField()
-    checkpoints = CheckpointSerializer(many=True, help_text="Oldest first.")
+    results = CheckpointSerializer(many=True, help_text="The checkpoints, oldest first.")
 
 
 class CheckpointQuerySerializer(serializers.Serializer):

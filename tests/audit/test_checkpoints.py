@@ -126,7 +126,7 @@ def test_entries_cut_from_the_end_are_caught(tenant_a, tmp_path):
 def test_a_forged_checkpoint_in_the_copy_is_refused(tenant_a, tmp_path):
     path = saved_checkpoints(tenant_a, tmp_path)
     document = json.loads(open(path).read())
-    document["checkpoints"][-1]["head_hash"] = "f" * 64
+    document["results"][-1]["head_hash"] = "f" * 64
     open(path, "w").write(json.dumps(document))
     code, out = verify("--checkpoints", path)
     assert code == 2 and "bad signature" in out
@@ -146,7 +146,7 @@ def test_purged_entries_before_the_retention_checkpoint_are_accepted(tenant_a, t
 
     settings.AUDIT_RETENTION_MIN_DAYS, settings.AUDIT_RETENTION_DEFAULT_DAYS = 30, 90
     path = saved_checkpoints(tenant_a, tmp_path)
-    saved = json.loads(open(path).read())["checkpoints"]
+    saved = json.loads(open(path).read())["results"]
     assert audit_purge_expired(tenant_id=tenant_a.tenant.pk, now=timezone.now() + timedelta(days=100)) > 0
     more_entries(tenant_a)
     code, out = verify("--checkpoints", path)
@@ -157,8 +157,8 @@ def test_purged_entries_before_the_retention_checkpoint_are_accepted(tenant_a, t
 @pytest.mark.parametrize("content,message", [
     ("not json", "not JSON"),
     (json.dumps({"format": "other"}), "not a checkpoints file"),
-    (json.dumps({"format": FORMAT, "chain": "tenant:x", "checkpoints": []}), "unknown chain"),
-    (json.dumps({"format": FORMAT, "chain": "tenant:1", "checkpoints": [{"sequence": "1"}]}), "checkpoint 0"),
+    (json.dumps({"format": FORMAT, "chain": "tenant:x", "results": []}), "unknown chain"),
+    (json.dumps({"format": FORMAT, "chain": "tenant:1", "results": [{"sequence": "1"}]}), "checkpoint 0"),
 ])
 def test_malformed_files_are_refused(content, message):
     with pytest.raises(CheckpointFileError, match=message):

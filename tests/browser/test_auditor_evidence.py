@@ -55,7 +55,7 @@ def test_auditor_review_checkpoints_and_data_exchange(browser_page, tenant_a):
     expect(page.get_by_test_id("checkpoints").locator("tbody tr").first).to_contain_text(settings.AUDIT_CHECKPOINT_KEY_ID)
     href = page.get_by_test_id("checkpoints-download").get_attribute("href")
     download = page.request.get(href)
-    assert download.ok and download.json()["checkpoints"] and "attachment" in download.headers["content-disposition"]
+    assert download.ok and download.json()["results"] and "attachment" in download.headers["content-disposition"]
 
     # The data-exchange record with its diagram.
     nav_link(page, "Data exchange").click()

@@ -85,13 +85,13 @@ def test_checkpoints_api_lists_and_downloads_the_tenants_checkpoints_only(tenant
     audit_seal()
     client = api_client_for(tenant_a.members["auditor"].user)
     body = client.get(CHECKPOINTS_API).json()
-    assert body["chain"] == f"tenant:{tenant_a.tenant.pk}" and body["tenant"] == "alpha" and body["checkpoints"]
-    assert set(body["checkpoints"][0]) == {"sequence", "head_hash", "at", "signature", "key_id"}
-    sequences = [c["sequence"] for c in body["checkpoints"]]
+    assert body["chain"] == f"tenant:{tenant_a.tenant.pk}" and body["tenant"] == "alpha" and body["results"]
+    assert set(body["results"][0]) == {"sequence", "head_hash", "at", "signature", "key_id"}
+    sequences = [c["sequence"] for c in body["results"]]
     assert sequences == sorted(sequences)
     download = client.get(CHECKPOINTS_API, {"download": "true", "limit": 1})
     assert download.status_code == 200 and "attachment;" in download["Content-Disposition"]
-    assert json.loads(download.content)["checkpoints"] == body["checkpoints"][-1:]
+    assert json.loads(download.content)["results"] == body["results"][-1:]
     assert client.get(CHECKPOINTS_API, {"limit": 0}).status_code == 400
     assert api_client_for(tenant_a.members["auditor"].user).get(
         "/api/v1/tenants/bravo/audit/checkpoints/").status_code == 404
