@@ -6,6 +6,7 @@ alone (re-hashed, head updated) no longer shows."""
 import hashlib
 import hmac
 import json
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -125,9 +126,9 @@ def test_entries_cut_from_the_end_are_caught(tenant_a, tmp_path):
 
 def test_a_forged_checkpoint_in_the_copy_is_refused(tenant_a, tmp_path):
     path = saved_checkpoints(tenant_a, tmp_path)
-    document = json.loads(open(path).read())
+    document = json.loads(Path(path).read_text())
     document["results"][-1]["head_hash"] = "f" * 64
-    open(path, "w").write(json.dumps(document))
+    Path(path).write_text(json.dumps(document))
     code, out = verify("--checkpoints", path)
     assert code == 2 and "bad signature" in out
 
@@ -146,7 +147,7 @@ def test_purged_entries_before_the_retention_checkpoint_are_accepted(tenant_a, t
 
     settings.AUDIT_RETENTION_MIN_DAYS, settings.AUDIT_RETENTION_DEFAULT_DAYS = 30, 90
     path = saved_checkpoints(tenant_a, tmp_path)
-    saved = json.loads(open(path).read())["results"]
+    saved = json.loads(Path(path).read_text())["results"]
     assert audit_purge_expired(tenant_id=tenant_a.tenant.pk, now=timezone.now() + timedelta(days=100)) > 0
     more_entries(tenant_a)
     code, out = verify("--checkpoints", path)

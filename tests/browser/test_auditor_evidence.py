@@ -13,7 +13,7 @@ from copilot_admin.regions.models import AuthMode, AzureDeployment
 from tests.browser.test_admin_flow import browser_page, log_in, nav_link, pytestmark  # noqa: F401
 
 
-def test_auditor_review_checkpoints_and_data_exchange(browser_page, tenant_a):
+def test_auditor_review_checkpoints_and_data_exchange(browser_page, tenant_a):  # noqa: F811
     from playwright.sync_api import expect
 
     page = browser_page

@@ -22,7 +22,7 @@ def test_auditors_get_yesterdays_checkpoints_once(tenant_a, tenant_b, settings):
     assert checkpoint_auditors(tenant=tenant_a.tenant) == ["auditor@alpha.test"]
     assert checkpoints_mail_all(now=tomorrow) == 2
     alpha = next(m for m in mail.outbox if m.to == ["auditor@alpha.test"])
-    name, content, mimetype = alpha.attachments[0]
+    _name, content, mimetype = alpha.attachments[0]
     chain, checkpoints = checkpoints_load(content)
     assert mimetype == "application/json" and json.loads(content)["format"] == FORMAT
     assert chain == f"tenant:{tenant_a.tenant.pk}" and checkpoints
