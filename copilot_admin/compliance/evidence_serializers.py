@@ -63,10 +63,10 @@ class FieldLeavingSerializer(serializers.Serializer):
 
 class RecipientSerializer(serializers.Serializer):
     name = serializers.CharField()
-    host = serializers.CharField()
+    host = serializers.CharField(allow_blank=True)
     endpoint = serializers.CharField()
     deployment = serializers.CharField()
-    api_version = serializers.CharField()
+    api_version = serializers.CharField(allow_blank=True)
     tls = serializers.BooleanField()
     auth = serializers.CharField()
     priority = serializers.IntegerField()
@@ -108,9 +108,9 @@ class ReviewItemSerializer(serializers.Serializer):
     is_active = serializers.BooleanField()
     copilot_access = serializers.CharField()
     decision = serializers.CharField()
-    change = serializers.CharField(help_text="What a flag changed.")
-    note = serializers.CharField()
-    decided_by = serializers.CharField(source="decided_by_email", help_text="E-mail of who decided.")
+    change = serializers.CharField(allow_blank=True, help_text="What a flag changed.")
+    note = serializers.CharField(allow_blank=True)
+    decided_by = serializers.CharField(source="decided_by_email", allow_blank=True, help_text="E-mail of who decided.")
     decided_at = serializers.DateTimeField(allow_null=True)
 
 
