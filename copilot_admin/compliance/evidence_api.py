@@ -19,13 +19,6 @@ from copilot_admin.access.base_api import TenantAPIView, TenantViewSet
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
 from copilot_admin.audit.checkpoints import audit_checkpoints, checkpoints_document
-from copilot_admin.compliance.campaigns import (
-    campaign_complete,
-    campaign_export_start,
-    campaign_item_decide,
-    campaign_items,
-    campaign_start,
-)
 from copilot_admin.compliance.evidence_serializers import (
     AccessReviewForm,
     AccessReviewSerializer,
@@ -40,6 +33,13 @@ from copilot_admin.compliance.evidence_serializers import (
 from copilot_admin.compliance.exchange import data_exchange_record
 from copilot_admin.compliance.models import ReviewCampaign
 from copilot_admin.compliance.review import CSV_COLUMNS, access_review
+from copilot_admin.compliance.review_selectors import campaign_items
+from copilot_admin.compliance.review_services import (
+    campaign_complete,
+    campaign_export_start,
+    campaign_item_decide,
+    campaign_start,
+)
 
 
 class _JSONOnly:

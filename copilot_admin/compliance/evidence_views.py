@@ -12,17 +12,12 @@ from copilot_admin.access.base_views import TenantObjectMixin, TenantPageMixin
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm
 from copilot_admin.audit.checkpoints import audit_checkpoints
-from copilot_admin.compliance.campaigns import (
-    campaign_complete,
-    campaign_item_decide,
-    campaign_items,
-    campaign_start,
-    campaigns,
-)
 from copilot_admin.compliance.evidence_serializers import AccessReviewForm
 from copilot_admin.compliance.exchange import data_exchange_record
 from copilot_admin.compliance.models import Decision, ReviewCampaign
 from copilot_admin.compliance.review import access_review
+from copilot_admin.compliance.review_selectors import campaign_items, campaigns
+from copilot_admin.compliance.review_services import campaign_complete, campaign_item_decide, campaign_start
 from copilot_admin.core.errors import ApplicationError
 
 CHECKPOINTS_SHOWN = 50

@@ -7,8 +7,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from copilot_admin.audit.services import audit_seal
-from copilot_admin.compliance.campaigns import campaign_item_decide, campaign_items
 from copilot_admin.compliance.models import ReviewCampaign
+from copilot_admin.compliance.review_selectors import campaign_items
+from copilot_admin.compliance.review_services import campaign_item_decide
 from copilot_admin.regions.models import AuthMode, AzureDeployment
 from tests.browser.test_admin_flow import browser_page, log_in, nav_link, pytestmark  # noqa: F401
 

@@ -11,8 +11,9 @@ import pytest
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.audit.models import AuditEntry
 from copilot_admin.audit.services import audit_seal
-from copilot_admin.compliance.campaigns import campaign_item_decide, campaign_items, campaign_start
 from copilot_admin.compliance.models import CampaignStatus, ReviewItem
+from copilot_admin.compliance.review_selectors import campaign_items
+from copilot_admin.compliance.review_services import campaign_item_decide, campaign_start
 from copilot_admin.core.errors import ApplicationError, Conflict, PermissionRefused
 from tenants.models import Membership
 from tests.conftest import api_client_for

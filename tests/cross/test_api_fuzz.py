@@ -43,6 +43,7 @@ def fuzz_world(tenant_a, tenant_b, operator, deployment_factory, simulator_url, 
         "/roles/": role.pk,
         "/companies/": tenant_a.companies[1].pk,
         "/abuse-cases/": object_pk("abuse_case", tenant_a),
+        "/access-reviews/": object_pk("access_review", tenant_a),
         "/platform/tenants/": tenant_b.tenant.pk,
         "/platform/deployments/": deployment.pk,
     }

@@ -13,7 +13,6 @@ import csv
 import io
 
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from copilot_admin.access.models import SecurityRole
@@ -22,6 +21,7 @@ from copilot_admin.access.policy import permission_require
 from copilot_admin.audit.services import audit_event_record
 from copilot_admin.compliance.models import CampaignStatus, Decision, ReviewCampaign, ReviewItem
 from copilot_admin.compliance.review import access_review
+from copilot_admin.compliance.review_selectors import campaign_items
 from copilot_admin.core.errors import ApplicationError, Conflict
 from copilot_admin.directory.services import membership_update
 from tenants.models import Membership
@@ -31,14 +31,6 @@ EXPORT_COLUMNS = (
     "email", "user_type", "role", "permissions", "companies", "is_active", "copilot_access", "decision", "change",
     "note", "decided_by", "decided_at",
 )
-
-
-def campaigns(*, tenant) -> QuerySet[ReviewCampaign]:
-    return ReviewCampaign.objects.for_tenant(tenant).order_by("-at", "-id")
-
-
-def campaign_items(*, campaign) -> QuerySet[ReviewItem]:
-    return ReviewItem.objects.for_tenant(campaign.tenant).filter(campaign=campaign).order_by("email")
 
 
 @transaction.atomic
