@@ -215,6 +215,13 @@ class PlatformAuditor(models.Model):
         return f"platform auditor {self.user_id}"
 
 
+class AuditCheckpointManager(AuditEntryManager):
+    """`objects` of AuditCheckpoint: read per chain like the entries themselves."""
+
+    def get_queryset(self):
+        raise TenantScopeRequired("AuditCheckpoint.objects must be read through for_tenant(tenant) or platform_chain().")
+
+
 class AuditCheckpoint(models.Model):
     """A signed statement of one chain's head, recorded by the sealer with each seal: "the
     chain `chain` held `sequence` entries ending in `head_hash` at `at`".
@@ -236,7 +243,7 @@ class AuditCheckpoint(models.Model):
     signature = models.CharField(max_length=64, editable=False)
     key_id = models.CharField(max_length=64, editable=False)
 
-    objects = AuditEntryManager()
+    objects = AuditCheckpointManager()
     unscoped_objects = models.Manager()
 
     class Meta:
