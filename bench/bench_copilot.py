@@ -104,6 +104,11 @@ SERVER_ENV = {
     # The Procfile names bare commands (uvicorn): the ones of this interpreter's environment.
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
 }
+# With Redis, the production path: a broker, so calls never seal the audit chain themselves;
+# the Procfile's worker and beat (started below) seal it every AUDIT_SEAL_INTERVAL_SECONDS.
+# Without Redis (SQLite), entries are sealed when each call's bookkeeping commits.
+if os.environ.get("REDIS_URL"):
+    SERVER_ENV["CELERY_BROKER_URL"] = os.environ["REDIS_URL"]
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -317,6 +322,8 @@ def count_in_process(token: str, company: str) -> dict:
 
     os.environ.update({k: SERVER_ENV[k] for k in ("DATABASE_URL", "DJANGO_DEBUG", "DJANGO_ALLOWED_HOSTS",
                                                    "COPILOT_SIMULATOR", "LOG_LEVEL", "AZURE_OPENAI_KEY_SIMULATOR")})
+    if SERVER_ENV.get("CELERY_BROKER_URL"):  # as the web processes: sealing is the worker's, not the call's
+        os.environ["CELERY_BROKER_URL"] = SERVER_ENV["CELERY_BROKER_URL"]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot_admin.settings")
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic here
     django.setup()
@@ -578,6 +585,12 @@ def run(runner: Callable) -> dict:
         )
         processes.append(simulator)
         wait_for(f"{simulator_url}/_sim/health", simulator)
+        if SERVER_ENV.get("CELERY_BROKER_URL"):
+            processes.append(subprocess.Popen(
+                ["celery", "-A", "copilot_admin", "worker", "-B", "--concurrency", "1", "--loglevel", "WARNING",
+                 "--schedule", str(WORKDIR / "celerybeat-schedule")],
+                cwd=ROOT, env=SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            ))
         web = subprocess.Popen(web_command(web_port), cwd=ROOT, env=SERVER_ENV, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, start_new_session=True)
         processes.append(web)
@@ -592,6 +605,7 @@ def run(runner: Callable) -> dict:
                 "command": "Procfile web (uvicorn copilot_admin.asgi:application)", "workers": WORKERS,
                 "database": DATABASE_URL.split(":", 1)[0].replace("postgresql", "postgres"),
                 "redis": bool(os.environ.get("REDIS_URL")), "cpus": os.cpu_count(),
+                "audit_sealing": "Celery worker + beat" if SERVER_ENV.get("CELERY_BROKER_URL") else "on commit",
             },
             "load_generator": "aiohttp",
             **measured,

@@ -15,6 +15,7 @@ from copilot_admin.copilot.api import CopilotSettingsView
 from copilot_admin.copilot.urls import api_urlpatterns as copilot_api_urlpatterns
 from copilot_admin.directory.api import CompanyViewSet, UserViewSet
 from copilot_admin.directory.auth_api import AuthTokenView
+from copilot_admin.identity.api import IntegrationKeyViewSet
 from copilot_admin.platform.api import PlatformDeploymentViewSet, PlatformTenantViewSet
 from copilot_admin.platform.limits_api import PlatformAbuseCaseViewSet, PlatformLimitsView
 from copilot_admin.usage.api import AbuseCaseViewSet, LimitsView, UsageView
@@ -26,6 +27,7 @@ tenant_router.register("companies", CompanyViewSet, basename="companies")
 tenant_router.register("abuse-cases", AbuseCaseViewSet, basename="abuse-cases")
 tenant_router.register("audit", AuditEntryViewSet, basename="audit")
 tenant_router.register("access-reviews", ReviewCampaignViewSet, basename="access-reviews")
+tenant_router.register("integration-keys", IntegrationKeyViewSet, basename="integration-keys")
 
 platform_router = SimpleRouter()
 platform_router.register("tenants", PlatformTenantViewSet, basename="platform-tenants")

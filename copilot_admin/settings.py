@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "csp",
     "auditlog",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "tenants",
     "copilot_admin.access",
     "copilot_admin.directory",
@@ -70,6 +72,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A login that must enrol a second factor first reaches only the enrolment pages (identity/mfa_middleware.py).
+    "copilot_admin.identity.mfa_middleware.MfaEnrolmentMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "copilot_admin.core.middleware.RequestScopeMiddleware",
@@ -134,6 +138,13 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# The copilot call's reads (token, membership, role, switches, company scope, access state,
+# limits, the zone's deployments) come from the cache, versioned so that every write takes
+# effect on the next call (copilot_admin/core/versioned_cache.py). 0 turns it off; it is off
+# in production without Redis (a per-process cache cannot see other processes' writes).
+ACCESS_CACHE_SECONDS = env_int("ACCESS_CACHE_SECONDS", 300) if (REDIS_URL or not PRODUCTION) else 0
+ACCESS_CACHE_KEY_PREFIX = "copilot-admin:access:"
 
 AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = [
@@ -206,7 +217,9 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        # Integration keys (`Bearer cak_...`) first; any other bearer credential is an API token.
+        "copilot_admin.identity.authentication.IntegrationKeyAuthentication",
+        "copilot_admin.access.tokens.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -329,6 +342,12 @@ REQUIRE_SERVICES = env_bool("REQUIRE_SERVICES", False)
 COPILOT_UPSTREAM_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_TIMEOUT_SECONDS", 30)
 COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_int("COPILOT_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5)
 COPILOT_CALL_DEADLINE_SECONDS = env_int("COPILOT_CALL_DEADLINE_SECONDS", 60)
+
+# Integration keys (identity/authentication.py): requests per key and minute, across all the
+# key's acting members (each member's own usage limits apply as well); 0 turns the per-key
+# rate off. Counted in the cache (Redis with REDIS_URL).
+INTEGRATION_KEY_REQUESTS_PER_MINUTE = env_int("INTEGRATION_KEY_REQUESTS_PER_MINUTE", 600)
+INTEGRATION_KEY_RATE_KEY_PREFIX = "integration-key-rate:"
 # Connections each web process opens to one deployment at most (one per upstream request in
 # flight): sized for 500 calls in flight per process; more wait for a free one.
 COPILOT_UPSTREAM_MAX_CONNECTIONS = env_int("COPILOT_UPSTREAM_MAX_CONNECTIONS", 500)
@@ -416,3 +435,20 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
     "TenantStatusEnum": "tenants.models.TenantStatus",
     "AbuseCaseStatusEnum": "copilot_admin.usage.models.CaseStatus",
 })
+
+# MFA (copilot_admin/identity/mfa.py). TOTP through django-otp; its own per-device throttle is
+# off (factor 0) because every second factor goes through one account throttle (MFA_FAILURE_LIMIT
+# failures within MFA_FAILURE_WINDOW_MINUTES refuse further attempts until the window ends).
+OTP_TOTP_ISSUER = env_str("MFA_ISSUER", "copilot-admin")
+OTP_TOTP_THROTTLE_FACTOR = 0
+MFA_FAILURE_LIMIT = env_int("MFA_FAILURE_LIMIT", 5)
+MFA_FAILURE_WINDOW_SECONDS = env_int("MFA_FAILURE_WINDOW_MINUTES", 15) * 60
+# A password typed within MFA_REAUTH_SECONDS (login or the re-authentication page) allows adding
+# or removing factors; the second step of a login must follow the password within MFA_PENDING_SECONDS.
+MFA_REAUTH_SECONDS = env_int("MFA_REAUTH_SECONDS", 300)
+MFA_PENDING_SECONDS = env_int("MFA_PENDING_SECONDS", 300)
+# WebAuthn relying party: its id (a host name) and origin; unset, both follow the request's host
+# (already checked against DJANGO_ALLOWED_HOSTS).
+WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "copilot-admin")
+WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID", "")
+WEBAUTHN_ORIGIN = env_str("WEBAUTHN_ORIGIN", "")

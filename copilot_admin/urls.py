@@ -5,15 +5,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from copilot_admin.directory.forms import EmailAuthenticationForm
 from copilot_admin.directory.views import HomeView, InvitationAcceptView, PasswordSetView, ProfileView
+from copilot_admin.identity.mfa_views import MfaLoginView
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),
     path(
         "login/",
-        auth_views.LoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True),
+        # Identity's login view: a user with a second factor is not logged in until it passes it.
+        MfaLoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("copilot_admin.identity.mfa_urls")),
     path("password/set/<uidb64>/<token>/", PasswordSetView.as_view(), name="password_reset_confirm"),
     path("account/", ProfileView.as_view(), name="profile"),
     path("invitations/<str:token>/", InvitationAcceptView.as_view(), name="invitation_accept"),
@@ -24,6 +27,7 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/", include("copilot_admin.regions.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.copilot.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.usage.urls")),
+    path("t/<slug:tenant_slug>/", include("copilot_admin.identity.urls")),
     path("platform/", include("copilot_admin.platform.urls")),
     path("audit/", include("copilot_admin.compliance.platform_urls")),
     path("api/v1/", include("copilot_admin.api_urls")),

@@ -6,6 +6,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from copilot_admin.core.errors import NotFound
+from copilot_admin.core.versioned_cache import cached, tenant_scope, user_scope
 from tenants.models import ClientCompany, Membership, Tenant, User
 
 
@@ -17,19 +18,37 @@ def membership_resolve(*, user: User, tenant_slug: str, issued_at: datetime | No
     stranger cannot learn that a tenant exists."""
     if not user.is_authenticated or not user.is_active:
         raise NotFound("Not found.")
-    tenant = Tenant.objects.filter(slug=tenant_slug).first()
-    if tenant is None:
-        raise NotFound("Not found.")
-    membership = (
-        Membership.objects.for_tenant(tenant)
-        .select_related("role", "user", "tenant", "tenant__zone")
-        .granting_access()
-        .filter(user=user)
-        .first()
+    membership = cached(
+        f"membership:{tenant_slug}:{user.pk}",
+        (tenant_scope(tenant_slug), user_scope(user.pk)),
+        lambda: _membership_granting_access(user_id=user.pk, tenant_slug=tenant_slug),
     )
     if membership is None or membership.credential_refused(issued_at):
         raise NotFound("Not found.")
     return membership
+
+
+def _membership_granting_access(*, user_id: int, tenant_slug: str) -> Membership | None:
+    tenant = Tenant.objects.filter(slug=tenant_slug).first()
+    if tenant is None:
+        return None
+    return (
+        Membership.objects.for_tenant(tenant)
+        .select_related("role", "user", "tenant", "tenant__zone")
+        .granting_access()
+        .filter(user_id=user_id)
+        .first()
+    )
+
+
+def company_ids_in_scope(*, membership: Membership) -> frozenset[int]:
+    """The ids of `companies_in_scope(membership)`, from the versioned cache (the copilot
+    call checks its company against them)."""
+    return cached(
+        f"companies:{membership.tenant.slug}:{membership.pk}",
+        (tenant_scope(membership.tenant.slug),),
+        lambda: frozenset(companies_in_scope(membership=membership).values_list("pk", flat=True)),
+    )
 
 
 def memberships_of_user(*, user: User) -> QuerySet[Membership]:

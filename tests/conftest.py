@@ -97,6 +97,8 @@ def _test_settings(settings):
     # Limit counters in Redis outlive a test's transaction: give each test its own keys.
     settings.USAGE_LIMITS_KEY_PREFIX = f"copilot-admin-test:{uuid.uuid4().hex}:"
     settings.LOGIN_THROTTLE_KEY_PREFIX = f"login-throttle-test:{uuid.uuid4().hex}:"
+    # So are cached access decisions (a test's rolled-back rows bump no version).
+    settings.ACCESS_CACHE_KEY_PREFIX = f"access-test:{uuid.uuid4().hex}:"
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -29,6 +29,7 @@ class Perm(models.TextChoices):
     USAGE_VIEW = "usage.view", "View usage"
     AUDIT_VIEW = "audit.view", "View audit log"
     AUDIT_EXPORT = "audit.export", "Export audit log"
+    INTEGRATIONS = "admin.integrations", "Manage integration keys"
 
 
 class PlatformPerm(models.TextChoices):
@@ -147,5 +148,6 @@ def modules() -> tuple[Module, ...]:
         _module("Data zone", Perm.REGION),
         _module("Usage", Perm.USAGE_VIEW),
         _module("Audit", Perm.AUDIT_VIEW, Perm.AUDIT_EXPORT),
+        _module("Integrations", Perm.INTEGRATIONS),
         Module("Copilot features", tuple((grant.code, grant.grant_label) for grant in _FEATURE_GRANTS.values())),
     )

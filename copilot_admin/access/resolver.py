@@ -15,6 +15,11 @@ request in; a view never resolves a tenant or checks a permission itself.
 Steps 2 and 3 are left to the service when the base says so (the copilot call: its access
 chain checks them in the contract's order and records each refusal itself).
 
+A request made with a delegated credential (an integration key, `access.credentials`) is let
+into the tenant through the credential (`delegate`: the member it acts for, or 404 / 403), and
+every permission it uses must be in the credential's cap as well as held by that member; the
+cap is checked also where the service checks the rest (the copilot call).
+
 `TenantAccess.scope()` is the request's audit scope (the tenant, the channel, the request's
 ids) for the handler to run in; it is reset on the way out, whatever happens.
 """
@@ -22,6 +27,7 @@ ids) for the handler to run in; it is reset on the way out, whatever happens.
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from copilot_admin.access.credentials import DelegatedCredential
 from copilot_admin.access.policy import has_permission, permissions_of
 from copilot_admin.audit.hooks import audit_access_denied, audit_operator_tenant_access
 from copilot_admin.core.context import Channel, audit_scope, request_ids
@@ -57,14 +63,27 @@ def tenant_request_resolve(
     `early_checks=False` only steps 1 and 4 run. Sets `request.tenant`, `request.membership`
     and `request.permissions` (the layout reads them).
     """
-    membership = membership_resolve(user=request.user, tenant_slug=tenant_slug, issued_at=credential_issued_at(request))
+    credential = getattr(request, "auth", None)
+    if isinstance(credential, DelegatedCredential):
+        membership = credential.delegate(request=request, tenant_slug=tenant_slug, permissions=(permission, *alternatives))
+        request.user = membership.user  # the member the credential acts for, from here on
+        held = frozenset(code for code in permissions_of(membership) if credential.caps(code))
+    else:
+        credential = None
+        membership = membership_resolve(
+            user=request.user, tenant_slug=tenant_slug, issued_at=credential_issued_at(request)
+        )
+        held = permissions_of(membership)
     tenant = membership.tenant
-    access = TenantAccess(tenant=tenant, membership=membership, permissions=permissions_of(membership), channel=channel)
+    access = TenantAccess(tenant=tenant, membership=membership, permissions=held, channel=channel)
     if early_checks and not tenant.is_active:
         raise PermissionRefused("This tenant is suspended.", code="tenant_suspended")
     request.membership, request.tenant, request.permissions = membership, tenant, access.permissions
     if early_checks:
-        allowed = permission is not None and any(has_permission(membership, p) for p in (permission, *alternatives))
+        allowed = permission is not None and any(
+            has_permission(membership, p) and (credential is None or credential.caps(p))
+            for p in (permission, *alternatives)
+        )
         if not allowed:
             audit_access_denied(request=request, membership=membership, permission=permission)
             what = "this page" if channel == Channel.WEB else "this action"

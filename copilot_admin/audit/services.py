@@ -51,7 +51,7 @@ COPILOT_METADATA_KEYS = frozenset({
     "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "request_id", "upstream_request_id",
     "company", "company_id", "membership_id", "user_type", "stage", "categories", "retry_after",
     "attempts", "api_version", "model", "template_version", "prompt_version", "estimated_tokens",
-    "client_request_id",
+    "client_request_id", "integration_key",
 })
 _MAX_METADATA_STRING = 128
 

@@ -16,11 +16,13 @@ switches), not up front.
 
 from __future__ import annotations
 
+from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
 from copilot_admin.access.base_api import TenantAPIView, TenantAsyncAPIView
+from copilot_admin.access.credentials import DelegatedCredential
 from copilot_admin.access.permissions import ANY_MEMBER, Perm
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import Feature
@@ -33,17 +35,22 @@ from copilot_admin.copilot.settings_services import tenant_copilot_settings_upda
 from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import request_ids
 from copilot_admin.core.parsers import DepthLimitedJSONParser
+from copilot_admin.identity.mfa import mfa_tenant_required_set
 
 _ERRORS = {
     400: "`invalid_payload` (or `parse_error`, `too_deep`): the body is malformed; nothing was sent.",
     401: "`not_authenticated` / `authentication_failed`.",
     403: "`tenant_suspended`, `not_entitled`, `copilot_disabled`, `feature_disabled`, `permission_denied`, "
-    "`access_suspended`, `access_terminated`, `company_out_of_scope` (checked in this order).",
-    404: "`not_found`: no such tenant, or the caller is not an active member of it.",
+    "`access_suspended`, `access_terminated`, `company_out_of_scope` (checked in this order). With an "
+    "integration key: `address_not_allowed`; `permission_denied` also when the key's scopes do not allow "
+    "the call or `acting_user` is not an active member.",
+    404: "`not_found`: no such tenant, or the caller is not an active member of it (or the integration "
+    "key belongs to another tenant).",
     413: "`payload_too_large`: the ticket text exceeds the input limits; nothing was sent.",
     415: "`unsupported_media_type`: send application/json.",
     422: "`content_filtered`: Azure's content filter blocked the `stage` (prompt or completion); `categories`.",
-    429: "`rate_limited`: a usage limit, or the zone's deployments, refused; see the Retry-After header.",
+    429: "`rate_limited`: a usage limit, the integration key's own rate, or the zone's deployments, refused; "
+    "see the Retry-After header.",
     502: "`upstream_error`: Azure OpenAI answered with something unusable.",
     503: "`no_deployment_in_zone` or `upstream_unavailable`.",
     504: "`upstream_timeout`.",
@@ -83,7 +90,12 @@ class CopilotCallView(TenantAsyncAPIView):
         return super().handle_exception(exc)
 
     async def post(self, request, tenant_slug: str):
-        origin = services.CallOrigin(remote_addr=client_ip(request) or "", **request_ids(request))
+        # A PSA server's integration key acts for the member the resolver put in request.user.
+        credential = request.auth if isinstance(request.auth, DelegatedCredential) else None
+        origin = services.CallOrigin(
+            remote_addr=client_ip(request) or "", integration_key=credential.public_id if credential else "",
+            **request_ids(request),
+        )
         answer = await services.acopilot_invoke(
             user=request.user, membership=self.membership, feature=self.feature, body=request.data,
             origin=origin, caller_thread=self.caller_thread,
@@ -132,7 +144,12 @@ class CopilotSettingsView(TenantAPIView):
     def patch(self, request, tenant_slug):
         serializer = CopilotSettingsSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        tenant = tenant_copilot_settings_update(actor=self.membership, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        mfa_required = data.pop("mfa_required", None)
+        with transaction.atomic():
+            tenant = tenant_copilot_settings_update(actor=self.membership, **data)
+            if mfa_required is not None:  # identity's own service, with its own permission (admin.users)
+                mfa_tenant_required_set(actor=self.membership, mfa_required=mfa_required, request=request)
         return Response(CopilotSettingsSerializer(tenant).data, status=status.HTTP_200_OK)
 
 

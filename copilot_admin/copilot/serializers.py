@@ -8,6 +8,7 @@ from copilot_admin.access.permissions import feature_names
 from copilot_admin.copilot.minimize import DEFAULT_LIMITS
 from copilot_admin.core.fields import JSONBooleanField
 from copilot_admin.core.schema import ErrorDetailSerializer
+from copilot_admin.identity.mfa import mfa_tenant_required
 
 
 class ContactSerializer(serializers.Serializer):
@@ -38,6 +39,11 @@ class CopilotRequestSerializer(serializers.Serializer):
     )
     contact = ContactSerializer(required=False)
     issue = IssueSerializer()
+    acting_user = serializers.EmailField(
+        required=False, max_length=254,
+        help_text="With an integration key (required then): the e-mail of the member the call is made for; "
+        "the whole access chain runs for that member. Never reaches the model.",
+    )
 
 
 class UsageSerializer(serializers.Serializer):
@@ -71,6 +77,10 @@ class CopilotSettingsSerializer(serializers.Serializer):
     plan = serializers.CharField(read_only=True)
     plan_includes_copilot = serializers.BooleanField(read_only=True)
     zone = serializers.CharField(source="zone.code", read_only=True)
+    mfa_required = JSONBooleanField(
+        required=False,
+        help_text="Members holding any admin or audit permission must enrol a second factor (changing it needs admin.users).",
+    )
 
     def validate_features(self, value):
         unknown = sorted(set(value) - set(feature_names()))
@@ -81,6 +91,7 @@ class CopilotSettingsSerializer(serializers.Serializer):
     def to_representation(self, tenant):
         data = super().to_representation(tenant)
         data["features"] = {feature: tenant.feature_enabled(feature) for feature in feature_names()}
+        data["mfa_required"] = mfa_tenant_required(tenant=tenant)
         return data
 
 

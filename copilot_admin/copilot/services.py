@@ -74,7 +74,7 @@ from copilot_admin.regions.services import deployment_health_record
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import UsageOutcome
 from tenants.models import Membership, User
-from tenants.selectors import companies_in_scope, membership_resolve
+from tenants.selectors import company_ids_in_scope, membership_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +160,14 @@ class CopilotAnswer:
 @dataclass(frozen=True)
 class CallOrigin:
     """Where a call came from, for its audit entry: the client address, the correlation id of
-    the request (always ours) and the client's own X-Request-ID, kept apart from it."""
+    the request (always ours) and the client's own X-Request-ID, kept apart from it; the public
+    id of the integration key a PSA server made the call with for the member (empty: the
+    member's own credential), named in the audit entry and the usage record."""
 
     remote_addr: str = ""
     correlation_id: str = ""
     client_request_id: str = ""
+    integration_key: str = ""
 
 
 @dataclass
@@ -265,7 +268,7 @@ def _company_id(body: object) -> int:
 def _check_company(membership: Membership, body: object) -> None:
     """Step 8: unknown, foreign and out-of-scope companies answer alike."""
     company_id = _company_id(body)
-    if not companies_in_scope(membership=membership).filter(pk=company_id).exists():
+    if company_id not in company_ids_in_scope(membership=membership):
         raise CopilotError.refusal("company_out_of_scope")
 
 
@@ -597,6 +600,7 @@ def _refused_record(
     usage.usage_record_create(
         membership=membership, feature=spec.slug, zone=zone, outcome=UsageOutcome.REFUSED,
         request_id=request_id, error_code=error.code, template_version=spec.prompt_version, limit=limit,
+        integration_key=origin.integration_key,
     )
     metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
     if error.retry_after is not None:
@@ -618,7 +622,7 @@ def _finish(call: AdmittedCall, ending: _Ending) -> None:
             request_id=call.request_id, deployment=ending.deployment, attempts=attempts,
             prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens, latency_ms=latency_ms,
             error_code=ending.error_code, upstream_request_id=ending.upstream_request_id,
-            template_version=call.spec.prompt_version,
+            template_version=call.spec.prompt_version, integration_key=call.origin.integration_key,
         )
         metadata = {
             "zone": call.zone, "deployment": ending.deployment, "prompt_tokens": ending.prompt_tokens,
@@ -655,7 +659,10 @@ def _audit(
         object_type=AUDIT_OBJECT_TYPE,
         object_id=feature,
         outcome=outcome,
-        metadata={"feature": feature, "outcome": error_code or "ok", **metadata},
+        metadata={
+            "feature": feature, "outcome": error_code or "ok", **metadata,
+            **({"integration_key": origin.integration_key} if origin.integration_key else {}),
+        },
         remote_addr=origin.remote_addr or None,
         correlation_id=origin.correlation_id or None,
         client_request_id=origin.client_request_id or None,

@@ -5,7 +5,7 @@ from django.conf import settings
 
 from copilot_admin.copilot.azure import DeploymentTarget
 from copilot_admin.regions.models import AzureDeployment, DataZone
-from copilot_admin.regions.selectors import deployments_serving
+from copilot_admin.regions.selectors import deployments_serving_cached
 
 
 def deployment_target(deployment: AzureDeployment) -> DeploymentTarget:
@@ -26,6 +26,7 @@ def deployment_target(deployment: AzureDeployment) -> DeploymentTarget:
 
 def deployments_for_zone(zone: DataZone | int) -> list[DeploymentTarget]:
     """Call targets for `zone` only: never a deployment of another zone. Empty when none is active."""
-    return [deployment_target(d) for d in deployments_serving(zone)]
+    zone_id = zone.pk if isinstance(zone, DataZone) else zone
+    return [deployment_target(d) for d in deployments_serving_cached(zone_id)]
 
 

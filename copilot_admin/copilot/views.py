@@ -17,6 +17,7 @@ from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import request_ids
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin, StyledFormMixin
+from copilot_admin.identity.mfa import mfa_tenant_required, mfa_tenant_required_set
 from tenants.selectors import companies_in_scope
 
 
@@ -114,7 +115,7 @@ class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
         return {**super().get_form_kwargs(), "features": list(FEATURES)}
 
     def get_initial(self):
-        initial = {"copilot_enabled": self.tenant.copilot_enabled}
+        initial = {"copilot_enabled": self.tenant.copilot_enabled, "mfa_required": mfa_tenant_required(tenant=self.tenant)}
         initial.update({f"feature_{f}": self.tenant.feature_enabled(f) for f in FEATURES})
         return initial
 
@@ -125,6 +126,8 @@ class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):
             copilot_enabled=data["copilot_enabled"],
             features={f: data[f"feature_{f}"] for f in FEATURES},
         )
+        if data["mfa_required"] != mfa_tenant_required(tenant=self.tenant):  # its own permission (admin.users)
+            mfa_tenant_required_set(actor=self.membership, mfa_required=data["mfa_required"], request=self.request)
         return "Copilot settings were saved."
 
     def get_success_url(self):

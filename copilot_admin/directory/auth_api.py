@@ -5,7 +5,6 @@ from django.contrib.auth import authenticate
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from knox.settings import knox_settings
 from rest_framework import serializers, status
@@ -13,15 +12,21 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from copilot_admin.access.tokens import CachedTokenAuthentication
 from copilot_admin.audit.services import audit_event_record_for_user_tenants
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.schema import error_response
+from copilot_admin.core.second_factor import password_verified
 from copilot_admin.directory.login_guard import lockout_response
 
 
 class TokenRequestSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=256, trim_whitespace=False, style={"input_type": "password"})
+    otp = serializers.CharField(
+        max_length=64, required=False, allow_blank=True,
+        help_text="The second factor of an account with MFA: a code of its authenticator app, or a recovery code.",
+    )
 
 
 class TokenResponseSerializer(serializers.Serializer):
@@ -34,7 +39,7 @@ class AuthTokenView(APIView):
     and slow the account down from every address: see login_guard); beyond the per-user token
     limit the oldest live token is revoked. DELETE: revoke the token used for the request."""
 
-    authentication_classes = [TokenAuthentication]
+    authentication_classes = [CachedTokenAuthentication]
     permission_required = "authenticated"
 
     def perform_authentication(self, request):
@@ -49,8 +54,14 @@ class AuthTokenView(APIView):
         request=TokenRequestSerializer,
         responses={
             201: TokenResponseSerializer,
-            401: error_response(401, "`invalid_credentials`: wrong e-mail or password, or an inactive account."),
-            429: error_response(429, "`locked_out`: too many failed logins; try again later (see Retry-After)."),
+            401: error_response(
+                401,
+                "`invalid_credentials`: wrong e-mail or password, or an inactive account; `mfa_required`: the "
+                "account needs its second factor (`otp`); `invalid_otp`: the second factor is wrong or used.",
+            ),
+            429: error_response(
+                429, "`locked_out`, `login_throttled`: too many failed logins or second factors (see Retry-After)."
+            ),
         },
         auth=[],
     )
@@ -70,6 +81,10 @@ class AuthTokenView(APIView):
             raise ApplicationError(
                 "Invalid e-mail or password.", code="invalid_credentials", status_code=status.HTTP_401_UNAUTHORIZED
             )
+        # The second factor, when the account has one (identity's MFA; raises SecondFactorRefused).
+        password_verified.send(
+            sender=AuthTokenView, request=request._request, user=user, otp=serializer.validated_data.get("otp") or None
+        )
         with transaction.atomic():  # a token exists only with its audit entry
             _make_room_for_a_token(request, user=user)
             instance, token = AuthToken.objects.create(user=user)

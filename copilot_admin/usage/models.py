@@ -63,6 +63,10 @@ class UsageRecord(TenantOwned):
     request_id = models.CharField(max_length=64, unique=True)
     upstream_request_id = models.CharField(max_length=128, blank=True)
     template_version = models.CharField(max_length=32, blank=True)
+    integration_key = models.CharField(
+        max_length=16, blank=True, default="",
+        help_text="The public id of the integration key the call was made with (empty: the member's own credential).",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta(TenantOwned.Meta):

@@ -18,6 +18,7 @@ from django.db.models import F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from copilot_admin.core.versioned_cache import GLOBAL, cached, tenant_scope
 from copilot_admin.usage.limits import ABUSE_RULE_FIELDS, LIMIT_FIELDS, POLICY_FIELDS, EffectiveLimits
 from copilot_admin.usage.models import (
     AbuseCase,
@@ -54,6 +55,14 @@ def effective_limits(
     if override is None:
         override = tenant_override(tenant)
     return EffectiveLimits.of(platform=platform, override=override)
+
+
+def call_limits(tenant: Tenant) -> EffectiveLimits:
+    """`effective_limits` for a copilot call, through the versioned cache (a policy change
+    takes effect on the next call)."""
+    return cached(
+        f"limits:{tenant.slug}", (tenant_scope(tenant.slug), GLOBAL), lambda: effective_limits(tenant)
+    )
 
 
 def limits_describe(tenant: Tenant) -> dict:

@@ -35,6 +35,7 @@ from copilot_admin.access.permissions import Perm, PlatformPerm
 from copilot_admin.access.policy import has_permission, permission_require
 from copilot_admin.audit.services import audit_change_record
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.versioned_cache import cached, tenant_scope
 from copilot_admin.usage import abuse, admission, alerts, limits, rollups, selectors
 from copilot_admin.usage.admission import RateLimitExceeded, Reservation
 from copilot_admin.usage.models import (
@@ -56,12 +57,16 @@ AccessState = Literal["active", "suspended", "terminated"]
 
 def copilot_access_state(membership: Membership) -> AccessState:
     """The user's copilot access in this tenant now: active, suspended (for a period) or
-    terminated (a lapsed suspension is active). One query."""
-    access = (
-        CopilotAccess.objects.for_tenant(membership.tenant)
+    terminated (a lapsed suspension is active). Read through the versioned cache: a change
+    to the access row takes effect on the next call."""
+    slug = membership.tenant.slug
+    access = cached(
+        f"copilot-access:{slug}:{membership.pk}",
+        (tenant_scope(slug),),
+        lambda: CopilotAccess.objects.for_tenant(membership.tenant)
         .filter(membership_id=membership.pk)
         .only("status", "suspended_until")
-        .first()
+        .first(),
     )
     return AccessStatus.ACTIVE if access is None else access.state_at(timezone.now())
 
@@ -74,7 +79,7 @@ def limits_reserve(*, membership: Membership, feature: str, estimated_tokens: in
     transaction), `LimitsUnavailable` when the counters cannot be reached (and fail-open is
     off); then nothing was reserved. An admitted call that crosses a warning threshold is warned of.
     """
-    effective = selectors.effective_limits(membership.tenant)
+    effective = selectors.call_limits(membership.tenant)
     reservation = admission.reserve(
         membership=membership, limits=effective, estimated_tokens=estimated_tokens, feature=feature
     )
@@ -119,10 +124,12 @@ def usage_record_create(
     upstream_request_id: str = "",
     template_version: str = "",
     limit: str = "",
+    integration_key: str = "",
 ) -> UsageRecord:
     """Record one copilot call (metadata only), add it to the daily and hourly roll-ups, and
     count a strike against the user for a content-filter refusal, or for a refusal by a limit
-    (`limit`: the one that refused, from `RateLimitExceeded.limit`).
+    (`limit`: the one that refused, from `RateLimitExceeded.limit`). `integration_key`: the
+    public id of the integration key the call was made with, for the member.
 
     All of it commits with the caller's transaction, or with its own when there is none: no
     savepoint of its own, so a failure anywhere in the caller's bookkeeping leaves none of it
@@ -134,6 +141,7 @@ def usage_record_create(
             deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
             upstream_request_id=upstream_request_id, template_version=template_version,
+            integration_key=integration_key,
         )
         rollups.usage_rollup_add(tenant=tenant, membership_id=membership.pk, feature=feature, at=record.created_at,
                                  **_rollup_numbers(outcome=outcome, error_code=error_code, prompt_tokens=prompt_tokens,
@@ -178,6 +186,7 @@ def _usage_record_insert(
     error_code: str,
     upstream_request_id: str,
     template_version: str,
+    integration_key: str = "",
 ) -> UsageRecord:
     tenant = membership.tenant
     return UsageRecord.objects.for_tenant(tenant).create(
@@ -196,6 +205,7 @@ def _usage_record_insert(
         request_id=request_id,
         upstream_request_id=(upstream_request_id or "")[:128],
         template_version=template_version[:32],
+        integration_key=integration_key[:16],
     )
 
 

@@ -27,6 +27,18 @@ GLOBAL_ROUTES = {
     "schema": PUBLIC,
     "api-docs": PUBLIC,
     "api:auth-token": PUBLIC,
+    # MFA (copilot_admin/identity/mfa_urls.py): the second step of a login is reachable only with a
+    # pending login in the session (else back to the login); the rest are the user's own factors.
+    "mfa:login_verify": PUBLIC,
+    "mfa:login_key_options": PUBLIC,
+    "mfa:login_key_verify": PUBLIC,
+    "mfa:manage": AUTHENTICATED,
+    "mfa:reauth": AUTHENTICATED,
+    "mfa:totp_enrol": AUTHENTICATED,
+    "mfa:key_options": AUTHENTICATED,
+    "mfa:key_register": AUTHENTICATED,
+    "mfa:remove": AUTHENTICATED,
+    "mfa:recovery_codes": AUTHENTICATED,
     "platform:tenants": OPERATOR,
     "platform:tenant_create": OPERATOR,
     "platform:tenant_edit": OPERATOR,
@@ -79,6 +91,7 @@ TENANT_PAGES = {
     "usage:abuse_case": Perm.USAGE_VIEW,
     "usage:abuse_case_resolve": Perm.LIMITS,
     "usage:notifications": Perm.USAGE_VIEW,
+    "identity:integration_keys": Perm.INTEGRATIONS,
 }
 
 # Tenant API: (name, method) -> permission.
@@ -120,6 +133,10 @@ TENANT_API = {
     ("api:abuse-cases-reinstate", "post"): Perm.LIMITS,
     ("api:abuse-cases-terminate", "post"): Perm.LIMITS,
     ("api:abuse-cases-dismiss", "post"): Perm.LIMITS,
+    ("api:integration-keys-list", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-list", "post"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "get"): Perm.INTEGRATIONS,
+    ("api:integration-keys-detail", "delete"): Perm.INTEGRATIONS,
 }
 
 # Which object of the tenant a route's <pk> names.
@@ -141,6 +158,7 @@ OBJECT_KIND = {
     "api:access-reviews-decide": "access_review",
     "api:access-reviews-complete": "access_review",
     "api:access-reviews-export": "access_review",
+    "api:integration-keys-detail": "integration_key",
 }
 
 
@@ -168,6 +186,11 @@ def object_pk(kind: str, world) -> int:
         campaign = campaign or ReviewCampaign.objects.for_tenant(world.tenant).create(
             tenant=world.tenant, name="policy-table")
         return campaign.pk
+    if kind == "integration_key":
+        from copilot_admin.identity.services import integration_key_create
+
+        key, _ = integration_key_create(actor=world.members["admin"], name="policy-table", scopes=["read"])
+        return key.pk
     raise KeyError(kind)
 
 

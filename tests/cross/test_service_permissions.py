@@ -28,6 +28,7 @@ from copilot_admin.compliance.models import ReviewCampaign
 from copilot_admin.copilot import settings_services
 from copilot_admin.core.errors import NotFound, PermissionRefused, api_exception_handler
 from copilot_admin.directory import services as directory_services
+from copilot_admin.identity import services as identity_services
 from copilot_admin.platform import services as platform_services
 from copilot_admin.regions import services as region_services
 from copilot_admin.regions.models import DataZone
@@ -116,6 +117,10 @@ TABLE = {
         actor=a, case=w.case, reason="Repeated abuse")),
     "usage.case_dismiss": Row((Perm.LIMITS, PlatformPerm.OPERATOR), lambda w, a: usage_services.case_dismiss(
         actor=a, case=w.case, reason="False alarm")),
+    "identity.integration_key_create": Row(Perm.INTEGRATIONS, lambda w, a: identity_services.integration_key_create(
+        actor=a, name="PSA server", scopes=["copilot"])),
+    "identity.integration_key_revoke": Row(Perm.INTEGRATIONS, lambda w, a: identity_services.integration_key_revoke(
+        actor=a, key=w.key)),
     "compliance.audit_export_start": Row(Perm.AUDIT_EXPORT, lambda w, a: compliance_services.audit_export_start(
         actor=a, filters={}, fmt="csv")),
     "compliance.campaign_start": Row(Perm.AUDIT_VIEW, lambda w, a: review_services.campaign_start(
@@ -170,6 +175,7 @@ def world(tenant_a, operator, monkeypatch):
         owner=tenant_a.members["auditor"].user, deployment=deployment,
         case=AbuseCase.objects.for_tenant(tenant).get(pk=object_pk("abuse_case", tenant_a)),
         admin=tenant_a.members["admin"], operator=operator,
+        key=identity_services.integration_key_create(actor=tenant_a.members["admin"], name="PSA", scopes=["read"])[0],
     )
 
 
@@ -230,7 +236,7 @@ def test_an_actor_lacking_the_permission_is_refused(world, name):
 TAKES_A_TENANTS_OBJECT = (
     "access.role_clone", "access.role_update", "access.role_delete", "directory.company_update",
     "directory.membership_create", "directory.membership_update", "directory.invitation_resend",
-    "usage.case_reinstate", "usage.case_terminate", "usage.case_dismiss",
+    "usage.case_reinstate", "usage.case_terminate", "usage.case_dismiss", "identity.integration_key_revoke",
     "compliance.campaign_item_decide", "compliance.campaign_complete", "compliance.campaign_export_start",
 )
 

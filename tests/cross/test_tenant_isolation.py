@@ -3,6 +3,7 @@ and tenant B's URLs answers 404/403 and never carries tenant B's data."""
 
 import pytest
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from tests.conftest import ROLES, api_client_for
 from tests.cross.routes import OBJECT_KIND, TENANT_API, TENANT_PAGES, object_pk
@@ -69,6 +70,28 @@ def test_foreign_tenant_api_is_not_found(tenant_a, tenant_b, name, method, role)
     response = getattr(api_client_for(tenant_a.members[role].user), method)(reverse(name, kwargs=kwargs), {}, format="json")
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "Not found."}}
+
+
+@pytest.mark.parametrize("name,method", sorted(TENANT_API))
+def test_an_integration_key_never_reaches_another_tenant(tenant_a, tenant_b, name, method):
+    """Tenant A's integration key (every scope, acting for a member of tenant B or A): every
+    route of tenant B is not found, and B's objects in A's URLs are never shown."""
+    from copilot_admin.identity.services import integration_key_create
+
+    _, secret = integration_key_create(actor=tenant_a.members["admin"], name="PSA", scopes=["copilot", "read"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    kwargs = {"tenant_slug": "bravo"}
+    if name in OBJECT_KIND:
+        kwargs["pk"] = _b_object_pk(tenant_b, OBJECT_KIND[name])
+    body = {"acting_user": "admin@bravo.test", "company": str(tenant_b.companies[0].pk)}
+    response = getattr(api, method)(reverse(name, kwargs=kwargs), body, format="json")
+    assert response.status_code == 404, (name, method, response.status_code)
+    assert response.json() == {"error": {"code": "not_found", "message": "Not found."}}
+    if name in OBJECT_KIND:
+        response = getattr(api, method)(reverse(name, kwargs={**kwargs, "tenant_slug": "alpha"}), body, format="json")
+        assert response.status_code in (403, 404), (name, method, response.status_code)
+        _assert_no_b_data(response)
 
 
 def test_missing_and_foreign_answer_alike(tenant_a, tenant_b):

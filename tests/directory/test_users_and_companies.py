@@ -167,7 +167,7 @@ def test_copilot_settings_api_and_page(client, tenant_a):
     url = reverse("api:settings", kwargs={"tenant_slug": "alpha"})
     body = api.patch(url, {"copilot_enabled": False, "features": {"prioritize": False}}, format="json").json()
     assert body == {"copilot_enabled": False, "plan": "ultimate", "plan_includes_copilot": True, "zone": "us",
-                    "features": {"summarize": True, "time-entry": True, "prioritize": False}}
+                    "features": {"summarize": True, "time-entry": True, "prioritize": False}, "mfa_required": False}
     bad = api.patch(url, {"features": {"teleport": True}}, format="json")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid"
     read_only = api.patch(url, {"plan": "essentials", "zone": "eu"}, format="json")

@@ -1,0 +1,173 @@
+"""Versioned reads: what every copilot call reads (its token, membership, role, tenant switches,
+company scope, access state, limits, the zone's deployments) comes from the cache, and every
+write to those rows makes the cached copies stale at once, so a change takes effect on the
+next call.
+
+How: each cached value is stored with the *versions* of the scopes it was read from (a tenant,
+a user, or everything: `GLOBAL`). A version is a random token kept in the same cache; a write
+to a row of a scope replaces its token (`scopes_bump`), and a value whose stamp no longer
+matches the current tokens is read again from the database. Tokens are random, not counters,
+so a version evicted or lost with the cache cannot come back to an old value.
+
+One cache round trip per read: the value and its scopes' tokens are fetched together
+(`get_many`, one MGET on Redis). The cache is the project's default cache: Redis when
+`REDIS_URL` is set (shared by every process), the local memory cache otherwise (development:
+one process). In production without Redis the versioned reads are off (`ACCESS_CACHE_SECONDS`
+0): a process-local cache cannot see another process's writes.
+
+When a write bumps: right away (so a reader in the writer's own transaction, or one that reads
+before it commits, never keeps the old value under the new token) and again once the
+transaction commits (so a value read from the database between the two, the old committed
+state, is dropped). A value is never stored from inside a transaction other than a test's own:
+it might hold rows that are rolled back. Models register what they bump with `bump_on_change`;
+writes that bypass model signals (`QuerySet.update`, `bulk_create`) must call `scopes_bump`.
+
+When the cache cannot be reached the read goes to the database (the call does not fail), and
+a bump that cannot be written is logged; `ACCESS_CACHE_SECONDS` bounds how long a copy can
+outlive a lost bump.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+GLOBAL = "global"
+
+
+def tenant_scope(slug: str) -> str:
+    """The scope of everything of one tenant (by its slug, which never changes)."""
+    return f"tenant:{slug}"
+
+
+def user_scope(user_id: int) -> str:
+    """The scope of one user's account and credentials, across tenants."""
+    return f"user:{user_id}"
+
+
+def _prefix() -> str:
+    return getattr(settings, "ACCESS_CACHE_KEY_PREFIX", "access:")
+
+
+def _version_key(scope: str) -> str:
+    return f"{_prefix()}v:{scope}"
+
+
+def _seconds() -> int:
+    return int(getattr(settings, "ACCESS_CACHE_SECONDS", 0))
+
+
+def cache_enabled() -> bool:
+    """Whether versioned reads are on (`ACCESS_CACHE_SECONDS` > 0)."""
+    return _seconds() > 0
+
+
+def _storable() -> bool:
+    """Outside any transaction but a test case's own (which never commits)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    return not any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
+def cached(key: str, scopes: Iterable[str], load: Callable[[], T]) -> T:
+    """The value under `key`, read with `load()` when missing or stale for any of `scopes`.
+
+    `load` must read only rows of those scopes. Values are pickled: keep them to plain data
+    and model instances.
+    """
+    seconds = _seconds()
+    if seconds <= 0:
+        return load()
+    full_key = f"{_prefix()}{key}"
+    version_keys = [_version_key(scope) for scope in scopes]
+    try:
+        found = cache.get_many([full_key, *version_keys])
+        stamp = tuple(found.get(vk) or _version_start(vk) for vk in version_keys)
+        entry = found.get(full_key)
+    except Exception:  # noqa: BLE001 - the cache is an optimisation: read the database
+        logger.warning("versioned cache unavailable key=%s", key.split(":", 1)[0])
+        return load()
+    if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == stamp:
+        return entry[1]
+    value = load()
+    if _storable():
+        try:
+            cache.set(full_key, (stamp, value), seconds)
+        except Exception:  # noqa: BLE001 - as above
+            logger.warning("versioned cache unavailable key=%s", key.split(":", 1)[0])
+    return value
+
+
+def cached_fact(key: str, load: Callable[[], T | None]) -> T | None:
+    """A value that never changes once it exists (a token's owner), cached without versions
+    for `ACCESS_CACHE_SECONDS`; None (not found) is not cached."""
+    seconds = _seconds()
+    if seconds <= 0:
+        return load()
+    full_key = f"{_prefix()}{key}"
+    try:
+        value = cache.get(full_key)
+    except Exception:  # noqa: BLE001 - the cache is an optimisation: read the database
+        return load()
+    if value is None:
+        value = load()
+        if value is not None and _storable():
+            try:
+                cache.set(full_key, value, seconds)
+            except Exception:  # noqa: BLE001
+                logger.warning("versioned cache unavailable key=%s", key.split(":", 1)[0])
+    return value
+
+
+def _version_start(version_key: str) -> str:
+    """A scope's first version (none yet, or lost with the cache): a new random token, unless
+    another process set one meanwhile."""
+    token = uuid.uuid4().hex
+    if cache.add(version_key, token, None):
+        return token
+    return cache.get(version_key) or token
+
+
+def scopes_bump(*scopes: str) -> None:
+    """Make every value read from `scopes` stale: now, and again when the current transaction
+    commits (see the module docstring)."""
+    scopes = tuple(dict.fromkeys(scope for scope in scopes if scope))
+    if not scopes or _seconds() <= 0:
+        return
+    _bump(scopes)
+    transaction.on_commit(lambda: _bump(scopes))
+
+
+def _bump(scopes: tuple[str, ...]) -> None:
+    try:
+        cache.set_many({_version_key(scope): uuid.uuid4().hex for scope in scopes}, None)
+    except Exception:  # noqa: BLE001 - logged; ACCESS_CACHE_SECONDS bounds the staleness
+        logger.error("versioned cache bump failed scopes=%s", ",".join(scopes))
+
+
+def bump_on_change(model: type, scopes_of: Callable[[Any], Iterable[str]], *, m2m: Iterable[Any] = ()) -> None:
+    """Bump `scopes_of(instance)` whenever an instance of `model` is saved or deleted, and when
+    one of its many-to-many relations (`m2m`: the `through` models) changes."""
+    uid = f"versioned_cache:{model._meta.label}"
+
+    def on_write(sender, instance, **kwargs):
+        scopes_bump(*scopes_of(instance))
+
+    def on_m2m(sender, instance, action, **kwargs):
+        if action in ("post_add", "post_remove", "post_clear"):
+            scopes_bump(*scopes_of(instance))
+
+    post_save.connect(on_write, sender=model, weak=False, dispatch_uid=f"{uid}:save")
+    post_delete.connect(on_write, sender=model, weak=False, dispatch_uid=f"{uid}:delete")
+    for through in m2m:
+        m2m_changed.connect(on_m2m, sender=through, weak=False, dispatch_uid=f"{uid}:m2m:{through._meta.label}")

@@ -1,0 +1,173 @@
+"""The cached, versioned access decision (core/versioned_cache.py; issue 10).
+
+A copilot call through the API reads its token, membership, role, tenant switches, company
+scope, access state, limits and the zone's deployments from the cache. Each test here warms
+the cache with a successful call, changes one of those rows the way the product does, and
+sees the very next call decided on the new state: a change takes effect on the next call,
+for every kind of row the decision reads. Runs on real connections in autocommit
+(`transaction=True`), the way requests run, so values are cached as in production.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+from django.utils import timezone
+from knox.models import AuthToken
+
+from copilot_admin.copilot.features import get_feature
+from copilot_admin.regions.models import AzureDeployment
+from copilot_admin.usage.models import AccessStatus, CopilotAccess, PlatformLimitPolicy, TenantLimitPolicy
+from tests.conftest import api_client_for
+from tests.copilot.test_call_faults import ticket, us_deployment  # noqa: F401  (the same ticket and deployment)
+from tests.regions.fixtures import deployment_factory  # noqa: F401
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+SUMMARIZE = get_feature("summarize").permission
+
+
+def _suspend(world, member):
+    CopilotAccess.objects.for_tenant(world.tenant).create(
+        tenant=world.tenant, membership=member, status=AccessStatus.SUSPENDED,
+        suspended_until=timezone.now() + timedelta(hours=1), reason="test",
+    )
+
+
+def _revoke_grant(world, member):
+    role = member.role
+    role.permissions = [code for code in role.permissions if code != SUMMARIZE]
+    role.save()
+
+
+def _unbind_company(world, member):
+    member.companies.remove(world.companies[0])
+
+
+def _switch_feature_off(world, member):
+    tenant = world.tenant
+    tenant.feature_switches = {**tenant.feature_switches, "summarize": False}
+    tenant.save()
+
+
+def _suspend_tenant(world, member):
+    tenant = world.tenant
+    tenant.status = "suspended"
+    tenant.save()
+
+
+def _deactivate_membership(world, member):
+    member.is_active = False
+    member.access_revoked_at = timezone.now()
+    member.save()
+
+
+def _deactivate_user(world, member):
+    member.user.is_active = False
+    member.user.save()
+
+
+def _revoke_tokens(world, member):
+    AuthToken.objects.filter(user=member.user).delete()
+
+
+def _deactivate_deployment(world, member):
+    deployment = AzureDeployment.objects.get(name="us-primary")
+    deployment.active = False
+    deployment.save()
+
+
+def _tenant_limit(world, member):
+    TenantLimitPolicy.objects.for_tenant(world.tenant).create(tenant=world.tenant, user_requests_per_day=1)
+
+
+def _platform_limit(world, member):
+    policy = PlatformLimitPolicy.objects.filter(pk=PlatformLimitPolicy.SINGLETON_PK).first() or PlatformLimitPolicy(
+        pk=PlatformLimitPolicy.SINGLETON_PK
+    )
+    policy.user_requests_per_day = 1
+    policy.save()
+
+
+CHANGES = [
+    ("tech", _suspend, 403, "access_suspended"),
+    ("tech", _revoke_grant, 403, "permission_denied"),
+    ("comanaged", _unbind_company, 403, "company_out_of_scope"),
+    ("tech", _switch_feature_off, 403, "feature_disabled"),
+    ("tech", _suspend_tenant, 403, "tenant_suspended"),
+    ("tech", _deactivate_membership, 404, "not_found"),
+    ("tech", _deactivate_user, 401, None),
+    ("tech", _revoke_tokens, 401, None),
+    ("tech", _deactivate_deployment, 503, "no_deployment_in_zone"),
+    ("tech", _tenant_limit, 429, "rate_limited"),
+    ("tech", _platform_limit, 429, "rate_limited"),
+]
+
+
+@pytest.mark.parametrize(("role", "change", "status", "code"), CHANGES, ids=[c[1].__name__[1:] for c in CHANGES])
+def test_a_change_to_what_the_decision_reads_takes_effect_on_the_next_call(
+    tenant_a, us_deployment, sim, role, change, status, code,
+):
+    member = tenant_a.members[role]
+    client = api_client_for(member.user)
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": tenant_a.tenant.slug})
+    for _ in range(2):  # the second call is answered from the cache
+        response = client.post(url, ticket(tenant_a.companies[0]), format="json")
+        assert response.status_code == 200, response.content[:300]
+
+    change(tenant_a, member)
+
+    response = client.post(url, ticket(tenant_a.companies[0]), format="json")
+    assert response.status_code == status, response.content[:300]
+    if code is not None:
+        assert response.json()["error"]["code"] == code
+
+
+def test_the_cache_serves_the_decision_without_reading_the_database(tenant_a, us_deployment, sim, settings,
+                                                                    django_assert_max_num_queries):
+    settings.AUDIT_SEAL_ON_COMMIT = False  # production seals in the beat task, off the call's path
+    client = api_client_for(tenant_a.members["tech"].user)
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": tenant_a.tenant.slug})
+    assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+    # Warm: no SELECT at all; the statements are the call's writes (tests/copilot/test_bookkeeping.py).
+    with django_assert_max_num_queries(20) as captured:
+        assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+    statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
+    assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == ["INSERT", "UPDATE", "UPDATE", "INSERT", "UPDATE"]
+
+
+def test_a_cache_outage_falls_back_to_the_database(tenant_a, us_deployment, sim, monkeypatch):
+    client = api_client_for(tenant_a.members["tech"].user)
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": tenant_a.tenant.slug})
+    assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(cache, "get_many", down)
+    monkeypatch.setattr(cache, "get", down)
+    assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+    _suspend(tenant_a, tenant_a.members["tech"])
+    response = client.post(url, ticket(tenant_a.companies[0]), format="json")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "access_suspended"
+
+
+def test_a_value_read_inside_a_transaction_is_not_cached(tenant_a, settings):
+    from django.db import transaction
+
+    from copilot_admin.core.versioned_cache import cached
+
+    loads = []
+
+    def load():
+        loads.append(1)
+        return "value"
+
+    with transaction.atomic():
+        assert cached("probe", ("tenant:alpha",), load) == "value"
+    assert cached("probe", ("tenant:alpha",), load) == "value"  # read again: not stored from the block
+    assert cached("probe", ("tenant:alpha",), load) == "value"  # stored by the autocommit read
+    assert len(loads) == 2
