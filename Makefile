@@ -40,6 +40,7 @@ bench: install
 
 check-deploy: install
 	DJANGO_ENV=production DJANGO_SECRET_KEY=check-deploy-$$(date +%s)-0123456789abcdefghijklmnopqrstuvwxyz \
+	AUDIT_CHECKPOINT_KEY=check-deploy-checkpoint-key-0123456789abcdef AUDIT_CHECKPOINT_KEY_ID=check-deploy \
 	DJANGO_DEBUG=false DJANGO_ALLOWED_HOSTS=copilot.example.com $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:

@@ -5,6 +5,12 @@ from rest_framework.routers import SimpleRouter
 
 from copilot_admin.access.api import RoleViewSet
 from copilot_admin.compliance.api import AuditEntryViewSet
+from copilot_admin.compliance.evidence_api import (
+    AccessReviewView,
+    AuditCheckpointsView,
+    DataExchangeView,
+    ReviewCampaignViewSet,
+)
 from copilot_admin.copilot.api import CopilotSettingsView
 from copilot_admin.copilot.urls import api_urlpatterns as copilot_api_urlpatterns
 from copilot_admin.directory.api import CompanyViewSet, UserViewSet
@@ -23,6 +29,7 @@ tenant_router.register("companies", CompanyViewSet, basename="companies")
 tenant_router.register("abuse-cases", AbuseCaseViewSet, basename="abuse-cases")
 tenant_router.register("audit", AuditEntryViewSet, basename="audit")
 tenant_router.register("webhooks", WebhookViewSet, basename="webhooks")
+tenant_router.register("access-reviews", ReviewCampaignViewSet, basename="access-reviews")
 tenant_router.register("integration-keys", IntegrationKeyViewSet, basename="integration-keys")
 
 platform_router = SimpleRouter()
@@ -35,6 +42,10 @@ app_name = "api"
 
 urlpatterns = [
     path("auth/token/", AuthTokenView.as_view(), name="auth-token"),
+    # Before the router: `audit/checkpoints/` is not an entry id.
+    path("tenants/<slug:tenant_slug>/audit/checkpoints/", AuditCheckpointsView.as_view(), name="audit-checkpoints"),
+    path("tenants/<slug:tenant_slug>/access-review/", AccessReviewView.as_view(), name="access-review"),
+    path("tenants/<slug:tenant_slug>/data-exchange/", DataExchangeView.as_view(), name="data-exchange"),
     path("tenants/<slug:tenant_slug>/", include(tenant_router.urls)),
     path("tenants/<slug:tenant_slug>/settings/", CopilotSettingsView.as_view(), name="settings"),
     path("tenants/<slug:tenant_slug>/limits/", LimitsView.as_view(), name="limits"),

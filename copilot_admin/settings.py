@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "copilot_admin.copilot",
     "copilot_admin.usage",
     "copilot_admin.audit",
+    "copilot_admin.compliance",
     "copilot_admin.platform",
     "copilot_admin.simulator",
 ]
@@ -430,6 +431,27 @@ CELERY_BEAT_SCHEDULE["audit-purge-expired"] = {
 AUDIT_SEAL_INTERVAL_SECONDS = env_int("AUDIT_SEAL_INTERVAL_SECONDS", 5)
 AUDIT_SEAL_BATCH_SIZE = env_int("AUDIT_SEAL_BATCH_SIZE", 1000)
 AUDIT_SEAL_ON_COMMIT = not CELERY_BROKER_URL
+# Signed checkpoints (copilot_admin/audit/checkpoints.py): each seal records the chain head,
+# signed with HMAC-SHA256 under AUDIT_CHECKPOINT_KEY (at least 32 characters), named by
+# AUDIT_CHECKPOINT_KEY_ID (recorded with each checkpoint, so a rotated key stays identifiable).
+# Required when DJANGO_ENV=production; a fixed development key is used otherwise.
+AUDIT_CHECKPOINT_KEY = env_str("AUDIT_CHECKPOINT_KEY", "")
+AUDIT_CHECKPOINT_KEY_ID = env_str("AUDIT_CHECKPOINT_KEY_ID", "")
+if PRODUCTION:
+    if len(AUDIT_CHECKPOINT_KEY) < 32 or not AUDIT_CHECKPOINT_KEY_ID:
+        raise ImproperlyConfigured(
+            "AUDIT_CHECKPOINT_KEY (at least 32 characters) and AUDIT_CHECKPOINT_KEY_ID must be set when "
+            "DJANGO_ENV=production."
+        )
+elif not AUDIT_CHECKPOINT_KEY:
+    AUDIT_CHECKPOINT_KEY = "development-only-audit-checkpoint-key-never-use-in-production"
+    AUDIT_CHECKPOINT_KEY_ID = AUDIT_CHECKPOINT_KEY_ID or "dev"
+AUDIT_CHECKPOINT_KEY_ID = AUDIT_CHECKPOINT_KEY_ID or "default"
+# Each day's checkpoints e-mailed to each tenant's auditors (copilot_admin/compliance/checkpoint_mail.py).
+AUDIT_CHECKPOINT_EMAIL = env_bool("AUDIT_CHECKPOINT_EMAIL", False)
+CELERY_BEAT_SCHEDULE["compliance-checkpoints-mail"] = {
+    "task": "copilot_admin.compliance.tasks.checkpoints_mail_daily", "schedule": crontab(hour=0, minute=23),
+}
 CELERY_BEAT_SCHEDULE["audit-seal"] = {
     "task": "copilot_admin.audit.tasks.audit_seal_pending", "schedule": float(AUDIT_SEAL_INTERVAL_SECONDS),
     # A seal that waited past the next one is redundant: the next seal does its work.

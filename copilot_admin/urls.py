@@ -26,6 +26,7 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/", include("copilot_admin.directory.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.access.urls")),
     path("t/<slug:tenant_slug>/audit/", include("copilot_admin.compliance.urls")),
+    path("t/<slug:tenant_slug>/compliance/", include("copilot_admin.compliance.evidence_urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.regions.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.copilot.urls")),
     path("t/<slug:tenant_slug>/", include("copilot_admin.usage.urls")),

@@ -42,7 +42,8 @@ def _manage(*args, env):
 def _production_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update({"DJANGO_ENV": "production", "DJANGO_SECRET_KEY": "x" * 60 + "-production-test-key",
-                "DJANGO_ALLOWED_HOSTS": "copilot.example.com"}, **extra)
+                "DJANGO_ALLOWED_HOSTS": "copilot.example.com",
+                "AUDIT_CHECKPOINT_KEY": "k" * 40, "AUDIT_CHECKPOINT_KEY_ID": "test-2026"}, **extra)
     return env
 
 
@@ -56,6 +57,9 @@ def test_check_deploy_passes_with_production_settings():
     ({"DJANGO_SECRET_KEY": ""}, "DJANGO_SECRET_KEY must be set"),
     ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off"),
     ({"WEBHOOK_ALLOW_HTTP_LOOPBACK": "true"}, "WEBHOOK_ALLOW_HTTP_LOOPBACK must be off"),
+    ({"AUDIT_CHECKPOINT_KEY": ""}, "AUDIT_CHECKPOINT_KEY (at least 32 characters)"),
+    ({"AUDIT_CHECKPOINT_KEY": "short"}, "AUDIT_CHECKPOINT_KEY (at least 32 characters)"),
+    ({"AUDIT_CHECKPOINT_KEY_ID": ""}, "AUDIT_CHECKPOINT_KEY_ID must be set"),
 ])
 def test_production_refuses_unsafe_settings(env_change, message):
     result = _manage("check", env=_production_env(**env_change))

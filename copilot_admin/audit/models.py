@@ -215,3 +215,43 @@ class PlatformAuditor(models.Model):
 
     def __str__(self) -> str:
         return f"platform auditor {self.user_id}"
+
+
+class AuditCheckpointManager(AuditEntryManager):
+    """`objects` of AuditCheckpoint: read per chain like the entries themselves."""
+
+    def get_queryset(self):
+        raise TenantScopeRequired("AuditCheckpoint.objects must be read through for_tenant(tenant) or platform_chain().")
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement of one chain's head, recorded by the sealer with each seal: "the
+    chain `chain` held `sequence` entries ending in `head_hash` at `at`".
+
+    `signature` is HMAC-SHA256 under the key named `key_id` (`copilot_admin.audit.checkpoints`);
+    the key lives in the environment, not in the database. Copies kept elsewhere (downloaded,
+    e-mailed) let `audit_verify --checkpoints` prove that entries were removed or a chain
+    rewritten even by someone who can write every table.
+    """
+
+    chain = models.CharField(max_length=40)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+",
+        editable=False,
+    )
+    sequence = models.BigIntegerField(editable=False)
+    head_hash = models.CharField(max_length=64, editable=False)
+    at = models.DateTimeField(editable=False, help_text="UTC.")
+    signature = models.CharField(max_length=64, editable=False)
+    key_id = models.CharField(max_length=64, editable=False)
+
+    objects = AuditCheckpointManager()
+    unscoped_objects = models.Manager()
+
+    class Meta:
+        default_manager_name = "unscoped_objects"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["tenant", "-id"], name="audit_checkpoint_tenant_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.chain}@{self.sequence}"

@@ -27,6 +27,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from copilot_admin.audit.chain import HASHED_FIELDS, entry_hash, json_safe
+from copilot_admin.audit.checkpoints import checkpoint_record
 from copilot_admin.audit.export import ExportFormat, export_stream
 from copilot_admin.audit.models import (
     RAW_CHANGES_KEY,
@@ -463,6 +464,7 @@ def _seal_batch(tenant_id: int | None, batch_size: int) -> int:
         AuditEntry.unscoped_objects.bulk_update(sealed, ["seq", "prev_hash", "hash"])
         head.seq, head.hash = seq, previous
         head.save(update_fields=["seq", "hash"])
+        checkpoint_record(tenant_id=tenant_id, sequence=seq, head_hash=previous, at=timezone.now())
     return len(rows)
 
 

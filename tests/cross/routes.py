@@ -106,6 +106,11 @@ TENANT_PAGES = {
     "access:role_delete": Perm.ROLES,
     "audit:list": Perm.AUDIT_VIEW,
     "audit:entry": Perm.AUDIT_VIEW,
+    "compliance:checkpoints": Perm.AUDIT_VIEW,
+    "compliance:access_review": Perm.AUDIT_VIEW,
+    "compliance:data_exchange": Perm.AUDIT_VIEW,
+    "compliance:reviews": Perm.AUDIT_VIEW,
+    "compliance:review": Perm.AUDIT_VIEW,
     "regions:zone": Perm.REGION,
     "copilot:playground": ANY_MEMBER,
     "usage:dashboard": Perm.USAGE_VIEW,
@@ -144,6 +149,15 @@ TENANT_API = {
     ("api:audit-list", "get"): Perm.AUDIT_VIEW,
     ("api:audit-detail", "get"): Perm.AUDIT_VIEW,
     ("api:audit-export", "get"): Perm.AUDIT_EXPORT,
+    ("api:audit-checkpoints", "get"): Perm.AUDIT_VIEW,
+    ("api:access-review", "get"): Perm.AUDIT_VIEW,
+    ("api:data-exchange", "get"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-list", "get"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-list", "post"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-detail", "get"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-decide", "post"): Perm.USERS,
+    ("api:access-reviews-complete", "post"): Perm.AUDIT_VIEW,
+    ("api:access-reviews-export", "get"): Perm.AUDIT_EXPORT,
     # One route per declared copilot feature, requiring the feature's grant (copilot/features.py).
     **{(f"api:copilot-{grant.feature}", "post"): grant.code for grant in feature_grants()},
     # Reads of limits and abuse cases also allow admin.limits (the views' `alternatives`).
@@ -202,6 +216,11 @@ OBJECT_KIND = {
     "api:webhooks-deliveries": "webhook",
     "audit:entry": "audit_entry",
     "api:audit-detail": "audit_entry",
+    "compliance:review": "access_review",
+    "api:access-reviews-detail": "access_review",
+    "api:access-reviews-decide": "access_review",
+    "api:access-reviews-complete": "access_review",
+    "api:access-reviews-export": "access_review",
     "api:integration-keys-detail": "integration_key",
 }
 
@@ -247,6 +266,13 @@ def object_pk(kind: str, world) -> int:
 
         entry = AuditEntry.objects.for_tenant(world.tenant).filter(action="test.policy_table").first()
         return (entry or audit_event_record(tenant=world.tenant, actor=None, action="test.policy_table")).pk
+    if kind == "access_review":
+        from copilot_admin.compliance.models import ReviewCampaign
+
+        campaign = ReviewCampaign.objects.for_tenant(world.tenant).filter(name="policy-table").first()
+        campaign = campaign or ReviewCampaign.objects.for_tenant(world.tenant).create(
+            tenant=world.tenant, name="policy-table")
+        return campaign.pk
     if kind == "integration_key":
         from copilot_admin.identity.services import integration_key_create
 

@@ -22,7 +22,9 @@ from copilot_admin.access import services as access_services
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm, PlatformPerm
 from copilot_admin.audit import services as audit_services
+from copilot_admin.compliance import review_services
 from copilot_admin.compliance import services as compliance_services
+from copilot_admin.compliance.models import ReviewCampaign
 from copilot_admin.copilot import settings_services
 from copilot_admin.core.errors import NotFound, PermissionRefused, api_exception_handler
 from copilot_admin.directory import services as directory_services
@@ -142,6 +144,14 @@ TABLE = {
         actor=a, email_domains=["alpha.test"], enforced=False)),
     "identity.sso_domain_decide": Row(PlatformPerm.OPERATOR, lambda w, a: sso_services.sso_domain_decide(
         actor=a, domain_id=_sso_claim(w), approve=True)),
+    "compliance.campaign_start": Row(Perm.AUDIT_VIEW, lambda w, a: review_services.campaign_start(
+        actor=a, name="Q4 review")),
+    "compliance.campaign_item_decide": Row(Perm.USERS, lambda w, a: review_services.campaign_item_decide(
+        actor=a, item=_review_item(w, "tech@alpha.test"), decision="confirmed")),
+    "compliance.campaign_complete": Row(Perm.AUDIT_VIEW, lambda w, a: review_services.campaign_complete(
+        actor=a, campaign=ReviewCampaign.objects.for_tenant(w.tenant).create(tenant=w.tenant, name="Empty"))),
+    "compliance.campaign_export_start": Row(Perm.AUDIT_EXPORT, lambda w, a: review_services.campaign_export_start(
+        actor=a, campaign=ReviewCampaign.objects.for_tenant(w.tenant).create(tenant=w.tenant, name="Export"))),
     # audit/ sits below access/ in the layers: these operator-only functions check the
     # operator flag themselves (they cannot import the policy function); proven all the same.
     "audit.audit_retention_set": Row(PlatformPerm.OPERATOR, lambda w, a: audit_services.audit_retention_set(
@@ -156,6 +166,10 @@ def _sso_claim(world) -> int:
     """A pending claim of the world's tenant on a domain (for the operator's decision)."""
     claims = SsoDomain.objects.for_tenant(world.tenant)
     return (claims.filter(domain="claimed.test").first() or claims.create(tenant=world.tenant, domain="claimed.test")).pk
+def _review_item(world, email):
+    """An item of a fresh review campaign (started by the tenant's administrator)."""
+    campaign = review_services.campaign_start(actor=world.admin, name="Service table")
+    return campaign.items.get(email=email)
 
 
 # Functions that take an `actor` only to record it: the recorder (audit/) writes the actor it is
@@ -250,6 +264,7 @@ TAKES_A_TENANTS_OBJECT = (
     "directory.membership_create", "directory.membership_update", "directory.invitation_resend",
     "usage.case_reinstate", "usage.case_terminate", "usage.case_dismiss", "identity.integration_key_revoke",
     "usage.webhook_update", "usage.webhook_delete", "usage.webhook_test_send",
+    "compliance.campaign_item_decide", "compliance.campaign_complete", "compliance.campaign_export_start",
 )
 
 
