@@ -121,6 +121,32 @@ class CeleryWorker:
         client.close()
 
 
+@contextlib.contextmanager
+def running_worker(*, django_db_blocker, smtp_port: int, log_dir: Path, env: dict | None = None):
+    """A real Celery worker on the test's PostgreSQL database and a Redis broker, for a module's
+    tests (the fixtures of the e-mail and webhook delivery proofs); stopped on the way out."""
+    from django.db import connection
+
+    from tests.conftest import require_service
+    from tests.usage.redis_service import require_redis
+
+    with django_db_blocker.unblock():
+        require_service("PostgreSQL", connection.vendor == "postgresql",
+                        "the worker subprocess needs the test's database on a server (DATABASE_URL=postgres://...)")
+        settings_dict = dict(connection.settings_dict)
+    redis_url = require_redis()
+    process = CeleryWorker(
+        broker_url=broker_url_for(redis_url), database_url=database_url_of(settings_dict), smtp_port=smtp_port,
+        redis_url=redis_url, log_path=log_dir / "worker.log",
+    )
+    process.env.update(env or {})
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 def _reset_connections() -> None:
     kombu_pools.reset()  # kombu keeps its pools per broker URL, process-wide
     app._pool = None

@@ -15,12 +15,11 @@ import time
 from collections import Counter
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from copilot_admin.usage import webhook_services, webhooks
 from copilot_admin.usage.models import DeliveryStatus, WebhookDelivery, WebhookEvent
-from tests.conftest import require_service
-from tests.usage.celery_service import CeleryWorker, broker_url_for, database_url_of, use_broker
+from tests.usage.celery_service import running_worker, use_broker
 from tests.usage.helpers import call, set_policy
 from tests.usage.redis_service import require_redis
 from tests.usage.smtp_service import SmtpServer
@@ -55,34 +54,17 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def worker(django_db_setup, django_db_blocker, smtp, tmp_path_factory):
-    with django_db_blocker.unblock():
-        require_service(
-            "PostgreSQL",
-            connection.vendor == "postgresql",
-            "the worker subprocess needs the test's database on a server (DATABASE_URL=postgres://...)",
-        )
-        settings_dict = dict(connection.settings_dict)
-    redis_url = require_redis()
-    process = CeleryWorker(
-        broker_url=broker_url_for(redis_url),
-        database_url=database_url_of(settings_dict),
-        smtp_port=smtp.port,
-        redis_url=redis_url,
-        log_path=tmp_path_factory.mktemp("celery") / "worker.log",
-    )
-    process.env.update(
-        {
-            "WEBHOOK_SECRETS_KEY": SECRETS_KEY,
-            "WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
-            "WEBHOOK_RETRY_BACKOFF_SECONDS": "1",
-            "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": "2",
-            "WEBHOOK_MAX_ATTEMPTS": "30",
-            "WEBHOOK_TIMEOUT_SECONDS": "30",
-        }
-    )
-    process.start()
-    yield process
-    process.stop()
+    env = {
+        "WEBHOOK_SECRETS_KEY": SECRETS_KEY,
+        "WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
+        "WEBHOOK_RETRY_BACKOFF_SECONDS": "1",
+        "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": "2",
+        "WEBHOOK_MAX_ATTEMPTS": "30",
+        "WEBHOOK_TIMEOUT_SECONDS": "30",
+    }
+    with running_worker(django_db_blocker=django_db_blocker, smtp_port=smtp.port,
+                        log_dir=tmp_path_factory.mktemp("celery"), env=env) as process:
+        yield process
 
 
 @pytest.fixture
