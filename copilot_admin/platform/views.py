@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.views import View
 from django.views.generic import FormView, ListView, TemplateView
 
@@ -19,8 +20,8 @@ from copilot_admin.platform.forms import AdminInviteForm, TenantCreateForm, Tena
 from copilot_admin.regions import services as deployment_services
 from copilot_admin.regions.forms import DeploymentForm
 from copilot_admin.regions.models import AzureDeployment
-from copilot_admin.regions.selectors import deployment_list
-from tenants.models import Membership, Tenant
+from copilot_admin.regions.selectors import deactivation_consequences, deployment_list
+from tenants.models import Membership, Tenant, TenantStatus
 
 
 class TenantListView(OperatorPageMixin, ListView):
@@ -63,8 +64,48 @@ class TenantEditView(OperatorPageMixin, FormView):
         return super().get_context_data(object=self.object, **kwargs)
 
     def form_valid(self, form):
-        tenant = services.tenant_update(actor=self.request.user, tenant=self.object, **form.cleaned_data)
+        changes = dict(form.cleaned_data)
+        # Suspending cannot happen by accident: the rest is saved, the suspension waits for its own page.
+        suspend_asked = self.object.status != TenantStatus.SUSPENDED and changes.get("status") == TenantStatus.SUSPENDED
+        if suspend_asked:
+            changes.pop("status")
+        tenant = services.tenant_update(actor=self.request.user, tenant=self.object, **changes)
+        if suspend_asked:
+            messages.info(self.request, f"The tenant {tenant.name} was saved; confirm the suspension below.")
+            return redirect("platform:tenant_suspend", pk=tenant.pk)
         messages.success(self.request, f"The tenant {tenant.name} was saved.")
+        return redirect("platform:tenants")
+
+
+class TenantSuspendView(OperatorPageMixin, TemplateView):
+    """Confirm suspending a tenant (GET: what follows; POST: do it). Works without JavaScript."""
+
+    template_name = "confirm.html"
+
+    def prepare(self) -> None:
+        self.object = get_object_or_404(Tenant, pk=self.kwargs["pk"], status=TenantStatus.ACTIVE)
+
+    def get_context_data(self, **kwargs):
+        tenant = self.object
+        users = Membership.objects.for_tenant(tenant).granting_access().count()
+        return super().get_context_data(
+            title=f"Suspend the tenant {tenant.name}?",
+            consequences=[
+                (
+                    f"{users} user{'s' if users != 1 else ''} lose{'' if users != 1 else 's'} access to "
+                    f"{tenant.name} at once: its pages, the API and the copilot."
+                ),
+                "Their login sessions and API tokens are ended.",
+                "Its data, usage and audit history stay; you can set it active again from its page.",
+            ],
+            confirm_label="Suspend",
+            cancel_url=reverse("platform:tenant_edit", kwargs={"pk": tenant.pk}),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        tenant = services.tenant_update(actor=request.user, tenant=self.object, status=TenantStatus.SUSPENDED)
+        messages.success(request, f"The tenant {tenant.name} was suspended.")
         return redirect("platform:tenants")
 
 
@@ -107,14 +148,45 @@ class DeploymentEditView(OperatorPageMixin, FormView):
         return super().get_context_data(object=self.object, **kwargs)
 
     def form_valid(self, form):
+        changes = dict(form.cleaned_data)
+        # Deactivating cannot happen by accident: the rest is saved, the deactivation waits for its own page.
+        deactivation_asked = self.object.active and not changes.get("active", True)
+        if deactivation_asked:
+            changes.pop("active")
         try:
             deployment = deployment_services.deployment_update(
-                actor=self.request.user, azure_deployment=self.object, **form.cleaned_data
+                actor=self.request.user, azure_deployment=self.object, **changes
             )
         except ApplicationError as error:
             form_add_service_error(form, error)
             return self.form_invalid(form)
+        if deactivation_asked:
+            messages.info(self.request, f"The deployment {deployment.name} was saved; confirm the deactivation below.")
+            return redirect("platform:deployment_deactivate", pk=deployment.pk)
         messages.success(self.request, f"The deployment {deployment.name} was saved.")
+        return redirect("platform:deployments")
+
+
+class DeploymentDeactivateView(OperatorPageMixin, TemplateView):
+    """Confirm deactivating a deployment (GET: what follows for its zone's tenants; POST: do it)."""
+
+    template_name = "confirm.html"
+
+    def prepare(self) -> None:
+        self.object = get_object_or_404(AzureDeployment.objects.select_related("zone"), pk=self.kwargs["pk"], active=True)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            title=f"Deactivate the deployment {self.object.name}?",
+            consequences=deactivation_consequences(self.object),
+            confirm_label="Deactivate",
+            cancel_url=reverse("platform:deployment_edit", kwargs={"pk": self.object.pk}),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        deployment = deployment_services.deployment_update(actor=request.user, azure_deployment=self.object, active=False)
+        messages.success(request, f"The deployment {deployment.name} was deactivated.")
         return redirect("platform:deployments")
 
 

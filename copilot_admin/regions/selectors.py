@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 
 from copilot_admin.core.versioned_cache import GLOBAL, cached
 from copilot_admin.regions.models import AzureDeployment, DataZone
+from tenants.models import Tenant, TenantStatus
 
 
 def deployments_serving(zone: DataZone | int) -> QuerySet[AzureDeployment]:
@@ -11,6 +12,30 @@ def deployments_serving(zone: DataZone | int) -> QuerySet[AzureDeployment]:
     return AzureDeployment.objects.filter(zone=zone, active=True).order_by("priority", "name")
 
 
+def deactivation_consequences(deployment: AzureDeployment) -> list[str]:
+    """What deactivating `deployment` does to its zone, in sentences for the confirmation page:
+    the remaining active deployments take its calls, or (when it is the last) every active
+    tenant of the zone loses its only deployment."""
+    zone = deployment.zone
+    others = deployments_serving(zone).exclude(pk=deployment.pk).count()
+    tenants = Tenant.objects.filter(zone=zone, status=TenantStatus.ACTIVE).count()
+    code = zone.code.upper()
+    if others:
+        return [
+            (
+                f"Calls for zone {code} go to the {others} other active deployment{'s' if others != 1 else ''} "
+                f"of the zone; no tenant loses the copilot."
+            ),
+            "You can activate it again from its page.",
+        ]
+    return [
+        (
+            f"{tenants} tenant{'s' if tenants != 1 else ''} in zone {code} will lose "
+            f"{'their' if tenants != 1 else 'its'} only deployment: copilot calls answer 503 "
+            "no_deployment_in_zone until one is active again (calls never go to another zone)."
+        ),
+        "You can activate it again from its page.",
+    ]
 
 
 def deployments_serving_cached(zone_id: int) -> list[AzureDeployment]:

@@ -131,13 +131,15 @@ def test_tenant_api_matrix(tenant_a, tenant_b, operator, custom_role, name, meth
 
 @pytest.mark.parametrize("actor", ACTORS)
 @pytest.mark.parametrize(
-    "name", ["platform:tenants", "platform:tenant_create", "platform:tenant_edit", "platform:tenant_overview"]
+    "name",
+    ["platform:tenants", "platform:tenant_create", "platform:tenant_edit", "platform:tenant_overview",
+     "platform:tenant_suspend"],
 )
 def test_platform_pages_matrix(client, tenant_a, tenant_b, operator, name, actor):
     user = _actor_user(actor, tenant_a, tenant_b, operator)
     if user is not None:
         client.force_login(user)
-    kwargs = {"pk": tenant_a.tenant.pk} if name.endswith(("_edit", "_overview")) else {}
+    kwargs = {"pk": tenant_a.tenant.pk} if name.endswith(("_edit", "_overview", "_suspend")) else {}
     response = client.get(reverse(name, kwargs=kwargs))
     expected = {"operator": 200, "anonymous": 302}.get(actor, 404)
     assert response.status_code == expected

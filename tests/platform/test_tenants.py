@@ -47,9 +47,13 @@ def test_operator_pages(client, operator, tenant_a):
     assert dup.status_code == 200 and "taken" in dup.content.decode()
     edit = client.post(reverse("platform:tenant_edit", kwargs={"pk": tenant_a.tenant.pk}),
                        {"name": "Alpha MSP", "plan": "essentials", "zone": 1, "status": "suspended"})
-    assert edit.status_code == 302
+    # The rest is saved at once; the suspension waits for its confirmation page (issue 14).
+    assert edit.status_code == 302 and edit["Location"] == reverse("platform:tenant_suspend", kwargs={"pk": tenant_a.tenant.pk})
     tenant_a.tenant.refresh_from_db()
-    assert tenant_a.tenant.status == "suspended" and tenant_a.tenant.plan == "essentials"
+    assert tenant_a.tenant.status == "active" and tenant_a.tenant.plan == "essentials"
+    assert client.post(edit["Location"]).status_code == 302
+    tenant_a.tenant.refresh_from_db()
+    assert tenant_a.tenant.status == "suspended"
     listing = client.get(reverse("platform:tenants")).content.decode()
     assert "Echo" in listing and "suspended" in listing
 
