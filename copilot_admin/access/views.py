@@ -1,5 +1,7 @@
 """Security role pages: list, permission matrix editor, clone, deactivate."""
 
+from typing import ClassVar
+
 from django.contrib import messages
 from django.db.models import Count
 from django.shortcuts import redirect
@@ -13,6 +15,7 @@ from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import Perm, modules
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.forms import ServiceFormMixin, form_add_service_error
+from copilot_admin.core.sorting import sort_columns, sort_fields, sort_param
 
 
 class RoleListView(TenantListView):
@@ -21,8 +24,23 @@ class RoleListView(TenantListView):
     model = SecurityRole
     template_name = "access/role_list.html"
 
+    # ?sort=<key> (or -<key>), as on the users list (core/sorting.py); the default keeps system roles first.
+    SORTS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "default": ("-is_system", "name", "pk"), "name": ("name", "pk"), "type": ("user_type", "name", "pk"),
+        "users": ("user_count", "name", "pk"),
+        "status": ("is_active", "name", "pk"),
+    }
+    # Permissions (a JSON list) is shown, not sorted: its length has no portable SQL on PostgreSQL and SQLite.
+    COLUMNS: ClassVar[dict[str, str]] = {"name": "Role", "type": "For", "users": "Users", "status": "Status"}
+
     def narrow_queryset(self, queryset):
-        return queryset.annotate(user_count=Count("memberships")).order_by("-is_system", "name")
+        self.sort = sort_param(self.request, self.SORTS, default="default")
+        return queryset.annotate(user_count=Count("memberships")).order_by(*sort_fields(self.SORTS, self.sort))
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["sort_columns"] = sort_columns(self.request, self.COLUMNS, self.sort)
+        return context
 
 
 class RoleCreateView(ServiceFormMixin, TenantPageMixin, FormView):
