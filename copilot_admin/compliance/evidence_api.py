@@ -40,6 +40,7 @@ from copilot_admin.compliance.review_services import (
     campaign_item_decide,
     campaign_start,
 )
+from copilot_admin.core.errors import refuse_body
 
 
 class _JSONOnly:
@@ -185,6 +186,7 @@ class ReviewCampaignViewSet(mixins.ListModelMixin, TenantViewSet):
     @extend_schema(request=None, responses=ReviewCampaignDetailSerializer)
     @action(detail=True, methods=["post"])
     def complete(self, request, *args, **kwargs):
+        refuse_body(request)
         return self._detail(campaign_complete(actor=self.membership, campaign=self.get_object()))
 
     @extend_schema(responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row per member.")})

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from copilot_admin.compliance.forms import MomentField
+from copilot_admin.core.fields import JSONBooleanField
 from copilot_admin.usage.models import AccessStatus
 from tenants.models import UserType
 
@@ -144,4 +145,4 @@ class ReviewDecisionSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
     role = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**63 - 1, default=None,
                                     help_text="Flag: the role the member gets instead.")
-    deactivate = serializers.BooleanField(required=False, default=False, help_text="Flag: deactivate the member.")
+    deactivate = JSONBooleanField(required=False, default=False, help_text="Flag: deactivate the member.")

@@ -25,7 +25,7 @@ from datetime import datetime
 from django.utils.dateparse import parse_datetime
 
 from copilot_admin.access.models import SecurityRole
-from copilot_admin.audit.models import AuditEntry
+from copilot_admin.audit.models import RAW_CHANGES_KEY, AuditEntry
 from copilot_admin.usage.models import AccessStatus, CopilotAccess
 from tenants.models import ClientCompany, Membership, UserType
 
@@ -130,7 +130,11 @@ class _State:
 
     def undo(self, entry: AuditEntry) -> None:
         verb = entry.action.rsplit(".", 1)[-1]
-        changes = entry.changes or {}
+        # Entries show names (a role by its name); the raw ids and codes the state is rebuilt
+        # from are kept beside them, where they differ (audit.models.RAW_CHANGES_KEY). Company
+        # scope changes are rebuilt by name, as recorded.
+        raw = (entry.metadata or {}).get(RAW_CHANGES_KEY, {})
+        changes = {**(entry.changes or {}), **{name: values for name, values in raw.items() if isinstance(values, list)}}
         ids = [entry.object_id]
         if entry.object_id == "*":  # a bulk update: one entry for many rows (queryset_update_audited)
             ids = [str(pk) for pk in (entry.metadata or {}).get("ids", [])]

@@ -129,3 +129,12 @@ def api_exception_handler(exc, context):
     else:
         response.data = error_body(code, _flatten_message(exc.detail))
     return response
+
+
+def refuse_body(request) -> None:
+    """For an action that takes no body: reading it refuses what cannot be parsed or stored (the
+    parser's 400), and a body that parses is refused too (400 `validation_error`), not ignored."""
+    data = request.data
+    if data:
+        unknown = {str(name): ["unknown field"] for name in data} if isinstance(data, dict) else None
+        raise ApplicationError("This action takes no body.", code="validation_error", fields=unknown)

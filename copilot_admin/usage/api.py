@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from copilot_admin.access.base_api import TenantAPIView, TenantViewSet
 from copilot_admin.access.permissions import Perm
-from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.errors import refuse_body
 from copilot_admin.core.schema import error_response
 from copilot_admin.usage import selectors, services, webhook_services
 from copilot_admin.usage.exports import ExportFormat, usage_export_lines, usage_grouped
@@ -221,9 +221,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
         """Queue a `webhook.test` event for this webhook (also when it is switched off); answers
         the new delivery, whose outcome shows in `deliveries/`."""
         webhook = self.get_object()
-        if request.data:  # reading it also refuses what cannot be parsed or stored (the parser's 400)
-            unknown = {str(name): ["unknown field"] for name in request.data} if isinstance(request.data, dict) else None
-            raise ApplicationError("This action takes no body.", code="validation_error", fields=unknown)
+        refuse_body(request)
         delivery = webhook_services.webhook_test_send(actor=self.membership, webhook=webhook)
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_201_CREATED)
 

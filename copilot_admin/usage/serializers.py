@@ -65,10 +65,10 @@ _SETTING_INPUTS = {
         help_text="Percentages of each limit at which a warning goes out, once per threshold and window; "
                   "null or []: the platform's.",
     ),
-    "alert_digest": serializers.BooleanField(
+    "alert_digest": JSONBooleanField(
         required=False, help_text="Limit warnings by e-mail once a day instead of one e-mail per warning."
     ),
-    "anomaly_auto_suspend": serializers.BooleanField(
+    "anomaly_auto_suspend": JSONBooleanField(
         required=False, help_text="An anomaly case also suspends the user's copilot access."
     ),
 }

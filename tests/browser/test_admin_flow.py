@@ -125,7 +125,7 @@ def test_admin_invites_edits_and_logs_out(browser_page, tenant_a):
     expect(page.get_by_role("checkbox", name="Alpha MSP Client One")).not_to_be_checked()
     expect(page.get_by_role("checkbox", name="Alpha MSP Client Two")).not_to_be_checked()
     expect(page.get_by_role("checkbox", name="Alpha MSP Client Three")).to_have_count(0)
-    page.get_by_label("Email").fill(INVITEE)
+    page.get_by_label("E-mail", exact=True).fill(INVITEE)
     page.get_by_label("Name").fill(HOSTILE_NAME)
     page.get_by_label("User type").select_option(label="Internal")
     page.get_by_label("Role").select_option(label="Technician")

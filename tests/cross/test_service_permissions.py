@@ -140,6 +140,9 @@ TABLE = {
         actor=a, key=w.key)),
     "compliance.audit_export_start": Row(Perm.AUDIT_EXPORT, lambda w, a: compliance_services.audit_export_start(
         actor=a, filters={}, fmt="csv")),
+    # The platform auditor grant, which every operator holds: an operator may, a member or user may not.
+    "compliance.platform_audit_export_start": Row(PlatformPerm.OPERATOR, lambda w, a: (
+        compliance_services.platform_audit_export_start(actor=a, filters={}, fmt="csv"))),
     "identity.sso_configuration_update": Row(Perm.IDENTITY, lambda w, a: sso_services.sso_configuration_update(
         actor=a, email_domains=["alpha.test"], enforced=False)),
     "identity.sso_domain_decide": Row(PlatformPerm.OPERATOR, lambda w, a: sso_services.sso_domain_decide(
@@ -180,6 +183,8 @@ RECORDERS = {
     "audit.audit_m2m_change_record": "records a relation change with the actor its service was given",
     "audit.queryset_update_audited": "records a bulk update with the actor it is given",
     "audit.audit_export_open": "the recorder's export; compliance.audit_export_start checks audit.export first",
+    "audit.audit_export_across_open": "the recorder's export across tenants; "
+                                      "compliance.platform_audit_export_start checks the platform auditor grant first",
 }
 
 

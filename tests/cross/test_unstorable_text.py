@@ -71,10 +71,9 @@ def _pk(name, world, operator):
     kind = OBJECT_KIND.get(name)
     if kind is None:
         return 1
-    if kind in ("abuse_case", "webhook"):
-        return object_pk(kind, world)
-    return {"membership": world.members["tech"].pk, "company": world.companies[0].pk,
-            "role": world.members["tech"].role_id}[kind]
+    simple = {"membership": world.members["tech"].pk, "company": world.companies[0].pk,
+              "role": world.members["tech"].role_id}
+    return simple[kind] if kind in simple else object_pk(kind, world)
 
 
 def test_unstorable_text_at_finds_keys_and_values_at_any_depth():
