@@ -101,6 +101,7 @@ def log_in_operator(page, operator) -> None:
 
 def assert_accessible(page, start: str, minimum_pages: int) -> None:
     found = walk(page, start)
+    print(f"axe: {len(found)} pages from {start}: {' '.join(found)}")  # shown with -s (the issue note lists them)
     assert len(found) >= minimum_pages, f"the walk reached only {sorted(found)}"
     problems = report(found)
     assert problems == "", f"serious or critical accessibility violations on {len(found)} pages:\n{problems}"
