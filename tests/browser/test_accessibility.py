@@ -107,28 +107,28 @@ def assert_accessible(page, start: str, minimum_pages: int) -> None:
     assert problems == "", f"serious or critical accessibility violations on {len(found)} pages:\n{problems}"
 
 
-def test_the_login_page_is_accessible(browser_page):
+def test_the_login_page_is_accessible(browser_page):  # noqa: F811
     browser_page.goto("/login/")
     violations = [v for v in axe_violations(browser_page) if v["impact"] in BLOCKING]
     assert violations == []
 
 
-def test_every_page_an_administrator_reaches_is_accessible(browser_page, tenant_a):
+def test_every_page_an_administrator_reaches_is_accessible(browser_page, tenant_a):  # noqa: F811
     log_in(browser_page, "admin@alpha.test")
     assert_accessible(browser_page, "/t/alpha/", minimum_pages=15)
 
 
-def test_every_page_an_auditor_reaches_is_accessible(browser_page, tenant_a):
+def test_every_page_an_auditor_reaches_is_accessible(browser_page, tenant_a):  # noqa: F811
     log_in(browser_page, "auditor@alpha.test")
     assert_accessible(browser_page, "/t/alpha/", minimum_pages=8)
 
 
-def test_every_page_an_operator_reaches_is_accessible(browser_page, tenant_a, operator):
+def test_every_page_an_operator_reaches_is_accessible(browser_page, tenant_a, operator):  # noqa: F811
     log_in_operator(browser_page, operator)
     assert_accessible(browser_page, "/", minimum_pages=6)
 
 
-def test_the_navbar_opens_at_phone_width_and_its_links_work(browser_page, tenant_a, operator):
+def test_the_navbar_opens_at_phone_width_and_its_links_work(browser_page, tenant_a, operator):  # noqa: F811
     from playwright.sync_api import expect
 
     page = browser_page
