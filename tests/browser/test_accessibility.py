@@ -107,10 +107,25 @@ def assert_accessible(page, start: str, minimum_pages: int) -> None:
     assert problems == "", f"serious or critical accessibility violations on {len(found)} pages:\n{problems}"
 
 
-def test_the_login_page_is_accessible(browser_page):  # noqa: F811
-    browser_page.goto("/login/")
-    violations = [v for v in axe_violations(browser_page) if v["impact"] in BLOCKING]
-    assert violations == []
+def blocking(page) -> list[dict]:
+    return [v for v in axe_violations(page) if v["impact"] in BLOCKING]
+
+
+def test_the_login_steps_and_the_error_pages_are_accessible(browser_page, tenant_a):  # noqa: F811
+    page = browser_page
+    page.goto("/login/")
+    assert blocking(page) == []
+    page.get_by_label("E-mail").fill("tech@alpha.test")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Password").wait_for()
+    assert blocking(page) == [], "the password step"
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/t/alpha/$"))
+    assert page.goto("/t/alpha/users/").status == 403
+    assert blocking(page) == [], "the 403 page"
+    assert page.goto("/t/alpha/no-such-page/").status == 404
+    assert blocking(page) == [], "the 404 page"
 
 
 def test_every_page_an_administrator_reaches_is_accessible(browser_page, tenant_a):  # noqa: F811
