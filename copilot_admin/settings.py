@@ -329,6 +329,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's default config gives "django" its own console handler (when DEBUG) and lets it
+        # propagate to the root's: under `make run` every django.request line was printed twice.
+        # One handler, the root's (tests/platform/test_logging.py). "django.server" (runserver's
+        # request lines) keeps Django's handler and does not propagate.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         # HTTP client libraries log request bodies at DEBUG; ticket text must never reach a log.
         # (The openai SDK sends through httpx2 and httpcore2, the async path through aiohttp.)
