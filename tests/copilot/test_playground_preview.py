@@ -31,7 +31,7 @@ def stored() -> tuple[int, int]:
 
 
 def pre(page: str, testid: str) -> str:
-    match = re.search(rf'<pre[^>]*data-testid="{testid}"[^>]*>(.*?)</pre>', page, re.S)
+    match = re.search(rf'<pre[^>]*data-testid="{testid}"[^>]*>(.*?)</pre>', page, re.DOTALL)
     assert match, testid
     return html.unescape(match.group(1))
 
@@ -75,7 +75,7 @@ def test_preview_shows_the_minimized_payload_and_what_was_dropped_without_callin
     assert pre(page, "sent-message-system") == messages[0]["content"]
     assert pre(page, "sent-message-user") == messages[1]["content"]
     # The internal note and the company are listed as dropped, and appear nowhere in what is sent.
-    dropped = re.search(r'data-testid="dropped-fields">(.*?)</ul>', page, re.S).group(1)
+    dropped = re.search(r'data-testid="dropped-fields">(.*?)</ul>', page, re.DOTALL).group(1)
     assert "<code>company</code>: dropped" in dropped
     assert "<code>issue.conversation[1]</code>: dropped (internal note" in dropped
     assert "NOTE-NEVER-SENT" not in pre(page, "sent-payload") + pre(page, "sent-message-user")
