@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from copilot_admin.usage import abuse, alerts, anomalies, rollups, webhook_delivery
+from copilot_admin.usage import abuse, alerts, anomalies, partitions, rollups, webhook_delivery
 from copilot_admin.usage.counters import DatabaseCounterBackend, get_counter_backend
 
 
@@ -63,13 +63,15 @@ def send_warning_digests() -> int:
 @shared_task(acks_late=True)
 def usage_maintenance() -> dict:
     """End lapsed suspensions, enqueue notifications and webhook deliveries whose task was lost, purge
-    expired database counters and hourly roll-ups older than the anomaly baselines need."""
+    expired database counters and hourly roll-ups older than the anomaly baselines need, and keep
+    the usage records' monthly partitions created ahead (PostgreSQL)."""
     result = {
         "suspensions_ended": abuse.suspensions_expire(),
         "notifications_enqueued": alerts.notifications_resend_pending(),
         "webhook_deliveries_enqueued": webhook_delivery.webhook_deliveries_resend_pending(),
         "counters_purged": 0,
         "hourly_rows_purged": rollups.hourly_usage_purge(),
+        "partitions_created": partitions.usage_partitions_ensure(),
     }
     backend = get_counter_backend()
     if isinstance(backend, DatabaseCounterBackend):

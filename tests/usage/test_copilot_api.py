@@ -50,7 +50,7 @@ def test_rate_limited_with_retry_after_then_suspended_then_reinstated(tenant_a, 
     refused = tech_api.post(URL, body, format="json")
     assert refused.status_code == 429, refused.content
     assert refused.json()["error"]["code"] == "rate_limited"
-    assert "user_requests_per_hour" in refused.json()["error"]["message"]
+    assert "this hour's limit of 2 requests" in refused.json()["error"]["message"]
     assert refused["Retry-After"] == "2575"  # 10:17:05 to 11:00:00
     # A burst inside the same window: refused with Retry-After every time, but one strike only.
     for _ in range(5):

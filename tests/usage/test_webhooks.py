@@ -274,7 +274,7 @@ def test_repeated_failures_switch_the_webhook_off_and_email_the_administrators(t
     assert not hook.active and hook.consecutive_failures == 3
     assert "3 failed deliveries in a row" in hook.disabled_reason
     entry = AuditEntry.objects.for_tenant(tenant_a.tenant).filter(action="webhook.update").latest("created_at")
-    assert entry.actor_id is None and entry.changes["active"] == ["True", "False"]
+    assert entry.actor_id is None and entry.changes["active"] == ["on", "off"]
     notes = Notification.objects.for_tenant(tenant_a.tenant).filter(kind=NotificationKind.WEBHOOK_DISABLED)
     assert [n.to_email for n in notes] == ["admin@alpha.test"]
     assert emit(tenant_a, key="after") == []  # switched off: nothing queued
