@@ -13,6 +13,8 @@ from copilot_admin.access.permissions import ANY_MEMBER, Perm
 from copilot_admin.copilot import services
 from copilot_admin.copilot.features import FEATURES
 from copilot_admin.copilot.forms import CopilotSettingsForm
+from copilot_admin.copilot.minimize import PayloadError
+from copilot_admin.copilot.preview import sent_preview
 from copilot_admin.copilot.settings_services import tenant_copilot_settings_update
 from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import request_ids
@@ -57,6 +59,22 @@ class PlaygroundForm(StyledFormMixin, forms.Form):
             "contact": {"first_name": data["first_name"], "last_name": data["last_name"], "type": data["contact_type"]},
             "issue": {"summary": data["summary"], "description": data["description"], "conversation": conversation},
         }
+
+
+# A plausible ticket to start from (`?sample=1`): a reply from the contact and an internal note,
+# so the preview shows what is sent and what is dropped.
+SAMPLE_TICKET = {
+    "first_name": "Dana",
+    "last_name": "Whitfield",
+    "contact_type": "customer",
+    "summary": "Outlook keeps asking for the password after the Windows update",
+    "description": (
+        "Since this morning's Windows update, Outlook on Dana's laptop prompts for the password every few "
+        "minutes and does not download new mail. Webmail works. Two colleagues in the finance team see the same."
+    ),
+    "reply": "I have restarted the laptop twice and it still asks. I have a client meeting at 14:00 and need my mail.",
+    "internal_note": "Customer's MFA reset code is 448-213; do not share. Check the conditional access policy first.",
+}
 
 
 def refusal_badge(code: str, *, tenant) -> str:
@@ -107,14 +125,30 @@ class PlaygroundView(TenantPageMixin, TemplateView):
         ]
 
     def get_context_data(self, **kwargs):
-        kwargs.setdefault("form", PlaygroundForm(membership=self.membership))
+        if "form" not in kwargs:
+            initial = SAMPLE_TICKET if self.request.GET.get("sample") else None
+            kwargs["form"] = PlaygroundForm(initial=initial, membership=self.membership)
         return super().get_context_data(features=self.features(), **kwargs)
+
+    def preview(self, form, feature: str) -> dict:
+        """The "show what is sent" panel: minimize and render, nothing called, stored or logged."""
+        available = {f["value"] for f in self.features() if not f["refusal"]}
+        if feature not in available:
+            return {"error": {"code": "invalid", "message": "Choose a feature you may use to preview."}}
+        if not form.is_valid():
+            return {"error": {"code": "invalid", "message": "Check the ticket fields."}}
+        try:
+            return {"preview": sent_preview(feature=feature, body=form.body())}
+        except PayloadError as error:
+            return {"error": {"code": error.code, "message": error.message}}
 
     def post(self, request, *args, **kwargs):
         form = PlaygroundForm(request.POST, membership=self.membership)
         feature = request.POST.get("feature", "")
         context = {"form": form, "feature": feature}
-        if feature not in FEATURES:
+        if "preview" in request.POST:
+            context.update(self.preview(form, request.POST.get("preview", "")))
+        elif feature not in FEATURES:
             context["error"] = {"code": "invalid", "message": "Choose a feature."}
         elif form.is_valid():
             try:

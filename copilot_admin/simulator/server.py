@@ -284,6 +284,131 @@ def generate_from_schema(schema: Mapping[str, Any], *, seed: str, path: str = "$
     return f"{text} {echo}" if echo else text
 
 
+def _ticket_from_messages(texts: list[str]) -> dict[str, Any] | None:
+    """The ticket of a copilot call: the JSON after the user message's first line (see prompts.py)."""
+    if not texts:
+        return None
+    _, _, rest = texts[-1].partition("\n")
+    try:
+        ticket = json.loads(rest)
+    except ValueError:
+        return None
+    if not isinstance(ticket, dict) or not isinstance(ticket.get("issue"), dict):
+        return None
+    return ticket
+
+
+def _text(value: object) -> str:
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def _first_sentence(text: str, limit: int = 200) -> str:
+    text = _text(text)
+    for mark in (". ", "! ", "? "):
+        if mark in text:
+            text = text.split(mark, 1)[0]
+    text = text.rstrip(".!? ")
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_PRIORITY_SIGNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("critical", ("outage", "ransomware", "breach", "phishing", "all users", "everyone", "server down",
+                  "site down", "business stopped", "nobody can"), "it points to an outage or a security incident"),
+    ("high", ("cannot", "can't", "unable", "does not", "doesn't", "not working", "fails", "failed", "error",
+              "keeps asking", "offline", "down", "urgent", "meeting"), "a user is blocked in their work"),
+    ("low", ("question", "request", "how do", "how to", "would like", "new user", "cosmetic", "when convenient"),
+     "it is a request or a question, not a fault"),
+)
+
+_WORK_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Onsite Support", ("onsite", "on site", "on-site", "visit", "cable", "replace")),
+    ("Configuration", ("configure", "set up", "setup", "install", "new user", "onboard", "license", "permission")),
+    ("Troubleshooting", ("error", "fails", "failed", "crash", "keeps", "not working", "offline", "cannot", "can't")),
+)
+
+_NEXT_STEPS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("password", "login", "sign in", "mfa", "locked"), "Check the account's sign-in log and MFA status"),
+    (("outlook", "mail", "exchange"), "Test the mailbox in webmail and recreate the Outlook profile if needed"),
+    (("printer", "print"), "Check the printer's queue and network connection"),
+    (("vpn", "network", "wifi", "wi-fi", "internet"), "Check the network path and the VPN client's log"),
+    (("update", "upgrade", "patch"), "Review the recent update and roll it back on one machine to confirm"),
+)
+
+
+def _matches(text: str, words: Iterable[str]) -> str:
+    lowered = text.lower()
+    return next((word for word in words if word in lowered), "")
+
+
+def plausible_answer(
+    schema: Mapping[str, Any], ticket: Mapping[str, Any], *, seed: str, echo: str = ""
+) -> dict[str, Any] | None:
+    """An answer to one of the copilot's features that reads like a model's, built from the
+    ticket's own words (deterministic). None for a schema the simulator does not know."""
+    keys = set((schema.get("properties") or {}).keys())
+    contact = ticket.get("contact") if isinstance(ticket.get("contact"), dict) else {}
+    issue = ticket["issue"]
+    summary = _first_sentence(issue.get("summary", "")) or "the reported problem"
+    description = _first_sentence(issue.get("description", ""))
+    conversation = [e for e in issue.get("conversation") or [] if isinstance(e, dict) and _text(e.get("body"))]
+    name = " ".join(p for p in (_text(contact.get("first_name")), _text(contact.get("last_name"))) if p)
+    who = name or "The contact"
+    everything = " ".join([summary, _text(issue.get("description")), *(_text(e.get("body")) for e in conversation)])
+    answer: dict[str, Any]
+    if keys == {"summary", "key_details", "next_steps"}:
+        latest = f" The latest message says: \"{_first_sentence(conversation[-1]['body'], 160)}\"." if conversation else ""
+        details = [f"Reported problem: {summary}"]
+        if description:
+            details.append(f"Description: {description}")
+        if name:
+            details.append(f"Contact: {name}" + (f" ({_text(contact.get('type'))})" if contact.get("type") else ""))
+        details.append(f"{len(conversation)} message(s) from the conversation")
+        steps = [step for words, step in _NEXT_STEPS if _matches(everything, words)][:2]
+        steps.append(f"Confirm with {name.split(' ')[0] if name else 'the contact'} once it is resolved")
+        answer = {
+            "summary": f"{who} reports: {summary}." + (f" {description}." if description else "") + latest
+            + " No fix is recorded on the ticket yet.",
+            "key_details": details,
+            "next_steps": [f"Reproduce \"{summary}\"", *steps],
+        }
+    elif keys == {"notes", "hours", "work_type"}:
+        work_type = next((kind for kind, words in _WORK_TYPES if _matches(everything, words)), "Remote Support")
+        quarters = min(16, 1 + len(_text(issue.get("description"))) // 150 + len(conversation))
+        answer = {
+            "notes": f"Investigated \"{summary}\" for {name or 'the contact'}."
+            + (f" {description}." if description else "")
+            + f" Kept {name.split(' ')[0] if name else 'the contact'} informed of progress.",
+            "hours": quarters * 0.25,
+            "work_type": work_type,
+        }
+    elif keys == {"priority", "rationale"}:
+        allowed = list((schema["properties"]["priority"] or {}).get("enum") or [])
+        priority, rationale = "medium", (
+            f"\"{summary}\" describes an impairment with no sign of an outage or a blocked user; "
+            "a workaround is likely."
+        )
+        for level, words, why in _PRIORITY_SIGNS:
+            if word := _matches(everything, words):
+                priority, rationale = level, f"The ticket says \"{word}\" about \"{summary}\": {why}."
+                break
+        if allowed and priority not in allowed:
+            return None
+        answer = {"priority": priority, "rationale": rationale}
+    else:
+        return None
+    return _with_echo(answer, echo) if echo else answer
+
+
+def _with_echo(value: Any, echo: str) -> Any:
+    if isinstance(value, str):
+        return f"{value} {echo}"
+    if isinstance(value, list):
+        return [_with_echo(item, echo) for item in value]
+    if isinstance(value, dict):  # an enumeration (priority) stays one of its values
+        return {key: item if key == "priority" else _with_echo(item, echo) for key, item in value.items()}
+    return value
+
+
 def _safe_filter_results(*, prompt: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {name: {"filtered": False, "severity": "safe"} for name in FILTER_CATEGORIES}
     if prompt:
@@ -326,7 +451,10 @@ def _completion(
     json_schema = response_format.get("json_schema") if isinstance(response_format, Mapping) else None
     schema = json_schema.get("schema") if isinstance(json_schema, Mapping) else None
     if isinstance(schema, Mapping):
-        answer = generate_from_schema(schema, seed=seed, echo=echo)
+        ticket = _ticket_from_messages(texts)
+        answer = plausible_answer(schema, ticket, seed=seed, echo=echo) if ticket else None
+        if answer is None:
+            answer = generate_from_schema(schema, seed=seed, echo=echo)
         if behaviour.mode == "schema_mismatch":
             answer = {"unexpected": generate_from_schema({"type": "string"}, seed=seed, echo=echo)}
         content: str | None = json.dumps(answer)

@@ -11,6 +11,8 @@ import pytest
 
 from copilot_admin.copilot import azure
 from copilot_admin.copilot.features import FEATURES
+from copilot_admin.copilot.minimize import minimize_payload
+from copilot_admin.copilot.prompts import render_messages
 from copilot_admin.simulator.management.commands import run_simulator as run_simulator_command
 from copilot_admin.simulator.server import (
     FILTER_CATEGORIES,
@@ -263,3 +265,64 @@ def test_management_command_serves_the_simulator(monkeypatch):
     config = seen["config"]
     assert (config.host, config.port) == ("127.0.0.1", 8799)
     assert config.app.state.deployments == frozenset({"gpt-4o"})
+
+
+# --- issue 14: answers built from the ticket, as a model would -------------------------------------------
+
+
+def ticket_body(feature: str, *, summary: str, description: str = "", reply: str = "") -> dict:
+    """A request exactly as the copilot sends it: the real minimization and prompt rendering."""
+    conversation = [{"author": "contact", "body": reply, "internal": False}] if reply else []
+    payload = minimize_payload(body={"contact": {"first_name": "Dana", "last_name": "Whitfield", "type": "customer"},
+                                     "issue": {"summary": summary, "description": description,
+                                               "conversation": conversation}})
+    return {"messages": render_messages(feature=feature, payload=payload),
+            "response_format": FEATURES[feature].response_format()}
+
+
+def answer_for(simulator_url, feature, **ticket) -> dict:
+    status, _, body = post(simulator_url, COMPLETIONS, ticket_body(feature, **ticket))
+    assert status == 200
+    answer = json.loads(body["choices"][0]["message"]["content"])
+    assert FEATURES[feature].validate(answer)
+    assert "Simulated" not in json.dumps(answer)
+    return answer
+
+
+def test_a_summary_is_built_from_the_ticket(simulator_url, sim):
+    answer = answer_for(simulator_url, "summarize", summary="Outlook keeps asking for the password",
+                        description="Since the Windows update Outlook prompts every few minutes.",
+                        reply="I restarted twice.")
+    assert answer["summary"].startswith("Dana Whitfield reports: Outlook keeps asking for the password.")
+    assert "Since the Windows update Outlook prompts every few minutes" in answer["summary"]
+    assert 'The latest message says: "I restarted twice".' in answer["summary"]
+    assert "Contact: Dana Whitfield (customer)" in answer["key_details"]
+    assert any("Outlook profile" in step for step in answer["next_steps"])  # from the ticket's words
+
+
+def test_a_time_entry_is_drafted_from_the_description(simulator_url, sim):
+    answer = answer_for(simulator_url, "time-entry", summary="New laptop for the finance team",
+                        description="Install and configure a laptop for the new accountant.")
+    assert answer["notes"].startswith('Investigated "New laptop for the finance team" for Dana Whitfield.')
+    assert "Install and configure a laptop for the new accountant" in answer["notes"]
+    assert answer["work_type"] == "Configuration" and answer["hours"] == 0.25
+
+
+@pytest.mark.parametrize(("summary", "priority", "word"), [
+    ("Ransomware note on the file server", "critical", "ransomware"),
+    ("Cannot print the invoices", "high", "cannot"),
+    ("Question about the shared calendar colours", "low", "question"),
+    ("Laptop fan is loud", "medium", ""),
+])
+def test_a_priority_comes_with_a_reason_from_the_ticket(simulator_url, sim, summary, priority, word):
+    answer = answer_for(simulator_url, "prioritize", summary=summary)
+    assert answer["priority"] == priority
+    assert f'"{summary}"' in answer["rationale"]
+    if word:
+        assert f'The ticket says "{word}"' in answer["rationale"]
+
+
+def test_echo_still_quotes_the_ticket_and_keeps_the_priority_valid(simulator_url, sim):
+    sim.set_behaviour("ok", echo=True)
+    answer = answer_for(simulator_url, "prioritize", summary="Cannot print the invoices")
+    assert answer["priority"] == "high" and answer["rationale"].endswith("}")  # the echoed JSON's tail
