@@ -186,8 +186,9 @@ class ReviewCampaignViewSet(mixins.ListModelMixin, TenantViewSet):
     @extend_schema(request=None, responses=ReviewCampaignDetailSerializer)
     @action(detail=True, methods=["post"])
     def complete(self, request, *args, **kwargs):
+        campaign = self.get_object()  # a foreign or missing campaign is 404 before the body is looked at
         refuse_body(request)
-        return self._detail(campaign_complete(actor=self.membership, campaign=self.get_object()))
+        return self._detail(campaign_complete(actor=self.membership, campaign=campaign))
 
     @extend_schema(responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row per member.")})
     @action(detail=True, methods=["get"])
