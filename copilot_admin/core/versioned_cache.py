@@ -68,11 +68,6 @@ def _seconds() -> int:
     return int(getattr(settings, "ACCESS_CACHE_SECONDS", 0))
 
 
-def cache_enabled() -> bool:
-    """Whether versioned reads are on (`ACCESS_CACHE_SECONDS` > 0)."""
-    return _seconds() > 0
-
-
 def _storable() -> bool:
     """Outside any transaction but a test case's own (which never commits)."""
     connection = connections[DEFAULT_DB_ALIAS]

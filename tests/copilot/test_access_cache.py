@@ -14,11 +14,13 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from knox.models import AuthToken
 
 from copilot_admin.copilot.features import get_feature
+from copilot_admin.core.versioned_cache import cached
 from copilot_admin.regions.models import AzureDeployment
 from copilot_admin.usage.models import AccessStatus, CopilotAccess, PlatformLimitPolicy, TenantLimitPolicy
 from tests.conftest import api_client_for
@@ -156,10 +158,6 @@ def test_a_cache_outage_falls_back_to_the_database(tenant_a, us_deployment, sim,
 
 
 def test_a_value_read_inside_a_transaction_is_not_cached(tenant_a, settings):
-    from django.db import transaction
-
-    from copilot_admin.core.versioned_cache import cached
-
     loads = []
 
     def load():
