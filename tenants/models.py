@@ -116,10 +116,15 @@ class User(AbstractBaseUser):
 
 
 class ClientCompany(TenantOwned):
-    """A customer organization of the MSP. Co-management is enabled per company."""
+    """A customer organization of the MSP. Co-management is enabled per company.
+
+    A deactivated company (`is_active` off) stays with its history (usage records, audit) but
+    is out of everyone's copilot scope: a call for one of its tickets is refused
+    (`company_inactive`), for internal and co-managed users alike."""
 
     name = models.CharField(max_length=150)
     co_managed = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
 
     class Meta(TenantOwned.Meta):
         ordering = ["name"]

@@ -41,13 +41,13 @@ def _membership_granting_access(*, user_id: int, tenant_slug: str) -> Membership
     )
 
 
-def company_ids_in_scope(*, membership: Membership) -> frozenset[int]:
-    """The ids of `companies_in_scope(membership)`, from the versioned cache (the copilot
-    call checks its company against them)."""
+def company_scope(*, membership: Membership) -> dict[int, bool]:
+    """{company id: is active} of `companies_in_scope(membership)`, from the versioned cache (the
+    copilot call checks its company against them: only an active one is in its copilot scope)."""
     return cached(
-        f"companies:{membership.tenant.slug}:{membership.pk}",
+        f"company-scope:{membership.tenant.slug}:{membership.pk}",
         (tenant_scope(membership.tenant.slug),),
-        lambda: frozenset(companies_in_scope(membership=membership).values_list("pk", flat=True)),
+        lambda: dict(companies_in_scope(membership=membership).values_list("pk", "is_active")),
     )
 
 
@@ -65,7 +65,9 @@ def memberships_of_user(*, user: User) -> QuerySet[Membership]:
 
 
 def companies_in_scope(*, membership: Membership) -> QuerySet[ClientCompany]:
-    """All companies for internal users; for a co-managed user only the co-managed companies it is bound to."""
+    """All companies for internal users; for a co-managed user only the co-managed companies it is
+    bound to. Deactivated ones included (they are listed, marked): callers that act on tickets
+    keep only the active ones (`company_scope`)."""
     companies = ClientCompany.objects.for_tenant(membership.tenant)
     if membership.is_co_managed:
         companies = companies.filter(co_managed=True, co_managers=membership)

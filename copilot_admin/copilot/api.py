@@ -38,7 +38,8 @@ from copilot_admin.core.parsers import DepthLimitedJSONParser
 from copilot_admin.identity.mfa import mfa_tenant_required_set
 
 _ERRORS = {
-    400: "`invalid_payload` (or `parse_error`, `too_deep`): the body is malformed; nothing was sent.",
+    400: "`invalid_payload` (or `parse_error`, `too_deep`): the body is malformed; nothing was sent. "
+    "`company_inactive`: the client company is deactivated; nothing was sent.",
     401: "`not_authenticated` / `authentication_failed`.",
     403: "`tenant_suspended`, `not_entitled`, `copilot_disabled`, `feature_disabled`, `permission_denied`, "
     "`access_suspended`, `access_terminated`, `company_out_of_scope` (checked in this order). With an "

@@ -16,7 +16,8 @@ The access decision, first failure wins (DESIGN.md):
     `access_terminated`)
  8. the client company is in the caller's scope (403 `company_out_of_scope`; a missing or
     malformed company id is 400 `invalid_payload`; an unknown, foreign or out-of-scope one
-    answers alike)
+    answers alike) and active (400 `company_inactive`: a deactivated company is out of every
+    member's copilot scope, internal users' too)
  9. within the usage limits, reserved atomically (429 `rate_limited` with Retry-After; 503
     `limits_unavailable` when the counters cannot be reached)
 10. an active deployment serves the tenant's zone (503 `no_deployment_in_zone`)
@@ -74,7 +75,7 @@ from copilot_admin.regions.services import deployment_health_record
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import UsageOutcome
 from tenants.models import Membership, User
-from tenants.selectors import company_ids_in_scope, membership_resolve
+from tenants.selectors import company_scope, membership_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "access_suspended": (403, "Your copilot access is suspended."),
     "access_terminated": (403, "Your copilot access is terminated until a platform operator reinstates it."),
     "company_out_of_scope": (403, "The client company is not in your scope."),
+    "company_inactive": (400, "The client company is deactivated; the copilot is not used on its tickets."),
     "no_deployment_in_zone": (503, "No Azure OpenAI deployment serves this tenant's data zone right now."),
 }
 
@@ -267,10 +269,14 @@ def _company_id(body: object) -> int:
 
 
 def _check_company(membership: Membership, body: object) -> int:
-    """Step 8: unknown, foreign and out-of-scope companies answer alike."""
+    """Step 8: unknown, foreign and out-of-scope companies answer alike; a deactivated company of
+    the caller's scope is refused with its own code (for internal and co-managed users alike)."""
     company_id = _company_id(body)
-    if company_id not in company_ids_in_scope(membership=membership):
+    active = company_scope(membership=membership).get(company_id)
+    if active is None:
         raise CopilotError.refusal("company_out_of_scope")
+    if not active:
+        raise CopilotError.refusal("company_inactive")
     return company_id
 
 

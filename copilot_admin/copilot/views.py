@@ -45,7 +45,7 @@ class PlaygroundForm(StyledFormMixin, forms.Form):
 
     def __init__(self, *args, membership, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["company"].queryset = companies_in_scope(membership=membership).order_by("name")
+        self.fields["company"].queryset = companies_in_scope(membership=membership).filter(is_active=True).order_by("name")
 
     def body(self) -> dict:
         data = self.cleaned_data

@@ -68,18 +68,29 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
         serializer.instance = services.membership_update(actor=self.membership, membership=serializer.instance, **data)
 
 
+class CompanyFilter(StrictFilterSet):
+    co_managed = StrictBooleanFilter()
+    is_active = StrictBooleanFilter()
+
+    class Meta:
+        model = ClientCompany
+        fields = ["co_managed", "is_active"]
+
+
 class CompanyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                     mixins.UpdateModelMixin, TenantViewSet):
-    """Client companies. Every member lists the companies in its scope."""
+                     mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet):
+    """Client companies. Every member lists the companies in its scope (deactivated ones too,
+    `is_active` false). PATCH `is_active` deactivates or reactivates; DELETE removes a company
+    nothing refers to (204), else 409 `company_in_use` (deactivate it instead)."""
 
     model = ClientCompany
     serializer_class = CompanySerializer
     permissions = {
         "list": ANY_MEMBER, "retrieve": ANY_MEMBER, "create": Perm.COMPANIES,
-        "update": Perm.COMPANIES, "partial_update": Perm.COMPANIES,
+        "update": Perm.COMPANIES, "partial_update": Perm.COMPANIES, "destroy": Perm.COMPANIES,
     }
-    filterset_fields = ["co_managed"]
-    http_method_names = ["get", "post", "patch", "head", "options"]
+    filterset_class = CompanyFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def narrow_queryset(self, queryset):
         return queryset & companies_in_scope(membership=self.membership)
@@ -91,5 +102,8 @@ class CompanyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         serializer.instance = services.company_update(
             actor=self.membership, company=serializer.instance, **serializer.validated_data
         )
+
+    def perform_destroy(self, instance):
+        services.company_delete(actor=self.membership, company=instance)
 
 

@@ -6,7 +6,7 @@ from django.core import signing
 from django.db.models import QuerySet
 
 from copilot_admin.access.permissions import all_permissions
-from tenants.models import Membership, User
+from tenants.models import ClientCompany, Membership, User
 
 
 def invitation_token(*, membership: Membership) -> str:
@@ -62,3 +62,48 @@ def tenant_administrators(*, tenant) -> list[Membership]:
     everything = all_permissions()
     memberships = Membership.objects.for_tenant(tenant).select_related("user", "role").order_by("created_at")
     return [m for m in memberships if m.role.permission_set >= everything]
+
+
+def company_references(*, company: ClientCompany) -> dict[str, int]:
+    """What refers to `company`, by kind (`co-managed users`, then each other kind by its plural
+    name, e.g. `usage records`), only the kinds with rows. Found from the model graph, so a room
+    that adds a reference to client companies is counted without registering here."""
+    found: dict[str, int] = {}
+    for relation in ClientCompany._meta.get_fields(include_hidden=True):
+        if not (relation.auto_created and not relation.concrete) or relation.related_model._meta.auto_created:
+            continue  # forward fields, and the many-to-many's own table (counted through its relation)
+        model = relation.related_model
+        rows = (model.objects.for_tenant(company.tenant) if hasattr(model.objects, "for_tenant")
+                else model._default_manager)
+        count = rows.filter(**{relation.field.name: company}).count()
+        if count:
+            label = "co-managed users" if model is Membership else str(model._meta.verbose_name_plural)
+            found[label] = found.get(label, 0) + count
+    return found
+
+
+def _counted(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def company_removal_blockers(*, company: ClientCompany) -> list[str]:
+    """Why `company` cannot be deleted yet, as sentences (empty: it can)."""
+    references = company_references(company=company)
+    blockers = []
+    co_managers = references.pop("co-managed users", 0)
+    if co_managers:
+        blockers.append(f"{_counted(co_managers, 'co-managed user is', 'co-managed users are')} bound to it; "
+                        "move them to other companies first.")
+    if references:
+        named = ", ".join(f"{count} {label}" for label, count in references.items())
+        blockers.append(f"It has history ({named}) that is kept: deactivate the company instead.")
+    return blockers
+
+
+def company_co_managers(*, company: ClientCompany) -> tuple[int, int]:
+    """(how many active co-managed users are bound to `company`, how many of them are bound to no
+    other active company): who loses copilot scope when it is deactivated."""
+    bound = Membership.objects.for_tenant(company.tenant).filter(companies=company, is_active=True)
+    stranded = bound.exclude(companies__in=ClientCompany.objects.for_tenant(company.tenant).filter(
+        is_active=True).exclude(pk=company.pk))
+    return bound.count(), stranded.count()

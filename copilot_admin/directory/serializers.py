@@ -25,9 +25,14 @@ class TenantScopedRelatedField(serializers.PrimaryKeyRelatedField):
 
 
 class CompanySerializer(APIModelSerializer):
+    """A client company. `is_active` false: deactivated (kept with its history, out of every
+    member's copilot scope; a call for it is refused `company_inactive`)."""
+
+    is_active = JSONBooleanField(required=False)
+
     class Meta:
         model = ClientCompany
-        fields = ["id", "name", "co_managed"]
+        fields = ["id", "name", "co_managed", "is_active"]
 
 
 class MembershipStatus(models.TextChoices):

@@ -8,7 +8,7 @@ and tasks only after commit.
 
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import default_token_generator
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -26,7 +26,7 @@ from copilot_admin.audit.services import (
     audit_snapshot,
 )
 from copilot_admin.core.errors import ApplicationError, Conflict, NotFound, PermissionRefused, refusing_duplicates
-from copilot_admin.directory.selectors import invitations_of_created_account
+from copilot_admin.directory.selectors import company_removal_blockers, invitations_of_created_account
 from tenants.models import ClientCompany, Membership, Tenant, User, UserSession, UserType
 from tenants.selectors import memberships_of_user
 
@@ -40,13 +40,13 @@ def _company_name_taken(name: str) -> ApplicationError:
 
 
 @transaction.atomic
-def company_create(*, actor: Membership, name: str, co_managed: bool = False) -> ClientCompany:
+def company_create(*, actor: Membership, name: str, co_managed: bool = False, is_active: bool = True) -> ClientCompany:
     permission_require(actor=actor, permission=Perm.COMPANIES)
     if ClientCompany.objects.for_tenant(actor.tenant).filter(name__iexact=name).exists():
         raise _company_name_taken(name)
     with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(name)):
         company = ClientCompany.objects.for_tenant(actor.tenant).create(
-            tenant=actor.tenant, name=name, co_managed=co_managed
+            tenant=actor.tenant, name=name, co_managed=co_managed, is_active=is_active
         )
     audit_change_record(actor=actor, tenant=actor.tenant, instance=company)
     return company
@@ -63,15 +63,37 @@ def company_update(*, actor: Membership, company: ClientCompany, **changes) -> C
         company.name = changes["name"]
     if "co_managed" in changes:
         company.co_managed = bool(changes["co_managed"])
+    if "is_active" in changes:
+        # Deactivating takes the company out of every member's copilot scope on the next call
+        # (saving it bumps the tenant's access-cache version); its history stays.
+        company.is_active = bool(changes["is_active"])
     with refusing_duplicates(constraint=COMPANY_NAME_CONSTRAINT, error=_company_name_taken(company.name)):
         company.save()
     audit_change_record(actor=actor, tenant=actor.tenant, instance=company, before=before)
     return company
 
 
+@transaction.atomic
+def company_delete(*, actor: Membership, company: ClientCompany) -> None:
+    """Delete a client company that nothing refers to. A company co-managed users are bound to,
+    or that usage records name, is refused (409 `company_in_use`, the sentences of
+    `company_removal_blockers`): its history is kept, so it can be deactivated instead."""
+    permission_require(actor=actor, permission=Perm.COMPANIES, tenant=company.tenant_id)
+    company = ClientCompany.objects.for_tenant(actor.tenant).select_for_update().get(pk=company.pk)
+    blockers = company_removal_blockers(company=company)
+    if blockers:
+        raise Conflict(" ".join(blockers), code="company_in_use")
+    audit_change_record(actor=actor, tenant=actor.tenant, instance=company, deleted=True)
+    company.delete()
+
+
 # -- memberships (users of a tenant) ----------------------------------------------------
 
-def _validate_assignment(*, actor: Membership, user_type: str, role: SecurityRole, companies) -> list[ClientCompany]:
+def _validate_assignment(
+    *, actor: Membership, user_type: str, role: SecurityRole, companies, kept=()
+) -> list[ClientCompany]:
+    """The checked companies of an assignment. `kept`: companies the user is bound to already
+    (a deactivated one may stay bound, it cannot be newly assigned)."""
     if role.tenant_id != actor.tenant_id:
         raise ApplicationError("Unknown role.", fields={"role": ["not found"]})
     if role.user_type != user_type:
@@ -94,6 +116,12 @@ def _validate_assignment(*, actor: Membership, user_type: str, role: SecurityRol
         if not companies:
             raise ApplicationError(
                 "A co-managed user co-manages at least one client company.", fields={"companies": ["required"]}
+            )
+        inactive = [c.name for c in companies if not c.is_active and c not in kept]
+        if inactive:
+            raise ApplicationError(
+                f"Deactivated companies cannot be assigned: {', '.join(inactive)}.",
+                code="company_inactive", fields={"companies": inactive},
             )
         not_enabled = [c.name for c in companies if not c.co_managed]
         if not_enabled:
@@ -303,7 +331,8 @@ def membership_update(*, actor: Membership, membership: Membership, **changes) -
     before, companies_before = audit_snapshot(membership), list(membership.companies.all())
     role = changes.get("role", membership.role)
     companies = changes.get("companies", companies_before)
-    companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies)
+    companies = _validate_assignment(actor=actor, user_type=membership.user_type, role=role, companies=companies,
+                                     kept=companies_before)
     membership.role = role
     deactivating = "is_active" in changes and membership.is_active and not changes["is_active"]
     if "is_active" in changes:
@@ -365,3 +394,87 @@ def account_password_changed(*, user: User, request=None) -> None:
             user=user, actor=user, action="auth.password_change", object_type="user", object_id=user.pk,
             object_repr=user.email, request=request, metadata={"tokens_ended": tokens},
         )
+
+
+# -- bulk actions on users ----------------------------------------------------------------
+
+BULK_LIMIT = 200
+
+
+class BulkAction(models.TextChoices):
+    DEACTIVATE = "deactivate", "Deactivate"
+    ROLE = "role", "Change role"
+    RESEND = "resend", "Re-send invitation"
+    REVOKE = "revoke", "Revoke invitation"
+
+
+def _bulk_apply_one(*, actor: Membership, membership: Membership, action: str, role: SecurityRole | None) -> None:
+    if action == BulkAction.DEACTIVATE:
+        if not membership.is_accepted:
+            raise Conflict("Not accepted yet; revoke the invitation instead.")
+        if not membership.is_active:
+            raise Conflict("Inactive already.")
+        membership_update(actor=actor, membership=membership, is_active=False)
+    elif action == BulkAction.ROLE:
+        membership_update(actor=actor, membership=membership, role=role)
+    elif action == BulkAction.RESEND:
+        invitation_resend(actor=actor, membership=membership)
+    else:
+        invitation_revoke(actor=actor, membership=membership)
+
+
+@transaction.atomic
+def membership_bulk_apply(
+    *, actor: Membership, membership_ids, action: str, role: SecurityRole | None = None
+) -> list[Membership]:
+    """Apply one action to many users of the actor's tenant, all or nothing.
+
+    `action` is a `BulkAction`: deactivate, change role (to `role`), re-send or revoke pending
+    invitations. At most `BULK_LIMIT` users. An id that is not a user of the actor's tenant
+    (foreign or missing) is `NotFound` for the whole call. Every user is put through the same
+    service as one at a time (`membership_update`, `invitation_resend`, `invitation_revoke`), so
+    each is checked against the actor's permissions (no editing of users who hold more than the
+    actor, no granting of a role it could not grant, the role's user type and so the co-managed
+    ceiling, not its own membership) and audited on its own. Every user is tried; when any is
+    refused, nothing is changed (one transaction), no e-mail is sent, and one `Conflict`
+    (`bulk_refused`) names each refused user and why. Returns the memberships acted on."""
+    permission_require(actor=actor, permission=Perm.USERS)
+    if action not in BulkAction.values:
+        raise ApplicationError("Unknown bulk action.", code="validation_error", fields={"action": ["unknown"]})
+    ids = list(dict.fromkeys(membership_ids))
+    if not ids:
+        raise ApplicationError("Select at least one user.", code="validation_error", fields={"ids": ["required"]})
+    if len(ids) > BULK_LIMIT:
+        raise ApplicationError(
+            f"At most {BULK_LIMIT} users can be changed at once; {len(ids)} were selected.",
+            code="too_many", fields={"ids": [f"at most {BULK_LIMIT}"]},
+        )
+    if action == BulkAction.ROLE and (role is None or role.tenant_id != actor.tenant_id):
+        raise ApplicationError("Choose the new role.", code="validation_error", fields={"role": ["required"]})
+    memberships = list(
+        Membership.objects.for_tenant(actor.tenant).select_related("user", "role").filter(pk__in=ids).order_by("pk")
+    )
+    if len(memberships) != len(ids):
+        raise NotFound("Not found.")
+    refused: dict[str, str] = {}
+    for membership in memberships:
+        try:
+            _bulk_apply_one(actor=actor, membership=membership, action=action, role=role)
+        except NotFound:
+            raise
+        except ApplicationError as error:
+            refused[membership.user.email] = error.message
+    if refused:
+        reasons = "; ".join(f"{email}: {reason}" for email, reason in refused.items())
+        raise Conflict(
+            f"Nothing was changed: {len(refused)} of the {len(memberships)} selected users cannot be changed "
+            f"this way ({reasons}).",
+            code="bulk_refused", fields={email: [reason] for email, reason in refused.items()},
+        )
+    audit_event_record(
+        tenant=actor.tenant, actor=actor, action=f"membership.bulk_{action}", object_type="membership",
+        object_id="*", object_repr=f"{len(memberships)} users",
+        metadata={"bulk": True, "count": len(memberships), "ids": [m.pk for m in memberships],
+                  **({"role": role.name} if role is not None and action == BulkAction.ROLE else {})},
+    )
+    return memberships

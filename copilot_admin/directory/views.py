@@ -33,7 +33,14 @@ from copilot_admin.directory.forms import (
     StyledPasswordChangeForm,
 )
 from copilot_admin.directory.login_guard import login_throttle_reset
-from copilot_admin.directory.selectors import invitation_resolve, invitation_token, invitations_of_user
+from copilot_admin.directory.selectors import (
+    company_co_managers,
+    company_removal_blockers,
+    invitation_resolve,
+    invitation_token,
+    invitations_of_user,
+)
+from copilot_admin.directory.services import BULK_LIMIT, BulkAction
 from tenants.models import ClientCompany, Membership
 from tenants.selectors import companies_in_scope, memberships_of_user
 
@@ -125,7 +132,20 @@ class UserListView(TenantListView):
         for membership in context["object_list"]:
             membership.badges = badges.get(membership.pk, [])
         context["sort_columns"] = sort_columns(self.request, self.COLUMNS, self.sort)
+        # Bulk selection without JavaScript: "select all on this page" reloads the list with
+        # every box ticked; static/js/bulk_select.js does the same in place.
+        context["select_all"] = self.request.GET.get("select") == "page"
+        context["bulk_limit"] = BULK_LIMIT
+        context["selected_ids"] = set(_ids_of(self.request.GET))
+        context["keep_query"] = [(key, value) for key, values in self.request.GET.lists()
+                                 if key not in ("ids", "select", "role") for value in values]
+        context["bulk_roles"] = SecurityRole.objects.for_tenant(self.tenant).filter(is_active=True).order_by("name")
         return context
+
+
+def _ids_of(data) -> list[int]:
+    """The membership ids a bulk form sent (`ids`, repeated); anything but a plain number is dropped."""
+    return [int(value) for value in data.getlist("ids") if value.isascii() and value.isdigit() and len(value) < 19]
 
 
 class UserCreateView(ServiceFormMixin, TenantPageMixin, FormView):
@@ -265,6 +285,97 @@ class UserRevokeView(TenantObjectMixin, TemplateView):
         return redirect("directory:users", tenant_slug=self.tenant.slug)
 
 
+class UserBulkView(TenantPageMixin, TemplateView):
+    """Confirm one action on the users ticked in the list (GET: how many and what follows;
+    POST: do it, all or nothing, through `membership_bulk_apply`). Works without JavaScript.
+    An id that is not a user of this tenant makes the page 404."""
+
+    permission_required = Perm.USERS
+    template_name = "tenants/user_bulk_confirm.html"
+    action: str = ""
+
+    TITLES = {
+        BulkAction.DEACTIVATE: "Deactivate {count}?",
+        BulkAction.ROLE: "Change the role of {count}?",
+        BulkAction.RESEND: "Re-send the invitation to {count}?",
+        BulkAction.REVOKE: "Revoke the invitation of {count}?",
+    }
+    DONE = {
+        BulkAction.DEACTIVATE: "{count} deactivated.",
+        BulkAction.ROLE: "{count} now hold the role {role}.",
+        BulkAction.RESEND: "The invitation was sent again to {count}.",
+        BulkAction.REVOKE: "The invitation of {count} was revoked.",
+    }
+
+    def prepare(self) -> None:
+        data = self.request.POST if self.request.method == "POST" else self.request.GET
+        self.ids = list(dict.fromkeys(_ids_of(data)))
+        self.memberships = []
+        if self.ids and len(self.ids) <= BULK_LIMIT:
+            self.memberships = list(Membership.objects.for_tenant(self.tenant).select_related("user", "role")
+                                    .filter(pk__in=self.ids).order_by("user__email"))
+            if len(self.memberships) != len(self.ids):
+                raise Http404("Not found.")
+        role_id = data.get("role", "")
+        self.role = (SecurityRole.objects.for_tenant(self.tenant).filter(pk=role_id, is_active=True).first()
+                     if role_id.isascii() and role_id.isdigit() and len(role_id) < 19 else None)
+
+    @staticmethod
+    def _users(count: int) -> str:
+        return f"{count} user" if count == 1 else f"{count} users"
+
+    def consequences(self) -> list[str]:
+        users, tenant = self._users(len(self.ids)), self.tenant.name
+        if self.action == BulkAction.DEACTIVATE:
+            return [f"{users} lose access to {tenant} at once: its pages, the API and the copilot.",
+                    "Their login sessions and API tokens issued before now never reach this tenant again, "
+                    "also after a later re-activation.",
+                    "Their usage and audit history stay."]
+        if self.action == BulkAction.ROLE:
+            role = f"the role {self.role.name}" if self.role else "the role chosen below"
+            return [f"{users} get {role}: what it grants replaces what their current roles grant, "
+                    "on their next request.",
+                    "Users of another user type than the role's, or holding more than you may grant, are refused."]
+        if self.action == BulkAction.RESEND:
+            return [f"{users} get the invitation e-mail again, each with a fresh link."]
+        return [f"The invitation links sent to {users} stop working.",
+                f"They disappear from the users of {tenant}; you can invite the addresses again later."]
+
+    def blockers(self) -> list[str]:
+        if not self.ids:
+            return ["No users were selected: tick them in the users list first."]
+        if len(self.ids) > BULK_LIMIT:
+            return [f"At most {BULK_LIMIT} users can be changed at once; {len(self.ids)} were selected."]
+        return []
+
+    def get_context_data(self, **kwargs):
+        blockers = kwargs.pop("blockers", None) or self.blockers()
+        return super().get_context_data(
+            title=self.TITLES[self.action].format(count=self._users(len(self.ids))),
+            action=self.action, blockers=blockers, consequences=self.consequences(), memberships=self.memberships,
+            ids=self.ids, role=self.role, limit=BULK_LIMIT,
+            roles=SecurityRole.objects.for_tenant(self.tenant).filter(is_active=True).order_by("name")
+            if self.action == BulkAction.ROLE else (),
+            confirm_label=dict(BulkAction.choices)[self.action],
+            cancel_url=reverse("directory:users", kwargs={"tenant_slug": self.tenant.slug}),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        try:
+            services.membership_bulk_apply(actor=self.membership, membership_ids=self.ids, action=self.action,
+                                           role=self.role)
+        except ApplicationError as error:
+            # Nothing was changed: the same page again, saying why.
+            lines = [error.message] if not isinstance(error.fields, dict) or error.code != "bulk_refused" else [
+                "Nothing was changed; these users cannot be changed this way:",
+                *(f"{email}: {' '.join(reasons)}" for email, reasons in error.fields.items())]
+            return self.render_to_response(self.get_context_data(blockers=lines), status=error.status_code)
+        messages.success(request, self.DONE[self.action].format(
+            count=self._users(len(self.ids)), role=self.role.name if self.role else ""))
+        return redirect("directory:users", tenant_slug=self.tenant.slug)
+
+
 class CompanyListView(TenantListView):
     """Every member sees the companies in its scope; administrators manage them."""
 
@@ -311,6 +422,100 @@ class CompanyEditView(ServiceFormMixin, TenantObjectMixin, FormView):
         return reverse("directory:companies", kwargs={"tenant_slug": self.tenant.slug})
 
 
+class _CompanyConfirmView(TenantObjectMixin, TemplateView):
+    """A confirmation page of a company action (GET: what follows; POST: do it). Works without
+    JavaScript; a refusal comes back as a sentence on the company's page."""
+
+    permission_required = Perm.COMPANIES
+    model = ClientCompany
+    template_name = "confirm.html"
+    confirm_label = ""
+    done = ""
+
+    def consequences(self) -> list[str]:
+        raise NotImplementedError
+
+    def blockers(self) -> list[str]:
+        return []
+
+    def perform(self) -> None:
+        raise NotImplementedError
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            title=f"{self.confirm_label} {self.object.name}?", consequences=self.consequences(),
+            blockers=self.blockers(), confirm_label=self.confirm_label,
+            cancel_url=reverse("directory:company_edit", kwargs={"tenant_slug": self.tenant.slug, "pk": self.object.pk}),
+            **kwargs,
+        )
+
+    def post(self, request, *args, **kwargs):
+        try:
+            self.perform()
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return redirect("directory:company_edit", tenant_slug=self.tenant.slug, pk=self.object.pk)
+        messages.success(request, self.done.format(name=self.object.name))
+        return redirect("directory:companies", tenant_slug=self.tenant.slug)
+
+
+def _co_managed_users(count: int) -> str:
+    return f"{count} co-managed user" if count == 1 else f"{count} co-managed users"
+
+
+class CompanyDeactivateView(_CompanyConfirmView):
+    confirm_label = "Deactivate"
+    done = "{name} was deactivated."
+
+    def narrow_queryset(self, queryset):
+        return queryset.filter(is_active=True)
+
+    def consequences(self) -> list[str]:
+        bound, stranded = company_co_managers(company=self.object)
+        lines = [f"Nobody can use the copilot on {self.object.name}'s tickets any more, internal users included; "
+                 "the API answers such calls `company_inactive`."]
+        if bound:
+            lines.append(f"{_co_managed_users(bound)} lose {self.object.name} from their scope"
+                         + (f"; {stranded} of them co-manage no other active company and can no longer use "
+                            "the copilot at all." if stranded else "."))
+        else:
+            lines.append("No co-managed user is bound to it.")
+        lines.append("Its usage records and audit history are kept; you can reactivate it later.")
+        return lines
+
+    def perform(self) -> None:
+        services.company_update(actor=self.membership, company=self.object, is_active=False)
+
+
+class CompanyReactivateView(_CompanyConfirmView):
+    confirm_label = "Reactivate"
+    done = "{name} was reactivated."
+
+    def narrow_queryset(self, queryset):
+        return queryset.filter(is_active=False)
+
+    def consequences(self) -> list[str]:
+        bound, _ = company_co_managers(company=self.object)
+        return [f"The copilot can be used on {self.object.name}'s tickets again, on the next call."
+                + (f" {_co_managed_users(bound)} bound to it get it back in their scope." if bound else "")]
+
+    def perform(self) -> None:
+        services.company_update(actor=self.membership, company=self.object, is_active=True)
+
+
+class CompanyDeleteView(_CompanyConfirmView):
+    confirm_label = "Delete"
+    done = "{name} was deleted."
+
+    def blockers(self) -> list[str]:
+        return company_removal_blockers(company=self.object)
+
+    def consequences(self) -> list[str]:
+        return [f"{self.object.name} is removed for good: no co-managed user is bound to it and no usage "
+                "record names it.", "Its audit history stays."]
+
+    def perform(self) -> None:
+        services.company_delete(actor=self.membership, company=self.object)
 
 
 class LoginSecurityView(TenantPageMixin, TemplateView):

@@ -95,9 +95,17 @@ TENANT_PAGES = {
     "directory:user_edit": read_too(Perm.USERS),
     "directory:user_deactivate": Perm.USERS,
     "directory:user_revoke": Perm.USERS,
+    # Bulk actions on the ticked users: each a confirmation page (GET) that acts on POST.
+    "directory:users_bulk_deactivate": Perm.USERS,
+    "directory:users_bulk_role": Perm.USERS,
+    "directory:users_bulk_resend": Perm.USERS,
+    "directory:users_bulk_revoke": Perm.USERS,
     "directory:companies": ANY_MEMBER,
     "directory:company_create": Perm.COMPANIES,
     "directory:company_edit": read_too(Perm.COMPANIES),
+    "directory:company_deactivate": Perm.COMPANIES,
+    "directory:company_reactivate": Perm.COMPANIES,
+    "directory:company_delete": Perm.COMPANIES,
     "copilot:settings": Perm.COPILOT_SETTINGS,
     "directory:login_security": Perm.USERS,
     "access:roles": read_too(Perm.ROLES),
@@ -146,6 +154,7 @@ TENANT_API = {
     ("api:companies-list", "post"): Perm.COMPANIES,
     ("api:companies-detail", "get"): ANY_MEMBER,
     ("api:companies-detail", "patch"): Perm.COMPANIES,
+    ("api:companies-detail", "delete"): Perm.COMPANIES,
     ("api:settings", "get"): ANY_MEMBER,
     ("api:settings", "patch"): Perm.COPILOT_SETTINGS,
     ("api:audit-list", "get"): Perm.AUDIT_VIEW,
@@ -197,6 +206,9 @@ OBJECT_KIND = {
     "directory:user_deactivate": "membership",
     "directory:user_revoke": "pending_membership",
     "directory:company_edit": "company",
+    "directory:company_deactivate": "company",
+    "directory:company_reactivate": "inactive_company",
+    "directory:company_delete": "company",
     "access:role_edit": "role",
     "access:role_deactivate": "role",
     "access:role_delete": "role",
@@ -255,6 +267,13 @@ def object_pk(kind: str, world) -> int:
             secret_ciphertext=webhooks.secret_encrypt("policy-table-secret-0123456789"),
         )
         return hook.pk
+    if kind == "inactive_company":
+        from tenants.models import ClientCompany
+
+        companies = ClientCompany.objects.for_tenant(world.tenant)
+        company = companies.filter(name="Policy Table (deactivated)").first() or companies.create(
+            tenant=world.tenant, name="Policy Table (deactivated)", is_active=False)
+        return company.pk
     if kind == "pending_membership":
         from tenants.models import Membership
         from tests.factories import add_member

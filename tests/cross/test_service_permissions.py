@@ -90,6 +90,10 @@ TABLE = {
         actor=a, name="Fourth Coffee")),
     "directory.company_update": Row(Perm.COMPANIES, lambda w, a: directory_services.company_update(
         actor=a, company=w.company, name="Renamed Co")),
+    "directory.company_delete": Row(Perm.COMPANIES, lambda w, a: directory_services.company_delete(
+        actor=a, company=w.tenant_a.companies[2])),
+    "directory.membership_bulk_apply": Row(Perm.USERS, lambda w, a: directory_services.membership_bulk_apply(
+        actor=a, membership_ids=[w.tech.pk], action="deactivate")),
     "directory.membership_create": Row(Perm.USERS, lambda w, a: directory_services.membership_create(
         actor=a, tenant=w.tenant, email="new@alpha.test", user_type="internal",
         role=role_named(w.tenant, "Technician"))),
@@ -200,7 +204,7 @@ def world(tenant_a, operator, monkeypatch):
     from copilot_admin.usage.models import AbuseCase, Webhook
 
     return SimpleNamespace(
-        tenant=tenant, role=role, company=tenant_a.companies[0], tech=tenant_a.members["tech"],
+        tenant_a=tenant_a, tenant=tenant, role=role, company=tenant_a.companies[0], tech=tenant_a.members["tech"],
         pending=add_member(tenant, "Technician", email="pending@alpha.test", accepted=False),
         owner=tenant_a.members["auditor"].user, deployment=deployment,
         case=AbuseCase.objects.for_tenant(tenant).get(pk=object_pk("abuse_case", tenant_a)),
@@ -266,6 +270,7 @@ def test_an_actor_lacking_the_permission_is_refused(world, name):
 # Services handed an object of a tenant (or the tenant itself).
 TAKES_A_TENANTS_OBJECT = (
     "access.role_clone", "access.role_update", "access.role_delete", "directory.company_update",
+    "directory.company_delete", "directory.membership_bulk_apply",
     "directory.membership_create", "directory.membership_update", "directory.invitation_resend",
     "usage.case_reinstate", "usage.case_terminate", "usage.case_dismiss", "identity.integration_key_revoke",
     "usage.webhook_update", "usage.webhook_delete", "usage.webhook_test_send",
