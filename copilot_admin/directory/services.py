@@ -108,6 +108,8 @@ def _validate_assignment(
     companies = list(companies or [])
     if any(company.tenant_id != actor.tenant_id for company in companies):
         raise ApplicationError("Unknown company.", fields={"companies": ["not found"]})
+    # Their state as stored now (a caller's copies may be stale: deactivated meanwhile).
+    companies = list(ClientCompany.objects.for_tenant(actor.tenant).filter(pk__in={c.pk for c in companies}))
     if user_type == UserType.INTERNAL and companies:
         raise ApplicationError(
             "Only co-managed users are bound to client companies.", fields={"companies": ["internal user"]}

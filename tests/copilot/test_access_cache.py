@@ -21,9 +21,11 @@ from knox.models import AuthToken
 
 from copilot_admin.copilot.features import get_feature
 from copilot_admin.core.versioned_cache import cached
+from copilot_admin.directory import services as directory_services
 from copilot_admin.regions.models import AzureDeployment
 from copilot_admin.usage.models import AccessStatus, CopilotAccess, PlatformLimitPolicy, TenantLimitPolicy
 from tests.conftest import api_client_for
+from tests.factories import add_member, role_named
 from tests.copilot.test_call_faults import ticket, us_deployment  # noqa: F401  (the same ticket and deployment)
 from tests.regions.fixtures import deployment_factory  # noqa: F401
 
@@ -76,6 +78,26 @@ def _revoke_tokens(world, member):
     AuthToken.objects.filter(user=member.user).delete()
 
 
+def _deactivate_company(world, member):
+    # Through the service, as the page and the API do: a deactivated company is out of every
+    # member's copilot scope, internal users' too.
+    directory_services.company_update(actor=world.members["admin"], company=world.companies[0], is_active=False)
+
+
+def _deactivate_in_bulk(world, member):
+    # A bulk action bumps the tenant's version like a single change: the member's own
+    # deactivation among others takes effect on its next call.
+    extra = add_member(world.tenant, "Technician", email="peer@alpha.test")
+    directory_services.membership_bulk_apply(
+        actor=world.members["admin"], membership_ids=[member.pk, extra.pk], action="deactivate")
+
+
+def _role_changed_in_bulk(world, member):
+    directory_services.membership_bulk_apply(
+        actor=world.members["admin"], membership_ids=[member.pk], action="role",
+        role=role_named(world.tenant, "Compliance Auditor"))
+
+
 def _deactivate_deployment(world, member):
     deployment = AzureDeployment.objects.get(name="us-primary")
     deployment.active = False
@@ -103,13 +125,18 @@ CHANGES = [
     ("tech", _deactivate_membership, 404, "not_found"),
     ("tech", _deactivate_user, 401, None),
     ("tech", _revoke_tokens, 401, None),
+    ("tech", _deactivate_company, 400, "company_inactive"),
+    ("comanaged", _deactivate_company, 400, "company_inactive"),
+    ("tech", _deactivate_in_bulk, 401, None),  # its tokens end with its last membership
+    ("tech", _role_changed_in_bulk, 403, "permission_denied"),
     ("tech", _deactivate_deployment, 503, "no_deployment_in_zone"),
     ("tech", _tenant_limit, 429, "rate_limited"),
     ("tech", _platform_limit, 429, "rate_limited"),
 ]
 
 
-@pytest.mark.parametrize(("role", "change", "status", "code"), CHANGES, ids=[c[1].__name__[1:] for c in CHANGES])
+@pytest.mark.parametrize(("role", "change", "status", "code"), CHANGES, 
+                         ids=[f"{c[0]}-{c[1].__name__[1:]}" for c in CHANGES])
 def test_a_change_to_what_the_decision_reads_takes_effect_on_the_next_call(
     tenant_a, us_deployment, sim, role, change, status, code,
 ):
