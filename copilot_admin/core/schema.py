@@ -46,7 +46,7 @@ ERROR_DESCRIPTIONS = {
     "refusal that `code` names.",
     404: "`not_found`: no such tenant for the caller, or no such object in it (a foreign one answers the same).",
     409: "The object's state does not allow it (for example `role_in_use`, `system_role_read_only`, "
-    "`case_resolved`); `code` says why.",
+    "`company_in_use`, `case_resolved`); `code` says why.",
     415: "`unsupported_media_type`: send application/json.",
 }
 

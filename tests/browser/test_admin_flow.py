@@ -114,6 +114,7 @@ def nav_link(page, label: str):
 
 
 def user_row(page, email: str):
+    """The users list's row of `email`; for an administrator its first cell is the bulk-select box."""
     return page.get_by_test_id("user-table").locator("tbody tr").filter(has_text=email)
 
 
@@ -143,15 +144,15 @@ def test_admin_invites_edits_and_logs_out(browser_page, tenant_a):
     row = user_row(page, INVITEE)
     expect(row).to_have_count(1)
     # Pending: no name, marked invited, until the invitee sets its password (accepting).
-    expect(row.locator("td").nth(0)).to_have_text("—")
-    expect(row.locator("td").nth(5)).to_have_text(re.compile(r"^invited \d{4}-\d{2}-\d{2}$"))
+    expect(row.locator("td").nth(1)).to_have_text("—")
+    expect(row.locator("td").nth(6)).to_have_text(re.compile(r"^invited \d{4}-\d{2}-\d{2}$"))
     services.membership_accept_created_account(user=User.objects.get(email=INVITEE))
     page.reload()
     row = user_row(page, INVITEE)
-    expect(row.locator("td").nth(5)).to_have_text("active")
-    expect(row.locator("td").nth(0)).to_have_text(HOSTILE_NAME)  # shown literally, as text
-    expect(row.locator("td").nth(2)).to_have_text("Internal")
-    expect(row.locator("td").nth(3)).to_have_text("Technician")
+    expect(row.locator("td").nth(6)).to_have_text("active")
+    expect(row.locator("td").nth(1)).to_have_text(HOSTILE_NAME)  # shown literally, as text
+    expect(row.locator("td").nth(3)).to_have_text("Internal")
+    expect(row.locator("td").nth(4)).to_have_text("Technician")
     assert "<script>window.__xss=1</script>Eve" in page.inner_text("body")
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert page.evaluate("[...document.scripts].filter(s => s.textContent.includes('__xss')).length") == 0
@@ -169,7 +170,7 @@ def test_admin_invites_edits_and_logs_out(browser_page, tenant_a):
 
     expect(page).to_have_url(re.compile(r"/t/alpha/users/$"))
     expect(page.get_by_role("alert")).to_contain_text(f"{INVITEE} was updated")
-    expect(user_row(page, INVITEE).locator("td").nth(3)).to_have_text("Compliance Auditor")
+    expect(user_row(page, INVITEE).locator("td").nth(4)).to_have_text("Compliance Auditor")
     membership = Membership.objects.for_tenant(tenant_a.tenant).select_related("user", "role").get(user__email=INVITEE)
     assert membership.role.name == "Compliance Auditor"
     assert membership.user.full_name == HOSTILE_NAME
