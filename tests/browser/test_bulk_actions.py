@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tenants.models import Membership
+from tests.browser.test_accessibility import blocking
 from tests.browser.test_admin_flow import ARTIFACTS, browser_page, log_in, nav_link  # noqa: F401
 from tests.factories import add_member
 
@@ -26,6 +27,7 @@ def test_admin_deactivates_the_filtered_users_in_one_confirmed_action(browser_pa
     page.get_by_placeholder("Search name or e-mail").fill("night")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_test_id("user-table").locator("tbody tr")).to_have_count(3)
+    assert blocking(page) == [], "the users list with its bulk form"
 
     # With JavaScript the no-JS "Select all on this page" button gives way to a header box.
     expect(page.get_by_role("button", name="Select all on this page")).to_be_hidden()
@@ -43,6 +45,7 @@ def test_admin_deactivates_the_filtered_users_in_one_confirmed_action(browser_pa
     expect(page.get_by_test_id("selected-users")).to_contain_text("night2@alpha.test")
     assert Membership.objects.for_tenant(tenant_a.tenant).filter(
         pk__in=[m.pk for m in shifts], is_active=True).count() == 3
+    assert blocking(page) == [], "the bulk confirmation page"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "bulk-confirm.png"), full_page=True)
     page.get_by_role("button", name="Deactivate").click()
