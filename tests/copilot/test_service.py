@@ -139,6 +139,11 @@ def _foreign_company(world, membership, monkeypatch, body):
     body["company"] = str(body["foreign_company"])
 
 
+def _company_inactive(world, membership, monkeypatch, body):
+    world.companies[0].is_active = False
+    world.companies[0].save()
+
+
 def _over_limit(world, membership, monkeypatch, body):
     def refuse(**kwargs):
         raise usage.RateLimitExceeded(retry_after=42)
@@ -162,6 +167,7 @@ CHAIN = [
     ("permission_denied", 403, _role_without_grant),
     ("access_suspended", 403, _access_suspended),
     ("company_out_of_scope", 403, _foreign_company),
+    ("company_inactive", 400, _company_inactive),
     ("rate_limited", 429, _over_limit),
     ("no_deployment_in_zone", 503, _no_deployment),
     ("invalid_payload", 400, _bad_payload),
@@ -184,7 +190,8 @@ def test_first_failure_of_the_chain_wins(tenant_a, tenant_b, us_deployment, sim,
     [entry] = audit_entries(tenant_a.tenant)
     assert entry.outcome == "denied" and entry.metadata["outcome"] == code
     # Usage records start where the access checks end (the limits).
-    assert UsageRecord.objects.for_tenant(tenant_a.tenant).count() == (1 if status in (429, 503, 400) else 0)
+    admitted = code in ("rate_limited", "no_deployment_in_zone", "invalid_payload")
+    assert UsageRecord.objects.for_tenant(tenant_a.tenant).count() == (1 if admitted else 0)
     if code == "rate_limited":
         assert refused.value.retry_after == 42
 
