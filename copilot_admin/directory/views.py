@@ -302,7 +302,7 @@ class UserBulkView(TenantPageMixin, TemplateView):
     }
     DONE = {
         BulkAction.DEACTIVATE: "{count} deactivated.",
-        BulkAction.ROLE: "{count} now hold the role {role}.",
+        BulkAction.ROLE: "{count} now {hold} the role {role}.",
         BulkAction.RESEND: "The invitation was sent again to {count}.",
         BulkAction.REVOKE: "The invitation of {count} was revoked.",
     }
@@ -325,19 +325,20 @@ class UserBulkView(TenantPageMixin, TemplateView):
         return f"{count} user" if count == 1 else f"{count} users"
 
     def consequences(self) -> list[str]:
-        users, tenant = self._users(len(self.ids)), self.tenant.name
+        users, tenant, one = self._users(len(self.ids)), self.tenant.name, len(self.ids) == 1
+        lose, get = ("loses", "gets") if one else ("lose", "get")
         if self.action == BulkAction.DEACTIVATE:
-            return [f"{users} lose access to {tenant} at once: its pages, the API and the copilot.",
-                    "Their login sessions and API tokens issued before now never reach this tenant again, "
-                    "also after a later re-activation.",
+            return [f"{users} {lose} access to {tenant} at once: its pages, the API and the copilot.",
+                    ("Their login sessions and API tokens issued before now never reach this tenant again, "
+                     "also after a later re-activation."),
                     "Their usage and audit history stay."]
         if self.action == BulkAction.ROLE:
             role = f"the role {self.role.name}" if self.role else "the role chosen below"
-            return [f"{users} get {role}: what it grants replaces what their current roles grant, "
-                    "on their next request.",
+            return [(f"{users} {get} {role}: what it grants replaces what their current roles grant, "
+                     "on their next request."),
                     "Users of another user type than the role's, or holding more than you may grant, are refused."]
         if self.action == BulkAction.RESEND:
-            return [f"{users} get the invitation e-mail again, each with a fresh link."]
+            return [f"{users} {get} the invitation e-mail again, each with a fresh link."]
         return [f"The invitation links sent to {users} stop working.",
                 f"They disappear from the users of {tenant}; you can invite the addresses again later."]
 
@@ -372,7 +373,8 @@ class UserBulkView(TenantPageMixin, TemplateView):
                 *(f"{email}: {' '.join(reasons)}" for email, reasons in error.fields.items())]
             return self.render_to_response(self.get_context_data(blockers=lines), status=error.status_code)
         messages.success(request, self.DONE[self.action].format(
-            count=self._users(len(self.ids)), role=self.role.name if self.role else ""))
+            count=self._users(len(self.ids)), hold="holds" if len(self.ids) == 1 else "hold",
+            role=self.role.name if self.role else ""))
         return redirect("directory:users", tenant_slug=self.tenant.slug)
 
 
@@ -472,10 +474,11 @@ class CompanyDeactivateView(_CompanyConfirmView):
 
     def consequences(self) -> list[str]:
         bound, stranded = company_co_managers(company=self.object)
-        lines = [f"Nobody can use the copilot on {self.object.name}'s tickets any more, internal users included; "
-                 "the API answers such calls `company_inactive`."]
+        lines = [(f"Nobody can use the copilot on {self.object.name}'s tickets any more, internal users included; "
+                  "the API answers such calls `company_inactive`.")]
         if bound:
-            lines.append(f"{_co_managed_users(bound)} lose {self.object.name} from their scope"
+            loses = "loses" if bound == 1 else "lose"
+            lines.append(f"{_co_managed_users(bound)} {loses} {self.object.name} from their scope"
                          + (f"; {stranded} of them co-manage no other active company and can no longer use "
                             "the copilot at all." if stranded else "."))
         else:
@@ -497,7 +500,8 @@ class CompanyReactivateView(_CompanyConfirmView):
     def consequences(self) -> list[str]:
         bound, _ = company_co_managers(company=self.object)
         return [f"The copilot can be used on {self.object.name}'s tickets again, on the next call."
-                + (f" {_co_managed_users(bound)} bound to it get it back in their scope." if bound else "")]
+                + (f" {_co_managed_users(bound)} bound to it {'gets' if bound == 1 else 'get'} it back in their scope."
+                   if bound else "")]
 
     def perform(self) -> None:
         services.company_update(actor=self.membership, company=self.object, is_active=True)
@@ -511,8 +515,8 @@ class CompanyDeleteView(_CompanyConfirmView):
         return company_removal_blockers(company=self.object)
 
     def consequences(self) -> list[str]:
-        return [f"{self.object.name} is removed for good: no co-managed user is bound to it and no usage "
-                "record names it.", "Its audit history stays."]
+        return [(f"{self.object.name} is removed for good: no co-managed user is bound to it and no usage "
+                 "record names it."), "Its audit history stays."]
 
     def perform(self) -> None:
         services.company_delete(actor=self.membership, company=self.object)

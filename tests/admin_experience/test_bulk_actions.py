@@ -238,3 +238,13 @@ def test_nothing_selected_says_so(client, tenant_a):
     page = client.get(url("deactivate"))
     assert page.status_code == 200 and "No users were selected" in page.content.decode()
     assert client.post(url("deactivate")).status_code == 400
+
+
+def test_one_user_reads_in_the_singular(client, tenant_a):
+    client.force_login(tenant_a.members["admin"].user)
+    tech = tenant_a.members["tech"]
+    body = client.get(url("deactivate"), {"ids": [tech.pk]}).content.decode()
+    assert "Deactivate 1 user?" in body and "1 user loses access to Alpha MSP at once" in body
+    auditor_role = role_named(tenant_a.tenant, "Compliance Auditor")
+    client.post(url("role"), {"ids": [tech.pk], "role": auditor_role.pk})
+    assert "1 user now holds the role Compliance Auditor." in client.get(users_url()).content.decode()

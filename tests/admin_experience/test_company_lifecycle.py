@@ -43,7 +43,7 @@ def test_deactivation_says_who_loses_scope_and_that_usage_stays(client, tenant_a
     body = client.get(url("company_deactivate", one.pk)).content.decode()
     assert f"Deactivate {one.name}?" in body
     assert "internal users included" in body and "company_inactive" in body
-    assert "1 co-managed user lose Alpha MSP Client One from their scope; 1 of them co-manage no other active" in body
+    assert "1 co-managed user loses Alpha MSP Client One from their scope; 1 of them co-manage no other active" in body
     assert "Its usage records and audit history are kept" in body
     assert company(tenant_a, one.pk).is_active  # the page changes nothing
 
@@ -55,7 +55,7 @@ def test_deactivation_says_who_loses_scope_and_that_usage_stays(client, tenant_a
     assert "deactivated</span>" in listing and url("company_reactivate", one.pk) in listing
     # Nothing more to deactivate; it can be reactivated after its own confirmation.
     assert client.get(url("company_deactivate", one.pk)).status_code == 404
-    assert "1 co-managed user bound to it get it back" in client.get(
+    assert "1 co-managed user bound to it gets it back" in client.get(
         url("company_reactivate", one.pk)).content.decode()
     assert client.post(url("company_reactivate", one.pk)).status_code == 302
     assert company(tenant_a, one.pk).is_active

@@ -25,8 +25,8 @@ from copilot_admin.directory import services as directory_services
 from copilot_admin.regions.models import AzureDeployment
 from copilot_admin.usage.models import AccessStatus, CopilotAccess, PlatformLimitPolicy, TenantLimitPolicy
 from tests.conftest import api_client_for
-from tests.factories import add_member, role_named
 from tests.copilot.test_call_faults import ticket, us_deployment  # noqa: F401  (the same ticket and deployment)
+from tests.factories import add_member, role_named
 from tests.regions.fixtures import deployment_factory  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
