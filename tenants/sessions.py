@@ -1,7 +1,8 @@
 """Session engine (SESSION_ENGINE) that stores the user id beside each session, and when a
 request's credential (session or API token) was issued."""
 
-from datetime import UTC, datetime
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.utils import timezone
@@ -26,7 +27,7 @@ class SessionStore(DBStore):
 
 # When the session's user logged in (ISO 8601): a membership deactivated later refuses it.
 SESSION_LOGIN_AT = "_login_at"
-_UNKNOWN = datetime.min.replace(tzinfo=UTC)
+_UNKNOWN = datetime.min.replace(tzinfo=dt_timezone.utc)
 
 
 def session_mark_login(sender, request, user, **kwargs) -> None:

@@ -87,7 +87,7 @@ def login_throttle_admit(account: str) -> int:
         if not cache.add(_key(f"slot-{failures}", account), 1, timeout=delay):
             return delay
         return 0
-    except Exception:
+    except Exception:  # noqa: BLE001 - any cache failure: admit, logged
         log.warning("Login throttle: cache unavailable, attempt admitted", exc_info=True)
         return 0
 
@@ -106,7 +106,7 @@ def login_throttle_failure(account: str) -> None:
         delay = login_throttle_delay(failures)
         if delay:
             cache.set(_key("until", account), _now() + delay, timeout=window)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any cache failure: not counted, logged
         log.warning("Login throttle: cache unavailable, failure not counted", exc_info=True)
 
 
@@ -114,7 +114,7 @@ def login_throttle_reset(account: str) -> None:
     """Forget the failures of `account` (an administrator lifted its lockout)."""
     try:
         cache.delete_many([_key("failures", account), _key("until", account)])
-    except Exception:
+    except Exception:  # noqa: BLE001
         log.warning("Login throttle: cache unavailable, reset skipped", exc_info=True)
 
 
@@ -125,10 +125,10 @@ class LoginThrottleBackend:
 
     def authenticate(self, request, username=None, password=None, **credentials):
         if request is None:
-            return
+            return None
         account = login_username(request, {"username": username, **credentials})
         if not account:
-            return
+            return None
         retry_after = login_throttle_admit(account)
         if retry_after:
             request.login_throttle_retry_after = retry_after
@@ -137,7 +137,7 @@ class LoginThrottleBackend:
             request.axes_locked_out = True
             raise PermissionDenied("login throttled")
         request.login_password_checked = account
-        return
+        return None
 
 
 @receiver(user_login_failed, dispatch_uid="login_throttle_failure")
