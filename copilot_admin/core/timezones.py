@@ -9,7 +9,7 @@ chains, e-mails, tasks). A user's zone changes only how pages show times to that
 from __future__ import annotations
 
 import zoneinfo
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 
 from django.core.exceptions import ValidationError
@@ -81,10 +81,11 @@ def time_zone_choices() -> list[tuple[str, list[tuple[str, str]]]]:
     return [("Common", common), *sorted(groups.items())]
 
 
-def zone_of(name: str) -> zoneinfo.ZoneInfo:
-    """The zone for a stored name; blank or unknown (the database lost it) is UTC."""
-    if not is_valid_zone(name) or name == "":
-        return zoneinfo.ZoneInfo(UTC_NAME)
+def zone_of(name: str) -> tzinfo:
+    """The zone for a stored name; blank or unknown (the database lost it) is UTC, which
+    needs no time zone database."""
+    if name == "" or name == UTC_NAME or not is_valid_zone(name):
+        return UTC
     return zoneinfo.ZoneInfo(name)
 
 

@@ -260,3 +260,10 @@ def test_the_integration_key_expiry_is_read_in_the_zone_its_label_names():
         assert form.is_valid(), form.errors
     assert form.cleaned_data["expires_at"] == datetime(2027, 1, 10, 11, 0, tzinfo=UTC)
     assert IntegrationKeyForm().fields["expires_at"].label == "Expires (UTC)"
+
+
+def test_a_stored_zone_the_database_no_longer_knows_shows_utc(client, tenant_a):
+    user = set_zone(tenant_a.members["tech"].user, "Gone/Zone")  # e.g. removed from a later tzdata
+    client.force_login(user)
+    page = client.get("/account/")
+    assert page.status_code == 200 and "Times in UTC" in page.content.decode()
