@@ -2,10 +2,22 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, Task
+from django.utils import timezone
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot_admin.settings")
 
-app = Celery("copilot_admin")
+
+class UtcTask(Task):
+    """Every task runs in UTC, whoever enqueued it: also when run eagerly inside a page
+    request that showed a user's own zone (UserTimeZoneMiddleware), the e-mails, webhooks and
+    rows a task writes say UTC. The request's zone is back when the task returns."""
+
+    def __call__(self, *args, **kwargs):
+        with timezone.override(None):
+            return super().__call__(*args, **kwargs)
+
+
+app = Celery("copilot_admin", task_cls=UtcTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

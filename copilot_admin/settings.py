@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "copilot_admin.core.middleware.RequestScopeMiddleware",
+    # Pages (never /api/) show times in the signed-in user's zone (core/timezones.py).
+    "copilot_admin.core.middleware.UserTimeZoneMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -94,6 +96,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # TIME_ZONE: the zone the page shows times in (the user's, or UTC).
+                "django.template.context_processors.tz",
                 "tenants.context_processors.tenancy",
             ],
         },

@@ -8,6 +8,7 @@ from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.utils import timezone
 
+from copilot_admin.core.timezones import validate_time_zone
 from tenants.scoping import TenantOwned, TenantScopedManager
 
 
@@ -94,6 +95,11 @@ class User(AbstractBaseUser):
         default=False, help_text="Vendor personnel: manages tenants, deployments and default limits."
     )
     date_joined = models.DateTimeField(default=timezone.now, editable=False)
+    # Pages show this user times in this zone; stored times, the API and exports stay UTC.
+    time_zone = models.CharField(
+        max_length=64, blank=True, default="", validators=[validate_time_zone],
+        help_text="IANA time zone name pages show times in (blank: UTC).",
+    )
 
     objects = UserManager()
 

@@ -1,6 +1,11 @@
-"""Words for times and waits that people read on pages ("in 2 h 01 min", "00:00 UTC")."""
+"""Words for times and waits that people read on pages ("in 2 h 01 min", "00:00 UTC").
+
+Moments are told in the active zone, named: the user's own on pages (UserTimeZoneMiddleware),
+UTC in the API, tasks and e-mails."""
 
 from datetime import datetime, timedelta
+
+from copilot_admin.core.timezones import datetime_words
 
 
 def duration_words(delta: timedelta) -> str:
@@ -19,5 +24,6 @@ def duration_words(delta: timedelta) -> str:
 
 
 def moment_words(moment: datetime, *, now: datetime) -> str:
-    """"2026-12-03 14:00 UTC (in 3 h 00 min)": the moment in UTC and how far off it is."""
-    return f"{moment:%Y-%m-%d %H:%M} UTC (in {duration_words(moment - now)})"
+    """"2026-12-03 14:00 UTC (in 3 h 00 min)": the moment in the active zone (named) and how
+    far off it is."""
+    return f"{datetime_words(moment)} (in {duration_words(moment - now)})"

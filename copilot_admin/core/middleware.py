@@ -1,12 +1,17 @@
 """Middleware of the kernel: answers Django produces are never cached by browsers or proxies,
-and every request runs in an audit scope of its own (where it came from, never who acted)."""
+every request runs in an audit scope of its own (where it came from, never who acted), and
+pages show a signed-in user times in its own zone."""
+
+from contextlib import contextmanager
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.deprecation import MiddlewareMixin
 
 from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import audit_scope, new_correlation_id, request_ids
+from copilot_admin.core.timezones import zone_of
 
 
 class NoStoreMiddleware(MiddlewareMixin):
@@ -50,3 +55,52 @@ def _request_fields(request) -> dict:
     # A fresh scope: nothing carries over from an earlier request on this thread.
     request.audit_correlation_id = new_correlation_id()
     return {"tenant": None, "channel": "", "remote_addr": client_ip(request) or "", **request_ids(request)}
+
+
+class UserTimeZoneMiddleware:
+    """Pages show a signed-in user times in its own zone (`User.time_zone`, blank: UTC).
+
+    The zone is activated for pages only: never under `/api/`, whose answers are for machines
+    and stay UTC (as do exports, e-mails and tasks, which format times explicitly in UTC). It
+    is deactivated after every request, so nothing carries over to the next one on the thread.
+    """
+
+    API_PREFIX = "/api/"
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        user = None if self._is_api(request) else getattr(request, "user", None)
+        with _user_zone(user):
+            return self.get_response(request)
+
+    async def _acall(self, request):
+        user = None if self._is_api(request) else await request.auser()
+        with _user_zone(user):
+            return await self.get_response(request)
+
+    def _is_api(self, request) -> bool:
+        return request.path.startswith(self.API_PREFIX)
+
+
+@contextmanager
+def _user_zone(user):
+    """`user`'s zone active for the block (UTC for nobody, anonymous, or blank), then none."""
+    name = getattr(user, "time_zone", "") if user is not None and user.is_authenticated else ""
+    if name:
+        timezone.activate(zone_of(name))
+    else:
+        timezone.deactivate()
+    try:
+        yield
+    finally:
+        timezone.deactivate()

@@ -3,6 +3,7 @@ from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.core.forms import StyledFormMixin
+from copilot_admin.core.timezones import time_zone_choices, validate_time_zone
 from tenants.models import ClientCompany, UserType
 
 
@@ -55,6 +56,24 @@ class MembershipEditForm(_AssignmentFields):
 
 class AccountNameForm(StyledFormMixin, forms.Form):
     full_name = forms.CharField(max_length=150, required=False, label="Name")
+
+
+class AccountTimeZoneForm(StyledFormMixin, forms.Form):
+    """The zone pages show this account times in: common zones first, then all by region."""
+
+    time_zone = forms.ChoiceField(
+        label="Time zone", required=False, validators=[validate_time_zone],
+        help_text="Pages show times in this zone. Exports, the API and e-mails stay in UTC.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = time_zone_choices()
+
+    def clean_time_zone(self) -> str:
+        # UTC is stored as blank: the default, and what a user who never chose has.
+        value = self.cleaned_data["time_zone"]
+        return "" if value == "UTC" else value
 
 
 class StyledPasswordChangeForm(StyledFormMixin, PasswordChangeForm):

@@ -26,6 +26,7 @@ from copilot_admin.audit.services import (
     audit_snapshot,
 )
 from copilot_admin.core.errors import ApplicationError, Conflict, NotFound, PermissionRefused, refusing_duplicates
+from copilot_admin.core.timezones import is_valid_zone
 from copilot_admin.directory.selectors import company_removal_blockers, invitations_of_created_account
 from tenants.models import ClientCompany, Membership, Tenant, User, UserSession, UserType
 from tenants.selectors import memberships_of_user
@@ -381,6 +382,28 @@ def account_update(*, actor: User, user: User, full_name: str) -> User:
         before = audit_snapshot(user)
         user.full_name = full_name
         user.save(update_fields=["full_name"])
+        # An account belongs to no tenant: its changes are in the platform log.
+        audit_change_record(actor=actor, tenant=None, instance=user, before=before)
+    return user
+
+
+@transaction.atomic
+def account_time_zone_update(*, actor: User, user: User, time_zone: str) -> User:
+    """The account's owner picks the zone its pages show times in (blank: UTC). Only pages
+    change: stored times, the API, exports and e-mails stay UTC. Unknown names are refused."""
+    if actor.pk != user.pk:
+        raise PermissionRefused("Only the account's owner changes its time zone.")
+    time_zone = (time_zone or "").strip()
+    if not is_valid_zone(time_zone):
+        raise ApplicationError(
+            f"Unknown time zone {time_zone[:64]!r}: pick one from the list.", code="invalid_time_zone",
+            fields={"time_zone": ["Unknown time zone."]},
+        )
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.time_zone != time_zone:
+        before = audit_snapshot(user)
+        user.time_zone = time_zone
+        user.save(update_fields=["time_zone"])
         # An account belongs to no tenant: its changes are in the platform log.
         audit_change_record(actor=actor, tenant=None, instance=user, before=before)
     return user

@@ -26,6 +26,7 @@ from copilot_admin.core.sorting import sort_columns, sort_fields, sort_param
 from copilot_admin.directory import services
 from copilot_admin.directory.forms import (
     AccountNameForm,
+    AccountTimeZoneForm,
     CompanyForm,
     MembershipCreateForm,
     MembershipEditForm,
@@ -607,7 +608,8 @@ class InvitationAcceptView(LoginRequiredMixin, TemplateView):
 
 
 class ProfileView(LoginRequiredMixin, TemplateView):
-    """The signed-in user's own account: its name, and its password (the current one first)."""
+    """The signed-in user's own account: its name, its password (the current one first), and
+    the time zone its pages show times in."""
 
     permission_required = "authenticated"
     template_name = "tenants/profile.html"
@@ -615,6 +617,7 @@ class ProfileView(LoginRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         kwargs.setdefault("name_form", AccountNameForm(initial={"full_name": self.request.user.full_name}))
         kwargs.setdefault("password_form", StyledPasswordChangeForm(user=self.request.user))
+        kwargs.setdefault("time_zone_form", AccountTimeZoneForm(initial={"time_zone": self.request.user.time_zone or "UTC"}))
         return super().get_context_data(**kwargs)
 
     def post(self, request, *args, **kwargs):
@@ -627,6 +630,14 @@ class ProfileView(LoginRequiredMixin, TemplateView):
                 services.account_password_changed(user=user, request=request)
             update_session_auth_hash(request, user)
             messages.success(request, "Your password was changed; your API tokens were ended.")
+            return redirect("profile")
+        if request.POST.get("action") == "time_zone":
+            form = AccountTimeZoneForm(data=request.POST)
+            if not form.is_valid():
+                return self.render_to_response(self.get_context_data(time_zone_form=form), status=400)
+            user = services.account_time_zone_update(
+                actor=request.user, user=request.user, time_zone=form.cleaned_data["time_zone"])
+            messages.success(request, f"Pages now show times in {user.time_zone or 'UTC'}.")
             return redirect("profile")
         form = AccountNameForm(data=request.POST)
         if not form.is_valid():

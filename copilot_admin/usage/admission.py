@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.core.humanize import duration_words
+from copilot_admin.core.timezones import clock_words
 from copilot_admin.usage.counters import (
     LimitCheck,
     LimitsUnavailable,
@@ -121,14 +122,15 @@ _LIMIT_WORDS = {
 
 def _refusal_message(limit: str, value: int, retry_after: int, *, now: datetime | None = None) -> str:
     """The refusal as a sentence people read ("You have reached today's limit of 6 requests.
-    It resets at 00:00 UTC (in 2 h 01 min)."); the API's `Retry-After` carries the seconds."""
+    It resets at 00:00 UTC (in 2 h 01 min)."); the API's `Retry-After` carries the seconds.
+    The reset is told in the active zone: the user's own on pages ("01:00 CET"), UTC in the API."""
     period, unit, whose = _LIMIT_WORDS.get(limit, ("the", "requests", "your"))
     now = now or datetime.now(tz=UTC)
     resets = now + timedelta(seconds=retry_after)
     subject = "You have" if whose == "your" else "Your organization has"
     return (
         f"{subject} reached {period} limit of {value:,} {unit}. "
-        f"It resets at {resets:%H:%M} UTC (in {duration_words(resets - now)})."
+        f"It resets at {clock_words(resets)} (in {duration_words(resets - now)})."
     )
 
 
