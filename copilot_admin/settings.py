@@ -95,6 +95,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.tenancy",
+                "copilot_admin.copilot.context_processors.copilot_plan",
             ],
         },
     },

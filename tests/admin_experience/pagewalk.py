@@ -104,11 +104,12 @@ def demo_world(slug: str) -> SimpleNamespace:
     return SimpleNamespace(tenant=tenant, members=members, role=role)
 
 
-def tenant_page_urls(world, member) -> list[str]:
-    """The URL of every tenant page `member` may GET, objects taken from `world`."""
+def tenant_page_urls(world, member, only=None) -> list[str]:
+    """The URL of every tenant page `member` may GET (of the route names `only`, when given),
+    objects taken from `world`."""
     urls = []
     for name, permission in sorted(TENANT_PAGES.items()):
-        if not holds(member, permission):
+        if not holds(member, permission) or (only is not None and name not in only):
             continue
         kwargs = {"tenant_slug": world.tenant.slug}
         kind = OBJECT_KIND.get(name)
