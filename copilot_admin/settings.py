@@ -204,6 +204,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_AUTOREFRESH = DEBUG
+# Outside production WhiteNoise serves the files where they are (app and project static folders),
+# so `make run` serves them with DEBUG off (the project's own error pages) and no collectstatic.
+# Production serves the collected, hashed files from STATIC_ROOT only.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
