@@ -77,6 +77,56 @@ def value_label(code: str) -> str:
     return _VALUE_LABELS.get(code, code)
 
 
+# Actions a filter names in words of their own; any other reads as "<object> <verb>".
+ACTION_LABELS = {
+    "auth.login": "Sign-in",
+    "auth.logout": "Sign-out",
+    "auth.login_failed": "Failed sign-in",
+    "auth.lockout": "Locked out",
+    "auth.password_change": "Password changed",
+    "auth.token_create": "API token created",
+    "auth.token_revoke": "API token revoked",
+    "access.denied": "Access refused",
+    "copilot.call": "Copilot call",
+    "audit.export": "Audit log exported",
+    "audit.platform_view": "Audit log read across tenants",
+    "audit.purge": "Retention purge",
+    "operator.tenant_access": "Platform operator opened the tenant",
+    "user.invite": "Invitation sent",
+    "membership.invitation_resend": "Invitation sent again",
+    "role.clone": "Role cloned",
+}
+_PREFIX_LABELS = {"auth": "sign-in and tokens", "access": "access", "operator": "platform operator",
+                  "copilot": "copilot", "audit": "audit log"}
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def object_type_label(object_type: str) -> str:
+    """An object type as a filter names it ("copilot_access" -> "Copilot access")."""
+    labels = {**OBJECT_TYPE_LABELS, "copilot.feature": "copilot feature", "token": "API token", "route": "page or route"}
+    return _sentence_case(labels.get(object_type, object_type.replace("_", " ").replace(".", " ")))
+
+
+def action_prefix_label(prefix: str) -> str:
+    """All actions of a prefix, as a filter offers them ("company" -> "Company: every action")."""
+    name = _PREFIX_LABELS.get(prefix) or OBJECT_TYPE_LABELS.get(prefix) or prefix.replace("_", " ")
+    return f"{_sentence_case(name)}: every action"
+
+
+def action_label(action: str) -> str:
+    """An action as a filter names it ("company.update" -> "Company changed")."""
+    if action in ACTION_LABELS:
+        return ACTION_LABELS[action]
+    subject, _, verb = action.rpartition(".")
+    if not subject:
+        return _sentence_case(action.replace("_", " "))
+    name = OBJECT_TYPE_LABELS.get(subject, subject.replace("_", " "))
+    return _sentence_case(f"{name} {_VERBS.get(verb, verb.replace('_', ' '))}")
+
+
 def field_label(name: str) -> str:
     """A changed field as a reader names it ("feature_switches" -> "copilot features")."""
     return FIELD_LABELS.get(name, name.replace("_", " "))

@@ -7,8 +7,10 @@ import os
 import pytest
 from django.core.management import call_command
 
+from copilot_admin.audit.services import audit_event_record
 from copilot_admin.copilot.settings_services import tenant_copilot_settings_update
-from tenants.models import User
+from copilot_admin.usage.services import usage_record_create
+from tenants.models import ClientCompany, User
 from tests.admin_experience.pagewalk import demo_world, leaks, operator_page_urls, tenant_page_urls, visible_text, walk
 
 ROLES = ["admin", "tech", "comanaged", "auditor"]
@@ -23,6 +25,15 @@ def demo(db, settings):
     # A change of feature switches puts feature names into the audit log.
     tenant_copilot_settings_update(actor=world.members["admin"], copilot_enabled=True,
                                    features={"summarize": True, "time-entry": False, "prioritize": True})
+    # Calls, one refused by a limit: usage by feature and company, and copilot calls in the audit log.
+    tech = world.members["tech"]
+    company = ClientCompany.objects.for_tenant(world.tenant).order_by("pk").last()
+    for n, (feature, outcome, error_code) in enumerate([("summarize", "ok", ""), ("time-entry", "refused", "rate_limited")]):
+        usage_record_create(membership=tech, feature=feature, zone="us", outcome=outcome, error_code=error_code,
+                            request_id=f"words-{n}", prompt_tokens=120, completion_tokens=30, company_id=company.pk)
+        audit_event_record(tenant=world.tenant, actor=tech.user, action="copilot.call", object_type="copilot.feature",
+                           object_id=feature, outcome="success" if outcome == "ok" else "denied",
+                           metadata={"feature": feature, "outcome": error_code or "ok"})
     return world
 
 

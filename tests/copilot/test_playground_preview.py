@@ -212,3 +212,11 @@ def test_request_parameters_are_what_the_call_passes():
     assert shown["api_version"] == "2025-01-01-preview"
     assert sent["response_format"]["json_schema"]["name"] in shown["response_format"]
     assert "AZURE_OPENAI_KEY_T" not in repr(shown) and "example.openai.azure.com" not in repr(shown)
+
+
+def test_an_answer_names_the_feature_by_its_label(client, tenant_a, us_deployment, sim):
+    client.force_login(tenant_a.members["tech"].user)
+    page = client.post(playground(), {**FORM, "company": tenant_a.companies[2].pk, "feature": "time-entry"},
+                       HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-testid="copilot-answer"' in page
+    assert "Draft time entry: result" in page and "time-entry: result" not in page
