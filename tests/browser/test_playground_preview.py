@@ -54,9 +54,12 @@ def test_field_errors_appear_next_to_their_field_through_htmx(browser_page, tena
     expect(summary).to_have_attribute("aria-invalid", "true")
     assert page.url == url
     expect(page.get_by_test_id("copilot-refusal")).to_contain_text("Check the ticket fields.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground-field-errors.png"), full_page=True)
     # Corrected, the error goes and the preview shows the request settings sent.
     summary.fill("Printer offline")
     page.get_by_test_id("preview-summarize").click()
     expect(page.get_by_test_id("sent-settings")).to_contain_text("dep-us")
     expect(page.locator("#id_summary_error")).to_have_count(0)
+    page.get_by_test_id("sent-settings").screenshot(path=str(ARTIFACTS / "playground-request-settings.png"))
     assert sim.requests() == []
