@@ -29,8 +29,12 @@ migrate: install
 seed: migrate
 	PORT=$(PORT) COPILOT_SIMULATOR=1 $(PY) manage.py seed_demo
 
+# Served with DEBUG off, so pages fail with the project's own error pages as in production
+# (static files are still served, by WhiteNoise); `make run DJANGO_DEBUG=true` shows Django's
+# development error pages instead.
+DJANGO_DEBUG ?= false
 run: seed
-	PORT=$(PORT) COPILOT_SIMULATOR=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
+	PORT=$(PORT) COPILOT_SIMULATOR=1 DJANGO_DEBUG=$(DJANGO_DEBUG) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: install oidc-provider
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -99,6 +99,7 @@ TEMPLATES = [
                 # TIME_ZONE: the zone the page shows times in (the user's, or UTC).
                 "django.template.context_processors.tz",
                 "tenants.context_processors.tenancy",
+                "copilot_admin.copilot.context_processors.copilot_plan",
             ],
         },
     },
@@ -207,6 +208,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_AUTOREFRESH = DEBUG
+# Outside production WhiteNoise serves the files where they are (app and project static folders),
+# so `make run` serves them with DEBUG off (the project's own error pages) and no collectstatic.
+# Production serves the collected, hashed files from STATIC_ROOT only.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

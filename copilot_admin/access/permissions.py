@@ -90,12 +90,19 @@ def feature_grant_register(*, feature: str, label: str, grant_label: str) -> str
     if feature in _FEATURE_GRANTS or grant.code in all_permissions():
         raise ValueError(f"The copilot feature {feature!r} (grant {grant.code!r}) is declared already.")
     _FEATURE_GRANTS[feature] = grant
+    # The audit log's pages name the feature by its label where a change holds its slug.
+    from copilot_admin.audit.readable import value_label_register
+
+    value_label_register(feature, label)
     return grant.code
 
 
 def feature_grant_unregister(feature: str) -> None:
     """Take a feature's grant out of the catalogue (a feature declared for a test)."""
+    from copilot_admin.audit.readable import value_label_unregister
+
     _FEATURE_GRANTS.pop(feature, None)
+    value_label_unregister(feature)
 
 
 def feature_grants() -> tuple[FeatureGrant, ...]:

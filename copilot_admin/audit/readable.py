@@ -44,6 +44,93 @@ OBJECT_TYPE_LABELS = {
 
 _VERBS = {"create": "created", "update": "changed", "delete": "deleted"}
 
+# A changed field as a sentence names it; any other field reads with spaces for underscores.
+FIELD_LABELS = {
+    "feature_switches": "copilot features",
+    "copilot_enabled": "copilot",
+    "is_active": "active",
+    "user_type": "user type",
+    "accepted_at": "accepted",
+    "api_version": "API version",
+    "auth_mode": "authentication",
+    "api_key_env": "API key variable",
+    "full_name": "name",
+    "co_managed": "co-managed",
+}
+# Codes recorded as keys of a change's value (a tenant's feature switches by slug) and the name a
+# reader sees instead. The rooms above register theirs (access: each copilot feature's label when
+# the feature is declared); audit cannot import them.
+_VALUE_LABELS: dict[str, str] = {}
+
+
+def value_label_register(code: str, label: str) -> None:
+    """Show `code` as `label` where a recorded change holds it as a key (`{"time-entry": "on"}`)."""
+    _VALUE_LABELS[code] = label
+
+
+def value_label_unregister(code: str) -> None:
+    _VALUE_LABELS.pop(code, None)
+
+
+def value_label(code: str) -> str:
+    """The registered name of `code` (a copilot feature's label), else the code."""
+    return _VALUE_LABELS.get(code, code)
+
+
+# Actions a filter names in words of their own; any other reads as "<object> <verb>".
+ACTION_LABELS = {
+    "auth.login": "Sign-in",
+    "auth.logout": "Sign-out",
+    "auth.login_failed": "Failed sign-in",
+    "auth.lockout": "Locked out",
+    "auth.password_change": "Password changed",
+    "auth.token_create": "API token created",
+    "auth.token_revoke": "API token revoked",
+    "access.denied": "Access refused",
+    "copilot.call": "Copilot call",
+    "audit.export": "Audit log exported",
+    "audit.platform_view": "Audit log read across tenants",
+    "audit.purge": "Retention purge",
+    "operator.tenant_access": "Platform operator opened the tenant",
+    "user.invite": "Invitation sent",
+    "membership.invitation_resend": "Invitation sent again",
+    "role.clone": "Role cloned",
+}
+_PREFIX_LABELS = {"auth": "sign-in and tokens", "access": "access", "operator": "platform operator",
+                  "copilot": "copilot", "audit": "audit log"}
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def object_type_label(object_type: str) -> str:
+    """An object type as a filter names it ("copilot_access" -> "Copilot access")."""
+    labels = {**OBJECT_TYPE_LABELS, "copilot.feature": "copilot feature", "token": "API token", "route": "page or route"}
+    return _sentence_case(labels.get(object_type, object_type.replace("_", " ").replace(".", " ")))
+
+
+def action_prefix_label(prefix: str) -> str:
+    """All actions of a prefix, as a filter offers them ("company" -> "Company: every action")."""
+    name = _PREFIX_LABELS.get(prefix) or OBJECT_TYPE_LABELS.get(prefix) or prefix.replace("_", " ")
+    return f"{_sentence_case(name)}: every action"
+
+
+def action_label(action: str) -> str:
+    """An action as a filter names it ("company.update" -> "Company changed")."""
+    if action in ACTION_LABELS:
+        return ACTION_LABELS[action]
+    subject, _, verb = action.rpartition(".")
+    if not subject:
+        return _sentence_case(action.replace("_", " "))
+    name = OBJECT_TYPE_LABELS.get(subject, subject.replace("_", " "))
+    return _sentence_case(f"{name} {_VERBS.get(verb, verb.replace('_', ' '))}")
+
+
+def field_label(name: str) -> str:
+    """A changed field as a reader names it ("feature_switches" -> "copilot features")."""
+    return FIELD_LABELS.get(name, name.replace("_", " "))
+
 
 def is_readable_form(entry: AuditEntry) -> bool:
     """True for an entry recorded with readable values (a model change since the readable
@@ -61,6 +148,10 @@ class ChangeRow:
     after: str
     named_now: bool = False
 
+    @property
+    def label(self) -> str:
+        return field_label(self.field)
+
 
 def _shown(value) -> str:
     if value is None or value == "None" or (isinstance(value, str) and _MANAGER_REPR.match(value)):
@@ -70,7 +161,7 @@ def _shown(value) -> str:
     if isinstance(value, bool):
         return ON if value else OFF
     if isinstance(value, dict):
-        return ", ".join(f"{key} {_shown(item)}" for key, item in sorted(value.items()))
+        return ", ".join(f"{value_label(key)} {_shown(item)}" for key, item in sorted(value.items()))
     return str(value)
 
 
@@ -202,11 +293,11 @@ def actor_label(entry: AuditEntry) -> str:
 def _change_phrase(name: str, value) -> str:
     if isinstance(value, dict) and value.get("type") == "m2m":
         objects = ", ".join(_shown(o) for o in value.get("objects", []) if _shown(o))
-        return f"{name} {'+' if value.get('operation') == 'add' else '−'} {objects}"
+        return f"{field_label(name)} {'+' if value.get('operation') == 'add' else '−'} {objects}"
     if isinstance(value, (list, tuple)) and len(value) == 2:
         before, after = _shown(value[0]) or "—", _shown(value[1]) or "—"
-        return f"{name} {before} → {after}"
-    return f"{name} {_shown(value)}"
+        return f"{field_label(name)} {before} → {after}"
+    return f"{field_label(name)} {_shown(value)}"
 
 
 def entry_sentence(entry: AuditEntry, changes: dict | None = None) -> str:
@@ -228,7 +319,7 @@ def entry_sentence(entry: AuditEntry, changes: dict | None = None) -> str:
         "auth.token_create": f"{actor} created an API token",
         "auth.token_revoke": f"{actor} revoked an API token",
         "access.denied": f"{actor} was refused {entry.object_id or 'an action'}",
-        "copilot.call": f"{actor} used the copilot feature {meta.get('feature', entry.object_id)}{denied}",
+        "copilot.call": f"{actor} used the copilot feature {value_label(meta.get('feature', entry.object_id))}{denied}",
         "audit.export": f"{actor} exported the audit log ({meta.get('format', '')})",
         "audit.platform_view": f"{actor} read the audit log across tenants",
         "audit.purge": f"The retention purge removed {name}",

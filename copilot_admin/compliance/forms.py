@@ -6,6 +6,7 @@ from django import forms
 from django.utils.dateparse import parse_date, parse_datetime
 
 from copilot_admin.audit.models import Outcome
+from copilot_admin.audit.readable import action_label, action_prefix_label, object_type_label
 from copilot_admin.core.forms import StyledFormMixin
 
 # Offered as suggestions in the filter form (the field accepts any action or prefix).
@@ -101,9 +102,11 @@ class AuditFilterForm(StyledFormMixin, forms.Form):
                 for value, count in rows:
                     prefix = value.split(".", 1)[0]
                     prefixes[prefix] = prefixes.get(prefix, 0) + count
-                choices += [(prefix, f"{prefix}.* ({count})") for prefix, count in sorted(prefixes.items())]
-            labels = dict(Outcome.choices) if name == "outcome" else {}
-            choices += [(value, f"{labels.get(value, value)} ({count})") for value, count in rows]
+                choices += [(prefix, f"{action_prefix_label(prefix)} ({count})") for prefix, count in sorted(prefixes.items())]
+            # Offered by name; the value stays the code the filter (and the API) takes.
+            label = {"outcome": dict(Outcome.choices).get, "action": action_label,
+                     "object_type": object_type_label}.get(name, str)
+            choices += [(value, f"{label(value) or value} ({count})") for value, count in rows]
             if current and current not in {value for value, _ in choices}:
                 choices.append((current, current))
             self.fields[name].widget = forms.Select(choices=choices, attrs={

@@ -25,6 +25,7 @@ from datetime import datetime
 from django.utils.dateparse import parse_datetime
 
 from copilot_admin.access.models import SecurityRole
+from copilot_admin.access.permissions import permission_choices
 from copilot_admin.audit.models import RAW_CHANGES_KEY, AuditEntry
 from copilot_admin.usage.models import AccessStatus, CopilotAccess
 from tenants.models import ClientCompany, Membership, UserType
@@ -67,6 +68,17 @@ class ReviewRow:
     companies: list[str]
     is_active: bool
     copilot_access: str
+
+    @property
+    def user_type_label(self) -> str:
+        """The user type as the pages name it (exports keep the code)."""
+        return dict(UserType.choices).get(self.user_type, self.user_type)
+
+    @property
+    def permission_labels(self) -> list[str]:
+        """The permissions by their names in the role editor (exports keep the codes)."""
+        labels = dict(permission_choices())
+        return [labels.get(code, code) for code in self.permissions]
 
     def as_dict(self) -> dict:
         return {

@@ -466,16 +466,38 @@ async def aclose_clients() -> None:
 # --- the request and its answer -----------------------------------------------------------
 
 
+def _settings_sent(target: DeploymentTarget, spec: Feature) -> dict[str, Any]:
+    """The chat completion's arguments beside the messages: the same for every call of `spec` to `target`."""
+    return {
+        "model": target.deployment,
+        "response_format": spec.response_format(),
+        "max_completion_tokens": spec.max_completion_tokens,
+        "temperature": spec.temperature,
+    }
+
+
+def request_parameters(*, target: DeploymentTarget, spec: Feature) -> dict[str, Any]:
+    """What a call of `spec` to `target` sends beside the messages, for showing before sending
+    (the playground's preview): the deployment (`model`), the API version of the URL, the
+    temperature, the token cap and the answer's schema name. Built from the arguments the call
+    itself passes (`_settings_sent`); never the endpoint's key, the credential or its variable."""
+    sent = _settings_sent(target, spec)
+    return {
+        "model": sent["model"],
+        "api_version": target.api_version,
+        "temperature": sent["temperature"],
+        "max_completion_tokens": sent["max_completion_tokens"],
+        "response_format": f"{sent['response_format']['type']} {sent['response_format']['json_schema']['name']} (strict)",
+    }
+
+
 def _request_kwargs(
     *, target: DeploymentTarget, messages: Sequence[ChatMessage], spec: Feature, remaining: float | None
 ) -> dict[str, Any]:
     total = target.timeout_seconds if remaining is None else max(0.001, min(target.timeout_seconds, remaining))
     return {
-        "model": target.deployment,
+        **_settings_sent(target, spec),
         "messages": list(messages),
-        "response_format": spec.response_format(),
-        "max_completion_tokens": spec.max_completion_tokens,
-        "temperature": spec.temperature,
         "timeout": openai.Timeout(total, connect=min(target.connect_timeout_seconds, total)),
     }
 

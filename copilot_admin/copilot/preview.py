@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .azure import DeploymentTarget, request_parameters
 from .features import get_feature
 from .minimize import MinimizedPayload, minimize_payload
 from .prompts import ChatMessage, render_messages
@@ -29,6 +30,14 @@ class SentPreview:
     payload: MinimizedPayload
     messages: list[ChatMessage]
     dropped: tuple[DroppedField, ...]
+    # The request settings sent to the deployment tried first (`azure.request_parameters`), with
+    # how many deployments of the zone follow it; None when the zone has no active deployment.
+    request: dict[str, Any] | None = None
+    fallbacks: int = 0
+
+    @property
+    def label(self) -> str:
+        return get_feature(self.feature).label
 
     @property
     def payload_json(self) -> str:
@@ -41,16 +50,22 @@ _ISSUE = {"summary", "description", "conversation"}
 _ENTRY = {"author", "body", "at", "internal"}
 
 
-def sent_preview(*, feature: str, body: dict[str, Any], today: dt.date | None = None) -> SentPreview:
-    """The minimized payload and messages `feature` would send for `body`; raises `PayloadError`
-    like the call itself when the body cannot be used."""
+def sent_preview(
+    *, feature: str, body: dict[str, Any], targets: list[DeploymentTarget] | None = None, today: dt.date | None = None
+) -> SentPreview:
+    """The minimized payload and messages `feature` would send for `body`, and the request
+    settings sent to the first of `targets` (the zone's deployments in the order they are tried);
+    raises `PayloadError` like the call itself when the body cannot be used."""
     spec = get_feature(feature)
     payload = minimize_payload(body=body, today=today)
+    targets = targets or []
     return SentPreview(
         feature=spec.slug,
         payload=payload,
         messages=render_messages(feature=spec, payload=payload),
         dropped=tuple(dropped_fields(body)),
+        request=request_parameters(target=targets[0], spec=spec) if targets else None,
+        fallbacks=max(0, len(targets) - 1),
     )
 
 

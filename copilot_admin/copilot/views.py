@@ -16,6 +16,7 @@ from copilot_admin.copilot.forms import CopilotSettingsForm
 from copilot_admin.copilot.minimize import PayloadError
 from copilot_admin.copilot.preview import sent_preview
 from copilot_admin.copilot.settings_services import tenant_copilot_settings_update
+from copilot_admin.copilot.targets import deployments_for_zone
 from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import request_ids
 from copilot_admin.core.errors import ApplicationError
@@ -138,7 +139,8 @@ class PlaygroundView(TenantPageMixin, TemplateView):
         if not form.is_valid():
             return {"error": {"code": "invalid", "message": "Check the ticket fields."}}
         try:
-            return {"preview": sent_preview(feature=feature, body=form.body())}
+            targets = deployments_for_zone(self.tenant.zone_id)
+            return {"preview": sent_preview(feature=feature, body=form.body(), targets=targets)}
         except PayloadError as error:
             return {"error": {"code": error.code, "message": error.message}}
 
@@ -157,6 +159,7 @@ class PlaygroundView(TenantPageMixin, TemplateView):
                     origin=services.CallOrigin(remote_addr=client_ip(request) or "", **request_ids(request)),
                 )
                 context["answer"] = answer
+                context["answer_label"] = FEATURES[feature].label
             except services.CopilotError as error:
                 context["error"] = error.body()["error"]
                 if error.code in ("access_suspended", "access_terminated", "not_entitled"):
@@ -166,13 +169,9 @@ class PlaygroundView(TenantPageMixin, TemplateView):
         else:
             context["error"] = {"code": "invalid", "message": "Check the ticket fields."}
         if request.headers.get("HX-Request"):
-            return render(request, "copilot/_result.html", context)
+            # The result, and the ticket fields again out of band: their errors next to them.
+            return render(request, "copilot/_htmx_result.html", context)
         return self.render_to_response(self.get_context_data(**context))
-
-
-
-
-
 
 
 class CopilotSettingsPageView(ServiceFormMixin, TenantPageMixin, FormView):

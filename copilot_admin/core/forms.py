@@ -26,6 +26,12 @@ class StyledFormMixin:
             if name in self.fields and "is-invalid" not in self.fields[name].widget.attrs.get("class", ""):
                 widget = self.fields[name].widget
                 widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
+                # Screen readers announce the field as invalid and read its error (_form.html's id).
+                widget.attrs["aria-invalid"] = "true"
+                auto_id = self[name].auto_id
+                if auto_id:
+                    help_id = f"{auto_id}_helptext " if self.fields[name].help_text else ""
+                    widget.attrs["aria-describedby"] = f"{help_id}{auto_id}_error"
 
 
 def form_add_service_error(form: forms.Form, error: ApplicationError) -> None:

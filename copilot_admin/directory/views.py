@@ -87,7 +87,7 @@ class OverviewView(TenantPageMixin, TemplateView):
             roles=SecurityRole.objects.for_tenant(self.tenant).filter(is_active=True).count(),
             checklist=setup_checklist(tenant=self.tenant) if Perm.USERS in self.request.permissions else None,
             features=[
-                (grant.feature, self.tenant.feature_enabled(grant.feature), grant.code in self.request.permissions)
+                (grant.label, self.tenant.feature_enabled(grant.feature), grant.code in self.request.permissions)
                 for grant in feature_grants()
             ],
             **kwargs,

@@ -37,3 +37,29 @@ def test_sample_ticket_preview_then_answer(browser_page, tenant_a, us_simulated_
     page.locator('button[name="feature"][value="summarize"]').click()
     expect(page.get_by_test_id("copilot-answer")).to_contain_text("reports: Outlook keeps asking for the password")
     page.screenshot(path=str(ARTIFACTS / "playground-answer.png"), full_page=True)
+
+
+def test_field_errors_appear_next_to_their_field_through_htmx(browser_page, tenant_a, us_simulated_deployment, sim):  # noqa: F811
+    from playwright.sync_api import expect
+
+    page = browser_page
+    log_in(page, "tech@alpha.test")
+    nav_link(page, "Copilot playground").click()
+    url = page.url
+    summary = page.get_by_label("Ticket summary")
+    summary.fill("")
+    page.get_by_test_id("preview-summarize").click()
+    # The page did not reload (htmx), and the error sits under the summary field.
+    expect(page.locator("#id_summary_error")).to_have_text("This field is required.")
+    expect(summary).to_have_attribute("aria-invalid", "true")
+    assert page.url == url
+    expect(page.get_by_test_id("copilot-refusal")).to_contain_text("Check the ticket fields.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground-field-errors.png"), full_page=True)
+    # Corrected, the error goes and the preview shows the request settings sent.
+    summary.fill("Printer offline")
+    page.get_by_test_id("preview-summarize").click()
+    expect(page.get_by_test_id("sent-settings")).to_contain_text("dep-us")
+    expect(page.locator("#id_summary_error")).to_have_count(0)
+    page.get_by_test_id("sent-settings").screenshot(path=str(ARTIFACTS / "playground-request-settings.png"))
+    assert sim.requests() == []

@@ -182,9 +182,10 @@ def test_filters_offer_choices_with_counts_and_subjects(tenant_a, admin_api, cli
     response = client.get("/t/alpha/audit/")
     form = response.context["filter_form"]
     action_choices = dict(form.fields["action"].widget.choices)
-    assert action_choices["company.update"] == "company.update (2)"
-    assert action_choices["company"].startswith("company.* (")
-    assert dict(form.fields["object_type"].widget.choices)["company"].startswith("company (")
+    # Offered by name (issue 14, words people understand); the values stay the codes.
+    assert action_choices["company.update"] == "Company changed (2)"
+    assert action_choices["company"].startswith("Company: every action (")
+    assert dict(form.fields["object_type"].widget.choices)["company"].startswith("Company (")
     assert "Success (" in dict(form.fields["outcome"].widget.choices)["success"]
     assert dict(form.fields["company"].widget.choices)[str(company.pk)] == "Renamed again"
     assert dict(form.fields["role"].widget.choices)[str(_role(tenant_a, "Technician").pk)] == "Technician"
