@@ -475,8 +475,8 @@ class CompanyDeactivateView(_CompanyConfirmView):
 
     def consequences(self) -> list[str]:
         bound, stranded = company_co_managers(company=self.object)
-        lines = [(f"Nobody can use the copilot on {self.object.name}'s tickets any more, internal users included; "
-                  "the API answers such calls `company_inactive`.")]
+        lines = [(f"Nobody can use the copilot on {self.object.name}'s tickets any more, internal users included: "
+                  "calls naming it are refused.")]
         if bound:
             loses = "loses" if bound == 1 else "lose"
             lines.append(f"{_co_managed_users(bound)} {loses} {self.object.name} from their scope"

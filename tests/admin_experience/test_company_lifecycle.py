@@ -42,7 +42,7 @@ def test_deactivation_says_who_loses_scope_and_that_usage_stays(client, tenant_a
     client.force_login(tenant_a.members["admin"].user)
     body = client.get(url("company_deactivate", one.pk)).content.decode()
     assert f"Deactivate {one.name}?" in body
-    assert "internal users included" in body and "company_inactive" in body
+    assert "internal users included" in body and "calls naming it are refused" in body
     assert "1 co-managed user loses Alpha MSP Client One from their scope; 1 of them co-manage no other active" in body
     assert "Its usage records and audit history are kept" in body
     assert company(tenant_a, one.pk).is_active  # the page changes nothing
