@@ -80,6 +80,21 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The copilot call's lean ASGI route (copilot/lean_asgi.py): bearer-token POSTs to the copilot
+# feature API without a session cookie run through these, MIDDLEWARE minus the browser-only ones.
+API_CALL_MIDDLEWARE = [
+    path for path in MIDDLEWARE
+    if path not in (
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "copilot_admin.identity.mfa_middleware.MfaEnrolmentMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "axes.middleware.AxesMiddleware",
+    )
+]
+
 ROOT_URLCONF = "copilot_admin.urls"
 WSGI_APPLICATION = "copilot_admin.wsgi.application"
 ASGI_APPLICATION = "copilot_admin.asgi.application"
