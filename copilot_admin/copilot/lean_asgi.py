@@ -88,7 +88,19 @@ class _Inline:
 
 
 class LeanCallHandler(ASGIHandler):
-    """Django's ASGI handler with `settings.API_CALL_MIDDLEWARE` (see the module docstring)."""
+    """Django's ASGI handler with `settings.API_CALL_MIDDLEWARE` (see the module docstring).
+
+    It also serves each request without a `ThreadSensitiveContext` of its own: Django's handler
+    opens one per request, which starts a new thread for the request's thread-sensitive work
+    (here only the `request_started`/`request_finished` receivers: the call's database work
+    runs on the copilot's ORM pool, `services.run_orm`); without it that work runs on asgiref's
+    one shared thread, and no thread is started per call.
+    """
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"The lean copilot route serves HTTP only, not {scope['type']}.")
+        await self.handle(scope, receive, send)
 
     def load_middleware(self, is_async: bool = False) -> None:
         if not is_async:

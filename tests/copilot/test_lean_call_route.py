@@ -106,6 +106,8 @@ def _comparable(answer):
     error = dict(body.get("error", {}))
     error.pop("request_id", None)
     headers = {k: v for k, v in headers.items() if k not in ("content-length",)}
+    if "retry-after" in headers:  # the seconds left in the window: a second may pass between the two
+        headers["retry-after"] = int(headers["retry-after"]) > 0
     if "content-security-policy" in headers:  # the same directives, in no fixed order
         headers["content-security-policy"] = sorted(headers["content-security-policy"].split("; "))
     return status, headers, error or sorted(body)
