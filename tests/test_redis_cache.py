@@ -100,3 +100,21 @@ def test_settings_use_the_shared_backend_with_redis():
     require_service("Redis", bool(settings.REDIS_URL), "REDIS_URL is not set")
     assert settings.CACHES["default"]["BACKEND"] == "copilot_admin.core.redis_cache.SharedRedisCache"
     assert isinstance(caches["default"], SharedRedisCache)
+
+
+def test_shared_redis_cache_builds_one_redis_client_per_pool(redis_url, monkeypatch):
+    import redis
+
+    built = []
+    original = redis.Redis.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(kwargs.get("connection_pool"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counting)
+    backend = SharedRedisCache(redis_url, {})
+    for n in range(10):
+        backend.set(f"redis-cache-probe-{n}", n, 5)
+        assert backend.get_many([f"redis-cache-probe-{n}"]) == {f"redis-cache-probe-{n}": n}
+    assert len(built) == 1

@@ -50,9 +50,38 @@ def shared_clients_reset() -> None:
             pool.disconnect()
 
 
+class SharedRedisCacheClient(RedisCacheClient):
+    """`RedisCacheClient` that keeps one `redis.Redis` per pool: Django's builds a new one for
+    every command (`get_client`), whose constructor costs more CPU than a cached read's round
+    trip. A `redis.Redis` over a pool is safe to share between threads (each command checks a
+    connection out of the pool)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._redis_clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        index = self._get_connection_pool_index(write)
+        client = self._redis_clients.get(index)
+        if client is None:
+            with _clients_lock:  # one pool and one client per server, also when threads race here
+                client = self._redis_clients.get(index)
+                if client is None:
+                    pool = self._pools.get(index)
+                    if pool is None:
+                        pool = self._pools[index] = self._pool_class.from_url(
+                            self._servers[index], **self._pool_options)
+                    client = self._redis_clients[index] = self._client(connection_pool=pool)
+        return client
+
+
 class SharedRedisCache(RedisCache):
     """`django.core.cache.backends.redis.RedisCache` whose client and pool are per process,
     not per backend instance (see the module docstring)."""
+
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = SharedRedisCacheClient
 
     @property
     def _cache(self) -> RedisCacheClient:  # RedisCache's own is a cached_property per instance
