@@ -41,6 +41,9 @@ platform_router.register("sso-domains", PlatformSsoDomainViewSet, basename="plat
 app_name = "api"
 
 urlpatterns = [
+    # First: the copilot call's routes (`tenants/<slug>/copilot/<feature>/`, no other route's), the
+    # most frequent request, resolved without trying the others.
+    *copilot_api_urlpatterns,
     path("auth/token/", AuthTokenView.as_view(), name="auth-token"),
     # Before the router: `audit/checkpoints/` is not an entry id.
     path("tenants/<slug:tenant_slug>/audit/checkpoints/", AuditCheckpointsView.as_view(), name="audit-checkpoints"),
@@ -54,5 +57,4 @@ urlpatterns = [
     path("tenants/<slug:tenant_slug>/sso/", SsoConfigurationView.as_view(), name="sso"),
     path("platform/limits/", PlatformLimitsView.as_view(), name="platform-limits"),
     path("platform/", include(platform_router.urls)),
-    *copilot_api_urlpatterns,
 ]

@@ -82,6 +82,21 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The copilot call's lean ASGI route (copilot/lean_asgi.py): bearer-token POSTs to the copilot
+# feature API without a session cookie run through these, MIDDLEWARE minus the browser-only ones.
+API_CALL_MIDDLEWARE = [
+    path for path in MIDDLEWARE
+    if path not in (
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "copilot_admin.identity.mfa_middleware.MfaEnrolmentMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "axes.middleware.AxesMiddleware",
+    )
+]
+
 ROOT_URLCONF = "copilot_admin.urls"
 WSGI_APPLICATION = "copilot_admin.wsgi.application"
 ASGI_APPLICATION = "copilot_admin.asgi.application"
@@ -140,7 +155,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Django's RedisCache, with one client and connection pool per process instead of one per
+    # thread and per request (copilot_admin/core/redis_cache.py).
+    CACHES = {"default": {"BACKEND": "copilot_admin.core.redis_cache.SharedRedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

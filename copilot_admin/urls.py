@@ -8,6 +8,9 @@ from copilot_admin.directory.views import HomeView, InvitationAcceptView, Passwo
 from copilot_admin.identity.sso_views import LoginView, SsoCallbackView, SsoStartView
 
 urlpatterns = [
+    # First: the API's paths overlap no page's, and the copilot call (every technician's request)
+    # is resolved without trying the pages' patterns before it.
+    path("api/v1/", include("copilot_admin.api_urls")),
     path("", HomeView.as_view(), name="home"),
     path(
         "login/",
@@ -33,7 +36,6 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/", include("copilot_admin.identity.urls")),
     path("platform/", include("copilot_admin.platform.urls")),
     path("audit/", include("copilot_admin.compliance.platform_urls")),
-    path("api/v1/", include("copilot_admin.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's init script as a file of its own (`?script`): no inline script.
     path(

@@ -67,6 +67,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import get_bearer_token_provider
 from azure.identity.aio import get_bearer_token_provider as get_async_bearer_token_provider
 from openai import AsyncAzureOpenAI, AzureOpenAI
+from openai._base_client import make_request_options
 
 from copilot_admin.core.secrets import API_KEY_ENV_PREFIX, api_key_env_allowed
 
@@ -464,6 +465,23 @@ async def aclose_clients() -> None:
 
 
 # --- the request and its answer -----------------------------------------------------------
+
+_CHAT_COMPLETIONS = "/chat/completions"
+
+
+async def _apost_chat_completion(client: AsyncAzureOpenAI, kwargs: dict[str, Any]) -> httpx2.Response:
+    """The chat completion through the SDK's own request path (`client.post`: the Azure
+    deployment URL, auth headers, timeouts, status errors raised as the SDK's exceptions), with
+    the body as we built it and the raw response back: the SDK's typed-parameter transform and
+    response model, which `chat.completions.create` adds per call, cost CPU the call does not
+    need (`_read_response` reads the JSON itself). The body sent is the same as through
+    `chat.completions.create` (tests/copilot/test_azure.py compares them)."""
+    body = {key: value for key, value in kwargs.items() if key != "timeout"}
+    return await client.post(
+        _CHAT_COMPLETIONS, body=body, cast_to=httpx2.Response,
+        options=make_request_options(timeout=kwargs["timeout"], security={"bearer_auth": True}),
+    )
+
 
 
 def _settings_sent(target: DeploymentTarget, spec: Feature) -> dict[str, Any]:
@@ -895,15 +913,15 @@ async def acall_with_failover(
             if target.auth_mode == "api_key":
                 read_api_key(target)
             client = await _async_client(target, _credential_for(target, credential))
-            raw = await client.chat.completions.with_raw_response.create(
-                **_request_kwargs(target=target, messages=messages, spec=spec, remaining=run.remaining())
+            response = await _apost_chat_completion(
+                client, _request_kwargs(target=target, messages=messages, spec=spec, remaining=run.remaining())
             )
             success = _read_response(
                 target=target,
                 spec=spec,
-                status_code=raw.status_code,
-                headers=raw.headers,
-                content=raw.http_response.content,
+                status_code=response.status_code,
+                headers=response.headers,
+                content=response.content,
             )
         except Exception as exc:  # noqa: BLE001 - every outcome is mapped; see _map_exception
             failure = _failure_of(exc, target)

@@ -9,8 +9,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db import connection, transaction
 from django.utils import timezone
 
 from copilot_admin.access.permissions import PlatformPerm
@@ -124,23 +123,32 @@ def deployment_update(*, actor: User, azure_deployment: AzureDeployment, **chang
     return deployment
 
 
+# Deployment health, precompiled (one per outcome): the same database-side arithmetic as an
+# F() update, without compiling the ORM expression on every call.
+_HEALTH_SQL_COMMON = (
+    "UPDATE regions_azuredeployment SET last_latency_ms = %s, "
+    "latency_ewma_ms = CASE WHEN latency_ewma_ms IS NULL THEN %s "
+    f"ELSE latency_ewma_ms * {1 - LATENCY_EWMA_ALPHA!r} + {LATENCY_EWMA_ALPHA!r} * %s END, "
+)
+_HEALTH_OK_SQL = _HEALTH_SQL_COMMON + "last_success_at = %s, success_count = success_count + 1 WHERE name = %s"
+_HEALTH_FAILED_SQL = _HEALTH_SQL_COMMON + (
+    "last_failure_at = %s, last_failure_code = %s, failure_count = failure_count + 1 WHERE name = %s"
+)
+
+
 def deployment_health_record(*, name: str, ok: bool, latency_ms: int, failure_code: str = "") -> None:
     """Record one attempt on the deployment called `name` (a missing one is ignored).
 
-    One UPDATE with database-side arithmetic, so concurrent calls never lose a count.
+    One UPDATE with database-side arithmetic, so concurrent calls never lose a count; sent on
+    its own (autocommit when the caller holds no transaction), so the deployment's row, shared
+    by every call of the zone, is locked for that one statement only.
     """
-    now = timezone.now()
     latency_ms = max(0, int(latency_ms))
-    ewma = Case(
-        When(latency_ewma_ms__isnull=True, then=Value(float(latency_ms))),
-        default=F("latency_ewma_ms") * (1 - LATENCY_EWMA_ALPHA) + LATENCY_EWMA_ALPHA * latency_ms,
-    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    numbers = [latency_ms, float(latency_ms), latency_ms, now]
     if ok:
-        changes = {"last_success_at": now, "success_count": F("success_count") + 1}
+        sql, params = _HEALTH_OK_SQL, [*numbers, name]
     else:
-        changes = {
-            "last_failure_at": now,
-            "last_failure_code": (failure_code or "error")[:64],
-            "failure_count": F("failure_count") + 1,
-        }
-    AzureDeployment.objects.filter(name=name).update(last_latency_ms=latency_ms, latency_ewma_ms=ewma, **changes)
+        sql, params = _HEALTH_FAILED_SQL, [*numbers, (failure_code or "error")[:64], name]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

@@ -135,6 +135,53 @@ def test_the_request_is_an_azure_chat_completion_with_strict_structured_output(c
     assert body["max_completion_tokens"] == FEATURES["prioritize"].max_completion_tokens
 
 
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_the_async_path_sends_what_the_sdks_chat_completions_create_sends(sim, make_target, feature):
+    """The async call posts its body through `client.post` (no per-call parameter transform):
+    the request Azure receives is the same as through `chat.completions.create`."""
+    target = make_target("gpt-4o-eu")
+    messages = messages_for(feature)
+    spec = FEATURES[feature]
+
+    async def both():
+        await azure.acall_with_failover(targets=[target], messages=messages, feature=feature)
+        client = azure._new_async_client(target, None)
+        try:
+            kwargs = azure._request_kwargs(target=target, messages=messages, spec=spec, remaining=None)
+            await client.chat.completions.with_raw_response.create(**kwargs)
+        finally:
+            await client.close()
+
+    asyncio.run(both())
+    ours, sdk = sim.requests()
+    for key in ("path", "query", "auth", "body"):
+        assert ours[key] == sdk[key], key
+    volatile = {"x-stainless-read-timeout", "x-request-id", "x-stainless-raw-response", "content-length"}
+    assert {k: v for k, v in ours["headers"].items() if k not in volatile} == {
+        k: v for k, v in sdk["headers"].items() if k not in volatile}
+
+
+def test_the_async_path_keeps_one_client_per_deployment_on_aiohttp_sized_for_500_in_flight(sim, make_target):
+    from django.conf import settings
+
+    assert settings.COPILOT_UPSTREAM_MAX_CONNECTIONS >= 500  # the deployments' max_connections (targets.py)
+    one, other = make_target("gpt-4o-a"), make_target("gpt-4o-b")
+    messages = messages_for("summarize")
+
+    async def calls():
+        for target in (one, other, one, other):
+            await azure.acall_with_failover(targets=[target], messages=messages, feature="summarize")
+        clients = list(azure._async_clients[asyncio.get_running_loop()].clients.values())
+        limits = [client._client._transport.client.connector.limit for client in clients]
+        await azure.aclose_clients()
+        return clients, limits
+
+    clients, limits = asyncio.run(calls())
+    assert len(clients) == 2
+    assert all(isinstance(client._client, azure.openai.DefaultAioHttpClient) for client in clients)
+    assert limits == [500, 500]
+
+
 def test_same_ticket_same_answer(call, sim, make_target):
     first = call(targets=[make_target()], messages=messages_for(), feature="summarize")
     second = call(targets=[make_target()], messages=messages_for(), feature="summarize")
