@@ -138,12 +138,3 @@ def partition_is_empty(name: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT 1 FROM "{name}" LIMIT 1')
         return cursor.fetchone() is None
-
-
-def partition_drop(table: str, name: str, *, lock_timeout_ms: int = 2000) -> None:
-    """Detach and drop one partition, in one transaction; gives up (DatabaseError) rather than
-    wait more than `lock_timeout_ms` for the parent's lock, so calls are never held up."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(lock_timeout_ms)}ms"])
-        cursor.execute(f'ALTER TABLE "{table}" DETACH PARTITION "{name}"')
-        cursor.execute(f'DROP TABLE "{name}"')

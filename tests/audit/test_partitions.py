@@ -305,3 +305,9 @@ def test_the_purge_setting_lets_the_retention_purge_delete_from_a_partition(tena
         cursor.execute(f"SET LOCAL {PURGE_SETTING} = 'on'")
         cursor.execute(f'DELETE FROM "{_partition_of(entry.pk)}" WHERE id = %s', [entry.pk])
     assert not AuditEntry.objects.for_tenant(tenant_a.tenant).filter(pk=entry.pk).exists()
+
+
+def test_the_maintenance_is_scheduled_hourly(settings):
+    schedule = settings.CELERY_BEAT_SCHEDULE["audit-maintenance"]
+    assert schedule["task"] == audit_maintenance.name == "copilot_admin.audit.tasks.audit_maintenance"
+    assert len(schedule["schedule"].minute) == 1 and len(schedule["schedule"].hour) == 24
