@@ -6,7 +6,7 @@ In place, in one transaction, under an exclusive lock: the table is renamed, a p
 with the same columns and checks takes its name, its months (from the oldest entry's to three
 ahead) and a default partition are created, the entries are copied unchanged (INSERT does not
 fire the append-only trigger), the old table is dropped; then the keys, indexes and the trigger
-are created again, and the id sequence continues from the highest id.
+are created again, the id sequence continues from the highest id, and the table is analyzed.
 
 Keys and uniqueness (PostgreSQL requires the partition key in every unique constraint of a
 partitioned table):
@@ -168,6 +168,10 @@ def partition(apps, schema_editor):
             cursor.execute("SELECT setval(%s, %s)", [f"{TABLE}_id_seq", max_id])
         cursor.execute(SEAL_ONCE_ABOVE_HEAD)
         cursor.execute(TRIGGER)
+        # New tables have no statistics (and autovacuum never analyzes a partitioned parent): without
+        # them the sealer's UPDATE by id is planned as scans of every month (measured: 31 entries/s
+        # instead of ~1,000/s on 1M entries).
+        cursor.execute(f'ANALYZE "{TABLE}"')
 
 
 def unpartition(apps, schema_editor):
@@ -196,6 +200,7 @@ def unpartition(apps, schema_editor):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('\"{TABLE}\"', 'id'), %s)", [max_id])
         cursor.execute(SEAL_ONCE)
         cursor.execute(TRIGGER)
+        cursor.execute(f'ANALYZE "{TABLE}"')
 
 
 class Migration(migrations.Migration):
