@@ -462,6 +462,15 @@ CELERY_BEAT_SCHEDULE["audit-purge-expired"] = {
 AUDIT_SEAL_INTERVAL_SECONDS = env_int("AUDIT_SEAL_INTERVAL_SECONDS", 5)
 AUDIT_SEAL_BATCH_SIZE = env_int("AUDIT_SEAL_BATCH_SIZE", 1000)
 AUDIT_SEAL_ON_COMMIT = not CELERY_BROKER_URL
+# The periodic sealer reads only entries of the last AUDIT_SEAL_WINDOW_HOURS (on PostgreSQL the
+# recent monthly partitions); the hourly audit maintenance seals anything older, creates the
+# months ahead and drops the past months the purge emptied, waiting at most
+# AUDIT_PARTITION_LOCK_TIMEOUT_MS for the table's lock (copilot_admin/audit/partitions.py).
+AUDIT_SEAL_WINDOW_HOURS = env_int("AUDIT_SEAL_WINDOW_HOURS", 24)
+AUDIT_PARTITION_LOCK_TIMEOUT_MS = env_int("AUDIT_PARTITION_LOCK_TIMEOUT_MS", 500)
+CELERY_BEAT_SCHEDULE["audit-maintenance"] = {
+    "task": "copilot_admin.audit.tasks.audit_maintenance", "schedule": crontab(minute=17),
+}
 # Signed checkpoints (copilot_admin/audit/checkpoints.py): each seal records the chain head,
 # signed with HMAC-SHA256 under AUDIT_CHECKPOINT_KEY (at least 32 characters), named by
 # AUDIT_CHECKPOINT_KEY_ID (recorded with each checkpoint, so a rotated key stays identifiable).

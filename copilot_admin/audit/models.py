@@ -145,6 +145,9 @@ class AuditEntry(AbstractLogEntry):
         get_latest_by = "id"
         verbose_name = "audit entry"
         verbose_name_plural = "audit entries"
+        # On PostgreSQL the table is partitioned by month (migration 0007): these two are unique
+        # indexes of each month's partition there, kept unique across months by the append-only
+        # trigger (a seal numbers above the chain head, under its lock); see audit/partitions.py.
         constraints = [
             models.UniqueConstraint(fields=["tenant", "seq"], name="audit_entry_unique_seq_per_tenant"),
             models.UniqueConstraint(

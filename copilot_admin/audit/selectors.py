@@ -209,13 +209,14 @@ def audit_chain_verify(*, tenant_id: int | None) -> ChainReport:
     return ChainReport(key, checked, unsealed=unsealed)
 
 
-def audit_chains_unsealed() -> list[int | None]:
-    """The chains holding entries not sealed yet (None: the platform chain)."""
+def audit_chains_unsealed(*, since=None) -> list[int | None]:
+    """The chains holding entries not sealed yet (None: the platform chain); with `since`, only
+    entries created since then count (on PostgreSQL, only those months' partitions are read)."""
     # across_tenants(): the sealer's work list spans every chain (no entry content is read).
-    return list(
-        AuditEntry.objects.across_tenants().filter(seq__isnull=True).order_by()
-        .values_list("tenant_id", flat=True).distinct()
-    )
+    unsealed = AuditEntry.objects.across_tenants().filter(seq__isnull=True)
+    if since is not None:
+        unsealed = unsealed.filter(created_at__gte=since)
+    return list(unsealed.order_by().values_list("tenant_id", flat=True).distinct())
 
 
 def audit_chains_to_verify(*, tenant=None) -> list[int | None]:

@@ -441,17 +441,18 @@ def _lock_head(tenant_id: int | None) -> AuditChainHead:
     return head
 
 
-def _seal_batch(tenant_id: int | None, batch_size: int) -> int:
-    """Seal up to `batch_size` of the chain's committed, unsealed entries, oldest id first,
-    in one transaction under the chain's lock. Returns how many."""
+def _seal_batch(tenant_id: int | None, batch_size: int, since=None) -> int:
+    """Seal up to `batch_size` of the chain's committed, unsealed entries (created at or after
+    `since`, when given), oldest id first, in one transaction under the chain's lock. Returns
+    how many."""
     with transaction.atomic():
         head = _lock_head(tenant_id)
         # Read after the lock: a sealer that held it before us has committed, so this sees
         # its work, and every entry committed so far.
-        rows = list(
-            AuditEntry.objects.for_chain(tenant_id).filter(seq__isnull=True).order_by("id")
-            .values("id", *HASHED_FIELDS)[:batch_size]
-        )
+        unsealed = AuditEntry.objects.for_chain(tenant_id).filter(seq__isnull=True)
+        if since is not None:
+            unsealed = unsealed.filter(created_at__gte=since)  # only the recent months' partitions
+        rows = list(unsealed.order_by("id").values("id", *HASHED_FIELDS)[:batch_size])
         if not rows:
             return 0
         seq, previous, sealed = head.seq, head.hash, []
@@ -468,9 +469,15 @@ def _seal_batch(tenant_id: int | None, batch_size: int) -> int:
     return len(rows)
 
 
-def audit_seal(*, tenant_id=EVERY_CHAIN, batch_size: int | None = None) -> int:
+def audit_seal(*, tenant_id=EVERY_CHAIN, batch_size: int | None = None, since=None) -> int:
     """Link the committed, unsealed entries of one chain (a tenant's id; None: the platform
     chain), or of every chain, into their hash chains. Returns how many entries it sealed.
+
+    With `since` (a moment), only entries created since then are looked at, so on PostgreSQL
+    only the partitions of those months are read: the periodic sealer looks back
+    AUDIT_SEAL_WINDOW_HOURS, and the hourly maintenance seals without a bound, so an entry
+    whose transaction outlasted the window is sealed within the hour (later in its chain than
+    entries that committed before it was visible, as always).
 
     Entries are sealed in the order they became visible to the sealer (by id within one
     batch): an entry that commits later is sealed later, even when its id is lower, so a
@@ -479,11 +486,11 @@ def audit_seal(*, tenant_id=EVERY_CHAIN, batch_size: int | None = None) -> int:
     turns. Safe to run any time, and twice.
     """
     batch_size = batch_size or settings.AUDIT_SEAL_BATCH_SIZE
-    chains = audit_chains_unsealed() if tenant_id == EVERY_CHAIN else [tenant_id]
+    chains = audit_chains_unsealed(since=since) if tenant_id == EVERY_CHAIN else [tenant_id]
     total = 0
     for chain in chains:
         while True:
-            sealed = _seal_batch(chain, batch_size)
+            sealed = _seal_batch(chain, batch_size, since)
             total += sealed
             if sealed < batch_size:
                 break
@@ -611,13 +618,18 @@ def audit_purge_expired(*, tenant_id: int | None, now=None, batch_size: int | No
     while True:
         with transaction.atomic():
             head = _lock_head(tenant_id)
+            # Only entries older than the cutoff are read (on PostgreSQL: only the partitions of
+            # the months before it). The chain's prefix is what is removed: the run of
+            # consecutive seqs from the checkpoint on; the first seq missing from the rows read
+            # is an entry not expired yet, and the purge stops before it.
             batch = list(
-                AuditEntry.objects.for_chain(tenant_id).filter(seq__gt=head.purged_through_seq).order_by("seq")
+                AuditEntry.objects.for_chain(tenant_id)
+                .filter(seq__gt=head.purged_through_seq, created_at__lt=cutoff).order_by("seq")
                 .values("id", "seq", "hash", "created_at")[:batch_size]
             )
             expired = []
-            for row in batch:
-                if row["created_at"] >= cutoff:
+            for position, row in enumerate(batch, start=head.purged_through_seq + 1):
+                if row["seq"] != position:
                     break
                 expired.append(row)
             if not expired:

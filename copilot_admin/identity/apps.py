@@ -21,6 +21,15 @@ class IdentityConfig(AppConfig):
 
         IntegrationKeyAuthentication.credential_class = IntegrationKeyCredential
 
+        # A key's cached row (selectors.integration_key_by_secret) is stale once the key is saved
+        # (revoked, rotated) or deleted: the next call reads it again.
+        from copilot_admin.core.versioned_cache import bump_on_change
+        from copilot_admin.identity.models import IntegrationKey
+        from copilot_admin.identity.selectors import integration_key_scope
+        from tenants.versioning import tenant_owned_scopes
+
+        bump_on_change(IntegrationKey, lambda key: (*tenant_owned_scopes(key), integration_key_scope(key.key_id)))
+
         # The MFA item of the tenant's setup checklist (access/setup_checks.py).
         from copilot_admin.identity import setup_checks
 

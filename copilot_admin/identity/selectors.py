@@ -4,6 +4,7 @@ from hmac import compare_digest
 
 from django.db.models import QuerySet
 
+from copilot_admin.core.versioned_cache import cached, cached_fact, tenant_scope
 from copilot_admin.identity.keys import key_digest, key_id_of, looks_like_key
 from copilot_admin.identity.models import IntegrationKey
 from tenants.models import Membership, Tenant
@@ -14,20 +15,45 @@ def integration_keys_of(*, tenant: Tenant) -> QuerySet[IntegrationKey]:
     return IntegrationKey.objects.for_tenant(tenant).select_related("created_by").order_by("-created_at", "-id")
 
 
+def integration_key_scope(key_id: str) -> str:
+    """The versioned-cache scope of one key: bumped by every save or delete of it (revoke,
+    rotate, delete: `IdentityConfig.ready` registers it), so a cached copy is read again on
+    the next call."""
+    return f"integration-key:{key_id}"
+
+
+def _key_tenant_slug(key_id: str) -> str | None:
+    """The slug of the tenant a key belongs to: a key never changes tenant (nor a tenant its
+    slug), so it is cached without a version; an unknown key id is not cached."""
+    # unscoped(): the key's public head is all the request holds before the tenant is known.
+    return cached_fact(
+        f"integration-key-tenant:{key_id}",
+        lambda: IntegrationKey.objects.unscoped().filter(key_id=key_id).values_list("tenant__slug", flat=True).first(),
+    )
+
+
+def _key_row(key_id: str) -> IntegrationKey | None:
+    # unscoped(): a key names its tenant; the resolver then refuses it on any other tenant's routes.
+    return IntegrationKey.objects.unscoped().select_related("tenant", "tenant__zone").filter(key_id=key_id).first()
+
+
 def integration_key_by_secret(*, secret: str) -> IntegrationKey | None:
     """The key whose public head starts `secret` and whose stored digest is the secret's
     (compared in constant time), with its tenant; None when there is none. Revoked and expired
-    keys are returned too: the caller answers them."""
+    keys are returned too: the caller answers them.
+
+    The row (with its tenant and zone) comes from the versioned cache (core/versioned_cache.py),
+    stamped with the versions of the key and of its tenant: revoking, rotating or deleting the
+    key, or any change to its tenant, makes the copy stale, so the next call reads the
+    database and is refused there. The digest is still compared on every call."""
     if not looks_like_key(secret):
         return None
-    # unscoped(): a key names its tenant; the secret is all the request holds before the
-    # tenant is known (the resolver then refuses the key on any other tenant's routes).
-    key = (
-        IntegrationKey.objects.unscoped()
-        .select_related("tenant", "tenant__zone")
-        .filter(key_id=key_id_of(secret))
-        .first()
-    )
+    key_id = key_id_of(secret)
+    slug = _key_tenant_slug(key_id)
+    if slug is None:
+        return None
+    key = cached(f"integration-key:{key_id}", (tenant_scope(slug), integration_key_scope(key_id)),
+                 lambda: _key_row(key_id))
     if key is None or not compare_digest(key.digest, key_digest(secret)):
         return None
     return key

@@ -1,5 +1,9 @@
 """Writes of identity: integration keys (create, revoke, note their use).
 
+A key's row is read through the versioned cache (`selectors.integration_key_by_secret`); every
+save or delete of a key bumps its version (registered in `IdentityConfig.ready`), so a revoked
+key is refused on its next call.
+
 Each write takes the acting membership, checks `admin.integrations` in the key's tenant
 through the policy function, and records itself in the tenant's audit log in its transaction.
 The secret exists in clear only in the return value of `integration_key_create`.
@@ -8,6 +12,8 @@ The secret exists in clear only in the return value of `integration_key_create`.
 import ipaddress
 from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -109,10 +115,21 @@ def integration_key_revoke(*, actor: Membership, key: IntegrationKey) -> Integra
 
 
 def integration_key_mark_used(*, key: IntegrationKey, now: datetime | None = None) -> None:
-    """Note that the key was used (at most once per `LAST_USE_RESOLUTION`; one UPDATE, no lock
-    held beyond it). Bookkeeping of the system, not a change anyone made: not audited."""
+    """Note that the key was used: at most once per minute (`LAST_USE_RESOLUTION`) per key,
+    across processes (the first call of each minute claims it in the shared cache; the key's
+    cached row may carry an older `last_used_at`, so that alone cannot tell). One UPDATE, no
+    lock held beyond it, no signal (so the key's cached row stays valid). Bookkeeping of the
+    system, not a change anyone made: not audited."""
     now = now or timezone.now()
     if key.last_used_at is not None and now - key.last_used_at < LAST_USE_RESOLUTION:
+        return
+    window = int(now.timestamp() // LAST_USE_RESOLUTION.total_seconds())
+    try:
+        first = cache.add(f"{settings.INTEGRATION_KEY_RATE_KEY_PREFIX}used:{key.key_id}:{window}", 1,
+                          timeout=int(2 * LAST_USE_RESOLUTION.total_seconds()))
+    except Exception:  # noqa: BLE001 - the cache is down: note the use (the UPDATE is harmless)
+        first = True
+    if not first:
         return
     IntegrationKey.objects.for_tenant(key.tenant).filter(pk=key.pk).update(last_used_at=now)
     key.last_used_at = now

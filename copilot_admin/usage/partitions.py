@@ -6,68 +6,33 @@ catches anything outside them, and the periodic maintenance task keeps the next 
 partitions created ahead (`usage_partitions_ensure`), so the default one stays empty. What
 this gives: the current month's indexes stay small and in memory, vacuum works per month,
 and retention can drop a whole month (documented, not automated: nothing deletes records).
-On SQLite (development) the table is a plain table and this module does nothing.
+On SQLite (development) the table is a plain table and this module does nothing. The
+monthly machinery is shared with the audit entries: `copilot_admin.core.partitions`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
-from django.db import DatabaseError, connection
-from django.utils import timezone
-
-logger = logging.getLogger(__name__)
+from copilot_admin.core import partitions as core
+from copilot_admin.core.partitions import month_start, next_month
 
 TABLE = "usage_usagerecord"
-MONTHS_AHEAD = 3
+MONTHS_AHEAD = core.MONTHS_AHEAD
 
-
-def month_start(day: dt.date) -> dt.date:
-    return day.replace(day=1)
-
-
-def next_month(day: dt.date) -> dt.date:
-    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+__all__ = ["MONTHS_AHEAD", "TABLE", "is_partitioned", "month_start", "next_month", "partition_name",
+           "usage_partitions_ensure"]
 
 
 def partition_name(month: dt.date) -> str:
-    return f"{TABLE}_{month:%Y_%m}"
-
-
-def partition_create_sql(month: dt.date) -> str:
-    """The DDL of one month's partition (bounds in UTC, like every stored time)."""
-    return (
-        f'CREATE TABLE IF NOT EXISTS "{partition_name(month)}" PARTITION OF "{TABLE}" '
-        f"FOR VALUES FROM ('{month:%Y-%m-%d} 00:00:00+00') TO ('{next_month(month):%Y-%m-%d} 00:00:00+00')"
-    )
+    return core.partition_name(TABLE, month)
 
 
 def is_partitioned() -> bool:
-    if connection.vendor != "postgresql":
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_partitioned_table WHERE partrelid = %s::regclass", [TABLE])
-        return cursor.fetchone() is not None
+    return core.is_partitioned(TABLE)
 
 
 def usage_partitions_ensure(*, today: dt.date | None = None, months_ahead: int = MONTHS_AHEAD) -> list[str]:
     """Create the partitions of this month and the next `months_ahead` months that are missing;
-    returns their names. Idempotent; a failure is logged (rows still land in the default
-    partition), never raised into the maintenance task."""
-    if not is_partitioned():
-        return []
-    month = month_start(today or timezone.now().date())
-    created = []
-    for _ in range(months_ahead + 1):
-        name = partition_name(month)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT to_regclass(%s)", [name])
-                if cursor.fetchone()[0] is None:
-                    cursor.execute(partition_create_sql(month))
-                    created.append(name)
-        except DatabaseError:
-            logger.exception("Creating the usage record partition %s failed.", name)
-        month = next_month(month)
-    return created
+    returns their names (`core.partitions.partitions_ensure`)."""
+    return core.partitions_ensure(TABLE, today=today, months_ahead=months_ahead)

@@ -3,9 +3,12 @@ hashed; a copilot call made with one acts for the member named in `acting_user` 
 access chain runs for that member); a read key reads what an auditor reads; keys never work on
 another tenant, from outside their allow-list, expired, revoked, or beyond their own rate."""
 
+from copy import deepcopy
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from knox.crypto import hash_token
@@ -363,3 +366,75 @@ def test_page_shows_service_refusals_on_the_form(client, tenant_a):
     response = client.post(url, {"action": "create", "name": "x", "scopes": ["read"], "allowed_addresses": "nope"})
     assert response.status_code == 200 and "Not an address" in response.content.decode()
     assert not IntegrationKey.objects.for_tenant(tenant_a.tenant).exists()
+
+
+# -- the key read from the versioned cache (identity.selectors.integration_key_by_secret) -------------
+
+def _key_selects(captured) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries
+            if q["sql"].lstrip().upper().startswith("SELECT") and "identity_integrationkey" in q["sql"]]
+
+
+def _revoke(world, key):
+    services.integration_key_revoke(actor=world.members["admin"], key=key)
+
+
+def _delete(world, key):
+    IntegrationKey.objects.for_tenant(world.tenant).filter(pk=key.pk).delete()
+
+
+def _rotate_digest(world, key):
+    """A rotation gives the key a new secret under the same head (the old secret stops working)."""
+    key = IntegrationKey.objects.for_tenant(world.tenant).get(pk=key.pk)
+    key.digest = hash_token(key.key_id + "0" * 60)
+    key.save(update_fields=["digest"])
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("change", [_revoke, _delete, _rotate_digest], ids=["revoke", "delete", "rotate"])
+def test_a_cached_key_is_refused_on_the_next_call_after_it_changes(tenant_a, us_deployment, sim, change):
+    """Runs in autocommit, as requests do, so the key's row is really cached: the second call
+    reads no key row, and the change's version bump makes the third read it again."""
+    key, secret = make_key(tenant_a)
+    client = key_client(secret)
+    body = ticket(tenant_a.companies[0], "tech@alpha.test")
+    assert client.post(copilot_url(), body, format="json").status_code == 200
+    with CaptureQueriesContext(connection) as captured:
+        assert client.post(copilot_url(), body, format="json").status_code == 200
+    assert _key_selects(captured) == []  # answered from the cache
+
+    change(tenant_a, key)
+
+    assert error_code(client.post(copilot_url(), body, format="json"), 401) == "authentication_failed"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_cached_key_still_checks_the_secret_on_every_call(tenant_a, us_deployment, sim):
+    _, secret = make_key(tenant_a)
+    body = ticket(tenant_a.companies[0], "tech@alpha.test")
+    for _ in range(2):  # cached by now
+        assert key_client(secret).post(copilot_url(), body, format="json").status_code == 200
+    forged = secret[:16] + ("0" if secret[16] != "0" else "1") + secret[17:]  # the real head, a wrong secret
+    assert error_code(key_client(forged).post(copilot_url(), body, format="json"), 401) == "authentication_failed"
+    unknown = "cak_" + "f" * 64
+    assert error_code(key_client(unknown).post(copilot_url(), body, format="json"), 401) == "authentication_failed"
+
+
+def test_last_use_is_written_at_most_once_a_minute_per_key(tenant_a):
+    """The key a call holds may be a cached copy with an old `last_used_at`: the shared cache
+    decides which call of the minute writes it."""
+    key, _ = make_key(tenant_a)
+    stale = IntegrationKey.objects.for_tenant(tenant_a.tenant).select_related("tenant").get(pk=key.pk)
+    minute = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=5)
+
+    def uses(*seconds) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            for second in seconds:
+                copy = deepcopy(stale)  # each call's own copy of the cached row
+                services.integration_key_mark_used(key=copy, now=minute + timedelta(seconds=second))
+        return sum(1 for q in captured.captured_queries if q["sql"].lstrip().upper().startswith("UPDATE"))
+
+    assert uses(0, 10, 30, 59) == 1
+    assert uses(60, 75, 119) == 1  # the next minute: once more
+    key.refresh_from_db()
+    assert key.last_used_at == minute + timedelta(seconds=60)
