@@ -103,3 +103,38 @@ def _test_settings(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+def _django_db_flags(transaction=False, reset_sequences=False, databases=None, serialized_rollback=False,
+                     available_apps=None):
+    """The flags of a `django_db` marker, positional or keyword, as pytest-django reads them."""
+    return transaction or reset_sequences, serialized_rollback
+
+
+def transactional_tests_without_serialized_rollback(items) -> list[str]:
+    """The node ids of transactional tests that do not restore the migrated rows.
+
+    Such a test's closing flush fires post_migrate, which re-creates the content types and
+    permissions under new ids; the next `serialized_rollback` test then inserts the captured rows
+    with their old ids and fails in setup on the (app_label, model) unique key. So every
+    transactional test here uses serialized_rollback: its flush fires nothing and the next one
+    starts from the migrated rows, whatever the order."""
+    offenders = []
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        transactional, serialized = _django_db_flags(*marker.args, **marker.kwargs) if marker else (False, False)
+        fixtures = getattr(item, "fixturenames", ())
+        transactional = transactional or "transactional_db" in fixtures or "live_server" in fixtures
+        serialized = serialized or "django_db_serialized_rollback" in fixtures
+        if transactional and not serialized:
+            offenders.append(item.nodeid)
+    return offenders
+
+
+def pytest_collection_modifyitems(items):
+    offenders = transactional_tests_without_serialized_rollback(items)
+    if offenders:
+        raise pytest.UsageError(
+            "transactional tests must also pass serialized_rollback=True (see tests/conftest.py): "
+            + ", ".join(offenders)
+        )

@@ -50,8 +50,8 @@ def redis_backend(redis_url, redis_prefix, clock) -> RedisCounterBackend:
 
 @pytest.fixture
 def database_backend(request, clock) -> DatabaseCounterBackend:
-    # Threaded tests mark themselves django_db(transaction=True), which this request honours;
-    # the others run inside the test's transaction.
+    # Threaded tests mark themselves django_db(transaction=True, serialized_rollback=True), which
+    # this request honours; the others run inside the test's transaction.
     request.getfixturevalue("db")
     return DatabaseCounterBackend(clock=clock)
 
@@ -74,19 +74,3 @@ def clocked(monkeypatch, request):
     monkeypatch.setattr(admission, "get_counter_backend", lambda: backend)
     return clock, backend
 
-
-@pytest.fixture
-def seeded_zones(db):
-    """The data zones that a migration seeds. A transactional test starts from what the test
-    before it left, and a flush removes migrated rows, so such tests seed the zones again."""
-    import importlib
-
-    from django.contrib.contenttypes.models import ContentType
-
-    from copilot_admin.regions.models import DataZone
-
-    # The flush re-created the content types under new ids; the audit recorder must not use stale ones.
-    ContentType.objects.clear_cache()
-    seed = importlib.import_module("copilot_admin.regions.migrations.0002_seed_zones")
-    for code, name in seed.ZONES:
-        DataZone.objects.get_or_create(code=code, defaults={"name": name})

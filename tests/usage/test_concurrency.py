@@ -14,12 +14,8 @@ from tests.conftest import require_service
 from tests.usage.helpers import set_policy
 from tests.usage.redis_service import require_redis
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-
-@pytest.fixture(autouse=True)
-def _zones(seeded_zones):
-    """Before the tenants are built (a flush of an earlier transactional test removed them)."""
 
 THREADS = 60
 ALLOWED = 20

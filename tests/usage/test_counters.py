@@ -372,7 +372,7 @@ class TestConcurrency:
     THREADS = 60
     LIMIT = 17
 
-    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.django_db(transaction=True, serialized_rollback=True)
     def test_parallel_reservations_admit_exactly_the_limit(self, backend):
         limit = requests_per(Window.MINUTE, self.LIMIT)
         results: list[ReserveResult] = run_concurrently(self.THREADS, lambda _: backend.reserve(check=check(limit)))
@@ -384,7 +384,7 @@ class TestConcurrency:
         assert all(result.retry_after >= 1 for result in results if not result.allowed)
         assert used(backend, limit) == [self.LIMIT]
 
-    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.django_db(transaction=True, serialized_rollback=True)
     def test_parallel_multi_window_checks_are_all_or_nothing(self, backend):
         requests = requests_per(Window.MINUTE, self.LIMIT)
         tokens = tokens_per_day(70, 7)  # room for 10 calls: the binding limit
@@ -392,7 +392,7 @@ class TestConcurrency:
         assert sum(result.allowed for result in results) == 10
         assert used(backend, requests, tokens) == [10, 70]
 
-    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.django_db(transaction=True, serialized_rollback=True)
     def test_parallel_release_and_reserve_stay_exact(self, backend):
         limit = requests_per(Window.MINUTE, self.LIMIT)
 

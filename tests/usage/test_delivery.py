@@ -21,12 +21,8 @@ from tests.usage.helpers import call, set_policy
 from tests.usage.redis_service import require_redis
 from tests.usage.smtp_service import SmtpServer
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-
-@pytest.fixture(autouse=True)
-def _zones(seeded_zones):
-    """Before the tenants are built (a flush of an earlier transactional test removed them)."""
 
 WAIT = 60
 

@@ -25,15 +25,11 @@ from tests.usage.redis_service import require_redis
 from tests.usage.smtp_service import SmtpServer
 from tests.usage.webhook_receiver import Receiver
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 WAIT = 60
 SECRETS_KEY = "webhook-worker-test-key"
 
-
-@pytest.fixture(autouse=True)
-def _zones(seeded_zones):
-    """Before the tenants are built (a flush of an earlier transactional test removed them)."""
 
 
 @pytest.fixture(scope="module")
