@@ -73,6 +73,7 @@ def company_references(*, company: ClientCompany) -> dict[str, int]:
         if not (relation.auto_created and not relation.concrete) or relation.related_model._meta.auto_created:
             continue  # forward fields, and the many-to-many's own table (counted through its relation)
         model = relation.related_model
+        # A model without a tenant manager: its default manager, filtered by this (tenant-scoped) company.
         rows = (model.objects.for_tenant(company.tenant) if hasattr(model.objects, "for_tenant")
                 else model._default_manager)
         count = rows.filter(**{relation.field.name: company}).count()

@@ -109,6 +109,8 @@ TABLE = {
         directory_services.tenant_admin_invitation_resend(actor=a, membership=w.pending))),
     "directory.account_update": Row(OWNER, lambda w, a: directory_services.account_update(
         actor=a, user=w.owner, full_name="Ana Ruiz")),
+    "directory.account_time_zone_update": Row(OWNER, lambda w, a: directory_services.account_time_zone_update(
+        actor=a, user=w.owner, time_zone="Europe/Berlin")),
     "access.roles_seed_system": Row(PlatformPerm.OPERATOR, lambda w, a: access_services.roles_seed_system(
         actor=a, tenant=w.tenant)),
     "platform.tenant_create": Row(PlatformPerm.OPERATOR, lambda w, a: platform_services.tenant_create(
