@@ -266,3 +266,19 @@ def test_planned_reads_answer_from_one_snapshot_and_a_bump_drops_it(tenant_a, mo
         assert len(rounds) == 5
     planned_reads_fetch(1)  # no plan outside the block: nothing read
     assert len(rounds) == 5
+
+
+def test_a_wrong_hint_of_the_plan_costs_round_trips_not_a_wrong_answer(tenant_a, us_deployment, sim):
+    from copilot_admin.copilot import services
+
+    member = tenant_a.members["tech"]
+    client = api_client_for(member.user)
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": tenant_a.tenant.slug})
+    assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+    other = tenant_a.members["comanaged"]
+    # The plan names another member's access state and company scope, and another zone.
+    services._chain_hints[(tenant_a.tenant.slug, member.user_id)] = (other.pk, tenant_a.tenant.zone_id + 1000)
+    _suspend(tenant_a, member)
+    response = client.post(url, ticket(tenant_a.companies[0]), format="json")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "access_suspended"
+    assert services._chain_hints[(tenant_a.tenant.slug, member.user_id)] == (member.pk, tenant_a.tenant.zone_id)
