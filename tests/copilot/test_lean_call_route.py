@@ -299,14 +299,20 @@ def test_a_warm_lean_call_reads_its_access_chain_in_one_cache_round_trip(tenant_
 
     trips: list[str] = []
     backend = type(caches["default"])
-    for name in ("get", "get_many", "set", "set_many", "add"):
-        def wrapper(self, keys, *args, original=getattr(backend, name), name=name, **kwargs):
+
+    def counting(name):
+        original = getattr(backend, name)
+
+        def wrapper(self, keys, *args, **kwargs):
             names = list(keys) if isinstance(keys, (list, tuple, dict)) else [keys]
             if any(str(key).startswith(settings.ACCESS_CACHE_KEY_PREFIX) for key in names):
                 trips.append(name)
             return original(self, keys, *args, **kwargs)
 
         monkeypatch.setattr(backend, name, wrapper)
+
+    for name in ("get", "get_many", "set", "set_many", "add"):
+        counting(name)
     token = token_for(tenant_a.members["tech"])
     for _ in range(2):
         assert post(application, token, tenant_a.companies[0])[0] == 200
