@@ -16,9 +16,12 @@ caller's user is known (`planned_reads_fetch`), every value `plan(user_id)` name
 versions of their scopes come in one `get_many`, and `cached` answers from that snapshot;
 a value missing or stale in it is loaded and stored as always. The snapshot belongs to the
 request (a context variable), is dropped by any bump the request makes, and ends with
-`planned_reads_end` (the end of the access chain) or the block. The cache is the project's default cache: Redis when
-`REDIS_URL` is set (shared by every process), the local memory cache otherwise (development:
-one process). In production without Redis the versioned reads are off (`ACCESS_CACHE_SECONDS`
+`planned_reads_end` (the end of the access chain) or the block: the chain decides on one
+consistent view read at its start (a change committed during those milliseconds takes effect
+on the next call, as one committed just after a per-read MGET did).
+
+The cache is the project's default cache: Redis when `REDIS_URL` is set (shared by every
+process), the local memory cache otherwise (development: one process). In production without Redis the versioned reads are off (`ACCESS_CACHE_SECONDS`
 0): a process-local cache cannot see another process's writes.
 
 When a write bumps: right away (so a reader in the writer's own transaction, or one that reads
