@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from copilot_admin.core.errors import NotFound
-from copilot_admin.core.versioned_cache import cached, tenant_scope, user_scope
+from copilot_admin.core.versioned_cache import Read, cached, tenant_scope, user_scope
 from tenants.models import ClientCompany, Membership, Tenant, User
 
 
@@ -19,13 +19,17 @@ def membership_resolve(*, user: User, tenant_slug: str, issued_at: datetime | No
     if not user.is_authenticated or not user.is_active:
         raise NotFound("Not found.")
     membership = cached(
-        f"membership:{tenant_slug}:{user.pk}",
-        (tenant_scope(tenant_slug), user_scope(user.pk)),
+        *membership_read(tenant_slug=tenant_slug, user_id=user.pk),
         lambda: _membership_granting_access(user_id=user.pk, tenant_slug=tenant_slug),
     )
     if membership is None or membership.credential_refused(issued_at):
         raise NotFound("Not found.")
     return membership
+
+
+def membership_read(*, tenant_slug: str, user_id: int) -> Read:
+    """The versioned read (key, scopes) of `membership_resolve`, for a request's read plan."""
+    return f"membership:{tenant_slug}:{user_id}", (tenant_scope(tenant_slug), user_scope(user_id))
 
 
 def _membership_granting_access(*, user_id: int, tenant_slug: str) -> Membership | None:
@@ -45,10 +49,14 @@ def company_scope(*, membership: Membership) -> dict[int, bool]:
     """{company id: is active} of `companies_in_scope(membership)`, from the versioned cache (the
     copilot call checks its company against them: only an active one is in its copilot scope)."""
     return cached(
-        f"company-scope:{membership.tenant.slug}:{membership.pk}",
-        (tenant_scope(membership.tenant.slug),),
+        *company_scope_read(tenant_slug=membership.tenant.slug, membership_id=membership.pk),
         lambda: dict(companies_in_scope(membership=membership).values_list("pk", "is_active")),
     )
+
+
+def company_scope_read(*, tenant_slug: str, membership_id: int) -> Read:
+    """The versioned read (key, scopes) of `company_scope`, for a request's read plan."""
+    return f"company-scope:{tenant_slug}:{membership_id}", (tenant_scope(tenant_slug),)
 
 
 def memberships_of_user(*, user: User) -> QuerySet[Membership]:

@@ -6,7 +6,9 @@ resolver (`access.resolver`), as the pages do:
 - `TenantViewSet`: the tenant's collections; `permissions = {action: Perm | ANY_MEMBER}`; the
   queryset is owned by the base class and already narrowed to the tenant.
 - `TenantAsyncAPIView`: an async handler (the copilot call): authentication and the resolver
-  run off the event loop (`run_blocking`), the handler awaits.
+  run off the event loop (`run_blocking`), the handler awaits. Its versioned reads
+  (`read_plan`: the membership, and what a subclass adds) are read with the token's in one
+  cache round trip (core/versioned_cache.py `planned_reads`).
 - `OperatorAPIView`, `OperatorViewSet`: the platform API, platform operators only (others 404).
 
 A method or action missing from `permissions` is refused (fail-closed); `alternatives =
@@ -35,6 +37,8 @@ from copilot_admin.access.resolver import platform_request_resolve, tenant_reque
 from copilot_admin.audit.hooks import audit_access_denied
 from copilot_admin.core.context import Channel, audit_scope, request_ids
 from copilot_admin.core.errors import NotFound, PermissionRefused
+from copilot_admin.core.versioned_cache import Read, planned_reads
+from tenants.selectors import membership_read
 
 _AUDITED_REFUSALS = ("permission_denied", "escalation_refused")
 _HTTP_HANDLERS = ("get", "post", "put", "patch", "delete")
@@ -191,6 +195,12 @@ class TenantAsyncAPIView(_TenantAPIBase, APIView):
         super().initial(request, *args, **kwargs)
         self.let_in(request)
 
+    def read_plan(self, user_id: int) -> list[Read]:
+        """The versioned reads this request will make once its user is known (the token's
+        owner), read in one round trip with the token's: the caller's membership. A subclass
+        adds its own."""
+        return [membership_read(tenant_slug=self.kwargs["tenant_slug"], user_id=user_id)]
+
     async def dispatch(self, request, *args, **kwargs):
         """DRF's dispatch, with the blocking steps moved off the event loop."""
         self.args, self.kwargs = args, kwargs
@@ -198,7 +208,7 @@ class TenantAsyncAPIView(_TenantAPIBase, APIView):
         request = self.initialize_request(request, *args, **kwargs)
         self.request = request
         self.headers = self.default_response_headers
-        with audit_scope(channel=Channel.API, **request_ids(request)):
+        with audit_scope(channel=Channel.API, **request_ids(request)), planned_reads(self.read_plan):
             try:
                 await self.run_blocking(self.initial, request, *args, **kwargs)
                 method = request.method.lower()

@@ -78,6 +78,11 @@ class CopilotCallView(TenantAsyncAPIView):
             cls.permissions = {"post": feature.permission}
         super().__init_subclass__(**kwargs)
 
+    def read_plan(self, user_id: int):
+        # With the membership: the access chain's reads (services.copilot_call_reads).
+        slug = self.kwargs["tenant_slug"]
+        return [*super().read_plan(user_id), *services.copilot_call_reads(tenant_slug=slug, user_id=user_id)]
+
     async def run_blocking(self, fn, /, *args, **kwargs):
         # The copilot's bounded pool: a call waiting for Azure holds no thread and no connection.
         return await services.run_orm(fn, *args, caller_thread=self.caller_thread, **kwargs)

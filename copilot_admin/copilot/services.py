@@ -71,11 +71,14 @@ from copilot_admin.copilot.minimize import PayloadError, minimize_payload
 from copilot_admin.copilot.prompts import ChatMessage, render_messages
 from copilot_admin.copilot.targets import deployments_for_zone
 from copilot_admin.core.errors import ApplicationError, NotFound
+from copilot_admin.core.versioned_cache import Read, planned_reads_end
+from copilot_admin.regions.selectors import deployments_serving_read
 from copilot_admin.regions.services import deployment_health_record
 from copilot_admin.usage import services as usage
 from copilot_admin.usage.models import UsageOutcome
+from copilot_admin.usage.selectors import call_limits_read
 from tenants.models import Membership, User
-from tenants.selectors import company_scope, membership_resolve
+from tenants.selectors import company_scope, company_scope_read, membership_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -312,12 +315,59 @@ def copilot_admit(
     """Run the access chain; reserve the limits; pick the zone's deployments; minimize and render.
 
     Raises `NotFound` (unknown feature, not a member) or `CopilotError` (every refusal, already
-    recorded in the audit log and, from the limits on, in usage).
+    recorded in the audit log and, from the limits on, in usage). The chain's versioned reads
+    come from the request's planned reads when the API planned them (`copilot_call_reads`),
+    which end with the chain.
     """
+    try:
+        return _admit(user=user, feature=feature, body=body, tenant_slug=tenant_slug, membership=membership,
+                      today=today, origin=origin)
+    finally:
+        planned_reads_end()
+
+
+# (tenant slug, user id) -> (membership id, zone id) of the calls this process has admitted:
+# which keys the next call's access chain will read. Only a hint (a wrong one costs the chain
+# its own round trips, never a wrong answer: every value is checked against its versions).
+_chain_hints: dict[tuple[str, int], tuple[int, int]] = {}
+CHAIN_HINTS_SIZE = 10_000
+
+
+def copilot_call_reads(*, tenant_slug: str, user_id: int) -> list[Read]:
+    """The versioned reads of the access chain of `user_id`'s next call in the tenant (after its
+    membership): limits always; access state, company scope and the zone's deployments when a
+    call of this process has already named the membership and zone."""
+    reads = [call_limits_read(tenant_slug=tenant_slug)]
+    hint = _chain_hints.get((tenant_slug, user_id))
+    if hint is not None:
+        membership_id, zone_id = hint
+        reads += [
+            usage.copilot_access_read(tenant_slug=tenant_slug, membership_id=membership_id),
+            company_scope_read(tenant_slug=tenant_slug, membership_id=membership_id),
+            deployments_serving_read(zone_id),
+        ]
+    return reads
+
+
+def _admit(
+    *,
+    user: User | None,
+    feature: Feature | str,
+    body: object,
+    tenant_slug: str | None,
+    membership: Membership | None,
+    today: dt.date | None,
+    origin: CallOrigin | None,
+) -> AdmittedCall:
     spec = _feature(feature)
     origin = origin or CallOrigin()
     membership = _membership(user=user, tenant_slug=tenant_slug, membership=membership)
     tenant = membership.tenant
+    key = (tenant.slug, membership.user_id)
+    if _chain_hints.get(key) != (membership.pk, tenant.zone_id):
+        if len(_chain_hints) >= CHAIN_HINTS_SIZE:
+            _chain_hints.clear()
+        _chain_hints[key] = (membership.pk, tenant.zone_id)
     zone = tenant.zone.code
     request_id = uuid.uuid4().hex
     try:

@@ -10,9 +10,18 @@ matches the current tokens is read again from the database. Tokens are random, n
 so a version evicted or lost with the cache cannot come back to an old value.
 
 One cache round trip per read: the value and its scopes' tokens are fetched together
-(`get_many`, one MGET on Redis). The cache is the project's default cache: Redis when
-`REDIS_URL` is set (shared by every process), the local memory cache otherwise (development:
-one process). In production without Redis the versioned reads are off (`ACCESS_CACHE_SECONDS`
+(`get_many`, one MGET on Redis). A request that knows what it will read (the copilot call's
+access chain) reads it all in one round trip instead: inside `planned_reads(plan)`, once the
+caller's user is known (`planned_reads_fetch`), every value `plan(user_id)` names and the
+versions of their scopes come in one `get_many`, and `cached` answers from that snapshot;
+a value missing or stale in it is loaded and stored as always. The snapshot belongs to the
+request (a context variable), is dropped by any bump the request makes, and ends with
+`planned_reads_end` (the end of the access chain) or the block: the chain decides on one
+consistent view read at its start (a change committed during those milliseconds takes effect
+on the next call, as one committed just after a per-read MGET did).
+
+The cache is the project's default cache: Redis when `REDIS_URL` is set (shared by every
+process), the local memory cache otherwise (development: one process). In production without Redis the versioned reads are off (`ACCESS_CACHE_SECONDS`
 0): a process-local cache cannot see another process's writes.
 
 When a write bumps: right away (so a reader in the writer's own transaction, or one that reads
@@ -31,7 +40,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -74,6 +85,80 @@ def _storable() -> bool:
     return not any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
 
 
+Read = tuple[str, Iterable[str]]
+"""A versioned read: its key and scopes, as passed to `cached`."""
+
+
+class _Snapshot:
+    """What one request read in one round trip (`planned_reads_fetch`): the values and versions
+    found, and every key asked for (a key asked for and not found is known to be missing)."""
+
+    __slots__ = ("asked", "found", "plan")
+
+    def __init__(self, plan: Callable[[int], Iterable[Read]]) -> None:
+        self.plan = plan
+        self.asked: frozenset[str] = frozenset()
+        self.found: dict[str, Any] = {}
+
+    def drop(self) -> None:
+        self.asked, self.found = frozenset(), {}
+
+
+# A mutable holder, set in the request's own context: the request's thread hops run in copies
+# of that context and share it.
+_snapshot: ContextVar[_Snapshot | None] = ContextVar("versioned_cache_snapshot", default=None)
+
+
+@contextmanager
+def planned_reads(plan: Callable[[int], Iterable[Read]]) -> Iterator[None]:
+    """Within the block (one request), `planned_reads_fetch(user_id)` reads everything
+    `plan(user_id)` names in one round trip, and `cached` answers those reads from it."""
+    token = _snapshot.set(_Snapshot(plan))
+    try:
+        yield
+    finally:
+        _snapshot.reset(token)
+
+
+def planned_reads_fetch(user_id: int, *also: Read) -> None:
+    """The request's user is known: read the values its plan names, and `also`, with the
+    versions of their scopes, in one `get_many`. Nothing when no plan is active (or the
+    versioned reads are off); a cache that cannot be reached leaves the snapshot empty."""
+    snapshot = _snapshot.get()
+    if snapshot is None or _seconds() <= 0:
+        return
+    try:
+        reads = [*snapshot.plan(user_id), *also]
+    except Exception:  # a plan is an optimisation: each read still happens
+        logger.exception("versioned cache plan failed")
+        return
+    keys = list(dict.fromkeys(
+        name for key, scopes in reads for name in (f"{_prefix()}{key}", *map(_version_key, scopes))
+    ))
+    try:
+        found = cache.get_many(keys)
+    except Exception:  # noqa: BLE001 - each read falls back on its own
+        logger.warning("versioned cache unavailable key=plan")
+        return
+    snapshot.asked, snapshot.found = frozenset(keys), found
+
+
+def planned_reads_end() -> None:
+    """The planned reads are done (the end of the access chain): later reads of the request
+    go to the cache again."""
+    snapshot = _snapshot.get()
+    if snapshot is not None:
+        snapshot.drop()
+
+
+def _get_many(keys: list[str]) -> dict[str, Any]:
+    """`cache.get_many`, answered from the request's snapshot when it holds all of `keys`."""
+    snapshot = _snapshot.get()
+    if snapshot is not None and snapshot.asked.issuperset(keys):
+        return {key: snapshot.found[key] for key in keys if key in snapshot.found}
+    return cache.get_many(keys)
+
+
 def cached(key: str, scopes: Iterable[str], load: Callable[[], T]) -> T:
     """The value under `key`, read with `load()` when missing or stale for any of `scopes`.
 
@@ -86,7 +171,7 @@ def cached(key: str, scopes: Iterable[str], load: Callable[[], T]) -> T:
     full_key = f"{_prefix()}{key}"
     version_keys = [_version_key(scope) for scope in scopes]
     try:
-        found = cache.get_many([full_key, *version_keys])
+        found = _get_many([full_key, *version_keys])
         stamp = tuple(found.get(vk) or _version_start(vk) for vk in version_keys)
         entry = found.get(full_key)
     except Exception:  # noqa: BLE001 - the cache is an optimisation: read the database
@@ -128,9 +213,12 @@ def _version_start(version_key: str) -> str:
     """A scope's first version (none yet, or lost with the cache): a new random token, unless
     another process set one meanwhile."""
     token = uuid.uuid4().hex
-    if cache.add(version_key, token, None):
-        return token
-    return cache.get(version_key) or token
+    if not cache.add(version_key, token, None):
+        token = cache.get(version_key) or token
+    snapshot = _snapshot.get()
+    if snapshot is not None and version_key in snapshot.asked:
+        snapshot.found[version_key] = token  # the request's other reads of the scope agree
+    return token
 
 
 def scopes_bump(*scopes: str) -> None:
@@ -139,6 +227,9 @@ def scopes_bump(*scopes: str) -> None:
     scopes = tuple(dict.fromkeys(scope for scope in scopes if scope))
     if not scopes or _seconds() <= 0:
         return
+    snapshot = _snapshot.get()
+    if snapshot is not None:
+        snapshot.drop()  # the request reads what it wrote, not its snapshot
     _bump(scopes)
     transaction.on_commit(lambda: _bump(scopes))
 

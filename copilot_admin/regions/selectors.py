@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from copilot_admin.core.versioned_cache import GLOBAL, cached
+from copilot_admin.core.versioned_cache import GLOBAL, Read, cached
 from copilot_admin.regions.models import AzureDeployment, DataZone
 from tenants.models import Tenant, TenantStatus
 
@@ -41,7 +41,12 @@ def deactivation_consequences(deployment: AzureDeployment) -> list[str]:
 def deployments_serving_cached(zone_id: int) -> list[AzureDeployment]:
     """`deployments_serving(zone_id)` through the versioned cache: a change to any deployment
     or zone takes effect on the next call (health, written without a model save, is not read)."""
-    return cached(f"deployments:{zone_id}", (GLOBAL,), lambda: list(deployments_serving(zone_id)))
+    return cached(*deployments_serving_read(zone_id), lambda: list(deployments_serving(zone_id)))
+
+
+def deployments_serving_read(zone_id: int) -> Read:
+    """The versioned read (key, scopes) of `deployments_serving_cached`, for a request's read plan."""
+    return f"deployments:{zone_id}", (GLOBAL,)
 
 
 def deployment_list() -> QuerySet[AzureDeployment]:

@@ -19,7 +19,7 @@ from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery, Sum, Val
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from copilot_admin.core.versioned_cache import GLOBAL, cached, tenant_scope
+from copilot_admin.core.versioned_cache import GLOBAL, Read, cached, tenant_scope
 from copilot_admin.usage.admission import call_check, current_usage
 from copilot_admin.usage.counters import LimitsUnavailable, LimitWindow
 from copilot_admin.usage.limits import (
@@ -72,9 +72,12 @@ def effective_limits(
 def call_limits(tenant: Tenant) -> EffectiveLimits:
     """`effective_limits` for a copilot call, through the versioned cache (a policy change
     takes effect on the next call)."""
-    return cached(
-        f"limits:{tenant.slug}", (tenant_scope(tenant.slug), GLOBAL), lambda: effective_limits(tenant)
-    )
+    return cached(*call_limits_read(tenant_slug=tenant.slug), lambda: effective_limits(tenant))
+
+
+def call_limits_read(*, tenant_slug: str) -> Read:
+    """The versioned read (key, scopes) of `call_limits`, for a request's read plan."""
+    return f"limits:{tenant_slug}", (tenant_scope(tenant_slug), GLOBAL)
 
 
 def limits_describe(tenant: Tenant) -> dict:

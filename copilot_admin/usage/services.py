@@ -35,7 +35,7 @@ from copilot_admin.access.permissions import Perm, PlatformPerm
 from copilot_admin.access.policy import has_permission, permission_require
 from copilot_admin.audit.services import audit_change_record
 from copilot_admin.core.errors import ApplicationError
-from copilot_admin.core.versioned_cache import cached, tenant_scope
+from copilot_admin.core.versioned_cache import Read, cached, tenant_scope
 from copilot_admin.usage import abuse, admission, alerts, limits, rollups, selectors
 from copilot_admin.usage.admission import RateLimitExceeded, Reservation
 from copilot_admin.usage.models import (
@@ -59,16 +59,19 @@ def copilot_access_state(membership: Membership) -> AccessState:
     """The user's copilot access in this tenant now: active, suspended (for a period) or
     terminated (a lapsed suspension is active). Read through the versioned cache: a change
     to the access row takes effect on the next call."""
-    slug = membership.tenant.slug
     access = cached(
-        f"copilot-access:{slug}:{membership.pk}",
-        (tenant_scope(slug),),
+        *copilot_access_read(tenant_slug=membership.tenant.slug, membership_id=membership.pk),
         lambda: CopilotAccess.objects.for_tenant(membership.tenant)
         .filter(membership_id=membership.pk)
         .only("status", "suspended_until")
         .first(),
     )
     return AccessStatus.ACTIVE if access is None else access.state_at(timezone.now())
+
+
+def copilot_access_read(*, tenant_slug: str, membership_id: int) -> Read:
+    """The versioned read (key, scopes) of `copilot_access_state`, for a request's read plan."""
+    return f"copilot-access:{tenant_slug}:{membership_id}", (tenant_scope(tenant_slug),)
 
 
 def limits_reserve(*, membership: Membership, feature: str, estimated_tokens: int) -> Reservation:

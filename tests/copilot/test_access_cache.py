@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -200,3 +200,85 @@ def test_a_value_read_inside_a_transaction_is_not_cached(tenant_a, settings):
     assert cached("probe", ("tenant:alpha",), load) == "value"  # read again: not stored from the block
     assert cached("probe", ("tenant:alpha",), load) == "value"  # stored by the autocommit read
     assert len(loads) == 2
+
+
+def test_a_warm_call_reads_its_access_chain_in_one_cache_round_trip(tenant_a, us_deployment, sim, settings,
+                                                                   monkeypatch):
+    # The token's row, membership, access state, company scope, limits and the zone's deployments
+    # with their versions: one MGET (core/versioned_cache.py `planned_reads`; it was 8 round
+    # trips, a GET and seven MGETs). Every round trip to the cache that touches the versioned reads' keys is counted (reads and
+    # writes alike), at the backend's class, so every context's instance is seen.
+    prefix = settings.ACCESS_CACHE_KEY_PREFIX
+    trips: list[str] = []
+    backend = type(caches["default"])
+
+    def counting(name):
+        original = getattr(backend, name)
+
+        def wrapper(self, keys, *args, **kwargs):
+            names = list(keys) if isinstance(keys, (list, tuple, dict)) else [keys]
+            if any(str(key).startswith(prefix) for key in names):
+                trips.append(name)
+            return original(self, keys, *args, **kwargs)
+
+        monkeypatch.setattr(backend, name, wrapper)
+
+    for name in ("get", "get_many", "set", "set_many", "add"):
+        counting(name)
+    client = api_client_for(tenant_a.members["tech"].user)
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": tenant_a.tenant.slug})
+    for _ in range(2):  # warm the cache (and what the process learns of the caller)
+        assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+    trips.clear()
+    assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+    assert trips == ["get_many"]
+
+
+def test_planned_reads_answer_from_one_snapshot_and_a_bump_drops_it(tenant_a, monkeypatch):
+    from copilot_admin.core.versioned_cache import planned_reads, planned_reads_end, planned_reads_fetch, scopes_bump
+
+    values = {"probe": "old"}
+    loads = []
+
+    def load():
+        loads.append(1)
+        return values["probe"]
+
+    read = ("probe", ("tenant:alpha",))
+    assert cached(*read, load) == "old"  # stored
+    rounds = []
+    backend = type(caches["default"])
+    original = backend.get_many
+    monkeypatch.setattr(backend, "get_many", lambda self, keys, **kw: rounds.append(list(keys)) or original(self, keys, **kw))
+    with planned_reads(lambda user_id: [read]):
+        planned_reads_fetch(1)
+        assert len(rounds) == 1
+        assert cached(*read, load) == "old" and len(loads) == 1  # from the snapshot, no round trip
+        assert cached("other", ("tenant:alpha",), lambda: "x") == "x"  # not planned: its own round trip
+        assert len(rounds) == 2
+        values["probe"] = "new"
+        scopes_bump("tenant:alpha")  # a write of the request: its snapshot is dropped
+        assert cached(*read, load) == "new" and len(loads) == 2
+        assert len(rounds) == 3
+        planned_reads_fetch(1)
+        planned_reads_end()  # the chain is done: reads go to the cache again
+        assert cached(*read, load) == "new"
+        assert len(rounds) == 5
+    planned_reads_fetch(1)  # no plan outside the block: nothing read
+    assert len(rounds) == 5
+
+
+def test_a_wrong_hint_of_the_plan_costs_round_trips_not_a_wrong_answer(tenant_a, us_deployment, sim):
+    from copilot_admin.copilot import services
+
+    member = tenant_a.members["tech"]
+    client = api_client_for(member.user)
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": tenant_a.tenant.slug})
+    assert client.post(url, ticket(tenant_a.companies[0]), format="json").status_code == 200
+    other = tenant_a.members["comanaged"]
+    # The plan names another member's access state and company scope, and another zone.
+    services._chain_hints[(tenant_a.tenant.slug, member.user_id)] = (other.pk, tenant_a.tenant.zone_id + 1000)
+    _suspend(tenant_a, member)
+    response = client.post(url, ticket(tenant_a.companies[0]), format="json")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "access_suspended"
+    assert services._chain_hints[(tenant_a.tenant.slug, member.user_id)] == (member.pk, tenant_a.tenant.zone_id)
