@@ -77,3 +77,18 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def limit_clock(monkeypatch: pytest.MonkeyPatch):
+    """The call's limit counters on a clock that stands still, in the middle of a minute: a
+    test that fills a per-minute limit must not see it reset because the wall clock crossed
+    a minute boundary between its calls."""
+    from datetime import UTC, datetime
+
+    from copilot_admin.usage.counters import get_counter_backend
+    from tests.usage.conftest import FakeClock
+
+    clock = FakeClock(datetime.now(tz=UTC).replace(second=30, microsecond=0))
+    monkeypatch.setattr(get_counter_backend(), "_clock", clock)
+    return clock

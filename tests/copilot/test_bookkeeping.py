@@ -152,7 +152,7 @@ def test_a_successful_call_spends_one_bookkeeping_transaction_and_a_bounded_numb
 
 
 def test_a_call_refused_by_a_limit_records_usage_strike_and_audit_in_one_transaction(
-    tenant_a, us_deployment, sim, count_db,
+    tenant_a, us_deployment, sim, count_db, limit_clock,
 ):
     set_policy(user_requests_per_minute=1, max_user_requests_per_minute=1)
     invoke(tenant_a)

@@ -277,7 +277,7 @@ def test_suspended_copilot_access_is_refused_alike(tenant_a, us_deployment, sim,
 
 
 @db_for_threads
-def test_a_limit_is_refused_alike_with_retry_after(tenant_a, us_deployment, sim):
+def test_a_limit_is_refused_alike_with_retry_after(tenant_a, us_deployment, sim, limit_clock):
     set_policy(user_requests_per_minute=1, max_user_requests_per_minute=1)
     token = token_for(tenant_a.members["tech"])
     assert post(application.lean, token, tenant_a.companies[0])[0] == 200
