@@ -92,3 +92,30 @@ def limit_clock(monkeypatch: pytest.MonkeyPatch):
     clock = FakeClock(datetime.now(tz=UTC).replace(second=30, microsecond=0))
     monkeypatch.setattr(get_counter_backend(), "_clock", clock)
     return clock
+
+
+@pytest.fixture
+def access_cache_trips(monkeypatch: pytest.MonkeyPatch, settings) -> list[str]:
+    """Every round trip to the default cache that touches the versioned reads' keys (reads and
+    writes alike), by method name, counted at the backend's class so every context's instance
+    (and every ORM-pool thread's) is seen."""
+    from django.core.cache import caches
+
+    trips: list[str] = []
+    backend = type(caches["default"])
+    prefix = settings.ACCESS_CACHE_KEY_PREFIX
+
+    def counting(name: str) -> None:
+        original = getattr(backend, name)
+
+        def wrapper(self, keys, *args, **kwargs):
+            names = list(keys) if isinstance(keys, (list, tuple, dict)) else [keys]
+            if any(str(key).startswith(prefix) for key in names):
+                trips.append(name)
+            return original(self, keys, *args, **kwargs)
+
+        monkeypatch.setattr(backend, name, wrapper)
+
+    for name in ("get", "get_many", "set", "set_many", "add"):
+        counting(name)
+    return trips

@@ -202,29 +202,12 @@ def test_a_value_read_inside_a_transaction_is_not_cached(tenant_a, settings):
     assert len(loads) == 2
 
 
-def test_a_warm_call_reads_its_access_chain_in_one_cache_round_trip(tenant_a, us_deployment, sim, settings,
-                                                                   monkeypatch):
+def test_a_warm_call_reads_its_access_chain_in_one_cache_round_trip(tenant_a, us_deployment, sim,
+                                                                   access_cache_trips):
     # The token's row, membership, access state, company scope, limits and the zone's deployments
-    # with their versions: one MGET (core/versioned_cache.py `planned_reads`; it was 8 round
-    # trips, a GET and seven MGETs). Every round trip to the cache that touches the versioned reads' keys is counted (reads and
-    # writes alike), at the backend's class, so every context's instance is seen.
-    prefix = settings.ACCESS_CACHE_KEY_PREFIX
-    trips: list[str] = []
-    backend = type(caches["default"])
-
-    def counting(name):
-        original = getattr(backend, name)
-
-        def wrapper(self, keys, *args, **kwargs):
-            names = list(keys) if isinstance(keys, (list, tuple, dict)) else [keys]
-            if any(str(key).startswith(prefix) for key in names):
-                trips.append(name)
-            return original(self, keys, *args, **kwargs)
-
-        monkeypatch.setattr(backend, name, wrapper)
-
-    for name in ("get", "get_many", "set", "set_many", "add"):
-        counting(name)
+    # with their versions: one MGET (core/versioned_cache.py `planned_reads`; it was 7 round
+    # trips, a GET and six MGETs).
+    trips = access_cache_trips
     client = api_client_for(tenant_a.members["tech"].user)
     url = reverse("api:copilot-summarize", kwargs={"tenant_slug": tenant_a.tenant.slug})
     for _ in range(2):  # warm the cache (and what the process learns of the caller)

@@ -292,27 +292,11 @@ def test_a_company_out_of_scope_is_refused_alike(tenant_a, tenant_b, us_deployme
 
 
 @db_for_threads
-def test_a_warm_lean_call_reads_its_access_chain_in_one_cache_round_trip(tenant_a, us_deployment, sim, monkeypatch):
+def test_a_warm_lean_call_reads_its_access_chain_in_one_cache_round_trip(tenant_a, us_deployment, sim,
+                                                                        access_cache_trips):
     # As tests/copilot/test_access_cache.py counts it, here with the hops on the ORM pool's threads
     # (the read plan's snapshot is shared by the request's hops).
-    from django.core.cache import caches
-
-    trips: list[str] = []
-    backend = type(caches["default"])
-
-    def counting(name):
-        original = getattr(backend, name)
-
-        def wrapper(self, keys, *args, **kwargs):
-            names = list(keys) if isinstance(keys, (list, tuple, dict)) else [keys]
-            if any(str(key).startswith(settings.ACCESS_CACHE_KEY_PREFIX) for key in names):
-                trips.append(name)
-            return original(self, keys, *args, **kwargs)
-
-        monkeypatch.setattr(backend, name, wrapper)
-
-    for name in ("get", "get_many", "set", "set_many", "add"):
-        counting(name)
+    trips = access_cache_trips
     token = token_for(tenant_a.members["tech"])
     for _ in range(2):
         assert post(application, token, tenant_a.companies[0])[0] == 200
