@@ -14,6 +14,20 @@ from copilot_admin.core.context import audit_scope, new_correlation_id, request_
 from copilot_admin.core.timezones import zone_of
 
 
+class SyncAndAsyncMiddleware:
+    """Middleware that runs natively in a sync or an async stack (Django's pattern): `__call__`
+    looks at `is_async` and returns the coroutine of its async path when the stack is async."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+
 class NoStoreMiddleware(MiddlewareMixin):
     """`Cache-Control: no-store` on every answer Django produces: pages (a member's data, CSRF
     tokens) and API responses (bearer-authenticated data) must stay out of browser and proxy
@@ -25,20 +39,11 @@ class NoStoreMiddleware(MiddlewareMixin):
         return response
 
 
-class RequestScopeMiddleware:
+class RequestScopeMiddleware(SyncAndAsyncMiddleware):
     """Every request runs in its own audit scope: its correlation id, the client's request
     id and the client address (behind the trusted proxies), so that entries recorded by the
     services a request calls say where the change came from. Who acted is not here: each
     service records the actor it is given."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request):
         if self.is_async:
@@ -57,7 +62,7 @@ def _request_fields(request) -> dict:
     return {"tenant": None, "channel": "", "remote_addr": client_ip(request) or "", **request_ids(request)}
 
 
-class UserTimeZoneMiddleware:
+class UserTimeZoneMiddleware(SyncAndAsyncMiddleware):
     """Pages show a signed-in user times in its own zone (`User.time_zone`, blank: UTC).
 
     The zone is activated for pages only: never under `/api/`, whose answers are for machines
@@ -66,16 +71,6 @@ class UserTimeZoneMiddleware:
     """
 
     API_PREFIX = "/api/"
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
     def __call__(self, request):
         if self.is_async:
             return self._acall(request)

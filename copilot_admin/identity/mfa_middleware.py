@@ -2,27 +2,21 @@
 production) reaches only the MFA pages, logout and static files until it has one. Requests
 without a session cookie (API clients with tokens) pass without touching the session store."""
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import redirect
 
 from copilot_admin.core.errors import error_body
+from copilot_admin.core.middleware import SyncAndAsyncMiddleware
 from copilot_admin.identity.mfa import mfa_has_factor
 
 ENROL_SESSION_KEY = "mfa_enrolment_required"
 _ALLOWED_PREFIXES = ("/account/mfa/", "/logout/", "/login/", "/static/")
 
 
-class MfaEnrolmentMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+class MfaEnrolmentMiddleware(SyncAndAsyncMiddleware):
+    """A login that must enrol a second factor reaches only the MFA pages until it has one."""
 
     def __call__(self, request):
         if self.is_async:
