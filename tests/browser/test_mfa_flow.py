@@ -71,6 +71,7 @@ def test_required_totp_enrolment_and_login(browser_page, tenant_a):  # noqa: F81
         page.goto("/t/alpha/")
         expect(page).to_have_url(re.compile(r"/t/alpha/$"))
         page.get_by_role("button", name="Log out").click()
+        expect(page).to_have_url(re.compile(r"/login/$"))  # the logout's redirect lands before the next goto
 
         # Log in again: the password alone does not get in.
         password_step(page, "admin@alpha.test")
@@ -119,6 +120,7 @@ def test_security_key_with_chromium_virtual_authenticator(browser_page, tenant_a
     page.goto("/account/mfa/")
     expect(page.get_by_text("Virtual key")).to_be_visible()
     page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login/$"))  # the logout's redirect lands before the next goto
 
     password_step(page, "tech@alpha.test")
     expect(page).to_have_url(re.compile(r"/login/mfa/$"))
