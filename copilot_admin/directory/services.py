@@ -377,11 +377,16 @@ def account_update(*, actor: User, user: User, full_name: str) -> User:
     """The account's owner changes its own name (nobody else does)."""
     if actor.pk != user.pk:
         raise PermissionRefused("Only the account's owner changes its name.")
+    return _account_field_save(actor=actor, user=user, field="full_name", value=full_name)
+
+
+def _account_field_save(*, actor: User, user: User, field: str, value) -> User:
+    """Set one field of the account (locked), recorded when it changed."""
     user = User.objects.select_for_update().get(pk=user.pk)
-    if user.full_name != full_name:
+    if getattr(user, field) != value:
         before = audit_snapshot(user)
-        user.full_name = full_name
-        user.save(update_fields=["full_name"])
+        setattr(user, field, value)
+        user.save(update_fields=[field])
         # An account belongs to no tenant: its changes are in the platform log.
         audit_change_record(actor=actor, tenant=None, instance=user, before=before)
     return user
@@ -399,14 +404,7 @@ def account_time_zone_update(*, actor: User, user: User, time_zone: str) -> User
             f"Unknown time zone {time_zone[:64]!r}: pick one from the list.", code="invalid_time_zone",
             fields={"time_zone": ["Unknown time zone."]},
         )
-    user = User.objects.select_for_update().get(pk=user.pk)
-    if user.time_zone != time_zone:
-        before = audit_snapshot(user)
-        user.time_zone = time_zone
-        user.save(update_fields=["time_zone"])
-        # An account belongs to no tenant: its changes are in the platform log.
-        audit_change_record(actor=actor, tenant=None, instance=user, before=before)
-    return user
+    return _account_field_save(actor=actor, user=user, field="time_zone", value=time_zone)
 
 
 def account_password_changed(*, user: User, request=None) -> None:
