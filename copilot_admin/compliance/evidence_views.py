@@ -19,6 +19,7 @@ from copilot_admin.compliance.review import access_review
 from copilot_admin.compliance.review_selectors import campaign_items, campaigns
 from copilot_admin.compliance.review_services import campaign_complete, campaign_item_decide, campaign_start
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.forms import posted_id
 
 CHECKPOINTS_SHOWN = 50
 
@@ -129,17 +130,12 @@ class ReviewPage(TenantObjectMixin, TemplateView):
         if data.get("op") == "complete":
             campaign_complete(actor=self.membership, campaign=self.object)
             return "The review is completed."
-        item = campaign_items(campaign=self.object).filter(pk=_digits(data.get("item"))).first()
+        item = campaign_items(campaign=self.object).filter(pk=posted_id(data.get("item"))).first()
         if item is None:
             raise ApplicationError("No such member in this review.", code="invalid")
         role = None
-        if _digits(data.get("role")):
-            role = SecurityRole.objects.for_tenant(self.tenant).filter(pk=_digits(data["role"])).first()
+        if posted_id(data.get("role")):
+            role = SecurityRole.objects.for_tenant(self.tenant).filter(pk=posted_id(data["role"])).first()
         campaign_item_decide(actor=self.membership, item=item, decision=data.get("decision", ""),
                              note=data.get("note", ""), role=role, deactivate=data.get("deactivate") == "on")
         return f"Decided: {item.email}."
-
-
-def _digits(value) -> int | None:
-    value = str(value or "")
-    return int(value) if value.isdigit() and len(value) < 19 else None

@@ -65,3 +65,9 @@ class ServiceFormMixin:
         return redirect(self.get_success_url())
 
 
+def posted_id(value) -> int | None:
+    """A primary key a page's form or query string sent (`"42"`), else None, so that a lookup
+    finds nothing rather than failing: ASCII digits only (`"²"` is a digit to `str.isdigit`, not to
+    `int`), within a bigint."""
+    value = str(value or "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None

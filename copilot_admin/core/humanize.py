@@ -8,6 +8,11 @@ from datetime import datetime, timedelta
 from copilot_admin.core.timezones import datetime_words
 
 
+def counted(count: int, one: str, many: str) -> str:
+    """A count with its noun: "1 user", "3 users"."""
+    return f"{count} {one if count == 1 else many}"
+
+
 def duration_words(delta: timedelta) -> str:
     """A wait as people say it: "45 s", "12 min", "2 h 01 min", "3 days 4 h"."""
     seconds = max(0, int(delta.total_seconds()))

@@ -6,6 +6,7 @@ from django.core import signing
 from django.db.models import QuerySet
 
 from copilot_admin.access.permissions import all_permissions
+from copilot_admin.core.humanize import counted
 from tenants.models import ClientCompany, Membership, User
 
 
@@ -83,17 +84,13 @@ def company_references(*, company: ClientCompany) -> dict[str, int]:
     return found
 
 
-def _counted(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
-
-
 def company_removal_blockers(*, company: ClientCompany) -> list[str]:
     """Why `company` cannot be deleted yet, as sentences (empty: it can)."""
     references = company_references(company=company)
     blockers = []
     co_managers = references.pop("co-managed users", 0)
     if co_managers:
-        blockers.append(f"{_counted(co_managers, 'co-managed user is', 'co-managed users are')} bound to it; "
+        blockers.append(f"{counted(co_managers, 'co-managed user is', 'co-managed users are')} bound to it; "
                         "move them to other companies first.")
     if references:
         named = ", ".join(f"{count} {label}" for label, count in references.items())

@@ -21,7 +21,8 @@ from copilot_admin.access.models import SecurityRole
 from copilot_admin.access.permissions import ANY_MEMBER, Perm, feature_grants
 from copilot_admin.access.setup_checks import setup_checklist
 from copilot_admin.core.errors import ApplicationError
-from copilot_admin.core.forms import ServiceFormMixin
+from copilot_admin.core.forms import ServiceFormMixin, posted_id
+from copilot_admin.core.humanize import counted
 from copilot_admin.core.sorting import sort_columns, sort_fields, sort_param
 from copilot_admin.directory import services
 from copilot_admin.directory.forms import (
@@ -146,7 +147,7 @@ class UserListView(TenantListView):
 
 def _ids_of(data) -> list[int]:
     """The membership ids a bulk form sent (`ids`, repeated); anything but a plain number is dropped."""
-    return [int(value) for value in data.getlist("ids") if value.isascii() and value.isdigit() and len(value) < 19]
+    return [pk for pk in map(posted_id, data.getlist("ids")) if pk is not None]
 
 
 class UserCreateView(ServiceFormMixin, TenantPageMixin, FormView):
@@ -317,13 +318,13 @@ class UserBulkView(TenantPageMixin, TemplateView):
                                     .filter(pk__in=self.ids).order_by("user__email"))
             if len(self.memberships) != len(self.ids):
                 raise Http404("Not found.")
-        role_id = data.get("role", "")
+        role_id = posted_id(data.get("role"))
         self.role = (SecurityRole.objects.for_tenant(self.tenant).filter(pk=role_id, is_active=True).first()
-                     if role_id.isascii() and role_id.isdigit() and len(role_id) < 19 else None)
+                     if role_id is not None else None)
 
     @staticmethod
     def _users(count: int) -> str:
-        return f"{count} user" if count == 1 else f"{count} users"
+        return counted(count, "user", "users")
 
     def consequences(self) -> list[str]:
         users, tenant, one = self._users(len(self.ids)), self.tenant.name, len(self.ids) == 1
@@ -463,7 +464,7 @@ class _CompanyConfirmView(TenantObjectMixin, TemplateView):
 
 
 def _co_managed_users(count: int) -> str:
-    return f"{count} co-managed user" if count == 1 else f"{count} co-managed users"
+    return counted(count, "co-managed user", "co-managed users")
 
 
 class CompanyDeactivateView(_CompanyConfirmView):

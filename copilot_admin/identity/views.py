@@ -8,7 +8,7 @@ from django.utils.cache import add_never_cache_headers
 from copilot_admin.access.base_views import TenantListView
 from copilot_admin.access.permissions import Perm
 from copilot_admin.core.errors import ApplicationError
-from copilot_admin.core.forms import form_add_service_error
+from copilot_admin.core.forms import form_add_service_error, posted_id
 from copilot_admin.identity import services
 from copilot_admin.identity.forms import IntegrationKeyForm
 from copilot_admin.identity.models import IntegrationKey
@@ -45,8 +45,8 @@ class IntegrationKeyListView(TenantListView):
         return response
 
     def _revoke(self, request):
-        raw = request.POST.get("key", "")
-        key = self.get_queryset().filter(pk=raw).first() if raw.isdigit() and len(raw) <= 18 else None
+        pk = posted_id(request.POST.get("key"))
+        key = self.get_queryset().filter(pk=pk).first() if pk is not None else None
         if key is None:
             messages.error(request, "No such key.")
         else:

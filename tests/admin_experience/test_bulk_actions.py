@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from copilot_admin.access.models import SecurityRole
 from copilot_admin.core.errors import ApplicationError, Conflict, NotFound, PermissionRefused
+from copilot_admin.core.forms import posted_id
 from copilot_admin.directory import services
 from copilot_admin.directory.services import BULK_LIMIT
 from tenants.models import Membership
@@ -248,3 +249,13 @@ def test_one_user_reads_in_the_singular(client, tenant_a):
     auditor_role = role_named(tenant_a.tenant, "Compliance Auditor")
     client.post(url("role"), {"ids": [tech.pk], "role": auditor_role.pk})
     assert "1 user now holds the role Compliance Auditor." in client.get(users_url()).content.decode()
+
+
+def test_posted_ids_that_are_not_plain_numbers_are_dropped_not_a_500(client, tenant_a, extra_techs):
+    # "²" is a digit to str.isdigit but not to int(): core.forms.posted_id drops it (as it
+    # drops "1e3" and a number beyond a bigint) instead of failing the request.
+    assert [posted_id(v) for v in ("42", "²", "1e3", "-1", "9" * 19, None)] == [42, None, None, None, None, None]
+    client.force_login(tenant_a.members["admin"].user)
+    page = client.get(url("role"), {"ids": ["²", "1e3", str(extra_techs[0].pk)], "role": "²"})
+    assert page.status_code == 200
+    assert "Change the role of 1 user?" in page.content.decode()
