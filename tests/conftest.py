@@ -30,6 +30,16 @@ def require_service(name: str, available: bool, reason: str = "") -> None:
     pytest.skip(message)
 
 
+def query_plan(queryset) -> str:
+    """PostgreSQL's EXPLAIN of `queryset`, as text (the index tests read which indexes it uses)."""
+    from django.db import connection
+
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
 @dataclass
 class TenantWorld:
     tenant: Tenant

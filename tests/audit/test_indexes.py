@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
 from copilot_admin.audit.models import AuditEntry, Outcome
-from tests.conftest import require_service
+from tests.conftest import query_plan, require_service
 
 AUDIT_INDEXES = {
     "audit_tenant_id_idx", "audit_tenant_created_idx", "audit_tenant_action_idx", "audit_tenant_actor_idx",
@@ -33,13 +33,6 @@ def test_the_migrations_create_the_audit_indexes(db):
     assert unsealed.fields == ["tenant", "id"]
     assert str(unsealed.condition) == "(AND: ('seq__isnull', True))"
     assert indexes["audit_tenant_outcome_idx"].fields == ["tenant", "outcome", "-id"]
-
-
-def _explain(queryset) -> str:
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def _indexes_used(plan: str) -> set[str]:
@@ -109,26 +102,26 @@ def test_the_sealers_unsealed_entries_query_uses_an_index(big_audit_log):
     NULLs) reads just the unsealed tail; the planner picks between them by its statistics,
     so the test asserts an index scan bounded by `seq IS NULL`, never a sequential scan.
     The migration-state test above pins the partial index itself."""
-    plan = _explain(AuditEntry.objects.for_chain(big_audit_log.pk).filter(seq__isnull=True).order_by("id"))
+    plan = query_plan(AuditEntry.objects.for_chain(big_audit_log.pk).filter(seq__isnull=True).order_by("id"))
     assert not _populated_seq_scans(plan), plan
     assert "audit_unsealed_idx" in _indexes_used(plan) or "(seq IS NULL)" in plan, plan
     # The sealer's work list across chains.
-    plan = _explain(AuditEntry.objects.across_tenants().filter(seq__isnull=True).order_by().values("tenant_id").distinct())
+    plan = query_plan(AuditEntry.objects.across_tenants().filter(seq__isnull=True).order_by().values("tenant_id").distinct())
     assert not _populated_seq_scans(plan) and "Index" in plan, plan
 
 
 def test_a_page_of_failures_uses_the_outcome_index(big_audit_log):
     page = AuditEntry.objects.for_chain(big_audit_log.pk).filter(outcome=Outcome.FAILURE).order_by("-id")[:51]
-    plan = _explain(page)
+    plan = query_plan(page)
     assert "audit_tenant_outcome_idx" in _indexes_used(plan), plan
     assert not _populated_seq_scans(plan), plan
 
 
 def test_the_newest_first_page_and_the_chain_walk_use_an_index(big_audit_log):
     chain = AuditEntry.objects.for_chain(big_audit_log.pk)
-    plan = _explain(chain.order_by("-id")[:51])
+    plan = query_plan(chain.order_by("-id")[:51])
     assert "audit_tenant_id_idx" in _indexes_used(plan) and not _populated_seq_scans(plan), plan
-    plan = _explain(chain.filter(seq__isnull=False, seq__gt=10_050_000).order_by("seq")[:5000])
+    plan = query_plan(chain.filter(seq__isnull=False, seq__gt=10_050_000).order_by("seq")[:5000])
     # Each month's own unique (tenant, seq) index (migration 0007), merged in seq order.
     assert any(name.endswith("_chain_seq") for name in _indexes_used(plan)), plan
     assert not _populated_seq_scans(plan), plan

@@ -20,7 +20,7 @@ from copilot_admin.audit.selectors import audit_chain_verify
 from copilot_admin.audit.services import PURGE_SETTING, _lock_head, audit_event_record, audit_purge_expired, audit_seal
 from copilot_admin.audit.tasks import audit_maintenance, audit_seal_pending
 from copilot_admin.core import partitions as core
-from tests.conftest import require_service
+from tests.conftest import query_plan, require_service
 
 pytestmark = pytest.mark.django_db
 
@@ -54,13 +54,6 @@ def _unique_indexes_of(name: str) -> set[str]:
 def _sql(statement: str, params=()):
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(statement, params)
-
-
-def _explain(queryset) -> str:
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def _scanned(plan: str) -> set[str]:
@@ -226,11 +219,11 @@ def test_the_sealer_and_the_purge_read_only_the_months_they_need(tenant_a):
     partitions.chain_unique_indexes_create(partitions.partition_name(old))
     since = timezone.now() - dt.timedelta(hours=24)
     unsealed = AuditEntry.objects.for_chain(tenant_a.tenant.pk).filter(seq__isnull=True, created_at__gte=since)
-    scanned = _scanned(_explain(unsealed.order_by("id")))
+    scanned = _scanned(query_plan(unsealed.order_by("id")))
     assert partitions.partition_name(old) not in scanned and scanned, scanned
     cutoff = dt.datetime.combine(core.next_month(old), dt.time(0), tzinfo=dt.UTC)
     purge = AuditEntry.objects.for_chain(tenant_a.tenant.pk).filter(seq__gt=0, created_at__lt=cutoff).order_by("seq")
-    scanned = _scanned(_explain(purge))
+    scanned = _scanned(query_plan(purge))
     current = partitions.partition_name(core.month_start(timezone.now().date()))
     assert partitions.partition_name(old) in scanned and current not in scanned, scanned
 

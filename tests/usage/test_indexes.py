@@ -14,7 +14,7 @@ from django.utils import timezone
 from copilot_admin.usage.models import DailyUsage, HourlyUsage
 from copilot_admin.usage.rollups import HOURLY_KEPT
 from tenants.models import Membership
-from tests.conftest import require_service
+from tests.conftest import query_plan, require_service
 
 HOURLY_KEPT_HOURS = int(HOURLY_KEPT.total_seconds() // 3600)
 
@@ -31,13 +31,6 @@ def test_the_migrations_create_the_usage_indexes(db):
     assert daily["usage_daily_tenant_day"].fields == ["tenant", "day"]
     assert daily["usage_daily_tenant_member_day"].fields == ["tenant", "membership", "day"]
     assert _index_names(state, "hourlyusage")["usage_hourly_tenant_hour"].fields == ["tenant", "hour"]
-
-
-def _explain(queryset) -> str:
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        return "\n".join(row[0] for row in cursor.fetchall())
 
 
 @pytest.fixture
@@ -71,15 +64,15 @@ def big_rollups(db, tenant_a, tenant_b):
 def test_the_dashboards_per_tenant_range_uses_an_index(big_rollups):
     today = timezone.now().date()
     rows = DailyUsage.objects.for_tenant(big_rollups).filter(day__gte=today - timedelta(days=30), day__lte=today)
-    plan = _explain(rows.values("day").order_by("day"))
+    plan = query_plan(rows.values("day").order_by("day"))
     assert "Index" in plan and "usage_daily_tenant" in plan, plan
     membership = Membership.objects.for_tenant(big_rollups).first()
-    plan = _explain(rows.filter(membership_id=membership.pk).values("feature"))
+    plan = query_plan(rows.filter(membership_id=membership.pk).values("feature"))
     assert "Index" in plan and "usage_daily_tenant" in plan, plan
 
 
 def test_the_pattern_reviews_hour_range_uses_the_tenant_hour_index(big_rollups):
     end = timezone.now().replace(minute=0, second=0, microsecond=0)
     rows = HourlyUsage.objects.for_tenant(big_rollups).filter(hour__gte=end - timedelta(hours=24), hour__lt=end)
-    plan = _explain(rows.values_list("membership_id", flat=True))
+    plan = query_plan(rows.values_list("membership_id", flat=True))
     assert "usage_hourly_tenant_hour" in plan, plan
