@@ -21,8 +21,9 @@ consistent view read at its start (a change committed during those milliseconds 
 on the next call, as one committed just after a per-read MGET did).
 
 The cache is the project's default cache: Redis when `REDIS_URL` is set (shared by every
-process), the local memory cache otherwise (development: one process). In production without Redis the versioned reads are off (`ACCESS_CACHE_SECONDS`
-0): a process-local cache cannot see another process's writes.
+process), the local memory cache otherwise (development: one process). In production without
+Redis the versioned reads are off (`ACCESS_CACHE_SECONDS` 0): a process-local cache cannot see
+another process's writes.
 
 When a write bumps: right away (so a reader in the writer's own transaction, or one that reads
 before it commits, never keeps the old value under the new token) and again once the
