@@ -49,6 +49,7 @@ from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import client_request_id as _client_request_id
 from copilot_admin.core.context import current_scope, request_correlation_id
 from copilot_admin.core.errors import ApplicationError, PermissionRefused
+from copilot_admin.core.inserts import RowInsert
 from tenants.selectors import memberships_of_user
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ def _actor_fields(actor, actor_type: str | None) -> tuple[int | None, str, str]:
 # -- appending ---------------------------------------------------------------------------------
 
 
+_ENTRY_INSERT = RowInsert(AuditEntry)
+
+
 def entry_append(
     *,
     tenant_id: int | None,
@@ -141,8 +145,8 @@ def entry_append(
         outcome=outcome,
         correlation_id=_clip(correlation_id or "", 64),
     )
-    # Without model signals (unscoped_objects: an insert names its chain itself).
-    AuditEntry.unscoped_objects.bulk_create([entry])
+    # One precompiled INSERT, without model signals (an insert names its chain itself).
+    _ENTRY_INSERT.insert(entry)
     if settings.AUDIT_SEAL_ON_COMMIT:
         # Tasks run in-process (no broker, so no beat): seal right after the commit instead.
         transaction.on_commit(lambda: audit_seal(tenant_id=tenant_id), robust=True)

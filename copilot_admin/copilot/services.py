@@ -656,35 +656,30 @@ def _refused_record(
     *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin,
     limit: str = "", company_id: int | None = None,
 ) -> None:
+    metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
+    if error.retry_after is not None:
+        metadata["retry_after"] = error.retry_after
+    _audit(membership=membership, feature=spec.slug, outcome="denied", error_code=error.code,
+           origin=origin, metadata=metadata)
+    # Last: the user's roll-up rows it updates stay locked only until the commit (see _finish).
     usage.usage_record_create(
         membership=membership, feature=spec.slug, zone=zone, outcome=UsageOutcome.REFUSED,
         request_id=request_id, error_code=error.code, template_version=spec.prompt_version, limit=limit,
         company_id=company_id,
         integration_key=origin.integration_key,
     )
-    metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
-    if error.retry_after is not None:
-        metadata["retry_after"] = error.retry_after
-    _audit(membership=membership, feature=spec.slug, outcome="denied", error_code=error.code,
-           origin=origin, metadata=metadata)
 
 
 def _finish(call: AdmittedCall, ending: _Ending) -> None:
-    """The call's bookkeeping as one unit: usage record, roll-ups, any strike and the audit
-    entry commit together, in one transaction without savepoints, or not at all. Nothing in it
-    locks a row shared by the tenant's calls (the audit append takes no lock; the sealer chains
-    entries off the call's path); the roll-up rows it updates are the caller's own."""
+    """The call's bookkeeping as one unit: the audit entry, any strike, the usage record and
+    its roll-ups commit together, in one transaction without savepoints, or not at all.
+    Nothing in it locks a row shared by the tenant's calls (the audit append takes no lock;
+    the sealer chains entries off the call's path). The roll-up rows are the caller's own but
+    shared by all of the caller's calls in flight, so they come last: one statement with the
+    usage record, right before the commit, their lock held for no other round trip."""
     latency_ms = ending.answer.latency_ms if ending.answer is not None else _latency_ms(call)
     attempts = len(ending.attempts)
     with transaction.atomic():
-        usage.usage_record_create(
-            membership=call.membership, feature=call.feature, zone=call.zone, outcome=ending.outcome,
-            request_id=call.request_id, deployment=ending.deployment, attempts=attempts,
-            prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens, latency_ms=latency_ms,
-            error_code=ending.error_code, upstream_request_id=ending.upstream_request_id,
-            template_version=call.spec.prompt_version, company_id=call.company_id,
-            integration_key=call.origin.integration_key,
-        )
         metadata = {
             "zone": call.zone, "deployment": ending.deployment, "prompt_tokens": ending.prompt_tokens,
             "completion_tokens": ending.completion_tokens, "latency_ms": latency_ms, "request_id": call.request_id,
@@ -702,6 +697,14 @@ def _finish(call: AdmittedCall, ending: _Ending) -> None:
             membership=call.membership, feature=call.feature,
             outcome="success" if ending.outcome == UsageOutcome.OK else "failure",
             error_code=ending.error_code, origin=call.origin, metadata=metadata,
+        )
+        usage.usage_record_create(
+            membership=call.membership, feature=call.feature, zone=call.zone, outcome=ending.outcome,
+            request_id=call.request_id, deployment=ending.deployment, attempts=attempts,
+            prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens, latency_ms=latency_ms,
+            error_code=ending.error_code, upstream_request_id=ending.upstream_request_id,
+            template_version=call.spec.prompt_version, company_id=call.company_id,
+            integration_key=call.origin.integration_key,
         )
     _log(
         membership=call.membership, feature=call.feature, zone=call.zone, request_id=call.request_id,

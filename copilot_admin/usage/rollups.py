@@ -11,6 +11,12 @@ The same atomic arithmetic in the database and the same unique constraints, but 
 trip, no savepoint on a user's first call of the day, and no ORM compilation per call. The
 rows it locks (until the caller's transaction ends) are the caller's own, never a row shared
 by the tenant's calls.
+
+A copilot call's usage record goes in the same statement (`usage_record_insert`): the record's
+`INSERT` and both roll-ups, one round trip. The caller makes it the last statement of its
+transaction: a user's roll-up rows are shared by all of that user's calls in flight (an
+integration key's calls for one member can be hundreds), and a row lock taken by the last
+statement is held only until the commit that follows it, never across another round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from copilot_admin.usage.models import DailyUsage, HourlyUsage
+from copilot_admin.core.inserts import RowInsert
+from copilot_admin.usage.models import DailyUsage, HourlyUsage, UsageRecord
 from tenants.models import Tenant
 
 
@@ -38,8 +45,8 @@ def _upsert(model, *, tenant: Tenant, keys: dict, increments: dict) -> None:
         rows.update(**{field: F(field) + value for field, value in increments.items()})
 
 
-_ROLLUP_SQL = """
-WITH daily AS (
+_ROLLUP_CTES = """
+daily AS (
     INSERT INTO usage_dailyusage AS d
         (tenant_id, membership_id, feature, day, requests, failed, filtered, rate_limited, prompt_tokens,
          completion_tokens)
@@ -53,13 +60,33 @@ WITH daily AS (
         prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
         completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens
     RETURNING 1
-)
-INSERT INTO usage_hourlyusage AS h (tenant_id, membership_id, hour, requests, tokens)
-SELECT %(tenant)s, %(membership)s, %(hour)s, %(requests)s, %(tokens)s WHERE %(hourly)s
-ON CONFLICT ON CONSTRAINT usage_hourly_unique DO UPDATE SET
-    requests = h.requests + EXCLUDED.requests,
-    tokens = h.tokens + EXCLUDED.tokens
-"""
+),
+hourly AS (
+    INSERT INTO usage_hourlyusage AS h (tenant_id, membership_id, hour, requests, tokens)
+    SELECT %(tenant)s, %(membership)s, %(hour)s, %(requests)s, %(tokens)s WHERE %(hourly)s
+    ON CONFLICT ON CONSTRAINT usage_hourly_unique DO UPDATE SET
+        requests = h.requests + EXCLUDED.requests,
+        tokens = h.tokens + EXCLUDED.tokens
+    RETURNING 1
+)"""
+_ROLLUP_SQL = f"WITH {_ROLLUP_CTES}\nSELECT 1"
+
+_RECORD_INSERT = RowInsert(UsageRecord, prefix="record_")
+
+
+def _record_and_rollup_sql(connection) -> str:
+    return f"WITH record AS ({_RECORD_INSERT.sql(connection)}),\n{_ROLLUP_CTES}\nSELECT * FROM record"
+
+
+def _rollup_params(*, tenant_id: int, membership_id: int, feature: str, moment: datetime, requests: int,
+                   failed: int, filtered: int, rate_limited: int, prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "tenant": tenant_id, "membership": membership_id, "feature": feature, "day": moment.date(),
+        "requests": requests, "failed": failed, "filtered": filtered, "rate_limited": rate_limited,
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "hour": moment.replace(minute=0, second=0, microsecond=0),
+        "tokens": prompt_tokens + completion_tokens, "hourly": bool(requests),
+    }
 
 
 def usage_rollup_add(
@@ -81,13 +108,11 @@ def usage_rollup_add(
         if not (requests or failed or filtered or rate_limited or prompt_tokens or completion_tokens):
             return
         with connection.cursor() as cursor:
-            cursor.execute(_ROLLUP_SQL, {
-                "tenant": tenant.pk, "membership": membership_id, "feature": feature, "day": moment.date(),
-                "requests": requests, "failed": failed, "filtered": filtered, "rate_limited": rate_limited,
-                "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "hour": moment.replace(minute=0, second=0, microsecond=0),
-                "tokens": prompt_tokens + completion_tokens, "hourly": bool(requests),
-            })
+            cursor.execute(_ROLLUP_SQL, _rollup_params(
+                tenant_id=tenant.pk, membership_id=membership_id, feature=feature, moment=moment, requests=requests,
+                failed=failed, filtered=filtered, rate_limited=rate_limited, prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            ))
         return
     _upsert(
         DailyUsage,
@@ -109,6 +134,35 @@ def usage_rollup_add(
             keys={"membership_id": membership_id, "hour": moment.replace(minute=0, second=0, microsecond=0)},
             increments={"requests": requests, "tokens": prompt_tokens + completion_tokens},
         )
+
+
+def usage_record_insert(
+    record: UsageRecord,
+    *,
+    requests: int = 0,
+    failed: int = 0,
+    filtered: int = 0,
+    rate_limited: int = 0,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+) -> UsageRecord:
+    """Insert `record` (unsaved) and add the call's numbers to its user's roll-ups: on
+    PostgreSQL one statement (see the module docstring), elsewhere the same in turn. Returns
+    the record, saved."""
+    numbers = {"requests": requests, "failed": failed, "filtered": filtered, "rate_limited": rate_limited,
+               "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    if connection.vendor != "postgresql" or not any(numbers.values()):
+        _RECORD_INSERT.insert(record)
+        usage_rollup_add(tenant=record.tenant, membership_id=record.membership_id, feature=record.feature,
+                         at=record.created_at, **numbers)
+        return record
+    params = _RECORD_INSERT.params(record, connection)
+    params.update(_rollup_params(tenant_id=record.tenant_id, membership_id=record.membership_id,
+                                 feature=record.feature, moment=record.created_at.astimezone(UTC), **numbers))
+    with connection.cursor() as cursor:
+        cursor.execute(_record_and_rollup_sql(connection), params)
+        pk = cursor.fetchone()[0]
+    return _RECORD_INSERT.saved(record, pk, using=connection.alias)
 
 
 # The anomaly baselines read up to 12 weeks back (`anomaly_baseline_weeks` is at most 12).

@@ -138,25 +138,26 @@ def usage_record_create(
 
     All of it commits with the caller's transaction, or with its own when there is none: no
     savepoint of its own, so a failure anywhere in the caller's bookkeeping leaves none of it
-    behind (DESIGN.md, "The call's bookkeeping")."""
-    tenant = membership.tenant
+    behind (DESIGN.md, "The call's bookkeeping"). The record and its roll-ups are written
+    last, in one statement on PostgreSQL (`rollups.usage_record_insert`): the caller makes
+    this its transaction's last step, so the user's roll-up rows stay locked only until the
+    commit."""
     with transaction.atomic(savepoint=False):
-        record = _usage_record_insert(
+        if error_code == CONTENT_FILTERED:
+            abuse.strike_record(membership=membership, kind=StrikeKind.CONTENT_FILTER)
+        elif outcome == UsageOutcome.REFUSED and error_code == RateLimitExceeded.code:
+            abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=limit,
+                                window_start=admission.limit_window_start(limit))
+        record = _usage_record(
             membership=membership, feature=feature, zone=zone, outcome=outcome, request_id=request_id,
             deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
             upstream_request_id=upstream_request_id, template_version=template_version, company_id=company_id,
             integration_key=integration_key,
         )
-        rollups.usage_rollup_add(tenant=tenant, membership_id=membership.pk, feature=feature, at=record.created_at,
-                                 **_rollup_numbers(outcome=outcome, error_code=error_code, prompt_tokens=prompt_tokens,
-                                                   completion_tokens=completion_tokens))
-        if error_code == CONTENT_FILTERED:
-            abuse.strike_record(membership=membership, kind=StrikeKind.CONTENT_FILTER)
-        elif outcome == UsageOutcome.REFUSED and error_code == RateLimitExceeded.code:
-            abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=limit,
-                                window_start=admission.limit_window_start(limit))
-    return record
+        return rollups.usage_record_insert(record, **_rollup_numbers(
+            outcome=outcome, error_code=error_code, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        ))
 
 
 CONTENT_FILTERED = "content_filtered"
@@ -177,7 +178,7 @@ def _rollup_numbers(*, outcome: str, error_code: str, prompt_tokens: int, comple
     }
 
 
-def _usage_record_insert(
+def _usage_record(
     *,
     membership: Membership,
     feature: str,
@@ -195,8 +196,9 @@ def _usage_record_insert(
     company_id: int | None = None,
     integration_key: str = "",
 ) -> UsageRecord:
+    """The call's record, not yet saved."""
     tenant = membership.tenant
-    return UsageRecord.objects.for_tenant(tenant).create(
+    return UsageRecord(
         tenant=tenant,
         user_id=membership.user_id,
         membership=membership,

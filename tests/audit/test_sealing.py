@@ -31,13 +31,18 @@ def unsealed(tenant_id):
 # -- in the change's transaction -----------------------------------------------------------------
 
 @pytest.fixture
-def entry_writes_fail(monkeypatch):
-    """The audit table refuses every insert (as a full disk or a revoked grant would)."""
+def entry_writes_fail():
+    """The audit table refuses every insert (as a full disk or a revoked grant would): the
+    database connection fails any statement that inserts into it, however it was built."""
+    table = AuditEntry._meta.db_table
 
-    def refuse(*args, **kwargs):
-        raise DatabaseError("audit entry could not be written")
+    def refuse(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("INSERT") and f'"{table}"' in sql.split("(", 1)[0]:
+            raise DatabaseError("audit entry could not be written")
+        return execute(sql, params, many, context)
 
-    monkeypatch.setattr(AuditEntry.unscoped_objects, "bulk_create", refuse)
+    with connection.execute_wrapper(refuse):
+        yield
 
 
 def test_a_change_cannot_commit_without_its_entry(tenant_a, entry_writes_fail):

@@ -45,7 +45,7 @@ pytestmark = [
 # statements are the bookkeeping's 4 writes and the health UPDATE, 5 queries in 2
 # transactions, through the API too (issue 10's target: at most 6 and 2). With both roll-ups in
 # one precompiled upsert on PostgreSQL (usage/rollups.py): 4 queries in 2 transactions.
-MAX_QUERIES_SUCCESS = 4
+MAX_QUERIES_SUCCESS = 3
 MAX_TRANSACTIONS_SUCCESS = 2
 MAX_QUERIES_REFUSED = 12  # with the member's first strike, which creates their access row
 MAX_TRANSACTIONS_REFUSED = 1
@@ -137,12 +137,16 @@ def test_a_successful_call_spends_one_bookkeeping_transaction_and_a_bounded_numb
     with count_db() as ledger:
         invoke(tenant_a)
     print("successful call:", ledger.summary())
-    # The bookkeeping: one atomic block, no savepoint inside it, holding all four writes.
+    # The bookkeeping: one atomic block, no savepoint inside it, holding all the writes.
     assert (ledger.commits, ledger.rollbacks, ledger.savepoints) == (1, 0, 0), ledger.summary()
-    in_block = [sql.split()[0:3] for sql, atomic in ledger.statements if atomic]
-    # The usage record, both roll-ups in one upsert statement, the audit entry.
-    assert [words[0] for words in in_block] == ["INSERT", "WITH", "INSERT"], in_block
-    assert "ON CONFLICT" in ledger.statements[1][0]
+    in_block = [sql for sql, atomic in ledger.statements if atomic]
+    # The audit entry, then the usage record with both roll-ups in one statement, last: the
+    # user's roll-up rows are locked from that statement to the commit right after it.
+    assert [sql.split()[0] for sql in in_block] == ["INSERT", "WITH"], in_block
+    assert in_block[0].startswith('INSERT INTO "audit_auditentry"')
+    record_and_rollups = in_block[1]
+    assert 'INSERT INTO "usage_usagerecord"' in record_and_rollups
+    assert record_and_rollups.count("ON CONFLICT") == 2  # the daily and the hourly row
     # Health: one plain UPDATE outside it, after it; nothing locks rows with FOR UPDATE.
     assert ledger.autocommit_writes == 1 and ledger.statements[-1][0].startswith("UPDATE regions_azuredeployment")
     assert not any("FOR UPDATE" in sql.upper() for sql, _ in ledger.statements), ledger.summary()
@@ -208,9 +212,10 @@ def test_a_failure_inside_the_bookkeeping_leaves_none_of_it_and_settles_once(
 
     if where == "audit":
         monkeypatch.setattr(services, "audit_event_record", failing)
-    else:  # the last write of the usage door: after the record, the roll-ups and the strike
-        rollup_add = usage.rollups.usage_rollup_add
-        monkeypatch.setattr(usage.rollups, "usage_rollup_add", lambda **kw: rollup_add(**kw) or failing())
+    else:  # the last write of the usage door: after the strike, the record and its roll-ups
+        record_insert = usage.rollups.usage_record_insert
+        monkeypatch.setattr(usage.rollups, "usage_record_insert",
+                            lambda record, **kw: record_insert(record, **kw) and failing())
     sim.set_behaviour("content_filter_prompt")
 
     with count_db() as ledger, pytest.raises(CopilotError) as failed:
@@ -233,7 +238,7 @@ def test_a_failure_inside_the_bookkeeping_leaves_none_of_it_and_settles_once(
 
 # What the API request costs in all: the bearer token, the tenant's membership and the
 # request's own bookkeeping come on top of the call's. The bounds are today's.
-MAX_QUERIES_API_SUCCESS = 4
+MAX_QUERIES_API_SUCCESS = 3
 MAX_TRANSACTIONS_API_SUCCESS = 2
 
 
