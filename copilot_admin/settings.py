@@ -390,6 +390,11 @@ if COPILOT_UPSTREAM_MAX_CONNECTIONS < 1:
     raise ImproperlyConfigured("COPILOT_UPSTREAM_MAX_CONNECTIONS must be at least 1.")
 # Threads per process for the database work of async copilot calls (bounds their connections).
 COPILOT_ORM_THREADS = env_int("COPILOT_ORM_THREADS", 8)
+# Deployment health (regions/services.py): a process writes the successes of one deployment
+# at most once per this many seconds, in one UPDATE (failures at once); 0 writes every success.
+DEPLOYMENT_HEALTH_FLUSH_SECONDS = env_int("DEPLOYMENT_HEALTH_FLUSH_SECONDS", 1)
+if DEPLOYMENT_HEALTH_FLUSH_SECONDS < 0:
+    raise ImproperlyConfigured("DEPLOYMENT_HEALTH_FLUSH_SECONDS must be 0 or more.")
 # The built-in Azure OpenAI simulator, mounted at /_simulator/ only when COPILOT_SIMULATOR is
 # set (`make run` sets it; DEBUG alone does not). Its control endpoints (request log, behaviours)
 # need COPILOT_SIMULATOR_TOKEN; without it they are not served.

@@ -109,6 +109,8 @@ def _test_settings(settings):
     settings.LOGIN_THROTTLE_KEY_PREFIX = f"login-throttle-test:{uuid.uuid4().hex}:"
     # So are cached access decisions (a test's rolled-back rows bump no version).
     settings.ACCESS_CACHE_KEY_PREFIX = f"access-test:{uuid.uuid4().hex}:"
+    # Deployment health is written per call in tests (the batching has its own tests).
+    settings.DEPLOYMENT_HEALTH_FLUSH_SECONDS = 0
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -40,8 +40,10 @@ Guarantees:
   went away is recorded as `cancelled`.
 - The bookkeeping is one transaction (usage record, roll-ups, any strike, audit entry: all or
   none), after the settlement. Deployment health is recorded for every upstream attempt
-  after it, one plain UPDATE each outside any transaction (best effort: a failure to record it
-  is logged and does not fail the call). `tests/copilot/test_bookkeeping.py` counts them.
+  after it, outside any transaction: a failure as one plain UPDATE at once, successes batched
+  per process and deployment (`regions.services.deployment_health_record`); best effort: a
+  failure to record it is logged and does not fail the call. `tests/copilot/test_bookkeeping.py`
+  counts them.
 """
 
 from __future__ import annotations
@@ -546,10 +548,10 @@ def _settle(call: AdmittedCall, ending: _Ending) -> None:
 
 
 def _record_attempts(call: AdmittedCall, attempts: tuple[azure.Attempt, ...]) -> None:
-    """Deployment health, after the bookkeeping has committed and outside any transaction: one
-    plain UPDATE per attempt (database-side arithmetic, no `select_for_update`), so the
-    deployment's row, shared by every call of the zone, is locked for that one statement only,
-    never for a call's transaction. Best effort: a failure is logged and the call stands."""
+    """Deployment health, after the bookkeeping has committed and outside any transaction
+    (database-side arithmetic, no `select_for_update`): the deployment's row, shared by every
+    call of the zone, is never locked for a call's transaction; successes are written in
+    batches (`deployment_health_record`). Best effort: a failure is logged and the call stands."""
     for attempt in attempts:
         try:
             deployment_health_record(

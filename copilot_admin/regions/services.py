@@ -2,13 +2,21 @@
 
 Configuration changes run in one transaction and record themselves in the platform's audit
 log (deployments belong to no tenant) with the acting operator. Health is recorded after
-every upstream attempt with one UPDATE: it is telemetry, not configuration, and not audited.
+every upstream attempt: it is telemetry, not configuration, and not audited. A failure is
+written at once, with one UPDATE; successes are batched per process and deployment (see
+`deployment_health_record`), because a deployment's row is shared by every call of its zone.
 """
 
+import atexit
 import ipaddress
+import logging
 import re
+import threading
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -18,6 +26,8 @@ from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError
 from copilot_admin.regions.models import API_KEY_ENV_HELP, AuthMode, AzureDeployment, DataZone, api_key_env_allowed
 from tenants.models import User
+
+logger = logging.getLogger(__name__)
 
 # Weight of the newest latency in the moving average.
 LATENCY_EWMA_ALPHA = 0.2
@@ -136,15 +146,68 @@ _HEALTH_FAILED_SQL = _HEALTH_SQL_COMMON + (
 )
 
 
+_HEALTH_OK_BATCH_SQL = (
+    "UPDATE regions_azuredeployment SET last_latency_ms = %s, "
+    "latency_ewma_ms = CASE WHEN latency_ewma_ms IS NULL THEN %s ELSE latency_ewma_ms * %s + %s END, "
+    "last_success_at = %s, success_count = success_count + %s WHERE name = %s"
+)
+
+
+@dataclass
+class _Successes:
+    """Successful attempts on one deployment not yet written, folded as the per-attempt UPDATE
+    would have folded them one after another: after them the moving average is
+    `E * decay + folded` (or `first` when the row had none yet)."""
+
+    since: float
+    count: int = 0
+    last_latency_ms: int = 0
+    decay: float = 1.0
+    folded: float = 0.0
+    first: float = 0.0
+    last_at: object = None
+
+    def add(self, latency_ms: int, at) -> None:
+        keep = 1 - LATENCY_EWMA_ALPHA
+        self.first = float(latency_ms) if self.count == 0 else self.first * keep + LATENCY_EWMA_ALPHA * latency_ms
+        self.decay *= keep
+        self.folded = self.folded * keep + LATENCY_EWMA_ALPHA * latency_ms
+        self.count += 1
+        self.last_latency_ms, self.last_at = latency_ms, at
+
+
+_pending: dict[str, _Successes] = {}
+_pending_lock = threading.Lock()
+
+
 def deployment_health_record(*, name: str, ok: bool, latency_ms: int, failure_code: str = "") -> None:
     """Record one attempt on the deployment called `name` (a missing one is ignored).
 
-    One UPDATE with database-side arithmetic, so concurrent calls never lose a count; sent on
-    its own (autocommit when the caller holds no transaction), so the deployment's row, shared
-    by every call of the zone, is locked for that one statement only.
+    Database-side arithmetic, so concurrent calls and processes never lose a count, and never
+    inside the caller's transaction (autocommit when it holds none), so the deployment's row,
+    shared by every call of the zone, is locked for one statement at a time.
+
+    A failure is written at once (after this process's pending successes of the deployment,
+    so the row sees them in order). Successes are written in batches: the first success of a
+    batch starts a timer of `DEPLOYMENT_HEALTH_FLUSH_SECONDS` (0: every success is written at
+    once), and the batch is one UPDATE (count, last latency and time, the moving average as if
+    updated attempt by attempt). A process that dies loses at most that long of success counts.
     """
     latency_ms = max(0, int(latency_ms))
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    at = timezone.now()
+    interval = settings.DEPLOYMENT_HEALTH_FLUSH_SECONDS
+    if ok and interval > 0:
+        with _pending_lock:
+            batch = _pending.get(name)
+            if batch is None:
+                batch = _pending[name] = _Successes(since=time.monotonic())
+                timer = threading.Timer(interval, _flush_in_thread, args=(name,))
+                timer.daemon = True
+                timer.start()
+            batch.add(latency_ms, at)
+        return
+    _flush(name)
+    now = connection.ops.adapt_datetimefield_value(at)
     numbers = [latency_ms, float(latency_ms), latency_ms, now]
     if ok:
         sql, params = _HEALTH_OK_SQL, [*numbers, name]
@@ -152,3 +215,43 @@ def deployment_health_record(*, name: str, ok: bool, latency_ms: int, failure_co
         sql, params = _HEALTH_FAILED_SQL, [*numbers, (failure_code or "error")[:64], name]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def _flush(name: str) -> None:
+    """Write the pending successes of deployment `name`, if any (one UPDATE)."""
+    with _pending_lock:
+        batch = _pending.pop(name, None)
+    if batch is None or not batch.count:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_HEALTH_OK_BATCH_SQL, [
+            batch.last_latency_ms, batch.first, batch.decay, batch.folded,
+            connection.ops.adapt_datetimefield_value(batch.last_at), batch.count, name,
+        ])
+
+
+def _flush_in_thread(name: str) -> None:
+    # The timer's own thread: best effort, like all health; its database connection is closed
+    # (back to the pool) afterwards.
+    try:
+        _flush(name)
+    except Exception:  # noqa: BLE001 - telemetry: the counts of this batch are lost, and said so
+        logger.exception("deployment health batch not written deployment=%s", name)
+    finally:
+        connection.close()
+
+
+def deployment_health_flush() -> None:
+    """Write every pending success batch of this process now (at exit; tests)."""
+    with _pending_lock:
+        names = list(_pending)
+    for name in names:
+        _flush(name)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    try:
+        deployment_health_flush()
+    except Exception:  # noqa: BLE001 - the process is ending: say so, nothing more to do
+        logger.exception("deployment health batches not written at exit")

@@ -254,3 +254,20 @@ def test_a_successful_call_through_the_api_is_counted_too(tenant_a, us_deploymen
     assert not any("FOR UPDATE" in sql.upper() for sql, _ in ledger.statements), ledger.summary()
     assert ledger.transactions <= MAX_TRANSACTIONS_API_SUCCESS, ledger.summary()
     assert ledger.queries <= MAX_QUERIES_API_SUCCESS, ledger.summary()
+
+
+def test_with_health_batched_a_successful_call_is_one_transaction_of_two_statements(
+    tenant_a, us_deployment, sim, count_db, settings,
+):
+    """The production setting (DEPLOYMENT_HEALTH_FLUSH_SECONDS > 0): the deployment's row, shared
+    by every call of the zone, is not written per success; the batch is written later."""
+    from copilot_admin.regions.services import deployment_health_flush
+
+    settings.DEPLOYMENT_HEALTH_FLUSH_SECONDS = 3600
+    invoke(tenant_a)
+    with count_db() as ledger:
+        invoke(tenant_a)
+    assert (ledger.commits, ledger.autocommit_writes, ledger.queries) == (1, 0, 2), ledger.summary()
+    deployment_health_flush()
+    us_deployment.refresh_from_db()
+    assert us_deployment.success_count == 2
