@@ -30,6 +30,11 @@ def require_service(name: str, available: bool, reason: str = "") -> None:
     pytest.skip(message)
 
 
+def require_redis() -> None:
+    """The test measures the configuration with Redis (`REDIS_URL`)."""
+    require_service("Redis", bool(settings.REDIS_URL), "REDIS_URL is not set")
+
+
 def query_plan(queryset) -> str:
     """PostgreSQL's EXPLAIN of `queryset`, as text (the index tests read which indexes it uses)."""
     from django.db import connection

@@ -235,7 +235,7 @@ def _flush_in_thread(name: str) -> None:
     # (back to the pool) afterwards.
     try:
         _flush(name)
-    except Exception:  # noqa: BLE001 - telemetry: the counts of this batch are lost, and said so
+    except Exception:  # telemetry: the counts of this batch are lost, and said so
         logger.exception("deployment health batch not written deployment=%s", name)
     finally:
         connection.close()
@@ -253,5 +253,5 @@ def deployment_health_flush() -> None:
 def _flush_at_exit() -> None:
     try:
         deployment_health_flush()
-    except Exception:  # noqa: BLE001 - the process is ending: say so, nothing more to do
+    except Exception:  # the process is ending: say so, nothing more to do
         logger.exception("deployment health batches not written at exit")

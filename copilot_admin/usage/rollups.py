@@ -136,21 +136,17 @@ def usage_rollup_add(
         )
 
 
-def usage_record_insert(
-    record: UsageRecord,
-    *,
-    requests: int = 0,
-    failed: int = 0,
-    filtered: int = 0,
-    rate_limited: int = 0,
-    prompt_tokens: int = 0,
-    completion_tokens: int = 0,
-) -> UsageRecord:
-    """Insert `record` (unsaved) and add the call's numbers to its user's roll-ups: on
-    PostgreSQL one statement (see the module docstring), elsewhere the same in turn. Returns
-    the record, saved."""
-    numbers = {"requests": requests, "failed": failed, "filtered": filtered, "rate_limited": rate_limited,
-               "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+_NUMBERS = ("requests", "failed", "filtered", "rate_limited", "prompt_tokens", "completion_tokens")
+
+
+def usage_record_insert(record: UsageRecord, **given: int) -> UsageRecord:
+    """Insert `record` (unsaved) and add the call's numbers (`usage_rollup_add`'s keywords,
+    0 when not given) to its user's roll-ups: on PostgreSQL one statement (see the module
+    docstring), elsewhere the same in turn. Returns the record, saved."""
+    unknown = set(given) - set(_NUMBERS)
+    if unknown:
+        raise TypeError(f"usage_record_insert() got unexpected numbers: {', '.join(sorted(unknown))}")
+    numbers = {name: given.get(name, 0) for name in _NUMBERS}
     if connection.vendor != "postgresql" or not any(numbers.values()):
         _RECORD_INSERT.insert(record)
         usage_rollup_add(tenant=record.tenant, membership_id=record.membership_id, feature=record.feature,
