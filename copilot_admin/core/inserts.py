@@ -34,19 +34,18 @@ class RowInsert:
         self.pk = model._meta.pk
         self._sql: dict[str, str] = {}
 
-    def sql(self, connection: Any, *, returning: bool = True) -> str:
+    def sql(self, connection: Any) -> str:
         """`INSERT INTO <table> (<columns>) VALUES (%(<prefix><attname>)s, ...)` (and
         `RETURNING <pk>` where the database can), built once per vendor."""
-        key = f"{connection.vendor}:{returning}"
-        sql = self._sql.get(key)
+        sql = self._sql.get(connection.vendor)
         if sql is None:
             quote = connection.ops.quote_name
             columns = ", ".join(quote(field.column) for field in self.fields)
             values = ", ".join(f"%({self.prefix}{field.attname})s" for field in self.fields)
             sql = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) VALUES ({values})"
-            if returning and connection.features.can_return_columns_from_insert:
+            if connection.features.can_return_columns_from_insert:
                 sql += f" RETURNING {quote(self.pk.column)}"
-            self._sql[key] = sql
+            self._sql[connection.vendor] = sql
         return sql
 
     def params(self, obj: models.Model, connection: Any) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import ipaddress
 import logging
 import re
 import threading
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -133,20 +132,16 @@ def deployment_update(*, actor: User, azure_deployment: AzureDeployment, **chang
     return deployment
 
 
-# Deployment health, precompiled (one per outcome): the same database-side arithmetic as an
-# F() update, without compiling the ORM expression on every call.
-_HEALTH_SQL_COMMON = (
+# Deployment health, precompiled: the same database-side arithmetic as an F() update, without
+# compiling the ORM expression on every call. A failure moves the moving average by one
+# latency; a batch of successes (`_Successes`) by its folded latencies.
+_HEALTH_FAILED_SQL = (
     "UPDATE regions_azuredeployment SET last_latency_ms = %s, "
     "latency_ewma_ms = CASE WHEN latency_ewma_ms IS NULL THEN %s "
     f"ELSE latency_ewma_ms * {1 - LATENCY_EWMA_ALPHA!r} + {LATENCY_EWMA_ALPHA!r} * %s END, "
-)
-_HEALTH_OK_SQL = _HEALTH_SQL_COMMON + "last_success_at = %s, success_count = success_count + 1 WHERE name = %s"
-_HEALTH_FAILED_SQL = _HEALTH_SQL_COMMON + (
     "last_failure_at = %s, last_failure_code = %s, failure_count = failure_count + 1 WHERE name = %s"
 )
-
-
-_HEALTH_OK_BATCH_SQL = (
+_HEALTH_SUCCESSES_SQL = (
     "UPDATE regions_azuredeployment SET last_latency_ms = %s, "
     "latency_ewma_ms = CASE WHEN latency_ewma_ms IS NULL THEN %s ELSE latency_ewma_ms * %s + %s END, "
     "last_success_at = %s, success_count = success_count + %s WHERE name = %s"
@@ -155,11 +150,11 @@ _HEALTH_OK_BATCH_SQL = (
 
 @dataclass
 class _Successes:
-    """Successful attempts on one deployment not yet written, folded as the per-attempt UPDATE
+    """Successful attempts on one deployment not yet written, folded as one UPDATE per attempt
     would have folded them one after another: after them the moving average is
-    `E * decay + folded` (or `first` when the row had none yet)."""
+    `E * decay + folded` (or `first` when the row had none yet). `timer` writes them."""
 
-    since: float
+    timer: threading.Timer | None = None
     count: int = 0
     last_latency_ms: int = 0
     decay: float = 1.0
@@ -195,36 +190,38 @@ def deployment_health_record(*, name: str, ok: bool, latency_ms: int, failure_co
     """
     latency_ms = max(0, int(latency_ms))
     at = timezone.now()
-    interval = settings.DEPLOYMENT_HEALTH_FLUSH_SECONDS
-    if ok and interval > 0:
+    if ok:
+        interval = settings.DEPLOYMENT_HEALTH_FLUSH_SECONDS
         with _pending_lock:
             batch = _pending.get(name)
             if batch is None:
-                batch = _pending[name] = _Successes(since=time.monotonic())
-                timer = threading.Timer(interval, _flush_in_thread, args=(name,))
-                timer.daemon = True
-                timer.start()
+                batch = _pending[name] = _Successes()
+                if interval > 0:
+                    batch.timer = threading.Timer(interval, _flush_in_thread, args=(name,))
+                    batch.timer.daemon = True
+                    batch.timer.start()
             batch.add(latency_ms, at)
+        if interval == 0:
+            _flush(name)
         return
     _flush(name)
-    now = connection.ops.adapt_datetimefield_value(at)
-    numbers = [latency_ms, float(latency_ms), latency_ms, now]
-    if ok:
-        sql, params = _HEALTH_OK_SQL, [*numbers, name]
-    else:
-        sql, params = _HEALTH_FAILED_SQL, [*numbers, (failure_code or "error")[:64], name]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_HEALTH_FAILED_SQL, [
+            latency_ms, float(latency_ms), latency_ms, connection.ops.adapt_datetimefield_value(at),
+            (failure_code or "error")[:64], name,
+        ])
 
 
 def _flush(name: str) -> None:
     """Write the pending successes of deployment `name`, if any (one UPDATE)."""
     with _pending_lock:
         batch = _pending.pop(name, None)
-    if batch is None or not batch.count:
+    if batch is None:
         return
+    if batch.timer is not None:
+        batch.timer.cancel()  # written here: its timer has nothing left to do
     with connection.cursor() as cursor:
-        cursor.execute(_HEALTH_OK_BATCH_SQL, [
+        cursor.execute(_HEALTH_SUCCESSES_SQL, [
             batch.last_latency_ms, batch.first, batch.decay, batch.folded,
             connection.ops.adapt_datetimefield_value(batch.last_at), batch.count, name,
         ])

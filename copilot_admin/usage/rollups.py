@@ -1,24 +1,20 @@
-"""Daily and hourly roll-ups of usage, updated on every call.
+"""Daily and hourly roll-ups of usage, updated with every usage record (`usage_record_insert`).
 
-One `UPDATE ... SET n = n + x` (F() expressions: atomic in the database, no read-modify-write)
-per roll-up row; the first call of a user, feature and day inserts the row instead, and an
-insert that loses a race to a concurrent one falls back to the update. The cost per call is
-two or three statements whatever the history; dashboards read these rows, not usage records.
+On PostgreSQL the record and both roll-ups are one precompiled statement: the record's
+`INSERT` and, as data-modifying CTEs, the daily row's and the hourly row's
+`INSERT ... ON CONFLICT DO UPDATE` (atomic arithmetic in the database, the tables' unique
+constraints, no savepoint on a user's first call of the day, no ORM compilation per call).
+The rows it locks (until the caller's transaction ends) are the caller's own, never a row
+shared by the tenant's calls; but a user's roll-up rows are shared by all of that user's calls
+in flight (an integration key's calls for one member can be hundreds), so the caller makes
+this the last statement of its transaction: the lock is held only until the commit that
+follows it, never across another round trip.
 
-On PostgreSQL both roll-ups are one precompiled statement instead (`_ROLLUP_SQL`): the daily
-row's `INSERT ... ON CONFLICT DO UPDATE` in a data-modifying CTE, the hourly row's after it.
-The same atomic arithmetic in the database and the same unique constraints, but one round
-trip, no savepoint on a user's first call of the day, and no ORM compilation per call. The
-rows it locks (until the caller's transaction ends) are the caller's own, never a row shared
-by the tenant's calls.
-
-A copilot call's usage record goes in the same statement (`usage_record_insert`): the record's
-`INSERT` and both roll-ups, one round trip. The caller makes it the last statement of its
-transaction: a user's roll-up rows are shared by all of that user's calls in flight (an
-integration key's calls for one member can be hundreds), and a row lock taken by the last
-statement is held only until the commit that follows it, never across another round trip.
+Elsewhere (SQLite) the record is inserted, then one `UPDATE ... SET n = n + x` (F()
+expressions) per roll-up row; the first call of a user, feature and day inserts the row
+instead, and an insert that loses a race to a concurrent one falls back to the update.
+Dashboards read these rows, not usage records.
 """
-
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -69,8 +65,6 @@ hourly AS (
         tokens = h.tokens + EXCLUDED.tokens
     RETURNING 1
 )"""
-_ROLLUP_SQL = f"WITH {_ROLLUP_CTES}\nSELECT 1"
-
 _RECORD_INSERT = RowInsert(UsageRecord, prefix="record_")
 
 
@@ -89,50 +83,23 @@ def _rollup_params(*, tenant_id: int, membership_id: int, feature: str, moment: 
     }
 
 
-def usage_rollup_add(
-    *,
-    tenant: Tenant,
-    membership_id: int,
-    feature: str,
-    at: datetime | None = None,
-    requests: int = 0,
-    failed: int = 0,
-    filtered: int = 0,
-    rate_limited: int = 0,
-    prompt_tokens: int = 0,
-    completion_tokens: int = 0,
-) -> None:
-    """Add one call's numbers to its user's day (per feature) and hour (UTC)."""
-    moment = (at or datetime.now(tz=UTC)).astimezone(UTC)
-    if connection.vendor == "postgresql":
-        if not (requests or failed or filtered or rate_limited or prompt_tokens or completion_tokens):
-            return
-        with connection.cursor() as cursor:
-            cursor.execute(_ROLLUP_SQL, _rollup_params(
-                tenant_id=tenant.pk, membership_id=membership_id, feature=feature, moment=moment, requests=requests,
-                failed=failed, filtered=filtered, rate_limited=rate_limited, prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-            ))
-        return
+def _rollups_upsert(record: UsageRecord, numbers: dict[str, int]) -> None:
+    """Add the call's numbers to its user's day (per feature) and hour (UTC), statement by
+    statement (the databases other than PostgreSQL)."""
+    moment = record.created_at.astimezone(UTC)
     _upsert(
         DailyUsage,
-        tenant=tenant,
-        keys={"membership_id": membership_id, "feature": feature, "day": moment.date()},
-        increments={
-            "requests": requests,
-            "failed": failed,
-            "filtered": filtered,
-            "rate_limited": rate_limited,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-        },
+        tenant=record.tenant,
+        keys={"membership_id": record.membership_id, "feature": record.feature, "day": moment.date()},
+        increments=numbers,
     )
-    if requests:
+    if numbers["requests"]:
         _upsert(
             HourlyUsage,
-            tenant=tenant,
-            keys={"membership_id": membership_id, "hour": moment.replace(minute=0, second=0, microsecond=0)},
-            increments={"requests": requests, "tokens": prompt_tokens + completion_tokens},
+            tenant=record.tenant,
+            keys={"membership_id": record.membership_id, "hour": moment.replace(minute=0, second=0, microsecond=0)},
+            increments={"requests": numbers["requests"],
+                        "tokens": numbers["prompt_tokens"] + numbers["completion_tokens"]},
         )
 
 
@@ -140,17 +107,18 @@ _NUMBERS = ("requests", "failed", "filtered", "rate_limited", "prompt_tokens", "
 
 
 def usage_record_insert(record: UsageRecord, **given: int) -> UsageRecord:
-    """Insert `record` (unsaved) and add the call's numbers (`usage_rollup_add`'s keywords,
-    0 when not given) to its user's roll-ups: on PostgreSQL one statement (see the module
+    """Insert `record` (unsaved) and add the call's numbers (`_NUMBERS`, 0 when not given) to
+    its user's day (per feature) and hour (UTC): on PostgreSQL one statement (see the module
     docstring), elsewhere the same in turn. Returns the record, saved."""
     unknown = set(given) - set(_NUMBERS)
     if unknown:
         raise TypeError(f"usage_record_insert() got unexpected numbers: {', '.join(sorted(unknown))}")
     numbers = {name: given.get(name, 0) for name in _NUMBERS}
-    if connection.vendor != "postgresql" or not any(numbers.values()):
+    if not any(numbers.values()):
+        return _RECORD_INSERT.insert(record)
+    if connection.vendor != "postgresql":
         _RECORD_INSERT.insert(record)
-        usage_rollup_add(tenant=record.tenant, membership_id=record.membership_id, feature=record.feature,
-                         at=record.created_at, **numbers)
+        _rollups_upsert(record, numbers)
         return record
     params = _RECORD_INSERT.params(record, connection)
     params.update(_rollup_params(tenant_id=record.tenant_id, membership_id=record.membership_id,
