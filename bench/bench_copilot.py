@@ -591,14 +591,18 @@ def run(runner: Callable) -> dict:
                  "--schedule", str(WORKDIR / "celerybeat-schedule")],
                 cwd=ROOT, env=SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             ))
-        web = subprocess.Popen(web_command(web_port), cwd=ROOT, env=SERVER_ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, start_new_session=True)
+        # Its log goes to a file, not a pipe: a pipe nobody reads while it serves would fill up and
+        # block every worker at its next log line.
+        web_log = WORKDIR / "web.log"
+        with web_log.open("wb") as log:
+            web = subprocess.Popen(web_command(web_port), cwd=ROOT, env=SERVER_ENV, stdout=subprocess.DEVNULL,
+                                   stderr=log, start_new_session=True)
         processes.append(web)
         try:
             wait_for(f"{base_url}/login/", web)
         except RuntimeError:
             stop(web)
-            raise RuntimeError(f"the web process did not start: {web.stderr.read().decode()[-2000:]}") from None
+            raise RuntimeError(f"the web process did not start: {web_log.read_text(errors='replace')[-2000:]}") from None
         measured = runner(measure(base_url, simulator_url, web.pid))
         return {
             "server": {

@@ -49,7 +49,7 @@ from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.context import client_request_id as _client_request_id
 from copilot_admin.core.context import current_scope, request_correlation_id
 from copilot_admin.core.errors import ApplicationError, PermissionRefused
-from copilot_admin.core.inserts import RowInsert
+from copilot_admin.core.inserts import OneStatement, RowInsert
 from tenants.selectors import memberships_of_user
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def _actor_fields(actor, actor_type: str | None) -> tuple[int | None, str, str]:
 # -- appending ---------------------------------------------------------------------------------
 
 
-_ENTRY_INSERT = RowInsert(AuditEntry)
+_ENTRY_INSERT = RowInsert(AuditEntry, prefix="entry_")
 
 
 def entry_append(
@@ -120,10 +120,12 @@ def entry_append(
     remote_addr: str | None = "",
     correlation_id: str = "",
     content_type_id: int | None = None,
+    statement: OneStatement | None = None,
 ) -> AuditEntry:
     """Append one unsealed entry to its chain (the tenant's, or the platform chain for None),
     in the caller's transaction. Takes no lock: the sealer numbers and chains it once it is
-    committed.
+    committed. With `statement` (`core.inserts.OneStatement`), the entry is a part of the
+    caller's statement instead, written (and saved) when the caller executes it.
 
     The row is inserted without model signals, so nothing (django-auditlog's actor context
     included) can change who or what is recorded.
@@ -146,10 +148,16 @@ def entry_append(
         correlation_id=_clip(correlation_id or "", 64),
     )
     # One precompiled INSERT, without model signals (an insert names its chain itself).
-    _ENTRY_INSERT.insert(entry)
-    if settings.AUDIT_SEAL_ON_COMMIT:
-        # Tasks run in-process (no broker, so no beat): seal right after the commit instead.
-        transaction.on_commit(lambda: audit_seal(tenant_id=tenant_id), robust=True)
+    # Tasks run in-process without a broker (so no beat): then seal right after the commit.
+    seal = settings.AUDIT_SEAL_ON_COMMIT
+    if statement is not None:
+        statement.insert(_ENTRY_INSERT, entry)
+        if seal:
+            statement.on_commit(lambda: audit_seal(tenant_id=tenant_id))
+    else:
+        _ENTRY_INSERT.insert(entry)
+        if seal:
+            transaction.on_commit(lambda: audit_seal(tenant_id=tenant_id), robust=True)
     return entry
 
 
@@ -170,6 +178,7 @@ def audit_event_record(
     actor_type: str | None = None,
     client_request_id: str | None = None,
     content_type_id: int | None = None,
+    statement: OneStatement | None = None,
 ) -> AuditEntry:
     """Record one event in `tenant`'s chain (a tenant or its id; None: the platform chain).
 
@@ -177,7 +186,7 @@ def audit_event_record(
     whatever actor a request, task or shell has set elsewhere. The client address, the
     correlation id and the client's own request id (`metadata.client_request_id`) come from
     `request` when given, else from the request or task in progress. For `copilot.call`,
-    `metadata` keeps only metadata keys (never content).
+    `metadata` keeps only metadata keys (never content). `statement`: as for `entry_append`.
     """
     actor_id, actor_email, actor_type = _actor_fields(actor, actor_type)
     metadata = dict(metadata or {})
@@ -209,6 +218,7 @@ def audit_event_record(
         remote_addr=remote_addr,
         correlation_id=correlation_id,
         content_type_id=content_type_id,
+        statement=statement,
     )
 
 

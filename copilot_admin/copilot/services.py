@@ -35,11 +35,11 @@ Guarantees:
   cannot be skipped: whatever is raised afterwards, of any type, the reservation is settled
   exactly once (corrected to the tokens used; released when nothing was sent; the estimate
   kept when the tokens are unknown, e.g. the caller went away mid-call) and the call is
-  recorded (usage record and audit entry, in one transaction). An unexpected exception is
+  recorded (usage record and audit entry, together). An unexpected exception is
   recorded as outcome `error` and answered 502 `upstream_error`, never a 500; a caller that
   went away is recorded as `cancelled`.
 - The bookkeeping is one transaction (usage record, roll-ups, any strike, audit entry: all or
-  none), after the settlement. Deployment health is recorded for every upstream attempt
+  none), after the settlement; on PostgreSQL, without a strike, one statement (`_finish`). Deployment health is recorded for every upstream attempt
   after it, outside any transaction: a failure as one plain UPDATE at once, successes batched
   per process and deployment (`regions.services.deployment_health_record`); best effort: a
   failure to record it is logged and does not fail the call. `tests/copilot/test_bookkeeping.py`
@@ -63,7 +63,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 
 from copilot_admin.access.policy import has_permission
 from copilot_admin.audit.services import audit_event_record
@@ -73,6 +73,7 @@ from copilot_admin.copilot.minimize import PayloadError, minimize_payload
 from copilot_admin.copilot.prompts import ChatMessage, render_messages
 from copilot_admin.copilot.targets import deployments_for_zone
 from copilot_admin.core.errors import ApplicationError, NotFound
+from copilot_admin.core.inserts import OneStatement
 from copilot_admin.core.versioned_cache import Read, planned_reads_end
 from copilot_admin.regions.selectors import deployments_serving_read
 from copilot_admin.regions.services import deployment_health_record
@@ -647,67 +648,61 @@ def _refused(
     limit: str = "", company_id: int | None = None,
 ) -> None:
     """A call refused after the access checks: usage (nothing sent), the strike of a refusal
-    by a limit (`limit`), and audit, in one transaction."""
-    with transaction.atomic():
-        _refused_record(membership=membership, spec=spec, zone=zone, request_id=request_id, error=error,
-                        origin=origin, limit=limit, company_id=company_id)
-    _log(membership=membership, feature=spec.slug, zone=zone, request_id=request_id, code=error.code)
-
-
-def _refused_record(
-    *, membership: Membership, spec: Feature, zone: str, request_id: str, error: CopilotError, origin: CallOrigin,
-    limit: str = "", company_id: int | None = None,
-) -> None:
+    by a limit (`limit`), and audit, written together (`_write`)."""
     metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
     if error.retry_after is not None:
         metadata["retry_after"] = error.retry_after
+    statement = OneStatement()
     _audit(membership=membership, feature=spec.slug, outcome="denied", error_code=error.code,
-           origin=origin, metadata=metadata)
-    # Last: the user's roll-up rows it updates stay locked only until the commit (see _finish).
+           origin=origin, metadata=metadata, statement=statement)
     usage.usage_record_create(
         membership=membership, feature=spec.slug, zone=zone, outcome=UsageOutcome.REFUSED,
         request_id=request_id, error_code=error.code, template_version=spec.prompt_version, limit=limit,
-        company_id=company_id,
-        integration_key=origin.integration_key,
+        company_id=company_id, integration_key=origin.integration_key, statement=statement,
     )
+    statement.execute()
+    _log(membership=membership, feature=spec.slug, zone=zone, request_id=request_id, code=error.code)
 
 
 def _finish(call: AdmittedCall, ending: _Ending) -> None:
-    """The call's bookkeeping as one unit: the audit entry, any strike, the usage record and
-    its roll-ups commit together, in one transaction without savepoints, or not at all.
-    Nothing in it locks a row shared by the tenant's calls (the audit append takes no lock;
-    the sealer chains entries off the call's path). The roll-up rows are the caller's own but
-    shared by all of the caller's calls in flight, so they come last: one statement with the
-    usage record, right before the commit, their lock held for no other round trip."""
+    """The call's bookkeeping as one unit: the audit entry, the usage record and its roll-ups
+    (and any strike) commit together, or not at all. On PostgreSQL, without a strike, they are
+    one statement sent outside a transaction (`core.inserts.OneStatement`): nothing in it locks
+    a row shared by the tenant's calls (the audit append takes no lock; the sealer chains
+    entries off the call's path), and the user's roll-up rows, shared by all of the user's
+    calls in flight, stay locked only while PostgreSQL runs and commits that statement, never
+    across a round trip to this process. A strike makes it one transaction: the strike first,
+    then that statement."""
     latency_ms = ending.answer.latency_ms if ending.answer is not None else _latency_ms(call)
     attempts = len(ending.attempts)
-    with transaction.atomic():
-        metadata = {
-            "zone": call.zone, "deployment": ending.deployment, "prompt_tokens": ending.prompt_tokens,
-            "completion_tokens": ending.completion_tokens, "latency_ms": latency_ms, "request_id": call.request_id,
-            "template_version": call.spec.prompt_version, "attempts": attempts,
-            "upstream_request_id": ending.upstream_request_id,
-        }
-        if ending.keep_estimate:
-            metadata["estimated_tokens"] = call.reservation.estimated_tokens
-        error = ending.error
-        if error is not None:
-            metadata.update({key: error.extra[key] for key in ("stage", "categories") if key in error.extra})
-            if error.retry_after is not None:
-                metadata["retry_after"] = error.retry_after
-        _audit(
-            membership=call.membership, feature=call.feature,
-            outcome="success" if ending.outcome == UsageOutcome.OK else "failure",
-            error_code=ending.error_code, origin=call.origin, metadata=metadata,
-        )
-        usage.usage_record_create(
-            membership=call.membership, feature=call.feature, zone=call.zone, outcome=ending.outcome,
-            request_id=call.request_id, deployment=ending.deployment, attempts=attempts,
-            prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens, latency_ms=latency_ms,
-            error_code=ending.error_code, upstream_request_id=ending.upstream_request_id,
-            template_version=call.spec.prompt_version, company_id=call.company_id,
-            integration_key=call.origin.integration_key,
-        )
+    metadata = {
+        "zone": call.zone, "deployment": ending.deployment, "prompt_tokens": ending.prompt_tokens,
+        "completion_tokens": ending.completion_tokens, "latency_ms": latency_ms, "request_id": call.request_id,
+        "template_version": call.spec.prompt_version, "attempts": attempts,
+        "upstream_request_id": ending.upstream_request_id,
+    }
+    if ending.keep_estimate:
+        metadata["estimated_tokens"] = call.reservation.estimated_tokens
+    error = ending.error
+    if error is not None:
+        metadata.update({key: error.extra[key] for key in ("stage", "categories") if key in error.extra})
+        if error.retry_after is not None:
+            metadata["retry_after"] = error.retry_after
+    statement = OneStatement()
+    _audit(
+        membership=call.membership, feature=call.feature,
+        outcome="success" if ending.outcome == UsageOutcome.OK else "failure",
+        error_code=ending.error_code, origin=call.origin, metadata=metadata, statement=statement,
+    )
+    usage.usage_record_create(
+        membership=call.membership, feature=call.feature, zone=call.zone, outcome=ending.outcome,
+        request_id=call.request_id, deployment=ending.deployment, attempts=attempts,
+        prompt_tokens=ending.prompt_tokens, completion_tokens=ending.completion_tokens, latency_ms=latency_ms,
+        error_code=ending.error_code, upstream_request_id=ending.upstream_request_id,
+        template_version=call.spec.prompt_version, company_id=call.company_id,
+        integration_key=call.origin.integration_key, statement=statement,
+    )
+    statement.execute()
     _log(
         membership=call.membership, feature=call.feature, zone=call.zone, request_id=call.request_id,
         code=ending.error_code or "ok", deployment=ending.deployment, latency_ms=latency_ms,
@@ -716,7 +711,8 @@ def _finish(call: AdmittedCall, ending: _Ending) -> None:
 
 
 def _audit(
-    *, membership: Membership, feature: str, outcome: str, error_code: str, origin: CallOrigin, metadata: dict[str, Any]
+    *, membership: Membership, feature: str, outcome: str, error_code: str, origin: CallOrigin, metadata: dict[str, Any],
+    statement: OneStatement | None = None,
 ) -> None:
     audit_event_record(
         tenant=membership.tenant,
@@ -732,6 +728,7 @@ def _audit(
         remote_addr=origin.remote_addr or None,
         correlation_id=origin.correlation_id or None,
         client_request_id=origin.client_request_id or None,
+        statement=statement,
     )
 
 

@@ -1,14 +1,14 @@
-"""Daily and hourly roll-ups of usage, updated with every usage record (`usage_record_insert`).
+"""Daily and hourly roll-ups of usage, updated with every usage record (`usage_record_add`).
 
-On PostgreSQL the record and both roll-ups are one precompiled statement: the record's
-`INSERT` and, as data-modifying CTEs, the daily row's and the hourly row's
+On PostgreSQL the record and both roll-ups are parts of one statement (`core.inserts.OneStatement`):
+the record's `INSERT` and, as data-modifying CTEs, the daily row's and the hourly row's
 `INSERT ... ON CONFLICT DO UPDATE` (atomic arithmetic in the database, the tables' unique
 constraints, no savepoint on a user's first call of the day, no ORM compilation per call).
-The rows it locks (until the caller's transaction ends) are the caller's own, never a row
-shared by the tenant's calls; but a user's roll-up rows are shared by all of that user's calls
-in flight (an integration key's calls for one member can be hundreds), so the caller makes
-this the last statement of its transaction: the lock is held only until the commit that
-follows it, never across another round trip.
+The rows it locks are the caller's own, never a row shared by the tenant's calls; but a user's
+roll-up rows are shared by all of that user's calls in flight (an integration key's calls for
+one member can be hundreds), so the copilot call writes its whole bookkeeping (the audit entry
+too) as that one statement, outside any transaction: the lock is held while PostgreSQL runs
+and commits it, never across a round trip to the web process.
 
 Elsewhere (SQLite) the record is inserted, then one `UPDATE ... SET n = n + x` (F()
 expressions) per roll-up row; the first call of a user, feature and day inserts the row
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from copilot_admin.core.inserts import RowInsert
+from copilot_admin.core.inserts import OneStatement, RowInsert
 from copilot_admin.usage.models import DailyUsage, HourlyUsage, UsageRecord
 from tenants.models import Tenant
 
@@ -68,10 +68,6 @@ hourly AS (
 _RECORD_INSERT = RowInsert(UsageRecord, prefix="record_")
 
 
-def _record_and_rollup_sql(connection) -> str:
-    return f"WITH record AS ({_RECORD_INSERT.sql(connection)}),\n{_ROLLUP_CTES}\nSELECT * FROM record"
-
-
 def _rollup_params(*, tenant_id: int, membership_id: int, feature: str, moment: datetime, requests: int,
                    failed: int, filtered: int, rate_limited: int, prompt_tokens: int, completion_tokens: int) -> dict:
     return {
@@ -106,27 +102,28 @@ def _rollups_upsert(record: UsageRecord, numbers: dict[str, int]) -> None:
 _NUMBERS = ("requests", "failed", "filtered", "rate_limited", "prompt_tokens", "completion_tokens")
 
 
-def usage_record_insert(record: UsageRecord, **given: int) -> UsageRecord:
-    """Insert `record` (unsaved) and add the call's numbers (`_NUMBERS`, 0 when not given) to
-    its user's day (per feature) and hour (UTC): on PostgreSQL one statement (see the module
-    docstring), elsewhere the same in turn. Returns the record, saved."""
+def usage_record_add(statement: OneStatement, record: UsageRecord, **given: int) -> None:
+    """Add `record` (unsaved) and the call's numbers (`_NUMBERS`, 0 when not given) for its
+    user's day (per feature) and hour (UTC) to `statement`: on PostgreSQL the record's insert
+    and both roll-ups' upserts are parts of that one statement (see the module docstring)."""
     unknown = set(given) - set(_NUMBERS)
     if unknown:
-        raise TypeError(f"usage_record_insert() got unexpected numbers: {', '.join(sorted(unknown))}")
+        raise TypeError(f"usage_record_add() got unexpected numbers: {', '.join(sorted(unknown))}")
     numbers = {name: given.get(name, 0) for name in _NUMBERS}
-    if not any(numbers.values()):
-        return _RECORD_INSERT.insert(record)
-    if connection.vendor != "postgresql":
-        _RECORD_INSERT.insert(record)
-        _rollups_upsert(record, numbers)
-        return record
-    params = _RECORD_INSERT.params(record, connection)
-    params.update(_rollup_params(tenant_id=record.tenant_id, membership_id=record.membership_id,
-                                 feature=record.feature, moment=record.created_at.astimezone(UTC), **numbers))
-    with connection.cursor() as cursor:
-        cursor.execute(_record_and_rollup_sql(connection), params)
-        pk = cursor.fetchone()[0]
-    return _RECORD_INSERT.saved(record, pk, using=connection.alias)
+    statement.insert(_RECORD_INSERT, record)
+    if any(numbers.values()):
+        params = _rollup_params(tenant_id=record.tenant_id, membership_id=record.membership_id,
+                                feature=record.feature, moment=record.created_at.astimezone(UTC), **numbers)
+        statement.add(_ROLLUP_CTES, params, elsewhere=lambda: _rollups_upsert(record, numbers))
+
+
+def usage_record_insert(record: UsageRecord, **given: int) -> UsageRecord:
+    """Insert `record` and add its numbers to the roll-ups (`usage_record_add`), on its own
+    statement; returns the record, saved."""
+    statement = OneStatement()
+    usage_record_add(statement, record, **given)
+    statement.execute()
+    return record
 
 
 # The anomaly baselines read up to 12 weeks back (`anomaly_baseline_weeks` is at most 12).

@@ -35,6 +35,7 @@ from copilot_admin.access.permissions import Perm, PlatformPerm
 from copilot_admin.access.policy import has_permission, permission_require
 from copilot_admin.audit.services import audit_change_record
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.inserts import OneStatement
 from copilot_admin.core.versioned_cache import Read, cached, tenant_scope
 from copilot_admin.usage import abuse, admission, alerts, limits, rollups, selectors
 from copilot_admin.usage.admission import RateLimitExceeded, Reservation
@@ -129,6 +130,7 @@ def usage_record_create(
     limit: str = "",
     company_id: int | None = None,
     integration_key: str = "",
+    statement: OneStatement | None = None,
 ) -> UsageRecord:
     """Record one copilot call (metadata only), add it to the daily and hourly roll-ups, and
     count a strike against the user for a content-filter refusal, or for a refusal by a limit
@@ -136,28 +138,35 @@ def usage_record_create(
     limit and window, so a burst refused within one minute is one strike. `integration_key`:
     the public id of the integration key the call was made with, for the member.
 
-    All of it commits with the caller's transaction, or with its own when there is none: no
-    savepoint of its own, so a failure anywhere in the caller's bookkeeping leaves none of it
-    behind (DESIGN.md, "The call's bookkeeping"). The record and its roll-ups are written
-    last, in one statement on PostgreSQL (`rollups.usage_record_insert`): the caller makes
-    this its transaction's last step, so the user's roll-up rows stay locked only until the
-    commit."""
-    with transaction.atomic(savepoint=False):
-        if error_code == CONTENT_FILTERED:
-            abuse.strike_record(membership=membership, kind=StrikeKind.CONTENT_FILTER)
-        elif outcome == UsageOutcome.REFUSED and error_code == RateLimitExceeded.code:
-            abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=limit,
-                                window_start=admission.limit_window_start(limit))
-        record = _usage_record(
-            membership=membership, feature=feature, zone=zone, outcome=outcome, request_id=request_id,
-            deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
-            upstream_request_id=upstream_request_id, template_version=template_version, company_id=company_id,
-            integration_key=integration_key,
-        )
-        return rollups.usage_record_insert(record, **_rollup_numbers(
-            outcome=outcome, error_code=error_code, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        ))
+    With `statement` (`core.inserts.OneStatement`), the record and its roll-ups become parts of
+    the caller's statement and any strike its `first` work: all of it is written when the
+    caller executes it, with the caller's other rows (the copilot call's audit entry), in one
+    transaction (DESIGN.md, "The call's bookkeeping"); on PostgreSQL, without a strike, as one
+    statement, which holds the user's roll-up rows only while PostgreSQL runs and commits it.
+    Without `statement`, all of it is written at once the same way, in the caller's
+    transaction if there is one. The returned record is saved once the statement has run."""
+    own = statement is None
+    if own:
+        statement = OneStatement()
+    if error_code == CONTENT_FILTERED:
+        statement.first(lambda: abuse.strike_record(membership=membership, kind=StrikeKind.CONTENT_FILTER))
+    elif outcome == UsageOutcome.REFUSED and error_code == RateLimitExceeded.code:
+        window_start = admission.limit_window_start(limit)
+        statement.first(lambda: abuse.strike_record(membership=membership, kind=StrikeKind.HARD_LIMIT, limit=limit,
+                                                    window_start=window_start))
+    record = _usage_record(
+        membership=membership, feature=feature, zone=zone, outcome=outcome, request_id=request_id,
+        deployment=deployment, attempts=attempts, prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens, latency_ms=latency_ms, error_code=error_code,
+        upstream_request_id=upstream_request_id, template_version=template_version, company_id=company_id,
+        integration_key=integration_key,
+    )
+    rollups.usage_record_add(statement, record, **_rollup_numbers(
+        outcome=outcome, error_code=error_code, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+    ))
+    if own:
+        statement.execute()
+    return record
 
 
 CONTENT_FILTERED = "content_filtered"

@@ -171,10 +171,10 @@ def test_the_cache_serves_the_decision_without_reading_the_database(tenant_a, us
     statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
     from django.db import connection
 
-    # The audit entry; the usage record and its roll-ups (one statement on PostgreSQL,
-    # usage/rollups.py; an INSERT and two UPDATEs elsewhere); the deployment's health.
-    record = ["WITH"] if connection.vendor == "postgresql" else ["INSERT", "UPDATE", "UPDATE"]
-    assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == ["INSERT", *record, "UPDATE"]
+    # The audit entry, the usage record and its roll-ups (one statement on PostgreSQL,
+    # core/inserts.OneStatement; elsewhere two INSERTs and two UPDATEs); the deployment's health.
+    bookkeeping = ["WITH"] if connection.vendor == "postgresql" else ["INSERT", "INSERT", "UPDATE", "UPDATE"]
+    assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == [*bookkeeping, "UPDATE"]
 
 
 def test_a_cache_outage_falls_back_to_the_database(tenant_a, us_deployment, sim, monkeypatch):
