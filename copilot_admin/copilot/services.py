@@ -838,26 +838,26 @@ async def _run_to_end(awaitable: Awaitable[T]) -> tuple[asyncio.Future[T], bool]
 # --- database work from the event loop ------------------------------------------------------
 
 _orm_pool: ThreadPoolExecutor | None = None
+_orm_hop: Callable[..., Awaitable[Any]] | None = None
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _orm_pool
-    if _orm_pool is None:
+def _pool_hop() -> Callable[..., Awaitable[Any]]:
+    """The pool and the coroutine that runs work on it: built once (per pool), not per hop."""
+    global _orm_pool, _orm_hop
+    if _orm_hop is None:
         _orm_pool = ThreadPoolExecutor(max_workers=settings.COPILOT_ORM_THREADS, thread_name_prefix="copilot-orm")
-    return _orm_pool
+        _orm_hop = sync_to_async(_in_pool_thread, thread_sensitive=False, executor=_orm_pool)
+    return _orm_hop
 
 
-def _in_pool_thread(fn: Callable[..., T]) -> Callable[..., T]:
-    def run(*args: Any, **kwargs: Any) -> T:
-        # What Django does around a request, around each hop: drop connections that broke
-        # or outlived DATABASE_CONN_MAX_AGE; the pool's threads keep the others.
+def _in_pool_thread(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    # What Django does around a request, around each hop: drop connections that broke or
+    # outlived DATABASE_CONN_MAX_AGE (with the pool: hand them back to it).
+    close_old_connections()
+    try:
+        return fn(*args, **kwargs)
+    finally:
         close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return run
 
 
 async def run_orm(fn: Callable[..., T], /, *args: Any, caller_thread: bool = False, **kwargs: Any) -> T:
@@ -874,13 +874,13 @@ async def run_orm(fn: Callable[..., T], /, *args: Any, caller_thread: bool = Fal
     """
     if caller_thread:
         return await sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
-    return await sync_to_async(_in_pool_thread(fn), thread_sensitive=False, executor=_pool())(*args, **kwargs)
+    return await _pool_hop()(fn, args, kwargs)
 
 
 def orm_pool_shutdown() -> None:
     """Stop the pool's threads, which closes their database connections (ASGI shutdown, tests).
     The next async call starts a new pool."""
-    global _orm_pool
-    pool, _orm_pool = _orm_pool, None
+    global _orm_pool, _orm_hop
+    pool, _orm_pool, _orm_hop = _orm_pool, None, None
     if pool is not None:
         pool.shutdown(wait=True)
