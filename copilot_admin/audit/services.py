@@ -474,13 +474,36 @@ def _seal_batch(tenant_id: int | None, batch_size: int, since=None) -> int:
             seq += 1
             row["seq"], row["prev_hash"] = seq, previous
             previous = entry_hash(row)
-            sealed.append(AuditEntry(id=row["id"], seq=seq, prev_hash=row["prev_hash"], hash=previous))
-        # unscoped_objects: rows of this chain, read above through for_chain(), updated by id.
-        AuditEntry.unscoped_objects.bulk_update(sealed, ["seq", "prev_hash", "hash"])
+            sealed.append((row["id"], seq, row["prev_hash"], previous))
+        _seals_write(sealed)
         head.seq, head.hash = seq, previous
         head.save(update_fields=["seq", "hash"])
         checkpoint_record(tenant_id=tenant_id, sequence=seq, head_hash=previous, at=timezone.now())
     return len(rows)
+
+
+def _seals_write(sealed: list[tuple[int, int, str, str]]) -> None:
+    """Write a batch's seals, `(id, seq, prev_hash, hash)` per entry, rows of the chain read
+    under its lock, updated by id. On PostgreSQL one UPDATE joined to the batch as arrays
+    (`bulk_update` compiles a CASE of every row per field: three quarters of a batch's CPU,
+    and a quadratic CASE for the database); elsewhere `bulk_update`."""
+    if connection.vendor != "postgresql":
+        AuditEntry.unscoped_objects.bulk_update(
+            [AuditEntry(id=id_, seq=seq, prev_hash=prev_hash, hash=hash_) for id_, seq, prev_hash, hash_ in sealed],
+            ["seq", "prev_hash", "hash"],
+        )
+        return
+    ids, seqs, prev_hashes, hashes = (list(column) for column in zip(*sealed, strict=True))
+    table = connection.ops.quote_name(AuditEntry._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS entry SET seq = batch.seq, prev_hash = batch.prev_hash, hash = batch.hash "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[]) AS batch(id, seq, prev_hash, hash) "
+            "WHERE entry.id = batch.id",
+            [ids, seqs, prev_hashes, hashes],
+        )
+        if cursor.rowcount != len(sealed):  # never: the rows were read under the chain's lock
+            raise RuntimeError(f"Sealing updated {cursor.rowcount} of {len(sealed)} entries.")
 
 
 def audit_seal(*, tenant_id=EVERY_CHAIN, batch_size: int | None = None, since=None) -> int:

@@ -97,6 +97,31 @@ def test_the_sealer_works_in_batches_and_per_chain(tenant_a, tenant_b):
     assert all(audit_chain_verify(tenant_id=t).ok for t in (None, tenant_a.tenant.pk, tenant_b.tenant.pk))
 
 
+def test_a_batch_of_seals_is_one_update_whose_text_does_not_grow_with_the_batch(tenant_a):
+    """The seals of a batch go out as one UPDATE; on PostgreSQL joined to the batch as arrays,
+    so its SQL is the same for 3 entries as for 30 (`bulk_update` wrote a CASE per row and field:
+    most of the sealer's CPU at hundreds of calls a second, docs/SCALING.md)."""
+    audit_seal()
+    sizes = []
+    for count in (3, 30):
+        for i in range(count):
+            audit_event_record(tenant=tenant_a.tenant, actor=None, action=f"test.batch{i}")
+        updates = []
+
+        def wrapper(execute, sql, params, many, context, updates=updates):
+            if sql.lstrip().upper().startswith("UPDATE") and "audit_auditentry" in sql:
+                updates.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(wrapper):
+            assert audit_seal(tenant_id=tenant_a.tenant.pk) == count
+        assert len(updates) == 1, updates
+        sizes.append(len(updates[0]))
+    if connection.vendor == "postgresql":
+        assert sizes[0] == sizes[1], sizes
+    assert audit_chain_verify(tenant_id=tenant_a.tenant.pk).ok
+
+
 def test_verify_seals_first_and_reports_what_is_not_sealed(tenant_a):
     audit_event_record(tenant=tenant_a.tenant, actor=None, action="test.pending")
     out = StringIO()
