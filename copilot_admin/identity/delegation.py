@@ -6,6 +6,7 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCacheClient
 from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS
 
@@ -16,6 +17,7 @@ from copilot_admin.audit.models import Outcome
 from copilot_admin.audit.services import audit_event_record
 from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.errors import ApplicationError, NotFound, PermissionRefused
+from copilot_admin.core.versioned_cache import planned_reads_fetch
 from copilot_admin.identity.models import IntegrationKey, IntegrationKeyScope
 from copilot_admin.identity.networks import address_allowed
 from copilot_admin.identity.selectors import acting_membership, creator_membership
@@ -77,6 +79,9 @@ class IntegrationKeyCredential(DelegatedCredential):
         if membership is None:
             self._refused(request, "permission_denied", member_unknown=True)
             raise PermissionRefused("The member this integration key acts for cannot use this action.")
+        # The member is known: the request's planned reads (the copilot call's access chain)
+        # in one cache round trip, as an API token's owner gets them (access.tokens).
+        planned_reads_fetch(membership.user_id)
         integration_key_mark_used(key=key)
         return membership
 
@@ -90,11 +95,7 @@ class IntegrationKeyCredential(DelegatedCredential):
         window = int(now // RATE_WINDOW_SECONDS)
         name = f"{settings.INTEGRATION_KEY_RATE_KEY_PREFIX}{self.key.key_id}:{window}"
         try:
-            cache.add(name, 0, timeout=2 * RATE_WINDOW_SECONDS)
-            count = cache.incr(name)
-        except ValueError:  # the counter expired between add and incr: this is its first request
-            cache.set(name, 1, timeout=2 * RATE_WINDOW_SECONDS)
-            count = 1
+            count = _window_count(name, timeout=2 * RATE_WINDOW_SECONDS)
         except Exception:  # noqa: BLE001 - the cache is down: fail closed, as the usage limits do
             raise ApplicationError(
                 "The integration key's rate cannot be checked right now.", code="limits_unavailable", status_code=503
@@ -112,6 +113,26 @@ class IntegrationKeyCredential(DelegatedCredential):
             object_id=self.key.key_id, object_repr=str(self.key), outcome=Outcome.DENIED, request=request,
             metadata=metadata,
         )
+
+
+def _window_count(name: str, *, timeout: int) -> int:
+    """Count one more request in the window counter `name` and return the count: on Redis one
+    round trip (INCR and EXPIRE in a MULTI; the counter's value stays readable through the
+    cache), elsewhere the cache's `add` and `incr`."""
+    client = getattr(cache, "_cache", None)
+    if isinstance(client, RedisCacheClient):
+        key = cache.make_and_validate_key(name)
+        with client.get_client(key, write=True).pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, timeout)
+            count, _ = pipe.execute()
+        return count
+    try:
+        cache.add(name, 0, timeout=timeout)
+        return cache.incr(name)
+    except ValueError:  # the counter expired between add and incr: this is its first request
+        cache.set(name, 1, timeout=timeout)
+        return 1
 
 
 def _acting_user(request) -> str:

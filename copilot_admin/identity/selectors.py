@@ -22,14 +22,30 @@ def integration_key_scope(key_id: str) -> str:
     return f"integration-key:{key_id}"
 
 
+# key id -> its tenant's slug, for keys seen by this process: a fact (see `_key_tenant_slug`),
+# so the memo cannot be wrong; a revoked or deleted key is refused by its row's version check.
+# Bounded: emptied when full.
+_key_tenants: dict[str, str] = {}
+KEY_TENANTS_MEMO_SIZE = 10_000
+
+
 def _key_tenant_slug(key_id: str) -> str | None:
     """The slug of the tenant a key belongs to: a key never changes tenant (nor a tenant its
-    slug), so it is cached without a version; an unknown key id is not cached."""
+    slug), so it is cached without a version, and kept by the process once known; an unknown
+    key id is not cached."""
+    slug = _key_tenants.get(key_id)
+    if slug is not None:
+        return slug
     # unscoped(): the key's public head is all the request holds before the tenant is known.
-    return cached_fact(
+    slug = cached_fact(
         f"integration-key-tenant:{key_id}",
         lambda: IntegrationKey.objects.unscoped().filter(key_id=key_id).values_list("tenant__slug", flat=True).first(),
     )
+    if slug is not None:
+        if len(_key_tenants) >= KEY_TENANTS_MEMO_SIZE:
+            _key_tenants.clear()
+        _key_tenants[key_id] = slug
+    return slug
 
 
 def _key_row(key_id: str) -> IntegrationKey | None:

@@ -124,12 +124,23 @@ def integration_key_mark_used(*, key: IntegrationKey, now: datetime | None = Non
     if key.last_used_at is not None and now - key.last_used_at < LAST_USE_RESOLUTION:
         return
     window = int(now.timestamp() // LAST_USE_RESOLUTION.total_seconds())
+    if _used_windows.get(key.key_id) == window:
+        return  # this process claimed this minute, or saw it claimed: no round trip to ask again
     try:
         first = cache.add(f"{settings.INTEGRATION_KEY_RATE_KEY_PREFIX}used:{key.key_id}:{window}", 1,
                           timeout=int(2 * LAST_USE_RESOLUTION.total_seconds()))
     except Exception:  # noqa: BLE001 - the cache is down: note the use (the UPDATE is harmless)
         first = True
+    if len(_used_windows) >= USED_WINDOWS_MEMO_SIZE:
+        _used_windows.clear()
+    _used_windows[key.key_id] = window
     if not first:
         return
     IntegrationKey.objects.for_tenant(key.tenant).filter(pk=key.pk).update(last_used_at=now)
     key.last_used_at = now
+
+
+# key id -> the last minute (`LAST_USE_RESOLUTION` window) whose use this process claimed or saw
+# claimed. Bounded: emptied when full (a forgotten key costs one more `add` that minute).
+_used_windows: dict[str, int] = {}
+USED_WINDOWS_MEMO_SIZE = 10_000

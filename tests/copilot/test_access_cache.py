@@ -273,3 +273,41 @@ def test_a_wrong_hint_of_the_plan_costs_round_trips_not_a_wrong_answer(tenant_a,
     response = client.post(url, ticket(tenant_a.companies[0]), format="json")
     assert response.status_code == 403 and response.json()["error"]["code"] == "access_suspended"
     assert services._chain_hints[(tenant_a.tenant.slug, member.user_id)] == (member.pk, tenant_a.tenant.zone_id)
+
+
+
+def test_a_warm_integration_key_call_reads_its_key_then_its_access_chain_in_one_round_trip(
+    tenant_a, us_deployment, sim, access_cache_trips, monkeypatch,
+):
+    """A PSA server's call with an integration key: the key's row (one MGET), then, once the
+    acting member is known, the whole access chain (one MGET), as an API token's owner gets it.
+    The key's tenant is kept by the process, its last use claimed once a minute per process and
+    its rate counted in one Redis round trip (not through the versioned keys counted here). It
+    was 9 cache calls: a GET, six MGETs, an ADD and an INCR (EXISTS and INCRBY)."""
+    require_redis()
+    from django.core.cache import caches
+
+    from tests.identity.test_integration_keys import key_client, make_key
+    from tests.identity.test_integration_keys import ticket as key_ticket
+
+    every_call = []
+    backend = type(caches["default"])
+    for name in ("get", "get_many", "set", "set_many", "add", "incr"):
+        original = getattr(backend, name)
+
+        def wrapper(self, *args, _original=original, _name=name, **kwargs):
+            every_call.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(backend, name, wrapper)
+    _, secret = make_key(tenant_a)
+    client = key_client(secret)
+    url = reverse("api:copilot-summarize", kwargs={"tenant_slug": tenant_a.tenant.slug})
+    body = key_ticket(tenant_a.companies[0], acting_user=tenant_a.members["tech"].user.email)
+    for _ in range(2):  # warm the cache (and what the process learns of the key)
+        assert client.post(url, body, format="json").status_code == 200
+    access_cache_trips.clear()
+    every_call.clear()
+    assert client.post(url, body, format="json").status_code == 200
+    assert access_cache_trips == ["get_many", "get_many"], access_cache_trips
+    assert every_call == ["get_many", "get_many"], every_call
