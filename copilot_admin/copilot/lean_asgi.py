@@ -22,27 +22,20 @@ browser-only entries. Of those kept, the ones known to do CPU work only (headers
 are called inline on the event loop (`INLINE_MIDDLEWARE`: the same `process_request` /
 `process_response` methods, in the same order, without the thread hop); any other must be
 natively async-capable (not a `MiddlewareMixin`, which would hop to a thread), or the handler
-refuses to start. Likewise Django sends `request_started` and `request_finished` in a thread
-hop each; their receivers known to do CPU work only on the sending thread (`INLINE_RECEIVERS`:
-Django's, which close or reset that thread's database connections, caches, query log and
-URLconf; the event loop's thread has none open) are called on the event loop, and any other
-receiver connected makes the handler refuse to start. `tests/copilot/test_lean_call_route.py`
-checks that every refusal and every success answers the same through both routes.
+refuses to start. `tests/copilot/test_lean_call_route.py` checks
+that every refusal and every success answers the same through both routes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core import signals
-from django.core.exceptions import ImproperlyConfigured, RequestAborted
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import set_script_prefix
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
 
@@ -68,23 +61,6 @@ INLINE_MIDDLEWARE = frozenset({
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 })
-
-
-# The receivers of request_started / request_finished that act only on the sending thread's own
-# state, with CPU work only (see the module docstring).
-INLINE_RECEIVERS = frozenset({
-    "django.db.reset_queries",
-    "django.db.close_old_connections",
-    "django.core.cache.close_caches",
-    "django.core.handlers.base.reset_urlconf",
-})
-
-
-def _signal_receivers(signal: Any) -> list[str]:
-    """The dotted names of the sync receivers `signal` would call for the lean handler (async
-    receivers included as such: none may be connected)."""
-    sync_receivers, async_receivers = signal._live_receivers(LeanCallHandler)
-    return [f"{receiver.__module__}.{receiver.__qualname__}" for receiver in [*sync_receivers, *async_receivers]]
 
 
 def api_call_middleware(middleware: list[str]) -> list[str]:
@@ -121,73 +97,10 @@ class LeanCallHandler(ASGIHandler):
     one shared thread, and no thread is started per call.
     """
 
-    def __init__(self) -> None:
-        for signal in (signals.request_started, signals.request_finished):
-            unknown = [name for name in _signal_receivers(signal) if name not in INLINE_RECEIVERS]
-            if unknown:
-                raise ImproperlyConfigured(
-                    f"{', '.join(unknown)}: the lean copilot route calls only INLINE_RECEIVERS on the event loop."
-                )
-        super().__init__()
-
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"The lean copilot route serves HTTP only, not {scope['type']}.")
         await self.handle(scope, receive, send)
-
-    async def handle(self, scope, receive, send):
-        """Django's `ASGIHandler.handle` (5.2), with `request_started` and `request_finished`
-        (`response.close()`) sent on the event loop instead of in a thread hop each."""
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
-        set_script_prefix(get_script_prefix(scope))
-        signals.request_started.send(sender=self.__class__, scope=scope)
-        request, error_response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-            await self.send_response(error_response, send)
-            error_response.close()
-            return
-
-        async def process_request(request, send):
-            response = await self.run_get_response(request)
-            try:
-                await self.send_response(response, send)
-            except asyncio.CancelledError:
-                pass  # the client disconnected during send_response
-            return response
-
-        # As Django: a disconnect while the response is made cancels it (the view records the
-        # call as cancelled); the listener is checked first, it raises nothing unexpected.
-        tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
-            asyncio.create_task(process_request(request, send)),
-        ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
-                    body_file.close()
-                    raise
-            else:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-        try:
-            response = tasks[1].result()
-        except asyncio.CancelledError:
-            signals.request_finished.send(sender=self.__class__)
-        else:
-            response.close()
-        body_file.close()
 
     def load_middleware(self, is_async: bool = False) -> None:
         if not is_async:

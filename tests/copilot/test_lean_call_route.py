@@ -166,58 +166,6 @@ def test_a_lean_handler_refuses_middleware_it_cannot_run_without_a_hop():
         LeanCallHandler()
 
 
-def test_a_lean_handler_refuses_a_request_signal_receiver_it_does_not_know():
-    from django.core.exceptions import ImproperlyConfigured
-    from django.core.signals import request_finished
-
-    def audit_something(**kwargs):  # it might block the event loop: the handler cannot tell
-        pass
-
-    request_finished.connect(audit_something)
-    try:
-        with pytest.raises(ImproperlyConfigured, match="audit_something"):
-            LeanCallHandler()
-    finally:
-        request_finished.disconnect(audit_something)
-    LeanCallHandler()  # Django's own receivers only: it starts
-
-
-@db_for_threads
-def test_the_lean_route_sends_the_request_signals_on_the_event_loop(tenant_a, us_deployment, sim, monkeypatch):
-    """No thread hop for `request_started` / `request_finished`: their receivers run on the
-    event loop's thread (Django's handler runs them in a thread of their own)."""
-    import threading
-
-    from django.core.signals import request_finished, request_started
-
-    seen = []
-
-    def on_the_loop(signal):
-        def receiver(**kwargs):
-            try:
-                asyncio.get_running_loop()
-                seen.append((signal, "event loop", threading.get_ident()))
-            except RuntimeError:
-                seen.append((signal, "another thread", threading.get_ident()))
-        receiver.__qualname__ = f"on_the_loop_{signal}"
-        return receiver
-
-    started, finished = on_the_loop("started"), on_the_loop("finished")
-    monkeypatch.setattr(lean_asgi, "INLINE_RECEIVERS",
-                        lean_asgi.INLINE_RECEIVERS | {f"{__name__}.on_the_loop_started", f"{__name__}.on_the_loop_finished"})
-    request_started.connect(started)
-    request_finished.connect(finished)
-    try:
-        handler = LeanCallHandler()
-        status, _, body = post(handler, token_for(tenant_a.members["tech"]), tenant_a.companies[0])
-    finally:
-        request_started.disconnect(started)
-        request_finished.disconnect(finished)
-    assert status == 200, body
-    assert [(signal, where) for signal, where, _ in seen] == [("started", "event loop"), ("finished", "event loop")]
-    assert seen[0][2] == seen[1][2]
-
-
 @db_for_threads
 def test_a_bearer_call_takes_the_lean_route_and_sets_no_cookie(tenant_a, us_deployment, sim, routes):
     status, headers, body = post(application, token_for(tenant_a.members["tech"]), tenant_a.companies[0])
