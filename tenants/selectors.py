@@ -18,10 +18,7 @@ def membership_resolve(*, user: User, tenant_slug: str, issued_at: datetime | No
     stranger cannot learn that a tenant exists."""
     if not user.is_authenticated or not user.is_active:
         raise NotFound("Not found.")
-    membership = cached(
-        *membership_read(tenant_slug=tenant_slug, user_id=user.pk),
-        lambda: _membership_granting_access(user_id=user.pk, tenant_slug=tenant_slug),
-    )
+    membership = membership_granting_access(tenant_slug=tenant_slug, user_id=user.pk)
     if membership is None or membership.credential_refused(issued_at):
         raise NotFound("Not found.")
     return membership
@@ -30,6 +27,15 @@ def membership_resolve(*, user: User, tenant_slug: str, issued_at: datetime | No
 def membership_read(*, tenant_slug: str, user_id: int) -> Read:
     """The versioned read (key, scopes) of `membership_resolve`, for a request's read plan."""
     return f"membership:{tenant_slug}:{user_id}", (tenant_scope(tenant_slug), user_scope(user_id))
+
+
+def membership_granting_access(*, tenant_slug: str, user_id: int) -> Membership | None:
+    """The user's accepted, active membership in the tenant (with its role, user, tenant and
+    zone), or None; from the versioned cache (`membership_read`)."""
+    return cached(
+        *membership_read(tenant_slug=tenant_slug, user_id=user_id),
+        lambda: _membership_granting_access(user_id=user_id, tenant_slug=tenant_slug),
+    )
 
 
 def _membership_granting_access(*, user_id: int, tenant_slug: str) -> Membership | None:

@@ -17,7 +17,6 @@ from copilot_admin.audit.models import Outcome
 from copilot_admin.audit.services import audit_event_record
 from copilot_admin.core.client_ip import client_ip
 from copilot_admin.core.errors import ApplicationError, NotFound, PermissionRefused
-from copilot_admin.core.versioned_cache import planned_reads_fetch
 from copilot_admin.identity.models import IntegrationKey, IntegrationKeyScope
 from copilot_admin.identity.networks import address_allowed
 from copilot_admin.identity.selectors import acting_membership, creator_membership
@@ -79,9 +78,6 @@ class IntegrationKeyCredential(DelegatedCredential):
         if membership is None:
             self._refused(request, "permission_denied", member_unknown=True)
             raise PermissionRefused("The member this integration key acts for cannot use this action.")
-        # The member is known: the request's planned reads (the copilot call's access chain)
-        # in one cache round trip, as an API token's owner gets them (access.tokens).
-        planned_reads_fetch(membership.user_id)
         integration_key_mark_used(key=key)
         return membership
 

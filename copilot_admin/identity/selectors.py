@@ -4,7 +4,7 @@ from hmac import compare_digest
 
 from django.db.models import QuerySet
 
-from copilot_admin.core.versioned_cache import cached, cached_fact, tenant_scope
+from copilot_admin.core.versioned_cache import cached, cached_fact, planned_reads_fetch, tenant_scope
 from copilot_admin.identity.keys import key_digest, key_id_of, looks_like_key
 from copilot_admin.identity.models import IntegrationKey
 from tenants.models import Membership, Tenant
@@ -86,8 +86,39 @@ def _members(tenant: Tenant) -> QuerySet[Membership]:
 
 def acting_membership(*, tenant: Tenant, email: str) -> Membership | None:
     """The accepted, active membership of the user with this e-mail in `tenant` (None: an
-    unknown, inactive or foreign member, or a pending invitation)."""
-    return _members(tenant).filter(user__email__iexact=email).first()
+    unknown, inactive or foreign member, or a pending invitation).
+
+    Once the member is known, the request's planned reads (the copilot call's access chain)
+    come in one cache round trip (`planned_reads_fetch`), as for an API token's owner. The
+    process keeps which user an e-mail named (a hint, never trusted alone): a warm call reads
+    that user's membership from the versioned cache and uses it only when it still grants
+    access, to an active user with this e-mail (compared as the database does, ignoring case);
+    anything else (the e-mail changed hands, the member left) is decided by the database."""
+    # Here, not at the top: DRF imports this module (through `identity.authentication`) while
+    # it loads itself, before the modules `tenants.selectors` imports can be.
+    from tenants.selectors import membership_granting_access
+
+    hint_key = (tenant.pk, email)
+    user_id = _acting_hints.get(hint_key)
+    if user_id is not None:
+        planned_reads_fetch(user_id)
+        membership = membership_granting_access(tenant_slug=tenant.slug, user_id=user_id)
+        if membership is not None and membership.user.is_active and membership.user.email.upper() == email.upper():
+            return membership
+        _acting_hints.pop(hint_key, None)
+    membership = _members(tenant).filter(user__email__iexact=email).first()
+    if membership is not None:
+        if len(_acting_hints) >= ACTING_HINTS_MEMO_SIZE:
+            _acting_hints.clear()
+        _acting_hints[hint_key] = membership.user_id
+        planned_reads_fetch(membership.user_id)
+    return membership
+
+
+# (tenant id, e-mail as sent) -> the user id it named when last read from the database: a hint for
+# `acting_membership`, checked against the member's versioned row on every use. Bounded.
+_acting_hints: dict[tuple[int, str], int] = {}
+ACTING_HINTS_MEMO_SIZE = 10_000
 
 
 def creator_membership(*, key: IntegrationKey) -> Membership | None:

@@ -181,6 +181,34 @@ def test_acting_member_unknown_inactive_pending_or_foreign_is_permission_denied(
     assert sim.requests() == [] and gone.is_active
 
 
+def test_a_known_acting_email_is_checked_again_on_every_call(tenant_a, us_deployment, sim):
+    """The process keeps which member an e-mail named (a hint, to skip a query on warm calls);
+    each call still acts only for an active member who has that e-mail now: when the address
+    moves to another member the call acts for them, when that member is deactivated it is refused."""
+    _, secret = make_key(tenant_a)
+    client = key_client(secret)
+    company = tenant_a.companies[0]
+
+    def acted_for(response):
+        assert response.status_code == 200, response.content[:300]
+        return UsageRecord.objects.for_tenant(tenant_a.tenant).get(request_id=response.json()["request_id"]).membership_id
+
+    first = tenant_a.members["tech"]
+    for _ in range(2):  # the second call takes the hint
+        assert acted_for(client.post(copilot_url(), ticket(company, "tech@alpha.test"), format="json")) == first.pk
+    first.user.email = "old-tech@alpha.test"
+    first.user.save()
+    second = add_member(tenant_a.tenant, "Technician", email="tech@alpha.test")
+    assert acted_for(client.post(copilot_url(), ticket(company, "tech@alpha.test"), format="json")) == second.pk
+    assert acted_for(client.post(copilot_url(), ticket(company, "tech@alpha.test"), format="json")) == second.pk
+    second.is_active = False
+    second.save()
+    response = client.post(copilot_url(), ticket(company, "tech@alpha.test"), format="json")
+    assert error_code(response, 403) == "permission_denied"
+    response = client.post(copilot_url(), ticket(company, "old-tech@alpha.test"), format="json")
+    assert acted_for(response) == first.pk
+
+
 def test_acting_user_is_required(tenant_a, us_deployment):
     _, secret = make_key(tenant_a)
     response = key_client(secret).post(copilot_url(), ticket(tenant_a.companies[0]), format="json")
