@@ -19,10 +19,11 @@ Then the resolver and the copilot call's access chain run for that member, whose
 permissions, suspension, company scope and limits all still apply. Refusals at steps 2-5 are
 recorded in the tenant's audit log as `integration_key.refused`, naming the key.
 
-What a warm call costs the cache: the key's row (one MGET, versioned: a revoked, rotated or
-deleted key is read again and refused), the key's rate (one Redis round trip), and, once the
-member is known, the access chain's reads in one MGET (`planned_reads_fetch`). The key's tenant
-and the minute of its last use are kept by the process.
+What a warm call costs: the key's row (one MGET, versioned: a revoked, rotated or deleted key
+is read again and refused), the key's rate (one Redis round trip), and, once the member is
+known, the access chain's reads in one MGET (`planned_reads_fetch`); no database read. The
+process keeps the key's tenant, the minute of its last use, and which member an e-mail named
+(a hint checked against that member's versioned row on every call: `acting_membership`).
 """
 
 from django.contrib.auth.models import AnonymousUser
