@@ -105,19 +105,6 @@ def api_for():
     return api_client_for
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _shared_thread_connections_closed(django_db_setup):
-    """Thread-sensitive work run outside any request (async tests, `sync_to_async`) runs on
-    asgiref's one shared thread; a connection it opened stays checked out of the pool there, and
-    kept the test database busy when it was dropped ("being accessed by other users", 1 other
-    session, seen at the end of every CI run since stop 20). Closed before the database goes."""
-    yield
-    from asgiref.sync import SyncToAsync
-    from django.db import connections
-
-    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
-
-
 @pytest.fixture(autouse=True)
 def _test_settings(settings):
     # Hashing demo passwords with PBKDF2 would dominate the suite's run time.
