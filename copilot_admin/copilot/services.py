@@ -39,7 +39,8 @@ Guarantees:
   recorded as outcome `error` and answered 502 `upstream_error`, never a 500; a caller that
   went away is recorded as `cancelled`.
 - The bookkeeping is one transaction (usage record, roll-ups, any strike, audit entry: all or
-  none), after the settlement; on PostgreSQL, without a strike, one statement (`_finish`). Deployment health is recorded for every upstream attempt
+  none), after the settlement; on PostgreSQL, without a strike, one statement (`_finish`).
+  Deployment health is recorded for every upstream attempt
   after it, outside any transaction: a failure as one plain UPDATE at once, successes batched
   per process and deployment (`regions.services.deployment_health_record`); best effort: a
   failure to record it is logged and does not fail the call. `tests/copilot/test_bookkeeping.py`
@@ -648,7 +649,7 @@ def _refused(
     limit: str = "", company_id: int | None = None,
 ) -> None:
     """A call refused after the access checks: usage (nothing sent), the strike of a refusal
-    by a limit (`limit`), and audit, written together (`_write`)."""
+    by a limit (`limit`), and audit, written together (`core.inserts.OneStatement`, as in `_finish`)."""
     metadata = {"zone": zone, "request_id": request_id, "template_version": spec.prompt_version}
     if error.retry_after is not None:
         metadata["retry_after"] = error.retry_after
