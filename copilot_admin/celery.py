@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from django.utils import timezone
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "copilot_admin.settings")
@@ -21,3 +22,11 @@ class UtcTask(Task):
 app = Celery("copilot_admin", task_cls=UtcTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _tune_child(**kwargs):
+    """A worker child starts with everything loaded: freeze it out of garbage collection."""
+    from copilot_admin.core.runtime import gc_tune
+
+    gc_tune()

@@ -39,3 +39,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Comma-separated non-negative integers, as many as `default` has."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) != len(default) or not all(part.isdigit() for part in parts):
+        raise ImproperlyConfigured(
+            f"{name} must be {len(default)} comma-separated non-negative integers, got {raw!r}."
+        )
+    return tuple(int(part) for part in parts)

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from copilot_admin.env import env_bool, env_int, env_list, env_str
+from copilot_admin.env import env_bool, env_int, env_ints, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -390,6 +390,12 @@ if COPILOT_UPSTREAM_MAX_CONNECTIONS < 1:
     raise ImproperlyConfigured("COPILOT_UPSTREAM_MAX_CONNECTIONS must be at least 1.")
 # Threads per process for the database work of async copilot calls (bounds their connections).
 COPILOT_ORM_THREADS = env_int("COPILOT_ORM_THREADS", 8)
+# The garbage collector of the long-running processes (core/runtime.py: the web workers and the
+# Celery worker's children): what is loaded at start is frozen out of collection, and these are
+# the generation thresholds afterwards. Python's own (700, 10, 10) collected the young
+# generation every few hundred allocations, which at hundreds of calls in flight promoted the
+# calls' live objects and made full collections scan them again and again.
+GC_THRESHOLDS = env_ints("GC_THRESHOLDS", (50_000, 20, 100))
 # Deployment health (regions/services.py): a process writes the successes of one deployment
 # at most once per this many seconds, in one UPDATE (failures at once); 0 writes every success.
 DEPLOYMENT_HEALTH_FLUSH_SECONDS = env_int("DEPLOYMENT_HEALTH_FLUSH_SECONDS", 1)
