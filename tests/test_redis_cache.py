@@ -118,3 +118,16 @@ def test_shared_redis_cache_builds_one_redis_client_per_pool(redis_url, monkeypa
         backend.set(f"redis-cache-probe-{n}", n, 5)
         assert backend.get_many([f"redis-cache-probe-{n}"]) == {f"redis-cache-probe-{n}": n}
     assert len(built) == 1
+
+
+def test_replies_are_parsed_by_hiredis(redis_url):
+    # redis[hiredis]: the C reply parser (redis-py falls back to its pure-Python one silently).
+    from redis._parsers import _HiredisParser
+
+    backend = SharedRedisCache(redis_url, {})
+    backend.get("hiredis-probe")
+    connection = _pools(backend)[0].get_connection()
+    try:
+        assert isinstance(connection._parser, _HiredisParser)
+    finally:
+        _pools(backend)[0].release(connection)
