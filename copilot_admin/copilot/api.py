@@ -85,7 +85,24 @@ class CopilotCallView(TenantAsyncAPIView):
 
     async def run_blocking(self, fn, /, *args, **kwargs):
         # The copilot's bounded pool: a call waiting for Azure holds no thread and no connection.
-        return await services.run_orm(fn, *args, caller_thread=self.caller_thread, **kwargs)
+        # The hop admits the call (prepare_blocking): a client going away meanwhile abandons it.
+        return await services.run_orm_to_end(fn, *args, caller_thread=self.caller_thread, admitted_by=self, **kwargs)
+
+    def prepare_blocking(self, request) -> None:
+        # The access chain and the limits' reservation, in the hop that authenticated the
+        # request: one thread hop before the upstream and one after it.
+        self.admitted = None
+        if request.method != "POST":
+            return
+        # A PSA server's integration key acts for the member the resolver put in request.user.
+        credential = request.auth if isinstance(request.auth, DelegatedCredential) else None
+        origin = services.CallOrigin(
+            remote_addr=client_ip(request) or "", integration_key=credential.public_id if credential else "",
+            **request_ids(request),
+        )
+        self.admitted = services.copilot_admit(
+            user=request.user, membership=self.membership, feature=self.feature, body=request.data, origin=origin,
+        )
 
     def handle_exception(self, exc):
         if isinstance(exc, services.CopilotError):
@@ -96,16 +113,7 @@ class CopilotCallView(TenantAsyncAPIView):
         return super().handle_exception(exc)
 
     async def post(self, request, tenant_slug: str):
-        # A PSA server's integration key acts for the member the resolver put in request.user.
-        credential = request.auth if isinstance(request.auth, DelegatedCredential) else None
-        origin = services.CallOrigin(
-            remote_addr=client_ip(request) or "", integration_key=credential.public_id if credential else "",
-            **request_ids(request),
-        )
-        answer = await services.acopilot_invoke(
-            user=request.user, membership=self.membership, feature=self.feature, body=request.data,
-            origin=origin, caller_thread=self.caller_thread,
-        )
+        answer = await services.acopilot_send(self.admitted, caller_thread=self.caller_thread)
         return Response(answer.as_response())
 
 

@@ -794,15 +794,17 @@ async def acopilot_invoke(
     call is recorded as `cancelled` with its estimate kept; bookkeeping already under way runs
     to its end before the cancellation is passed on.
     """
-    admitting, cancelled = await _run_to_end(run_orm(
+    call = await run_orm_to_end(
         copilot_admit, user=user, feature=feature, body=body, tenant_slug=tenant_slug, membership=membership,
         today=today, origin=origin, caller_thread=caller_thread,
-    ))
-    if cancelled:
-        if admitting.exception() is None:
-            await _run_to_end(run_orm(copilot_abandon, admitting.result(), caller_thread=caller_thread))
-        raise asyncio.CancelledError
-    call = admitting.result()
+    )
+    return await acopilot_send(call, credential=credential, caller_thread=caller_thread)
+
+
+async def acopilot_send(call: AdmittedCall, *, credential: Any = None, caller_thread: bool = False) -> CopilotAnswer:
+    """Send a call `copilot_admit` admitted and record how it ended (`acopilot_invoke` after the
+    admission; the API view admits in the hop that authenticated the request). Cancelled while
+    in flight: recorded `cancelled`, estimate kept, then the cancellation is passed on."""
     try:
         result = await azure.acall_with_failover(
             targets=call.targets, messages=call.messages, feature=call.spec, credential=credential,
@@ -820,6 +822,25 @@ async def acopilot_invoke(
     if cancelled:
         raise asyncio.CancelledError
     return completing.result()
+
+
+async def run_orm_to_end(
+    fn: Callable[..., T], /, *args: Any, caller_thread: bool = False, admitted_by: object = None, **kwargs: Any
+) -> T:
+    """`run_orm` for work that admits a call (`copilot_admit`, alone or after authentication):
+    a cancellation arriving meanwhile lets the work run to its end, then abandons the call it
+    admitted, if any (`copilot_abandon`: recorded cancelled, estimate kept, never a reservation
+    nobody settles), and is raised. An admitted call is found in the result, or, when `fn`
+    admits on behalf of an object, in that object's `admitted` attribute (`admitted_by`)."""
+    running, cancelled = await _run_to_end(run_orm(fn, *args, caller_thread=caller_thread, **kwargs))
+    if cancelled:
+        call = running.result() if running.exception() is None else None
+        if not isinstance(call, AdmittedCall):
+            call = getattr(admitted_by, "admitted", None)
+        if call is not None:
+            await _run_to_end(run_orm(copilot_abandon, call, caller_thread=caller_thread))
+        raise asyncio.CancelledError
+    return running.result()
 
 
 async def _run_to_end(awaitable: Awaitable[T]) -> tuple[asyncio.Future[T], bool]:

@@ -307,3 +307,87 @@ def test_a_warm_lean_call_reads_its_access_chain_in_one_cache_round_trip(tenant_
     trips.clear()
     assert post(application, token, tenant_a.companies[0])[0] == 200
     assert trips == ["get_many"]
+
+
+# --- thread hops ------------------------------------------------------------------------------
+
+
+@db_for_threads
+def test_a_call_makes_two_thread_hops_one_before_the_upstream_and_one_after(tenant_a, us_deployment, sim,
+                                                                            monkeypatch):
+    """Authentication, the resolver and the admission share one hop (`prepare_blocking`); the
+    bookkeeping is the other. A third hop (admitting from the handler) fails this."""
+    from copilot_admin.copilot import services
+
+    hops: list[str] = []
+    real = services._in_pool_thread
+
+    def counted(fn, args, kwargs):
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return real(fn, args, kwargs)
+
+    orm_pool_shutdown()  # the next hop builds its wrapper around the counted function
+    monkeypatch.setattr(services, "_in_pool_thread", counted)
+    status, _, body = post(application, token_for(tenant_a.members["tech"]), tenant_a.companies[0])
+    assert status == 200, body
+    assert hops == ["_let_in_and_prepare", "copilot_complete"]
+    assert UsageRecord.objects.for_tenant(tenant_a.tenant).get().outcome == "ok"
+
+
+@db_for_threads
+def test_a_client_leaving_during_the_admitting_hop_leaves_the_call_recorded_cancelled(tenant_a, us_deployment,
+                                                                                   monkeypatch):
+    """The admission runs in the hop that authenticated the request: the client going away
+    meanwhile (Django cancels the request's task) lets it finish, then records the admitted call as cancelled (estimate kept),
+    instead of leaving a reservation nobody settles; nothing goes upstream."""
+    from copilot_admin.copilot import azure
+    from copilot_admin.copilot.api import CopilotCallView
+
+    upstream_calls = []
+
+    async def upstream(**kwargs):
+        upstream_calls.append(kwargs)
+
+    monkeypatch.setattr(azure, "acall_with_failover", upstream)
+    real_prepare = CopilotCallView.prepare_blocking
+    body = json.dumps(ticket(tenant_a.companies[0])).encode()
+    scope = scope_for(token=token_for(tenant_a.members["tech"]), body=body)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        admitting, proceed = asyncio.Event(), asyncio.Event()
+
+        def prepare(view, request):
+            loop.call_soon_threadsafe(admitting.set)
+            asyncio.run_coroutine_threadsafe(proceed.wait(), loop).result()
+            real_prepare(view, request)
+
+        monkeypatch.setattr(CopilotCallView, "prepare_blocking", prepare)
+        sent: list[dict] = []
+        incoming = [{"type": "http.request", "body": body, "more_body": False}]
+        gone = asyncio.Event()
+
+        async def receive():
+            if incoming:
+                return incoming.pop(0)
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        request = asyncio.ensure_future(application.lean(scope, receive, send))
+        await admitting.wait()
+        gone.set()  # the client goes away: Django cancels the request's task while the hop is admitting
+        for _ in range(5):
+            await asyncio.sleep(0)
+        proceed.set()
+        await request
+        return sent
+
+    assert asyncio.run(scenario()) == []
+    assert upstream_calls == []
+    record = UsageRecord.objects.for_tenant(tenant_a.tenant).get()
+    assert (record.outcome, record.error_code) == ("cancelled", "client_disconnected")
+    entry = AuditEntry.unscoped_objects.filter(action="copilot.call").get()
+    assert entry.metadata["outcome"] == "client_disconnected"
