@@ -24,6 +24,7 @@ from knox.crypto import hash_token
 from knox.models import get_token_model
 from rest_framework import exceptions
 
+from copilot_admin.core.memo import BoundedMemo
 from copilot_admin.core.versioned_cache import bump_on_change, cached, cached_fact, planned_reads_fetch, user_scope
 
 
@@ -56,8 +57,7 @@ class CachedTokenScheme(KnoxTokenScheme):
 # digest -> owner's id, for tokens seen by this process. A token's owner never changes (and a
 # digest is never another token's), so the memo cannot be wrong: a revoked token is refused by
 # the version check of its row (`cached`), as with the shared copy. Bounded: emptied when full.
-_owners: dict[str, int] = {}
-OWNERS_MEMO_SIZE = 10_000
+_owners: BoundedMemo[str, int] = BoundedMemo()
 
 
 def _token_owner(digest: str) -> int | None:
@@ -70,9 +70,7 @@ def _token_owner(digest: str) -> int | None:
             lambda: get_token_model().objects.filter(digest=digest).values_list("user_id", flat=True).first(),
         )
         if owner is not None:
-            if len(_owners) >= OWNERS_MEMO_SIZE:
-                _owners.clear()
-            _owners[digest] = owner
+            _owners.remember(digest, owner)
     return owner
 
 

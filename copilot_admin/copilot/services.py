@@ -75,6 +75,7 @@ from copilot_admin.copilot.prompts import ChatMessage, render_messages
 from copilot_admin.copilot.targets import deployments_for_zone
 from copilot_admin.core.errors import ApplicationError, NotFound
 from copilot_admin.core.inserts import OneStatement
+from copilot_admin.core.memo import BoundedMemo
 from copilot_admin.core.versioned_cache import Read, planned_reads_end
 from copilot_admin.regions.selectors import deployments_serving_read
 from copilot_admin.regions.services import deployment_health_record
@@ -333,8 +334,7 @@ def copilot_admit(
 # (tenant slug, user id) -> (membership id, zone id) of the calls this process has admitted:
 # which keys the next call's access chain will read. Only a hint (a wrong one costs the chain
 # its own round trips, never a wrong answer: every value is checked against its versions).
-_chain_hints: dict[tuple[str, int], tuple[int, int]] = {}
-CHAIN_HINTS_SIZE = 10_000
+_chain_hints: BoundedMemo[tuple[str, int], tuple[int, int]] = BoundedMemo()
 
 
 def copilot_call_reads(*, tenant_slug: str, user_id: int) -> list[Read]:
@@ -369,9 +369,7 @@ def _admit(
     tenant = membership.tenant
     key = (tenant.slug, membership.user_id)
     if _chain_hints.get(key) != (membership.pk, tenant.zone_id):
-        if len(_chain_hints) >= CHAIN_HINTS_SIZE:
-            _chain_hints.clear()
-        _chain_hints[key] = (membership.pk, tenant.zone_id)
+        _chain_hints.remember(key, (membership.pk, tenant.zone_id))
     zone = tenant.zone.code
     request_id = uuid.uuid4().hex
     try:

@@ -4,6 +4,7 @@ from hmac import compare_digest
 
 from django.db.models import QuerySet
 
+from copilot_admin.core.memo import BoundedMemo
 from copilot_admin.core.versioned_cache import cached, cached_fact, planned_reads_fetch, tenant_scope
 from copilot_admin.identity.keys import key_digest, key_id_of, looks_like_key
 from copilot_admin.identity.models import IntegrationKey
@@ -25,8 +26,7 @@ def integration_key_scope(key_id: str) -> str:
 # key id -> its tenant's slug, for keys seen by this process: a fact (see `_key_tenant_slug`),
 # so the memo cannot be wrong; a revoked or deleted key is refused by its row's version check.
 # Bounded: emptied when full.
-_key_tenants: dict[str, str] = {}
-KEY_TENANTS_MEMO_SIZE = 10_000
+_key_tenants: BoundedMemo[str, str] = BoundedMemo()
 
 
 def _key_tenant_slug(key_id: str) -> str | None:
@@ -42,9 +42,7 @@ def _key_tenant_slug(key_id: str) -> str | None:
         lambda: IntegrationKey.objects.unscoped().filter(key_id=key_id).values_list("tenant__slug", flat=True).first(),
     )
     if slug is not None:
-        if len(_key_tenants) >= KEY_TENANTS_MEMO_SIZE:
-            _key_tenants.clear()
-        _key_tenants[key_id] = slug
+        _key_tenants.remember(key_id, slug)
     return slug
 
 
@@ -108,17 +106,14 @@ def acting_membership(*, tenant: Tenant, email: str) -> Membership | None:
         _acting_hints.pop(hint_key, None)
     membership = _members(tenant).filter(user__email__iexact=email).first()
     if membership is not None:
-        if len(_acting_hints) >= ACTING_HINTS_MEMO_SIZE:
-            _acting_hints.clear()
-        _acting_hints[hint_key] = membership.user_id
+        _acting_hints.remember(hint_key, membership.user_id)
         planned_reads_fetch(membership.user_id)
     return membership
 
 
 # (tenant id, e-mail as sent) -> the user id it named when last read from the database: a hint for
 # `acting_membership`, checked against the member's versioned row on every use. Bounded.
-_acting_hints: dict[tuple[int, str], int] = {}
-ACTING_HINTS_MEMO_SIZE = 10_000
+_acting_hints: BoundedMemo[tuple[int, str], int] = BoundedMemo()
 
 
 def creator_membership(*, key: IntegrationKey) -> Membership | None:

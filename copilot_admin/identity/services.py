@@ -21,6 +21,7 @@ from copilot_admin.access.permissions import Perm
 from copilot_admin.access.policy import permission_require
 from copilot_admin.audit.services import audit_change_record, audit_snapshot
 from copilot_admin.core.errors import ApplicationError
+from copilot_admin.core.memo import BoundedMemo
 from copilot_admin.identity.keys import key_digest, key_id_of, key_secret_new
 from copilot_admin.identity.models import IntegrationKey, IntegrationKeyScope
 from tenants.models import Membership
@@ -131,9 +132,7 @@ def integration_key_mark_used(*, key: IntegrationKey, now: datetime | None = Non
                           timeout=int(2 * LAST_USE_RESOLUTION.total_seconds()))
     except Exception:  # noqa: BLE001 - the cache is down: note the use (the UPDATE is harmless)
         first = True
-    if len(_used_windows) >= USED_WINDOWS_MEMO_SIZE:
-        _used_windows.clear()
-    _used_windows[key.key_id] = window
+    _used_windows.remember(key.key_id, window)
     if not first:
         return
     IntegrationKey.objects.for_tenant(key.tenant).filter(pk=key.pk).update(last_used_at=now)
@@ -142,5 +141,4 @@ def integration_key_mark_used(*, key: IntegrationKey, now: datetime | None = Non
 
 # key id -> the last minute (`LAST_USE_RESOLUTION` window) whose use this process claimed or saw
 # claimed. Bounded: emptied when full (a forgotten key costs one more `add` that minute).
-_used_windows: dict[str, int] = {}
-USED_WINDOWS_MEMO_SIZE = 10_000
+_used_windows: BoundedMemo[str, int] = BoundedMemo()
