@@ -131,3 +131,32 @@ def test_replies_are_parsed_by_hiredis(redis_url):
         assert isinstance(connection._parser, _HiredisParser)
     finally:
         _pools(backend)[0].release(connection)
+
+
+def test_incr_expiring_counts_and_sets_the_expiry_in_one_round_trip(redis_url, monkeypatch):
+    backend = SharedRedisCache(redis_url, {})
+    backend.delete("window-probe")
+    client = backend._cache.get_client(write=True)
+    pipelines = []
+    real_pipeline = type(client).pipeline
+
+    def counted(self, *args, **kwargs):
+        pipelines.append(kwargs.get("transaction", True))
+        return real_pipeline(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(client), "pipeline", counted)
+    assert [backend.incr_expiring("window-probe", timeout=120) for _ in range(3)] == [1, 2, 3]
+    assert pipelines == [True, True, True]  # one MULTI per count, nothing else sent
+    assert backend.get("window-probe") == 3
+    assert 0 < client.ttl(backend.make_and_validate_key("window-probe")) <= 120
+    backend.delete("window-probe")
+
+
+def test_window_counts_without_redis_use_add_and_incr(settings):
+    from django.core.cache import cache
+
+    from copilot_admin.identity.delegation import _window_count
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "window"}}
+    assert not hasattr(cache, "incr_expiring")
+    assert [_window_count("window-probe", timeout=60) for _ in range(3)] == [1, 2, 3]

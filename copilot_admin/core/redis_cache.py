@@ -87,5 +87,16 @@ class SharedRedisCache(RedisCache):
     def _cache(self) -> RedisCacheClient:  # RedisCache's own is a cached_property per instance
         return shared_redis_client(self._servers, self._class, **self._options)
 
+    def incr_expiring(self, key: str, *, timeout: int, version: int | None = None) -> int:
+        """Add 1 to the counter `key` (a missing one starts at 0) and set it to expire in
+        `timeout` seconds, in one round trip (INCR and EXPIRE in a MULTI); the count afterwards.
+        The counter stays readable with `get`. Window counters (an integration key's rate)."""
+        key = self.make_and_validate_key(key, version=version)
+        with self._cache.get_client(key, write=True).pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, timeout)
+            count, _ = pipe.execute()
+        return count
+
     def close(self, **kwargs: Any) -> None:
         """Nothing to close per request: the pool's connections serve the next one."""

@@ -6,7 +6,6 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.cache.backends.redis import RedisCacheClient
 from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS
 
@@ -112,17 +111,11 @@ class IntegrationKeyCredential(DelegatedCredential):
 
 
 def _window_count(name: str, *, timeout: int) -> int:
-    """Count one more request in the window counter `name` and return the count: on Redis one
-    round trip (INCR and EXPIRE in a MULTI; the counter's value stays readable through the
-    cache), elsewhere the cache's `add` and `incr`."""
-    client = getattr(cache, "_cache", None)
-    if isinstance(client, RedisCacheClient):
-        key = cache.make_and_validate_key(name)
-        with client.get_client(key, write=True).pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, timeout)
-            count, _ = pipe.execute()
-        return count
+    """Count one more request in the window counter `name` and return the count: with Redis
+    one round trip (`SharedRedisCache.incr_expiring`), elsewhere the cache's `add` and `incr`."""
+    incr_expiring = getattr(cache, "incr_expiring", None)
+    if incr_expiring is not None:
+        return incr_expiring(name, timeout=timeout)
     try:
         cache.add(name, 0, timeout=timeout)
         return cache.incr(name)
