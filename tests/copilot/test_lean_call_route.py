@@ -338,8 +338,9 @@ def test_a_call_makes_two_thread_hops_one_before_the_upstream_and_one_after(tena
 def test_a_client_leaving_during_the_admitting_hop_leaves_the_call_recorded_cancelled(tenant_a, us_deployment,
                                                                                    monkeypatch):
     """The admission runs in the hop that authenticated the request: the client going away
-    meanwhile (Django cancels the request's task) lets it finish, then records the admitted call as cancelled (estimate kept),
-    instead of leaving a reservation nobody settles; nothing goes upstream."""
+    meanwhile (Django cancels the request's task) lets it finish, then records the admitted call
+    as cancelled (estimate kept) instead of leaving a reservation nobody settles; nothing goes
+    upstream."""
     from copilot_admin.copilot import azure
     from copilot_admin.copilot.api import CopilotCallView
 
