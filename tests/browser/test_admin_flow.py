@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from copilot_admin.directory import services
 from tenants.models import Membership, User
@@ -89,6 +90,10 @@ def browser_page(live_server, monkeypatch):
         finally:
             context.close()
             browser.close()
+            # The connections the test opened while Playwright's loop ran belong to that loop's
+            # context, which Django's own teardown never sees: closed (back to the pool) here,
+            # or one stays checked out and the test database cannot be dropped at the end.
+            connections.close_all()
     assert problems == [], "the browser saw problems:\n" + "\n".join(problems)
 
 
