@@ -6,8 +6,7 @@ resolver (`access.resolver`), as the pages do:
 - `TenantViewSet`: the tenant's collections; `permissions = {action: Perm | ANY_MEMBER}`; the
   queryset is owned by the base class and already narrowed to the tenant.
 - `TenantAsyncAPIView`: an async handler (the copilot call): authentication, the resolver
-  and the handler's own blocking start (`prepare_blocking`) run off the event loop in one hop
-  (`run_blocking`), the handler awaits. Its versioned reads
+  and `prepare()` run off the event loop in one hop (`run_blocking`), the handler awaits. Its versioned reads
   (`read_plan`: the membership, and what a subclass adds) are read with the token's in one
   cache round trip (core/versioned_cache.py `planned_reads`).
 - `OperatorAPIView`, `OperatorViewSet`: the platform API, platform operators only (others 404).
@@ -180,7 +179,7 @@ class TenantViewSet(_SyncTenantAPIBase, viewsets.GenericViewSet):
 
 class TenantAsyncAPIView(_TenantAPIBase, APIView):
     """An API view whose handlers are coroutines. Authentication, the resolver and the view's
-    `prepare_blocking` run as one blocking hop (`run_blocking`); the handler then runs on the
+    `prepare()` run as one blocking hop (`run_blocking`); the handler then runs on the
     event loop in the request's audit scope, and its answer is rendered here (the response
     needs no thread of its own)."""
 
@@ -197,15 +196,15 @@ class TenantAsyncAPIView(_TenantAPIBase, APIView):
         super().initial(request, *args, **kwargs)
         self.let_in(request)
 
-    def prepare_blocking(self, request) -> None:
-        """Blocking work of the handler's own, run in the same hop as authentication and the
-        resolver, after them and in the request's audit scope (one thread hop fewer than
-        running it from the handler). Not run when they refused the request."""
+    def prepare(self) -> None:
+        """Runs after the access checks, before the handler, in the request's audit scope, as
+        on the other bases; here off the event loop, in the hop that authenticated the request
+        (blocking work the handler needs costs no hop of its own)."""
 
     def _let_in_and_prepare(self, request, *args, **kwargs) -> None:
         self.initial(request, *args, **kwargs)
         with self.access.scope(request):
-            self.prepare_blocking(request)
+            self.prepare()
 
     def read_plan(self, user_id: int) -> list[Read]:
         """The versioned reads this request will make once its user is known (the token's

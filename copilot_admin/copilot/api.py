@@ -85,12 +85,13 @@ class CopilotCallView(TenantAsyncAPIView):
 
     async def run_blocking(self, fn, /, *args, **kwargs):
         # The copilot's bounded pool: a call waiting for Azure holds no thread and no connection.
-        # The hop admits the call (prepare_blocking): a client going away meanwhile abandons it.
+        # The hop admits the call (prepare): a client going away meanwhile abandons it.
         return await services.run_orm_to_end(fn, *args, caller_thread=self.caller_thread, admitted_by=self, **kwargs)
 
-    def prepare_blocking(self, request) -> None:
+    def prepare(self) -> None:
         # The access chain and the limits' reservation, in the hop that authenticated the
         # request: one thread hop before the upstream and one after it.
+        request = self.request
         self.admitted = None
         if request.method != "POST":
             return

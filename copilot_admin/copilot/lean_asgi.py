@@ -22,8 +22,8 @@ browser-only entries. Of those kept, the ones known to do CPU work only (headers
 are called inline on the event loop (`INLINE_MIDDLEWARE`: the same `process_request` /
 `process_response` methods, in the same order, without the thread hop); any other must be
 natively async-capable (not a `MiddlewareMixin`, which would hop to a thread), or the handler
-refuses to start. `tests/copilot/test_lean_call_route.py` checks
-that every refusal and every success answers the same through both routes.
+refuses to start. `tests/copilot/test_lean_call_route.py` checks that every refusal and every
+success answers the same through both routes.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ Guarantees:
   went away is recorded as `cancelled`.
 - The bookkeeping is one transaction (usage record, roll-ups, any strike, audit entry: all or
   none), after the settlement; on PostgreSQL, without a strike, one statement (`_finish`).
-  Deployment health is recorded for every upstream attempt
-  after it, outside any transaction: a failure as one plain UPDATE at once, successes batched
+  Deployment health is recorded for every upstream attempt after it, outside any transaction: a failure as one plain UPDATE at once, successes batched
   per process and deployment (`regions.services.deployment_health_record`); best effort: a
   failure to record it is logged and does not fail the call. `tests/copilot/test_bookkeeping.py`
   counts them.

@@ -23,9 +23,8 @@ import gc
 from django.conf import settings
 
 
-def gc_tune(thresholds: tuple[int, int, int] | None = None) -> None:
-    """Freeze what this process has loaded and set the collector's thresholds
-    (`settings.GC_THRESHOLDS` unless given)."""
+def gc_tune() -> None:
+    """Freeze what this process has loaded and set the collector's thresholds (`settings.GC_THRESHOLDS`)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*(thresholds if thresholds is not None else settings.GC_THRESHOLDS))
+    gc.set_threshold(*settings.GC_THRESHOLDS)

@@ -315,7 +315,7 @@ def test_a_warm_lean_call_reads_its_access_chain_in_one_cache_round_trip(tenant_
 @db_for_threads
 def test_a_call_makes_two_thread_hops_one_before_the_upstream_and_one_after(tenant_a, us_deployment, sim,
                                                                             monkeypatch):
-    """Authentication, the resolver and the admission share one hop (`prepare_blocking`); the
+    """Authentication, the resolver and the admission share one hop (the view's `prepare`); the
     bookkeeping is the other. A third hop (admitting from the handler) fails this."""
     from copilot_admin.copilot import services
 
@@ -350,7 +350,7 @@ def test_a_client_leaving_during_the_admitting_hop_leaves_the_call_recorded_canc
         upstream_calls.append(kwargs)
 
     monkeypatch.setattr(azure, "acall_with_failover", upstream)
-    real_prepare = CopilotCallView.prepare_blocking
+    real_prepare = CopilotCallView.prepare
     body = json.dumps(ticket(tenant_a.companies[0])).encode()
     scope = scope_for(token=token_for(tenant_a.members["tech"]), body=body)
 
@@ -358,12 +358,12 @@ def test_a_client_leaving_during_the_admitting_hop_leaves_the_call_recorded_canc
         loop = asyncio.get_running_loop()
         admitting, proceed = asyncio.Event(), asyncio.Event()
 
-        def prepare(view, request):
+        def prepare(view):
             loop.call_soon_threadsafe(admitting.set)
             asyncio.run_coroutine_threadsafe(proceed.wait(), loop).result()
-            real_prepare(view, request)
+            real_prepare(view)
 
-        monkeypatch.setattr(CopilotCallView, "prepare_blocking", prepare)
+        monkeypatch.setattr(CopilotCallView, "prepare", prepare)
         sent: list[dict] = []
         incoming = [{"type": "http.request", "body": body, "more_body": False}]
         gone = asyncio.Event()
