@@ -380,8 +380,13 @@ def test_a_client_leaving_during_the_admitting_hop_leaves_the_call_recorded_canc
         request = asyncio.ensure_future(application.lean(scope, receive, send))
         await admitting.wait()
         gone.set()  # the client goes away: Django cancels the request's task while the hop is admitting
-        for _ in range(5):
+        for _ in range(1000):  # until the cancellation has reached that task (loop turns, not time)
+            if any(task.get_coro().__name__ == "process_request" and task.cancelling()
+                   for task in asyncio.all_tasks()):
+                break
             await asyncio.sleep(0)
+        else:
+            pytest.fail("the request's task was never cancelled")
         proceed.set()
         await request
         return sent
