@@ -20,7 +20,10 @@ It measures:
    `BENCH_COPILOT_SECONDS` (after a warm-up), for each N of `BENCH_COPILOT_CONCURRENCY`; calls
    per second completed in that window, errors (any status but 200, or no answer), latency p50
    and p99. The same generator sent straight to the simulator is the ceiling row: the most this
-   harness can drive through that upstream on this machine.
+   harness can drive through that upstream on this machine. Between them, the upstream leg
+   alone (`bench/upstream_leg.py`): the portal's own upstream code (`azure.acall_with_failover`,
+   the openai SDK on aiohttp) driven by as many processes as there are web workers, with no
+   Django request, database or Redis: what the SDK leg costs and reaches here by itself.
 3. Per call, counted in this process (not guessed): the SQL statements and transactions of one
    call through the same API (Django's async test client, the ASGI path the server takes), with
    `connection.execute_wrapper` on every database connection of the process (the ORM threads
@@ -259,6 +262,54 @@ async def closed_loop(session, url: str, data: bytes, headers: dict, *, concurre
         "latency_p50_ms": ms(percentile(latencies, 0.5)),
         "latency_p99_ms": ms(percentile(latencies, 0.99)),
         "calls": len(done),
+    }
+
+
+def upstream_leg(simulator_url: str, deployment: str, feature: str, messages: list, *, concurrency: int) -> dict:
+    """The upstream leg alone (`bench/upstream_leg.py`): one process per web worker, the clients
+    split between them, started together; the same window and columns as `closed_loop`."""
+    shares = [concurrency // WORKERS + (index < concurrency % WORKERS) for index in range(WORKERS)]
+    command = [
+        sys.executable, "-m", "bench.upstream_leg", "--endpoint", simulator_url, "--deployment", deployment,
+        "--api-version", API_VERSION, "--feature", feature, "--messages", json.dumps(messages),
+        "--warmup", str(WARMUP_SECONDS), "--seconds", str(WINDOW_SECONDS),
+    ]
+    outs = [WORKDIR / f"upstream-leg-{concurrency}-{index}.json" for index in range(WORKERS)]
+    processes = [
+        subprocess.Popen([*command, "--clients", str(share), "--out", str(out)], cwd=ROOT, env=SERVER_ENV,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+        for share, out in zip(shares, outs) if share
+    ]
+    try:
+        for process in processes:
+            if json.loads(process.stdout.readline() or "{}").get("ready") is not True:
+                raise RuntimeError(f"the upstream leg did not start: {process.stderr.read()[-2000:]}")
+        for process in processes:  # go
+            process.stdin.write("\n")
+            process.stdin.flush()
+        for process in processes:
+            if json.loads(process.stdout.readline() or "{}").get("done") is not True:
+                raise RuntimeError(f"the upstream leg failed: {process.stderr.read()[-2000:]}")
+        results = [json.loads(out.read_text()) for out, share in zip(outs, shares) if share]
+    finally:
+        for process in processes:
+            stop(process)
+    latencies = [done - sent for result in results for sent, done in result["in_window"]] or [0.0]
+    calls = sum(result["calls"] for result in results)
+    errors = sum(result["errors"] for result in results)
+    return {
+        "in_flight": concurrency,
+        "upstream_latency_ms": UPSTREAM_DELAY_MS,
+        "window_s": WINDOW_SECONDS,
+        "processes": len(processes),
+        "throughput_per_s": round(sum(len(result["in_window"]) for result in results) / WINDOW_SECONDS, 1),
+        "ok": calls - errors,
+        "errors": errors,
+        "latency_p50_ms": ms(percentile(latencies, 0.5)),
+        "latency_p99_ms": ms(percentile(latencies, 0.99)),
+        "calls": calls,
+        "cpu_ms_per_call": cpu_ms_per_call(0.0, sum(result["cpu_seconds"] for result in results), calls),
     }
 
 
@@ -515,11 +566,13 @@ async def _measure(session, base_url: str, simulator_url: str, web_pid: int) -> 
     for concurrency in CONCURRENCY:
         async with new_session(aiohttp) as load:
             ceiling = await closed_loop(load, upstream_url, upstream_body, upstream_headers, concurrency=concurrency)
+        leg = await asyncio.to_thread(upstream_leg, simulator_url, deployment, FEATURE, completion["messages"],
+                                      concurrency=concurrency)
         async with new_session(aiohttp) as load:
             cpu_before = tree_cpu_seconds(web_pid)
             served = await closed_loop(load, api_url, api_body, api_headers, concurrency=concurrency)
             served["cpu_ms_per_call"] = cpu_ms_per_call(cpu_before, tree_cpu_seconds(web_pid), served["calls"])
-        in_flight.append({"ceiling": ceiling, "portal": served})
+        in_flight.append({"ceiling": ceiling, "upstream_leg": leg, "portal": served})
     return {"sequential": sequential, "per_call": per_call, "in_flight": in_flight}
 
 
@@ -550,7 +603,9 @@ def table(result: dict) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for level in result["in_flight"]:
-        for label, row in (("bare upstream (ceiling)", level["ceiling"]), ("the portal's copilot call", level["portal"])):
+        for label, row in (("bare upstream (ceiling)", level["ceiling"]),
+                           ("the upstream leg alone (openai SDK, no Django)", level["upstream_leg"]),
+                           ("the portal's copilot call", level["portal"])):
             lines.append(
                 f"| {label} | {row['in_flight']} | {cell(row['throughput_per_s'])} | {row['errors']}"
                 f" | {cell(row['latency_p50_ms'])} | {cell(row['latency_p99_ms'])} | {cell(row.get('cpu_ms_per_call'))} |"

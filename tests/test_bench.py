@@ -57,7 +57,8 @@ def sample_result() -> dict:
                        "cpu_ms_per_call": 9.5, "overhead_p50_ms": 8.0, "overhead_p99_ms": 22.0},
         "per_call": {"calls": 20, "queries_per_call": 12, "queries_min_max": [12, 12], "transactions_per_call": 1,
                      "statements_outside_transactions_per_call": 4, "sql_of_one_call": ["SELECT 1"]},
-        "in_flight": [{"ceiling": dict(row), "portal": {**row, "cpu_ms_per_call": 8.0}}],
+        "in_flight": [{"ceiling": dict(row), "upstream_leg": {**row, "processes": 2, "cpu_ms_per_call": 1.9},
+                       "portal": {**row, "cpu_ms_per_call": 8.0}}],
     }
 
 
@@ -69,6 +70,7 @@ def test_the_table_has_a_row_per_path_and_level_and_the_result_is_json():
     assert any(line.startswith("| the portal's copilot call | 12 | 30 | 8 | 22 | 12 | 1 (+4 autocommit) | 9.5 |")
                for line in lines)
     assert "| bare upstream (ceiling) | 100 | 95.5 | 0 | 1003.1 | 1050 | - |" in lines
+    assert "| the upstream leg alone (openai SDK, no Django) | 100 | 95.5 | 0 | 1003.1 | 1050 | 1.9 |" in lines
     assert "| the portal's copilot call | 100 | 95.5 | 0 | 1003.1 | 1050 | 8 |" in lines
     json.loads(json.dumps({**result, "table": table}))
 
@@ -77,3 +79,25 @@ def test_cpu_per_call_is_the_cpu_time_spent_over_the_calls():
     assert bench_copilot.cpu_ms_per_call(1.0, 1.5, 100) == 5.0
     assert bench_copilot.cpu_ms_per_call(None, 1.5, 100) is None
     assert bench_copilot.cpu_ms_per_call(1.0, 1.5, 0) is None
+
+
+def test_the_upstream_leg_row_drives_the_portals_upstream_code_from_one_process_per_web_worker(tmp_path, monkeypatch):
+    """The row between the ceiling and the portal: `bench/upstream_leg.py` processes (as many as
+    web workers) calling the simulator through `azure.acall_with_failover`, started together;
+    their calls, errors and CPU time are added up."""
+    from copilot_admin.copilot.minimize import minimize_payload
+    from copilot_admin.copilot.prompts import render_messages
+    from copilot_admin.simulator.server import run_simulator_in_thread
+
+    monkeypatch.setattr(bench_copilot, "WORKDIR", tmp_path)
+    monkeypatch.setattr(bench_copilot, "WARMUP_SECONDS", 0.2)
+    monkeypatch.setattr(bench_copilot, "WINDOW_SECONDS", 1.0)
+    monkeypatch.setattr(bench_copilot, "WORKERS", 2)
+    messages = render_messages(feature="summarize", payload=minimize_payload(body=bench_copilot.TICKET))
+    with run_simulator_in_thread() as simulator_url:
+        row = bench_copilot.upstream_leg(simulator_url, "gpt-4o-mini", "summarize", messages, concurrency=5)
+    assert row["processes"] == 2
+    assert row["in_flight"] == 5
+    assert row["errors"] == 0
+    assert row["ok"] >= 2  # each process's clients answered (each checks one call before it is ready)
+    assert row["cpu_ms_per_call"] > 0
