@@ -55,7 +55,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -236,26 +236,35 @@ async def post(session, url: str, data: bytes, headers: dict) -> tuple[float, in
     return time.perf_counter() - started, status
 
 
-async def closed_loop(session, url: str, data: bytes, headers: dict, *, concurrency: int) -> dict:
-    """`concurrency` clients, each sending one request after another until the window ends."""
-    started = time.perf_counter()
-    window_start = started + WARMUP_SECONDS
-    window_end = window_start + WINDOW_SECONDS
-    done: list[tuple[float, float, int]] = []  # (sent, answered, status)
+async def run_clients(send: Callable[[], Awaitable[int]], *, concurrency: int, warmup: float,
+                      window: float) -> list[tuple[float, float, int]]:
+    """`concurrency` clients, each awaiting `send()` (the answer's status, 200 for a success)
+    one after another until `warmup` + `window` seconds have passed: every call as (sent,
+    answered, status), times in seconds from the window's start (`in_flight_row` reads them)."""
+    window_start = time.perf_counter() + warmup
+    window_end = window_start + window
+    done: list[tuple[float, float, int]] = []
 
     async def client() -> None:
         while (sent := time.perf_counter()) < window_end:
-            elapsed, status = await post(session, url, data, headers)
-            done.append((sent, sent + elapsed, status))
+            status = await send()
+            done.append((sent - window_start, time.perf_counter() - window_start, status))
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    in_window = [(sent, answered, status) for sent, answered, status in done if window_start <= answered < window_end]
-    latencies = [answered - sent for sent, answered, _ in in_window] or [0.0]
+    return done
+
+
+def in_flight_row(done: list[tuple[float, float, int]], *, concurrency: int) -> dict:
+    """A row of the in-flight table from `run_clients`' calls (of one process or several): the
+    calls answered inside the window per second, and the latency of those; every call for the
+    errors (any status but 200)."""
+    latencies = [answered - sent for sent, answered, _ in done if 0 <= answered < WINDOW_SECONDS] or [0.0]
+    in_window = sum(0 <= answered < WINDOW_SECONDS for _, answered, _ in done)
     return {
         "in_flight": concurrency,
         "upstream_latency_ms": UPSTREAM_DELAY_MS,
         "window_s": WINDOW_SECONDS,
-        "throughput_per_s": round(len(in_window) / WINDOW_SECONDS, 1),
+        "throughput_per_s": round(in_window / WINDOW_SECONDS, 1),
         "ok": sum(status == 200 for _, _, status in done),
         "errors": sum(status != 200 for _, _, status in done),
         "statuses": sorted({status for _, _, status in done}),
@@ -265,9 +274,19 @@ async def closed_loop(session, url: str, data: bytes, headers: dict, *, concurre
     }
 
 
+async def closed_loop(session, url: str, data: bytes, headers: dict, *, concurrency: int) -> dict:
+    """`concurrency` clients, each sending one request after another until the window ends."""
+
+    async def send() -> int:
+        return (await post(session, url, data, headers))[1]
+
+    done = await run_clients(send, concurrency=concurrency, warmup=WARMUP_SECONDS, window=WINDOW_SECONDS)
+    return in_flight_row(done, concurrency=concurrency)
+
+
 def upstream_leg(simulator_url: str, deployment: str, feature: str, messages: list, *, concurrency: int) -> dict:
     """The upstream leg alone (`bench/upstream_leg.py`): one process per web worker, the clients
-    split between them, started together; the same window and columns as `closed_loop`."""
+    split between them, started together, their calls read as `closed_loop` reads its own."""
     shares = [concurrency // WORKERS + (index < concurrency % WORKERS) for index in range(WORKERS)]
     command = [
         sys.executable, "-m", "bench.upstream_leg", "--endpoint", simulator_url, "--deployment", deployment,
@@ -295,22 +314,9 @@ def upstream_leg(simulator_url: str, deployment: str, feature: str, messages: li
     finally:
         for process in processes:
             stop(process)
-    latencies = [done - sent for result in results for sent, done in result["in_window"]] or [0.0]
-    calls = sum(result["calls"] for result in results)
-    errors = sum(result["errors"] for result in results)
-    return {
-        "in_flight": concurrency,
-        "upstream_latency_ms": UPSTREAM_DELAY_MS,
-        "window_s": WINDOW_SECONDS,
-        "processes": len(processes),
-        "throughput_per_s": round(sum(len(result["in_window"]) for result in results) / WINDOW_SECONDS, 1),
-        "ok": calls - errors,
-        "errors": errors,
-        "latency_p50_ms": ms(percentile(latencies, 0.5)),
-        "latency_p99_ms": ms(percentile(latencies, 0.99)),
-        "calls": calls,
-        "cpu_ms_per_call": cpu_ms_per_call(0.0, sum(result["cpu_seconds"] for result in results), calls),
-    }
+    row = in_flight_row([tuple(call) for result in results for call in result["calls"]], concurrency=concurrency)
+    cpu_seconds = sum(result["cpu_seconds"] for result in results)
+    return {**row, "processes": len(processes), "cpu_ms_per_call": cpu_ms_per_call(0.0, cpu_seconds, row["calls"])}
 
 
 # --- queries and transactions, counted in-process -------------------------------------------

@@ -9,10 +9,10 @@ Redis around it. `bench_copilot.py` starts one such process per web worker, so t
 what the SDK leg alone costs and reaches on this machine with the processes the portal has.
 
 Protocol (stdin/stdout, one JSON line each): the process prints `{"ready": true}` once set up,
-waits for a line on stdin, runs `--warmup` + `--seconds`, writes its result to `--out` and
-prints `{"done": true}`. The result: the calls answered inside the window as (sent, answered)
-offsets from the window's start, the calls sent and those that failed, and the process's CPU
-seconds over the whole run.
+waits for a line on stdin, runs the clients (`bench_copilot.run_clients`: `--warmup`, then
+`--seconds`), writes its result to `--out` and prints `{"done": true}`. The result: every call
+as `run_clients` gives it (status 200, or 0 when it failed) and the process's CPU seconds over
+the whole run.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import json
 import os
 import sys
 import time
+
+from bench.bench_copilot import event_loop_runner, run_clients
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -48,37 +50,24 @@ async def load(options: argparse.Namespace) -> dict:
     )
     messages = json.loads(options.messages)
 
-    async def one() -> bool:
+    async def one() -> int:
         try:
             await azure.acall_with_failover(targets=[target], messages=messages, feature=options.feature)
         except azure.UpstreamFailure:
-            return False
-        return True
+            return 0  # no usable answer, as `bench_copilot.post` counts one
+        return 200
 
-    assert await one(), "the upstream leg's first call failed"
+    first = await one()
+    if first != 200:
+        raise RuntimeError(f"the upstream leg's first call failed ({first})")
     print(json.dumps({"ready": True}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
-    started = time.perf_counter()
-    window_start, cpu_start = started + options.warmup, time.process_time()
-    window_end = window_start + options.seconds
-    answered: list[tuple[float, float]] = []
-    failed = 0
-
-    async def client() -> None:
-        nonlocal failed
-        while (sent := time.perf_counter()) < window_end:
-            if await one():
-                answered.append((sent, time.perf_counter()))
-            else:
-                failed += 1
-
-    await asyncio.gather(*(client() for _ in range(options.clients)))
+    cpu_start = time.process_time()
+    calls = await run_clients(one, concurrency=options.clients, warmup=options.warmup, window=options.seconds)
     cpu_seconds = time.process_time() - cpu_start
     await azure.aclose_clients()
-    in_window = [(sent - window_start, done - window_start) for sent, done in answered
-                 if window_start <= done < window_end]
-    return {"in_window": in_window, "calls": len(answered) + failed, "errors": failed, "cpu_seconds": cpu_seconds}
+    return {"calls": calls, "cpu_seconds": cpu_seconds}
 
 
 def main(argv: list[str]) -> None:
@@ -87,13 +76,7 @@ def main(argv: list[str]) -> None:
 
     django.setup()
     options = parse(argv)
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(load(options))
-    else:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            result = runner.run(load(options))
+    result = event_loop_runner()(load(options))
     with open(options.out, "w") as out:
         json.dump(result, out)
     print(json.dumps({"done": True}), flush=True)
